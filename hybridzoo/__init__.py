@@ -1,1 +1,160 @@
-"""hybridzoo."""
+"""hybridzoo: hybrid sequence models (Mamba, attention, GLA, RWKV, FFN, KAN, ...) from a pattern.
+
+    >>> import hybridzoo
+    >>> model = hybridzoo.build("M M A G", embed_dim=287, attention_window_size=128)
+    >>> hybridzoo.param_count("M M A G", embed_dim=287, attention_window_size=128)
+
+Every layer type is a plugin (entry-point group ``hybridzoo.layers``). Importing this package does
+not import torch; building a model does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+from hybridzoo.builder import build, build_pattern
+from hybridzoo.config import HybridConfig
+from hybridzoo.counting import LayerCount, param_breakdown, param_count, state_size
+from hybridzoo.errors import (
+    ConfigError,
+    HybridZooError,
+    OptionError,
+    PatternError,
+    PluginConflictError,
+    PluginError,
+    ShapeError,
+    StateError,
+    UnknownLayerError,
+)
+from hybridzoo.hookspecs import hookimpl
+from hybridzoo.patterns import pattern, visualize
+from hybridzoo.registry import Registry, get_registry, use_registry
+from hybridzoo.spec import PLUGIN_API_VERSION, Capabilities, LayerSpec, option
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hybridzoo.model import HybridModel, HybridState
+
+try:
+    __version__ = version("hybridzoo")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "PLUGIN_API_VERSION",
+    "Capabilities",
+    "ConfigError",
+    "HybridConfig",
+    "HybridModel",
+    "HybridState",
+    "HybridZooError",
+    "LayerCount",
+    "LayerSpec",
+    "OptionError",
+    "PatternError",
+    "PluginConflictError",
+    "PluginError",
+    "Registry",
+    "ShapeError",
+    "StateError",
+    "UnknownLayerError",
+    "__version__",
+    "build",
+    "build_pattern",
+    "get_layer",
+    "get_registry",
+    "hookimpl",
+    "layer",
+    "list_layers",
+    "option",
+    "param_breakdown",
+    "param_count",
+    "pattern",
+    "register_layer",
+    "state_size",
+    "temporary_layers",
+    "unregister_layer",
+    "use_registry",
+    "visualize",
+]
+
+
+def register_layer(spec: LayerSpec, *, replace: bool = False) -> LayerSpec:
+    """Register a layer defined in your own code with the default registry.
+
+    It is validated like an installed plugin; a taken name is an error unless ``replace=True``.
+    """
+    return get_registry().register(spec, replace=replace)
+
+
+def unregister_layer(name: str) -> LayerSpec:
+    """Remove a layer from the default registry; returns its spec."""
+    return get_registry().unregister(name)
+
+
+def get_layer(name: str) -> LayerSpec:
+    """The spec of a registered layer, by name or symbol."""
+    return get_registry().resolve(name)
+
+
+def list_layers(glob: str = "*") -> list[str]:
+    """Registered layer names matching a shell-style pattern, e.g. ``list_layers("*attn*")``."""
+    return get_registry().list(glob)
+
+
+@contextlib.contextmanager
+def temporary_layers(*specs: LayerSpec, replace: bool = False) -> Iterator[list[LayerSpec]]:
+    """Register ``specs`` in the default registry inside a ``with`` block only (tests)."""
+    with get_registry().registered(*specs, replace=replace) as registered:
+        yield registered
+
+
+def layer(
+    *,
+    name: str,
+    symbol: str,
+    option_prefix: str | None = None,
+    options: type,
+    param_count: Callable[[Any, int], int],
+    replace: bool = False,
+    **spec_fields: Any,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator form of :func:`register_layer`: the decorated function is the factory.
+
+    ::
+
+        @hybridzoo.layer(name="conv", symbol="C", options=ConvOptions,
+                         param_count=lambda o, h: h * o.kernel_size + h)
+        def conv(options, hidden_size):
+            return CausalConv(hidden_size, options.kernel_size)
+
+    ``option_prefix`` defaults to ``name``; other :class:`LayerSpec` fields go in ``spec_fields``.
+    The function is returned unchanged.
+    """
+
+    def decorate(factory: Callable[..., Any]) -> Callable[..., Any]:
+        spec = LayerSpec(
+            name=name,
+            symbol=symbol,
+            option_prefix=option_prefix or name,
+            options=options,
+            factory=factory,
+            param_count=param_count,
+            description=spec_fields.pop("description", (factory.__doc__ or "").strip()),
+            **spec_fields,
+        )
+        register_layer(spec, replace=replace)
+        return factory
+
+    return decorate
+
+
+def __getattr__(name: str) -> Any:
+    # torch is imported only when the model classes are first needed
+    if name in ("HybridModel", "HybridState"):
+        from hybridzoo import model
+
+        return getattr(model, name)
+    raise AttributeError(f"module 'hybridzoo' has no attribute {name!r}")

@@ -1,0 +1,90 @@
+"""Exact sizes from the plugins' formulas, without building anything (no torch needed).
+
+A model has: an input projection ``embed_dim·H + H`` when ``embed_dim != H``; per pattern entry
+(and once per shared layer) the bodies' parameters from the plugin's ``param_count`` plus one
+LayerNorm (``2·H``) per sub-block; a final LayerNorm (``2·H``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from hybridzoo.config import HybridConfig
+from hybridzoo.patterns import PatternLike
+from hybridzoo.registry import Registry, get_registry
+
+__all__ = ["LayerCount", "param_breakdown", "param_count", "state_size"]
+
+
+@attrs.frozen
+class LayerCount:
+    """One row of :func:`param_breakdown`."""
+
+    position: int | None  # 1-based pattern position; None for the model-level rows
+    name: str  # layer name, or "input_proj" / "final_norm"
+    symbol: str
+    params: int
+    shared: bool = False
+
+
+def _config(pattern: PatternLike | HybridConfig, options: dict[str, Any]) -> HybridConfig:
+    if isinstance(pattern, HybridConfig):
+        if options:
+            return pattern.replace(**options)
+        return pattern
+    return HybridConfig.create(pattern, **options)
+
+
+def _block_params(config: HybridConfig, name: str, registry: Registry) -> int:
+    spec = registry.get(name)
+    H = config.hidden_size
+    return spec.param_count(config.layer_options[name], H) + spec.sub_blocks * 2 * H
+
+
+def param_breakdown(pattern: PatternLike | HybridConfig, **options: Any) -> list[LayerCount]:
+    """Per-layer parameter counts (the same arguments as :func:`hybridzoo.build`).
+
+    ``embed_dim`` defaults to ``hidden_size`` here (no input projection).
+    """
+    registry = get_registry()
+    config = _config(pattern, options)
+    H = config.hidden_size
+    rows: list[LayerCount] = []
+    if config.embed_dim != H:
+        rows.append(LayerCount(None, "input_proj", "", config.embed_dim * H + H))
+    for i, name in enumerate(config.pattern):
+        spec = registry.get(name)
+        rows.append(LayerCount(i + 1, name, spec.symbol, _block_params(config, name, registry)))
+    for name, _ in config.shared_layers:
+        spec = registry.get(name)
+        rows.append(
+            LayerCount(None, name, spec.symbol, _block_params(config, name, registry), shared=True)
+        )
+    rows.append(LayerCount(None, "final_norm", "", 2 * H))
+    return rows
+
+
+def param_count(pattern: PatternLike | HybridConfig, **options: Any) -> int:
+    """The exact number of parameters of ``build(pattern, **options)``, without building it.
+
+    Shared layers are counted once. ``embed_dim`` defaults to ``hidden_size``.
+    """
+    return sum(row.params for row in param_breakdown(pattern, **options))
+
+
+def state_size(pattern: PatternLike | HybridConfig, **options: Any) -> int | None:
+    """Elements of step-mode state per sequence (``None`` if a layer declares no formula).
+
+    A shared layer applied k times holds k states.
+    """
+    registry = get_registry()
+    config = _config(pattern, options)
+    total = 0
+    for name, _ in config.schedule():
+        spec = registry.get(name)
+        if spec.state_size is None:
+            return None
+        total += spec.state_size(config.layer_options[name], config.hidden_size)
+    return total

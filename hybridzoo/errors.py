@@ -1,0 +1,117 @@
+"""The library's exceptions: one base class, one subclass per kind of mistake.
+
+Every message names the offending value, says what would be valid and, for a misspelt name, lists
+the close matches.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+
+__all__ = [
+    "ConfigError",
+    "HybridZooError",
+    "OptionError",
+    "PatternError",
+    "PluginConflictError",
+    "PluginError",
+    "ShapeError",
+    "StateError",
+    "UnknownLayerError",
+    "close_matches",
+    "did_you_mean",
+]
+
+
+def close_matches(word: str, candidates: Iterable[str], n: int = 3) -> list[str]:
+    """The candidates closest to ``word`` (``difflib`` ratio ≥ 0.6), best first."""
+    return difflib.get_close_matches(word, list(candidates), n=n, cutoff=0.6)
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """``" Did you mean 'x'?"`` (or ``'x' or 'y'``), or an empty string when nothing is close."""
+    matches = close_matches(word, candidates)
+    if not matches:
+        return ""
+    return " Did you mean " + " or ".join(repr(m) for m in matches) + "?"
+
+
+class HybridZooError(Exception):
+    """Base class of every error hybridzoo raises on purpose."""
+
+
+class UnknownLayerError(HybridZooError, KeyError):
+    """A layer name or symbol that no registered plugin provides.
+
+    Attributes: ``name`` (what was asked for) and ``matches`` (close registered names).
+    """
+
+    def __init__(self, name: str, known: Sequence[str], *, what: str = "layer") -> None:
+        self.name = name
+        self.matches = close_matches(name, known)
+        listing = ", ".join(sorted(known)) or "(none registered)"
+        msg = f"unknown {what} {name!r}.{did_you_mean(name, known)} Registered: {listing}."
+        super().__init__(msg)
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
+class OptionError(HybridZooError, ValueError):
+    """One or more bad options of a call, all reported together.
+
+    ``problems`` holds one human-readable line per problem.
+    """
+
+    def __init__(self, problems: Sequence[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        if len(self.problems) == 1:
+            msg = self.problems[0]
+        else:
+            msg = f"{len(self.problems)} problems with the options:\n" + "\n".join(
+                f"  - {p}" for p in self.problems
+            )
+        super().__init__(msg)
+
+
+class PatternError(HybridZooError, ValueError):
+    """A layer pattern that cannot be parsed or resolved; points at the offending position."""
+
+    def __init__(self, message: str, *, pattern: object = None, position: int | None = None):
+        self.pattern = pattern
+        self.position = position
+        if isinstance(pattern, str) and position is not None:
+            message = f"{message}\n  {pattern}\n  {' ' * position}^"
+        super().__init__(message)
+
+
+class ConfigError(HybridZooError, ValueError):
+    """A configuration (model options or a saved config) that is invalid."""
+
+
+class ShapeError(HybridZooError, ValueError):
+    """An input tensor whose shape (or dtype) does not fit the model."""
+
+
+class StateError(HybridZooError, ValueError):
+    """A step-mode state that does not fit the model or the input."""
+
+
+class PluginError(HybridZooError):
+    """A plugin that could not be loaded, or whose spec breaks the plugin contract.
+
+    ``plugin`` names the plugin (entry-point name or ``<runtime>``) and ``distribution`` the
+    installed distribution that supplied it, when known.
+    """
+
+    def __init__(
+        self, message: str, *, plugin: str | None = None, distribution: str | None = None
+    ) -> None:
+        self.plugin = plugin
+        self.distribution = distribution
+        super().__init__(message)
+
+
+class PluginConflictError(PluginError):
+    """Two plugins claim one layer name, symbol or option prefix."""
