@@ -264,7 +264,9 @@ class HybridConfig:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, registry: Registry | None = None) -> HybridConfig:
+    def from_dict(
+        cls, data: Mapping[str, Any], *, registry: Registry | None = None
+    ) -> HybridConfig:
         """Rebuild (and re-validate) a config from :meth:`to_dict`'s output."""
         if not isinstance(data, Mapping):
             raise ConfigError(f"a config must be a mapping, got {type(data).__name__}")

@@ -11,7 +11,6 @@ a state).
 from __future__ import annotations
 
 import json
-
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -210,7 +209,9 @@ class HybridModel(nn.Module):
         position. The state is updated in place and returned.
         """
         if not isinstance(state, HybridState):
-            raise StateError(f"expected a HybridState from init_state(), got {type(state).__name__}")
+            raise StateError(
+                f"expected a HybridState from init_state(), got {type(state).__name__}"
+            )
         if x_t.dim() != 2 or x_t.shape[-1] != self.config.embed_dim:
             raise ShapeError(
                 f"step takes x_t of shape [batch, {self.config.embed_dim}], got {list(x_t.shape)}"
@@ -279,5 +280,3 @@ class HybridModel(nn.Module):
 
     def extra_repr(self) -> str:
         return f"pattern={' '.join(self.config.pattern)!r}, hidden_size={self.config.hidden_size}"
-
-

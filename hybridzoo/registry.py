@@ -113,8 +113,8 @@ class Registry:
             not _env_flag("HYBRIDZOO_DISABLE_PLUGIN_AUTOLOAD") if autoload is None else autoload
         )
         self.strict = _env_flag("HYBRIDZOO_STRICT_PLUGINS") if strict is None else strict
-        self.disabled = frozenset(disabled) if disabled is not None else _env_list(
-            "HYBRIDZOO_DISABLE_PLUGINS"
+        self.disabled = (
+            frozenset(disabled) if disabled is not None else _env_list("HYBRIDZOO_DISABLE_PLUGINS")
         )
         self.group = group
         self._given_entry_points = list(entry_points) if entry_points is not None else None
