@@ -1,0 +1,371 @@
+"""RWKV-6 "Finch" bodies (Peng et al., 2024, "Eagle and Finch", arXiv:2404.05892).
+
+An ``rwkv`` block is two sub-blocks, each wrapped by the core in its own pre-norm residual:
+:class:`RWKV6TimeMix` (the sequence mixer) then :class:`RWKV6ChannelMix` (the feed-forward).
+
+Time-mixing, for the token ``x_t`` and the previous one ``x_{t-1}`` (``Δ_t = x_{t-1} - x_t``)::
+
+    m_t            = tanh((x_t + Δ_t ⊙ μ_x) W1) W2                # 5 LoRA outputs, "ddlerp"
+    x^□_t          = x_t + Δ_t ⊙ (μ_□ + m^□_t)                    # □ ∈ {w, k, v, r, g}
+    r, k, v, g     = x^r W_r, x^k W_k, x^v W_v, silu(x^g W_g)
+    w_t            = time_decay + tanh(x^w D1) D2;  decay_t = exp(-exp(w_t)) ∈ (0, 1)
+    o_t            = r_t (S_{t-1} + diag(u) k_tᵀ v_t)             # per head, S: [hs, hs]
+    S_t            = diag(decay_t) S_{t-1} + k_tᵀ v_t
+    y_t            = W_o (GroupNorm_heads(o_t) ⊙ g_t)
+
+Channel-mixing: ``y_t = σ(x^r_t W_r) ⊙ (relu(x^k_t W_k)² W_v)`` with static token-shift
+interpolations ``x^□_t = x_t + Δ_t ⊙ μ_□``.
+
+Parameter names and shapes follow BlinkDL's RWKV-LM (``RWKV_Tmix_x060`` / ``RWKV_CMix_x060``) so
+that a block's ``att.*`` / ``ffn.*`` weights load with ``load_state_dict``.
+
+The WKV recurrence runs in :func:`hybridzoo.ops.gla.chunk_gla` (chunked, parallel over time) and
+:func:`hybridzoo.ops.gla.gla_step` (one token) with ``scale=1`` and ``bonus=u``.
+
+Initialisation follows RWKV-LM with one depth-dependent knob, ``init_depth`` (RWKV-LM's
+``layer_id / n_layer``; a body does not know its position in the stack, so 0.5 by default):
+``time_maa_*`` ramps over channels, ``time_decay`` from -6 to -1, the zig-zag bonus ``time_faaaa``,
+LoRA ``W2``/``D2`` uniform in ±0.01, orthogonal projections (gain 1 for receptance and value, 0.1
+for key and gate). Where RWKV-LM starts from zeros (the LoRA ``W1``/``D1``, the time-mix output and
+the channel-mix value and receptance), we use small values instead (uniform ±0.01, orthogonal gain
+0.1) so that every parameter receives a gradient from the first step; the GroupNorm starts at
+weight 1, bias 0.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import torch
+import torch.nn.functional as F
+from hybridzoo_plugins.rwkv.formulas import (
+    NUM_MIXES,
+    check_head_size,
+    ffn_size,
+    split_options,
+)
+from torch import nn
+
+from hybridzoo.ops import gla as gla_ops
+
+__all__ = ["RWKV6ChannelMix", "RWKV6TimeMix", "make_rwkv_bodies"]
+
+TimeMixState = tuple[torch.Tensor, torch.Tensor]
+ChannelMixState = tuple[torch.Tensor]
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer >= 1, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return value
+
+
+def _check_depth(init_depth: Any) -> float:
+    if isinstance(init_depth, bool) or not isinstance(init_depth, int | float):
+        raise TypeError(f"init_depth must be a number in [0, 1], got {init_depth!r}")
+    if not 0.0 <= init_depth <= 1.0:
+        raise ValueError(f"init_depth must be in [0, 1], got {init_depth!r}")
+    return float(init_depth)
+
+
+def _shifted(x: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+    """``x_{t-1}`` for every t: ``prev`` [B, H] then ``x[:, :-1]``; [B, L, H]."""
+    return torch.cat([prev.unsqueeze(1), x[:, :-1]], dim=1)
+
+
+class RWKV6TimeMix(nn.Module):
+    """RWKV-6 time-mixing body: ``[B, L, H] -> [B, L, H]``.
+
+    Args:
+        hidden_size: model width ``H``; must be a multiple of ``head_size``.
+        head_size: width of one WKV head (state ``head_size × head_size`` per head). Default 64.
+        mix_rank: rank of the data-dependent token-shift LoRA (``time_maa_w1 [H, 5·r]``,
+            ``time_maa_w2 [5, r, H]``). Default 32.
+        decay_rank: rank of the decay LoRA (``time_decay_w1 [H, d]``, ``time_decay_w2 [d, H]``).
+            Default 64.
+        head_size_divisor: the GroupNorm over heads uses ``eps = 1e-5 · head_size_divisor²``
+            (RWKV-LM; equivalent to normalising ``o / head_size_divisor`` with eps 1e-5).
+            Default 8, i.e. eps = 6.4e-4.
+        init_depth: relative depth in [0, 1] for RWKV-LM's depth-dependent initial values.
+            Default 0.5.
+        chunk_size: chunk length of the WKV kernel (speed only). Default 64.
+        device, dtype: where and how to create the parameters.
+
+    State (step mode): ``(shift [B, H], wkv [B, H/head_size, head_size, head_size])``.
+    """
+
+    def __init__(
+        self,
+        hidden_size: int,
+        *,
+        head_size: int = 64,
+        mix_rank: int = 32,
+        decay_rank: int = 64,
+        head_size_divisor: float = 8,
+        init_depth: float = 0.5,
+        chunk_size: int = 64,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.num_heads = check_head_size(hidden_size, head_size)
+        self.hidden_size = hidden_size
+        self.head_size = head_size
+        self.mix_rank = _positive_int("mix_rank", mix_rank)
+        self.decay_rank = _positive_int("decay_rank", decay_rank)
+        self.chunk_size = _positive_int("chunk_size", chunk_size)
+        if (
+            isinstance(head_size_divisor, bool)
+            or not isinstance(head_size_divisor, int | float)
+            or not head_size_divisor > 0
+        ):
+            raise ValueError(f"head_size_divisor must be a number > 0, got {head_size_divisor!r}")
+        self.head_size_divisor = head_size_divisor
+        depth = _check_depth(init_depth)
+        fk = {"device": device, "dtype": dtype}
+        h, r, d = hidden_size, self.mix_rank, self.decay_rank
+
+        # token-shift interpolation: static μ and the data-dependent LoRA ("ddlerp")
+        self.time_maa_x = nn.Parameter(torch.empty(1, 1, h, **fk))
+        self.time_maa_w = nn.Parameter(torch.empty(1, 1, h, **fk))
+        self.time_maa_k = nn.Parameter(torch.empty(1, 1, h, **fk))
+        self.time_maa_v = nn.Parameter(torch.empty(1, 1, h, **fk))
+        self.time_maa_r = nn.Parameter(torch.empty(1, 1, h, **fk))
+        self.time_maa_g = nn.Parameter(torch.empty(1, 1, h, **fk))
+        self.time_maa_w1 = nn.Parameter(torch.empty(h, NUM_MIXES * r, **fk))
+        self.time_maa_w2 = nn.Parameter(torch.empty(NUM_MIXES, r, h, **fk))
+        # data-dependent decay: w_t = time_decay + tanh(x^w D1) D2
+        self.time_decay = nn.Parameter(torch.empty(1, 1, h, **fk))
+        self.time_decay_w1 = nn.Parameter(torch.empty(h, d, **fk))
+        self.time_decay_w2 = nn.Parameter(torch.empty(d, h, **fk))
+        # bonus u for the current token
+        self.time_faaaa = nn.Parameter(torch.empty(self.num_heads, head_size, **fk))
+
+        self.receptance = nn.Linear(h, h, bias=False, **fk)
+        self.key = nn.Linear(h, h, bias=False, **fk)
+        self.value = nn.Linear(h, h, bias=False, **fk)
+        self.gate = nn.Linear(h, h, bias=False, **fk)
+        self.output = nn.Linear(h, h, bias=False, **fk)
+        self.ln_x = nn.GroupNorm(self.num_heads, h, eps=1e-5 * head_size_divisor**2, **fk)
+        self.reset_parameters(depth)
+
+    @torch.no_grad()
+    def reset_parameters(self, init_depth: float = 0.5) -> None:
+        """RWKV-LM's initial values for a layer at relative depth ``init_depth`` (module doc)."""
+        depth = _check_depth(init_depth)
+        h = self.hidden_size
+        ratio_0_to_1 = depth
+        ratio_1_to_0 = 1.0 - depth
+        ramp = torch.arange(h, dtype=torch.float64) / h  # [H], 0 .. (H-1)/H
+        ramp = ramp.view(1, 1, h)
+        self.time_maa_x.copy_(1.0 - ramp.pow(ratio_1_to_0))
+        self.time_maa_w.copy_(1.0 - ramp.pow(ratio_1_to_0))
+        self.time_maa_k.copy_(1.0 - ramp.pow(ratio_1_to_0))
+        self.time_maa_v.copy_(1.0 - (ramp.pow(ratio_1_to_0) + 0.3 * ratio_0_to_1))
+        self.time_maa_r.copy_(1.0 - ramp.pow(0.5 * ratio_1_to_0))
+        self.time_maa_g.copy_(1.0 - ramp.pow(0.5 * ratio_1_to_0))
+        nn.init.uniform_(self.time_maa_w1, -0.01, 0.01)
+        nn.init.uniform_(self.time_maa_w2, -0.01, 0.01)
+
+        n = torch.arange(h, dtype=torch.float64) / max(h - 1, 1)  # [H], 0 .. 1
+        self.time_decay.copy_((-6.0 + 5.0 * n.pow(0.7 + 1.3 * ratio_0_to_1)).view(1, 1, h))
+        nn.init.uniform_(self.time_decay_w1, -0.01, 0.01)
+        nn.init.uniform_(self.time_decay_w2, -0.01, 0.01)
+        zigzag = ((torch.arange(h) + 1) % 3 - 1).to(torch.float64) * 0.1
+        bonus = ratio_0_to_1 * (1.0 - n) + zigzag
+        self.time_faaaa.copy_(bonus.view(self.num_heads, self.head_size))
+
+        nn.init.orthogonal_(self.receptance.weight, gain=1.0)
+        nn.init.orthogonal_(self.key.weight, gain=0.1)
+        nn.init.orthogonal_(self.value.weight, gain=1.0)
+        nn.init.orthogonal_(self.gate.weight, gain=0.1)
+        nn.init.orthogonal_(self.output.weight, gain=0.1)
+        self.ln_x.reset_parameters()
+
+    # -- shared maths ---------------------------------------------------------------------------
+
+    def _project(
+        self, x: torch.Tensor, x_prev: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """From ``x``, ``x_prev`` [B, L, H] to r, k, v, log_decay [B, L, nh, hs] and g [B, L, H]."""
+        b, length, h = x.shape
+        dx = x_prev - x  # [B, L, H]
+        base = torch.addcmul(x, dx, self.time_maa_x)
+        lora = torch.tanh(base @ self.time_maa_w1)  # [B, L, 5r]
+        lora = lora.view(b * length, NUM_MIXES, self.mix_rank).transpose(0, 1)  # [5, BL, r]
+        mixes = torch.bmm(lora, self.time_maa_w2)  # [5, BL, H]
+        mu = torch.cat(
+            [self.time_maa_w, self.time_maa_k, self.time_maa_v, self.time_maa_r, self.time_maa_g]
+        ).view(NUM_MIXES, 1, h)
+        xs = torch.addcmul(x.reshape(1, -1, h), dx.reshape(1, -1, h), mu + mixes)  # [5, BL, H]
+        xw, xk, xv, xr, xg = xs.unbind(0)  # each [BL, H]
+
+        heads = (b, length, self.num_heads, self.head_size)
+        r = self.receptance(xr).view(heads)
+        k = self.key(xk).view(heads)
+        v = self.value(xv).view(heads)
+        g = F.silu(self.gate(xg)).view(b, length, h)
+        w = self.time_decay.view(1, h) + torch.tanh(xw @ self.time_decay_w1) @ self.time_decay_w2
+        log_decay = -torch.exp(w).view(heads)  # log of the decay, < 0
+        return r, k, v, g, log_decay
+
+    def _finish(self, o: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """Norm over heads, gate, output projection: o [..., nh, hs], g [..., H] -> [..., H]."""
+        shape = g.shape
+        o = self.ln_x(o.reshape(-1, self.hidden_size)).view(shape)  # [..., H]
+        return self.output(o * g)
+
+    def _run(
+        self, x: torch.Tensor, shift: torch.Tensor, wkv: torch.Tensor | None, want_state: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        r, k, v, g, log_decay = self._project(x, _shifted(x, shift))
+        o, final = gla_ops.chunk_gla(
+            r,
+            k,
+            v,
+            log_decay,
+            scale=1.0,
+            bonus=self.time_faaaa,
+            initial_state=wkv,
+            output_final_state=want_state,
+            chunk_size=self.chunk_size,
+        )  # o: [B, L, nh, hs]
+        return self._finish(o, g), final
+
+    # -- body protocol --------------------------------------------------------------------------
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, L, H] -> [B, L, H]`` from a fresh (zero) state."""
+        shift = x.new_zeros(x.shape[0], self.hidden_size)
+        y, _ = self._run(x, shift, None, want_state=False)
+        return y
+
+    def init_state(self, batch_size: int) -> TimeMixState:
+        """Zero state: ``(shift [B, H], wkv [B, nh, hs, hs])`` on the module's device and dtype."""
+        p = self.receptance.weight
+        shift = p.new_zeros(batch_size, self.hidden_size)
+        wkv = p.new_zeros(batch_size, self.num_heads, self.head_size, self.head_size)
+        return shift, wkv
+
+    def prefill(
+        self, x: torch.Tensor, state: TimeMixState | None = None
+    ) -> tuple[torch.Tensor, TimeMixState]:
+        """Forward over ``x`` [B, L, H] from ``state`` (``None``: fresh); return the final state."""
+        if state is None:
+            state = self.init_state(x.shape[0])
+        shift, wkv = state
+        y, final = self._run(x, shift, wkv, want_state=True)
+        return y, (x[:, -1].clone(), cast(torch.Tensor, final))
+
+    def step(self, x_t: torch.Tensor, state: TimeMixState) -> tuple[torch.Tensor, TimeMixState]:
+        """One token: ``x_t`` [B, H] -> ``y_t`` [B, H]; updates ``state`` in place."""
+        shift, wkv = state
+        r, k, v, g, log_decay = self._project(x_t.unsqueeze(1), shift.unsqueeze(1))
+        o = gla_ops.gla_step(
+            r[:, 0], k[:, 0], v[:, 0], log_decay[:, 0], wkv, scale=1.0, bonus=self.time_faaaa
+        )  # [B, nh, hs]; wkv updated in place
+        shift.copy_(x_t)
+        return self._finish(o, g[:, 0]), state
+
+
+class RWKV6ChannelMix(nn.Module):
+    """RWKV-6 channel-mixing body: ``[B, L, H] -> [B, L, H]``.
+
+    ``y_t = σ(x^r_t W_r) ⊙ W_v relu(W_k x^k_t)²`` with ``x^□_t = x_t + (x_{t-1} - x_t) ⊙ μ_□``.
+
+    Args:
+        hidden_size: model width ``H``.
+        expand: inner width ≈ ``expand · H``. Default 3.5 (RWKV-6).
+        multiple_of: the inner width is ``int(expand · H)`` rounded down to a multiple of this
+            (at least ``multiple_of``). Default 32; gives RWKV-LM's ``dim_ffn``.
+        init_depth: relative depth in [0, 1] for the initial ``time_maa_*``. Default 0.5.
+        device, dtype: where and how to create the parameters.
+
+    State (step mode): ``(shift [B, H],)``.
+    """
+
+    def __init__(
+        self,
+        hidden_size: int,
+        *,
+        expand: float = 3.5,
+        multiple_of: int = 32,
+        init_depth: float = 0.5,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.hidden_size = _positive_int("hidden_size", hidden_size)
+        self.ffn_size = ffn_size(hidden_size, expand, multiple_of)
+        depth = _check_depth(init_depth)
+        fk = {"device": device, "dtype": dtype}
+        h, f = hidden_size, self.ffn_size
+        self.time_maa_k = nn.Parameter(torch.empty(1, 1, h, **fk))
+        self.time_maa_r = nn.Parameter(torch.empty(1, 1, h, **fk))
+        self.key = nn.Linear(h, f, bias=False, **fk)
+        self.receptance = nn.Linear(h, h, bias=False, **fk)
+        self.value = nn.Linear(f, h, bias=False, **fk)
+        self.reset_parameters(depth)
+
+    @torch.no_grad()
+    def reset_parameters(self, init_depth: float = 0.5) -> None:
+        """RWKV-LM's initial values (small instead of zero value/receptance; see module doc)."""
+        depth = _check_depth(init_depth)
+        h = self.hidden_size
+        ramp = (torch.arange(h, dtype=torch.float64) / h).view(1, 1, h)
+        self.time_maa_k.copy_(1.0 - ramp.pow(1.0 - depth))
+        self.time_maa_r.copy_(1.0 - ramp.pow(1.0 - depth))
+        nn.init.orthogonal_(self.key.weight, gain=1.0)
+        nn.init.orthogonal_(self.receptance.weight, gain=0.1)
+        nn.init.orthogonal_(self.value.weight, gain=0.1)
+
+    def _mix(self, x: torch.Tensor, x_prev: torch.Tensor) -> torch.Tensor:
+        dx = x_prev - x
+        xk = torch.addcmul(x, dx, self.time_maa_k)
+        xr = torch.addcmul(x, dx, self.time_maa_r)
+        k = torch.relu(self.key(xk)).square()  # [..., F]
+        return torch.sigmoid(self.receptance(xr)) * self.value(k)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, L, H] -> [B, L, H]`` from a fresh (zero) previous token."""
+        return self._mix(x, _shifted(x, x.new_zeros(x.shape[0], self.hidden_size)))
+
+    def init_state(self, batch_size: int) -> ChannelMixState:
+        """Zero state ``(shift [B, H],)`` on the module's device and dtype."""
+        return (self.key.weight.new_zeros(batch_size, self.hidden_size),)
+
+    def prefill(
+        self, x: torch.Tensor, state: ChannelMixState | None = None
+    ) -> tuple[torch.Tensor, ChannelMixState]:
+        """Forward over ``x`` [B, L, H] from ``state`` (``None``: fresh); return the final state."""
+        shift = x.new_zeros(x.shape[0], self.hidden_size) if state is None else state[0]
+        return self._mix(x, _shifted(x, shift)), (x[:, -1].clone(),)
+
+    def step(
+        self, x_t: torch.Tensor, state: ChannelMixState
+    ) -> tuple[torch.Tensor, ChannelMixState]:
+        """One token: ``x_t`` [B, H] -> ``y_t`` [B, H]; updates ``state`` in place."""
+        (shift,) = state
+        y = self._mix(x_t.unsqueeze(1), shift.unsqueeze(1)).squeeze(1)
+        shift.copy_(x_t)
+        return y, state
+
+
+def make_rwkv_bodies(hidden_size: int, **kw: Any) -> list[nn.Module]:
+    """The bodies of one ``rwkv`` block: ``[RWKV6TimeMix, RWKV6ChannelMix]``.
+
+    Keyword options (see :mod:`hybridzoo_plugins.rwkv.formulas`): ``head_size``, ``mix_rank``,
+    ``decay_rank``, ``head_size_divisor``, ``chunk_size`` go to the time-mix; ``expand``,
+    ``multiple_of`` to the channel-mix; ``init_depth``, ``device``, ``dtype`` to both.
+    Unknown names raise ``TypeError``.
+    """
+    shared = {k: kw.pop(k) for k in ("device", "dtype") if k in kw}
+    time_kw, chan_kw = split_options(kw)
+    if "init_depth" in time_kw:
+        chan_kw["init_depth"] = time_kw["init_depth"]
+    return [
+        RWKV6TimeMix(hidden_size, **time_kw, **shared),
+        RWKV6ChannelMix(hidden_size, **chan_kw, **shared),
+    ]
