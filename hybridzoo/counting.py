@@ -84,7 +84,12 @@ def state_size(pattern: PatternLike | HybridConfig, **options: Any) -> int | Non
     total = 0
     for name, _ in config.schedule():
         spec = registry.get(name)
-        if spec.state_size is None:
+        size = (
+            None
+            if spec.state_size is None
+            else spec.state_size(config.layer_options[name], config.hidden_size)
+        )
+        if size is None:  # no formula, or a state that grows with the sequence
             return None
-        total += spec.state_size(config.layer_options[name], config.hidden_size)
+        total += size
     return total

@@ -39,6 +39,7 @@ __all__ = [
     "PLUGIN_API_VERSION",
     "Capabilities",
     "LayerSpec",
+    "boolean",
     "choice",
     "float_in",
     "int_at_least",
@@ -85,21 +86,31 @@ def option_fields(options_cls: type) -> tuple[attrs.Attribute, ...]:
 # -- validators with messages that say what was expected -------------------------------------
 
 
-def int_at_least(minimum: int, *, allow_none: bool = False) -> Callable[..., None]:
-    """Validator: an ``int`` (not a bool) ``>= minimum`` (or ``None`` when ``allow_none``)."""
+def int_at_least(
+    minimum: int, *, allow_none: bool = False, multiple_of: int = 1
+) -> Callable[..., None]:
+    """Validator: an ``int`` (not a bool) ``>= minimum`` and a multiple of ``multiple_of``
+    (or ``None`` when ``allow_none``)."""
+    what = f"an integer >= {minimum}" + (
+        f" and a multiple of {multiple_of}" if multiple_of > 1 else ""
+    )
+    what += " or None" if allow_none else ""
 
     def check(_inst: Any, attribute: attrs.Attribute, value: Any) -> None:
         if value is None and allow_none:
             return
         if isinstance(value, bool) or not isinstance(value, int):
-            extra = " or None" if allow_none else ""
-            raise TypeError(
-                f"must be an integer >= {minimum}{extra}, got {value!r} ({type(value).__name__})"
-            )
-        if value < minimum:
-            raise ValueError(f"must be an integer >= {minimum}, got {value!r}")
+            raise TypeError(f"must be {what}, got {value!r} ({type(value).__name__})")
+        if value < minimum or value % multiple_of:
+            raise ValueError(f"must be {what}, got {value!r}")
 
     return check
+
+
+def boolean(_inst: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """Validator: ``True`` or ``False``."""
+    if not isinstance(value, bool):
+        raise TypeError(f"must be True or False, got {value!r} ({type(value).__name__})")
 
 
 def float_in(

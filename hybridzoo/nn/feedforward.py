@@ -5,7 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from hybridzoo.formulas import feedforward_param_count
 from hybridzoo.nn.positionwise import Positionwise
+
+__all__ = ["FeedForward", "feedforward_param_count"]
 
 
 class FeedForward(Positionwise):
@@ -23,9 +26,3 @@ class FeedForward(Positionwise):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down(self.act(self.up(x)))
-
-
-def feedforward_param_count(hidden_size: int, expand_factor: int = 4) -> int:
-    """Exact parameter count of :class:`FeedForward` (weights and biases of both linears)."""
-    inner = expand_factor * hidden_size
-    return 2 * hidden_size * inner + inner + hidden_size

@@ -7,6 +7,7 @@ from typing import Any
 import attrs
 
 from hybridzoo import Capabilities, LayerSpec, hookimpl, option
+from hybridzoo.formulas import feedforward_param_count
 from hybridzoo.spec import int_at_least
 
 
@@ -29,8 +30,6 @@ def _factory(options: FFNOptions, hidden_size: int) -> Any:
 
 
 def _param_count(options: FFNOptions, hidden_size: int) -> int:
-    from hybridzoo.nn.feedforward import feedforward_param_count
-
     return feedforward_param_count(hidden_size, options.expand_factor)
 
 
