@@ -1,0 +1,597 @@
+// Fused CPU selective scan (Mamba-1): forward and backward.
+//
+// Layout (channel-last, the last dimension contiguous; batch and time strides are free):
+//   u, delta, z, y : [Bt, T, I]      A : [I, N]      B, C : [Bt, T, N]
+//   D, delta_bias  : [I]             h0, hT : [Bt, I, N]
+//
+// Work is split over (batch, block of W channels); W is one SIMD vector of the GCC/Clang vector
+// extension (16 floats or 8 doubles), so every step of the recurrence is a vector operation over
+// W channels and reductions over the state dimension N need no horizontal sums.  The state of a
+// block, N vectors, lives in a small local array.  Discretisation, scan, readout, the D skip and
+// the SiLU gate are fused in one pass over time.
+//
+// Backward: the forward pass stores the state at the start of every chunk of K steps
+// ("checkpoints", [Bt, blocks, T/K, N, W], K = `chunk`).  The backward pass walks the chunks in
+// reverse; for each chunk it recomputes the chunk's states and decay factors into a local buffer
+// and runs the reverse recurrence.  Nothing of size [Bt, T, I, N] is ever allocated.
+// Gradients of B and C are sums over channels: every task accumulates them lane-wise over all its
+// blocks for one chunk, then reduces the lanes once; tasks that split a batch row's channels write
+// separate partial sums that the caller adds up.  dA, dD and d(delta_bias) are returned per batch
+// row for the same reason.
+
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <numeric>
+#include <optional>
+#include <tuple>
+#include <vector>
+
+namespace {
+
+template <typename T>
+struct Simd;
+
+template <>
+struct Simd<float> {
+  static constexpr int W = 16;
+  typedef float V __attribute__((vector_size(64)));
+  typedef int32_t I __attribute__((vector_size(64)));
+  static constexpr int kMantissa = 23;
+  static constexpr int kExpBias = 127;
+  // exp(x) underflows below ln(FLT_MIN) (flushed to 0, no denormals) and overflows above ln(FLT_MAX).
+  static constexpr float kExpLo = -87.33654475f;
+  static constexpr float kExpHi = 88.72283905f;
+  static constexpr float kLn2Hi = 0.693359375f;
+  static constexpr float kLn2Lo = -2.12194440e-4f;
+  static constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  static constexpr int kExpTerms = 8;             // Taylor degree 7 on |r| <= ln2/2: error < 1e-8
+  static constexpr int kLogTerms = 6;
+};
+
+template <>
+struct Simd<double> {
+  static constexpr int W = 8;
+  typedef double V __attribute__((vector_size(64)));
+  typedef int64_t I __attribute__((vector_size(64)));
+  static constexpr int kMantissa = 52;
+  static constexpr int kExpBias = 1023;
+  static constexpr double kExpLo = -708.3964185322641;
+  static constexpr double kExpHi = 709.782712893384;
+  static constexpr double kLn2Hi = 6.93147180369123816490e-01;
+  static constexpr double kLn2Lo = 1.90821492927058770002e-10;
+  static constexpr double kRound = 6755399441055744.0;  // 1.5 * 2^52
+  static constexpr int kExpTerms = 14;                     // Taylor degree 13: error < 1e-17
+  static constexpr int kLogTerms = 12;
+};
+
+template <typename T>
+using VecT = typename Simd<T>::V;
+
+template <typename T>
+inline VecT<T> splat(T s) {
+  return VecT<T>{} + s;
+}
+
+template <typename T>
+inline VecT<T> load_vec(const T* p, int nv) {
+  VecT<T> v{};
+  if (nv == Simd<T>::W) {
+    std::memcpy(&v, p, sizeof(v));
+  } else {
+    for (int l = 0; l < nv; ++l) v[l] = p[l];
+  }
+  return v;
+}
+
+template <typename T>
+inline void store_vec(T* p, VecT<T> v, int nv) {
+  if (nv == Simd<T>::W) {
+    std::memcpy(p, &v, sizeof(v));
+  } else {
+    for (int l = 0; l < nv; ++l) p[l] = v[l];
+  }
+}
+
+template <typename T>
+inline T hsum(VecT<T> v) {
+  T s = 0;
+  for (int l = 0; l < Simd<T>::W; ++l) s += v[l];
+  return s;
+}
+
+// exp(x): Cody-Waite range reduction x = k ln2 + r, a Taylor polynomial in r, and 2^k applied as
+// two exponent-field multiplications (2^(k/2) twice) so that k = 128 (or 1024) still scales
+// correctly into the overflow range.  Results below ln(MIN_NORMAL) are 0, above ln(MAX) +inf,
+// NaN stays NaN.
+template <typename T>
+inline VecT<T> vexp(VecT<T> x) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  using I = typename S::I;
+  const V lo = splat<T>(S::kExpLo);
+  const V hi = splat<T>(S::kExpHi);
+  V xc = x < lo ? lo : x;
+  xc = xc > hi ? hi : xc;
+  const V big = splat<T>(S::kRound);
+  V kf = (xc * static_cast<T>(1.4426950408889634) + big) - big;
+  V r = xc - kf * static_cast<T>(S::kLn2Hi);
+  r = r - kf * static_cast<T>(S::kLn2Lo);
+  // Horner on sum_j r^j / j!
+  T coef[S::kExpTerms];
+  coef[0] = 1;
+  for (int j = 1; j < S::kExpTerms; ++j) coef[j] = coef[j - 1] / static_cast<T>(j);
+  V p = splat<T>(coef[S::kExpTerms - 1]);
+  for (int j = S::kExpTerms - 2; j >= 0; --j) p = p * r + coef[j];
+  I k = __builtin_convertvector(kf, I);
+  I k1 = k >> 1;
+  I k2 = k - k1;
+  V s1 = (V)((k1 + S::kExpBias) << S::kMantissa);
+  V s2 = (V)((k2 + S::kExpBias) << S::kMantissa);
+  V res = (p * s1) * s2;
+  res = x < lo ? V{} : res;
+  res = x > hi ? splat<T>(std::numeric_limits<T>::infinity()) : res;
+  return res;
+}
+
+// log1p(e) for e in [0, 1]: log(m) with m = 1 + e (reduced to [sqrt(1/2), sqrt(2)], then
+// 2 atanh((m-1)/(m+1)) as a series), corrected by e / (m - 1) for the rounding of 1 + e.
+template <typename T>
+inline VecT<T> vlog1p_unit(VecT<T> e) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  const V one = splat<T>(1);
+  V m = one + e;
+  const V sqrt2 = splat<T>(static_cast<T>(1.4142135623730951));
+  auto over = m > sqrt2;
+  V mm = over ? m * static_cast<T>(0.5) : m;
+  V add = over ? splat<T>(static_cast<T>(0.6931471805599453)) : V{};
+  V s = (mm - one) / (mm + one);
+  V s2 = s * s;
+  V p = splat<T>(static_cast<T>(1) / static_cast<T>(2 * S::kLogTerms - 1));
+  for (int j = S::kLogTerms - 2; j >= 0; --j) p = p * s2 + static_cast<T>(1) / static_cast<T>(2 * j + 1);
+  V lg = static_cast<T>(2) * s * p + add;
+  V den = m - one;
+  V safe_den = den == V{} ? one : den;
+  return den == V{} ? e : lg * (e / safe_den);
+}
+
+// softplus(x) = max(x, 0) + log1p(exp(-|x|)), exact for every x (no threshold).
+template <typename T>
+inline VecT<T> vsoftplus(VecT<T> x) {
+  using V = VecT<T>;
+  V ax = x < V{} ? -x : x;
+  V pos = x > V{} ? x : V{};
+  return pos + vlog1p_unit<T>(vexp<T>(-ax));
+}
+
+template <typename T>
+inline VecT<T> vsigmoid(VecT<T> x) {
+  return splat<T>(1) / (splat<T>(1) + vexp<T>(-x));
+}
+
+// Raw pointers and strides of one call.  Strides are in elements; the last dimension of every
+// tensor is contiguous.
+template <typename T>
+struct ScanArgs {
+  const T* u;
+  const T* delta;
+  const T* A;  // [I, N] contiguous
+  const T* B;
+  const T* C;
+  const T* D;     // [I] or null
+  const T* z;     // or null
+  const T* bias;  // [I] or null
+  const T* h0;    // [Bt, I, N] contiguous or null
+  int64_t u_sb, u_st, d_sb, d_st, z_sb, z_st, b_sb, b_st, c_sb, c_st;
+  int64_t Bt, T_, I_, N;
+  bool softplus;
+  int64_t chunk;
+  int64_t nblk;
+  int64_t nchunk;
+};
+
+// Loads the per-block constants: A transposed to N vectors, D and delta_bias vectors.
+template <typename T>
+void load_block_consts(const ScanArgs<T>& a, int64_t i0, int nv, VecT<T>* Av, VecT<T>& Dv,
+                       VecT<T>& biasv) {
+  for (int64_t n = 0; n < a.N; ++n) {
+    VecT<T> v{};
+    for (int l = 0; l < nv; ++l) v[l] = a.A[(i0 + l) * a.N + n];
+    Av[n] = v;
+  }
+  Dv = a.D ? load_vec<T>(a.D + i0, nv) : VecT<T>{};
+  biasv = a.bias ? load_vec<T>(a.bias + i0, nv) : VecT<T>{};
+}
+
+template <typename T>
+inline VecT<T> load_h_block(const T* h, int64_t i0, int nv, int64_t N, int64_t n) {
+  VecT<T> v{};
+  for (int l = 0; l < nv; ++l) v[l] = h[(i0 + l) * N + n];
+  return v;
+}
+
+template <typename T>
+void forward_kernel(const ScanArgs<T>& a, T* y, T* hT, T* ck) {
+  using V = VecT<T>;
+  constexpr int W = Simd<T>::W;
+  const int64_t N = a.N;
+  at::parallel_for(0, a.Bt * a.nblk, 1, [&](int64_t begin, int64_t end) {
+    std::vector<V> Av(N), h(N);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t b = task / a.nblk;
+      const int64_t blk = task % a.nblk;
+      const int64_t i0 = blk * W;
+      const int nv = static_cast<int>(std::min<int64_t>(W, a.I_ - i0));
+      V Dv, biasv;
+      load_block_consts<T>(a, i0, nv, Av.data(), Dv, biasv);
+      for (int64_t n = 0; n < N; ++n)
+        h[n] = a.h0 ? load_h_block<T>(a.h0 + b * a.I_ * N, i0, nv, N, n) : V{};
+      T* ckb = ck ? ck + (b * a.nblk + blk) * a.nchunk * N * W : nullptr;
+      const T* up = a.u + b * a.u_sb + i0;
+      const T* dp = a.delta + b * a.d_sb + i0;
+      const T* zp = a.z ? a.z + b * a.z_sb + i0 : nullptr;
+      const T* Bp = a.B + b * a.b_sb;
+      const T* Cp = a.C + b * a.c_sb;
+      T* yp = y + b * a.T_ * a.I_ + i0;
+      for (int64_t t = 0; t < a.T_; ++t) {
+        if (ckb && t % a.chunk == 0) {
+          std::memcpy(ckb + (t / a.chunk) * N * W, h.data(), sizeof(V) * N);
+        }
+        V x = load_vec<T>(dp + t * a.d_st, nv) + biasv;
+        V dt = a.softplus ? vsoftplus<T>(x) : x;
+        V uv = load_vec<T>(up + t * a.u_st, nv);
+        V du = dt * uv;
+        V acc = Dv * uv;
+        const T* Bt = Bp + t * a.b_st;
+        const T* Ct = Cp + t * a.c_st;
+        for (int64_t n = 0; n < N; ++n) {
+          V dA = vexp<T>(dt * Av[n]);
+          V hn = dA * h[n] + du * Bt[n];
+          h[n] = hn;
+          acc += hn * Ct[n];
+        }
+        if (zp) {
+          V zv = load_vec<T>(zp + t * a.z_st, nv);
+          acc *= zv * vsigmoid<T>(zv);
+        }
+        store_vec<T>(yp + t * a.I_, acc, nv);
+      }
+      T* hTb = hT + b * a.I_ * N;
+      for (int64_t n = 0; n < N; ++n)
+        for (int l = 0; l < nv; ++l) hTb[(i0 + l) * N + n] = h[n][l];
+    }
+  });
+}
+
+struct BackwardOut {
+  at::Tensor du, ddelta, dA, dB, dC, dD, dz, dbias, dh0;
+};
+
+// dy: [Bt, T, I] contiguous; dhT: [Bt, I, N] contiguous or null.
+// Outputs: du, ddelta, dz [Bt, T, I]; dB, dC [Bt, G, T, N] (partial over channel groups);
+// dA [Bt, I, N], dD, dbias [Bt, I] (partial over batch rows); dh0 [Bt, I, N].
+template <typename T>
+void backward_kernel(const ScanArgs<T>& a, const T* ck, const T* dy, const T* dhT, int64_t G,
+                     T* du, T* ddelta, T* dz, T* dB, T* dC, T* dA, T* dD, T* dbias, T* dh0) {
+  using V = VecT<T>;
+  constexpr int W = Simd<T>::W;
+  const int64_t N = a.N;
+  const int64_t K = a.chunk;
+  const int64_t per_group = (a.nblk + G - 1) / G;
+  at::parallel_for(0, a.Bt * G, 1, [&](int64_t begin, int64_t end) {
+    std::vector<V> hbuf((K + 1) * N), abuf(K * N), dtbuf(K), dBv(K * N), dCv(K * N);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t b = task / G;
+      const int64_t g = task % G;
+      const int64_t blk0 = std::min(a.nblk, g * per_group);
+      const int64_t blk1 = std::min(a.nblk, blk0 + per_group);
+      const int64_t nb = blk1 - blk0;
+      // Per-block persistent state across chunks.
+      std::vector<V> Av(nb * N), gh(nb * N), dAacc(nb * N), Dv(nb), biasv(nb), dDacc(nb),
+          dbacc(nb);
+      for (int64_t j = 0; j < nb; ++j) {
+        const int64_t i0 = (blk0 + j) * W;
+        const int nv = static_cast<int>(std::min<int64_t>(W, a.I_ - i0));
+        load_block_consts<T>(a, i0, nv, Av.data() + j * N, Dv[j], biasv[j]);
+        for (int64_t n = 0; n < N; ++n) {
+          gh[j * N + n] = dhT ? load_h_block<T>(dhT + b * a.I_ * N, i0, nv, N, n) : V{};
+          dAacc[j * N + n] = V{};
+        }
+        dDacc[j] = V{};
+        dbacc[j] = V{};
+      }
+      const T* Bp = a.B + b * a.b_sb;
+      const T* Cp = a.C + b * a.c_sb;
+      for (int64_t c = a.nchunk - 1; c >= 0; --c) {
+        const int64_t t0 = c * K;
+        const int64_t len = std::min(K, a.T_ - t0);
+        std::fill(dBv.begin(), dBv.begin() + len * N, V{});
+        std::fill(dCv.begin(), dCv.begin() + len * N, V{});
+        for (int64_t j = 0; j < nb; ++j) {
+          const int64_t blk = blk0 + j;
+          const int64_t i0 = blk * W;
+          const int nv = static_cast<int>(std::min<int64_t>(W, a.I_ - i0));
+          const V* A_ = Av.data() + j * N;
+          V* gh_ = gh.data() + j * N;
+          V* dA_ = dAacc.data() + j * N;
+          const V D_ = Dv[j];
+          const V bias_ = biasv[j];
+          const T* up = a.u + b * a.u_sb + i0;
+          const T* dp = a.delta + b * a.d_sb + i0;
+          const T* zp = a.z ? a.z + b * a.z_sb + i0 : nullptr;
+          const T* ckp = ck + ((b * a.nblk + blk) * a.nchunk + c) * N * W;
+          std::memcpy(hbuf.data(), ckp, sizeof(V) * N);
+          // Recompute this chunk's decays and states.
+          for (int64_t tt = 0; tt < len; ++tt) {
+            const int64_t t = t0 + tt;
+            V x = load_vec<T>(dp + t * a.d_st, nv) + bias_;
+            V dt = a.softplus ? vsoftplus<T>(x) : x;
+            dtbuf[tt] = dt;
+            V duv = dt * load_vec<T>(up + t * a.u_st, nv);
+            const T* Bt = Bp + t * a.b_st;
+            const V* hp = hbuf.data() + tt * N;
+            V* hn = hbuf.data() + (tt + 1) * N;
+            V* ap = abuf.data() + tt * N;
+            for (int64_t n = 0; n < N; ++n) {
+              V dA = vexp<T>(dt * A_[n]);
+              ap[n] = dA;
+              hn[n] = dA * hp[n] + duv * Bt[n];
+            }
+          }
+          // Reverse recurrence over the chunk.
+          T* dup = du + b * a.T_ * a.I_ + i0;
+          T* ddp = ddelta + b * a.T_ * a.I_ + i0;
+          T* dzp = dz ? dz + b * a.T_ * a.I_ + i0 : nullptr;
+          const T* dyp = dy + b * a.T_ * a.I_ + i0;
+          for (int64_t tt = len - 1; tt >= 0; --tt) {
+            const int64_t t = t0 + tt;
+            const V uv = load_vec<T>(up + t * a.u_st, nv);
+            const V dyv = load_vec<T>(dyp + t * a.I_, nv);
+            const V dt = dtbuf[tt];
+            V zv{}, sg{}, dys = dyv;
+            if (zp) {
+              zv = load_vec<T>(zp + t * a.z_st, nv);
+              sg = vsigmoid<T>(zv);
+              dys = dyv * (zv * sg);
+            }
+            const V duv = dt * uv;
+            const T* Bt = Bp + t * a.b_st;
+            const T* Ct = Cp + t * a.c_st;
+            const V* hp = hbuf.data() + tt * N;
+            const V* hn = hbuf.data() + (tt + 1) * N;
+            const V* ap = abuf.data() + tt * N;
+            V* dBt = dBv.data() + tt * N;
+            V* dCt = dCv.data() + tt * N;
+            V s = D_ * uv;
+            V ddu{}, ddt{};
+            for (int64_t n = 0; n < N; ++n) {
+              const V h = hn[n];
+              s += h * Ct[n];
+              dCt[n] += dys * h;
+              const V gn = gh_[n] + dys * Ct[n];
+              dBt[n] += gn * duv;
+              ddu += gn * Bt[n];
+              const V dl = gn * hp[n] * ap[n];
+              ddt += dl * A_[n];
+              dA_[n] += dl * dt;
+              gh_[n] = gn * ap[n];
+            }
+            ddt += ddu * uv;
+            store_vec<T>(dup + t * a.I_, ddu * dt + dys * D_, nv);
+            dDacc[j] += dys * uv;
+            V dd = ddt;
+            if (a.softplus) {
+              V x = load_vec<T>(dp + t * a.d_st, nv) + bias_;
+              dd = ddt * vsigmoid<T>(x);
+            }
+            dbacc[j] += dd;
+            store_vec<T>(ddp + t * a.I_, dd, nv);
+            if (zp) {
+              const V dsilu = sg * (splat<T>(1) + zv * (splat<T>(1) - sg));
+              store_vec<T>(dzp + t * a.I_, dyv * s * dsilu, nv);
+            }
+          }
+        }
+        // Lane reduction of this chunk's B and C gradients for this task.
+        T* dBo = dB + ((b * G + g) * a.T_ + t0) * N;
+        T* dCo = dC + ((b * G + g) * a.T_ + t0) * N;
+        for (int64_t k = 0; k < len * N; ++k) {
+          dBo[k] = hsum<T>(dBv[k]);
+          dCo[k] = hsum<T>(dCv[k]);
+        }
+      }
+      for (int64_t j = 0; j < nb; ++j) {
+        const int64_t i0 = (blk0 + j) * W;
+        const int nv = static_cast<int>(std::min<int64_t>(W, a.I_ - i0));
+        for (int64_t n = 0; n < N; ++n)
+          for (int l = 0; l < nv; ++l) {
+            dh0[(b * a.I_ + i0 + l) * N + n] = gh[j * N + n][l];
+            dA[(b * a.I_ + i0 + l) * N + n] = dAacc[j * N + n][l];
+          }
+        store_vec<T>(dD + b * a.I_ + i0, dDacc[j], nv);
+        store_vec<T>(dbias + b * a.I_ + i0, dbacc[j], nv);
+      }
+    }
+  });
+}
+
+// Calls f(float{}) or f(double{}) by dtype (checked before).
+template <typename F>
+void dispatch_float(at::ScalarType st, F&& f) {
+  if (st == at::kFloat) {
+    f(float{});
+  } else {
+    f(double{});
+  }
+}
+
+void check_inner(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.device().is_cpu(), name, " must be a CPU tensor");
+  TORCH_CHECK(t.stride(-1) == 1 || t.size(-1) <= 1, name, " must be contiguous in its last dim");
+}
+
+template <typename T>
+ScanArgs<T> make_args(const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A,
+                      const at::Tensor& B, const at::Tensor& C, const std::optional<at::Tensor>& D,
+                      const std::optional<at::Tensor>& z, const std::optional<at::Tensor>& bias,
+                      const std::optional<at::Tensor>& h0, bool softplus, int64_t chunk) {
+  ScanArgs<T> a{};
+  a.u = u.const_data_ptr<T>();
+  a.delta = delta.const_data_ptr<T>();
+  a.A = A.const_data_ptr<T>();
+  a.B = B.const_data_ptr<T>();
+  a.C = C.const_data_ptr<T>();
+  a.D = D ? D->const_data_ptr<T>() : nullptr;
+  a.z = z ? z->const_data_ptr<T>() : nullptr;
+  a.bias = bias ? bias->const_data_ptr<T>() : nullptr;
+  a.h0 = h0 ? h0->const_data_ptr<T>() : nullptr;
+  a.u_sb = u.stride(0);
+  a.u_st = u.stride(1);
+  a.d_sb = delta.stride(0);
+  a.d_st = delta.stride(1);
+  a.z_sb = z ? z->stride(0) : 0;
+  a.z_st = z ? z->stride(1) : 0;
+  a.b_sb = B.stride(0);
+  a.b_st = B.stride(1);
+  a.c_sb = C.stride(0);
+  a.c_st = C.stride(1);
+  a.Bt = u.size(0);
+  a.T_ = u.size(1);
+  a.I_ = u.size(2);
+  a.N = A.size(1);
+  a.softplus = softplus;
+  a.chunk = chunk;
+  a.nblk = (a.I_ + Simd<T>::W - 1) / Simd<T>::W;
+  a.nchunk = (a.T_ + chunk - 1) / chunk;
+  return a;
+}
+
+void check_all(const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A,
+               const at::Tensor& B, const at::Tensor& C, const std::optional<at::Tensor>& D,
+               const std::optional<at::Tensor>& z, const std::optional<at::Tensor>& bias,
+               const std::optional<at::Tensor>& h0, int64_t chunk) {
+  TORCH_CHECK(chunk >= 1, "chunk must be >= 1");
+  TORCH_CHECK(u.dim() == 3 && delta.sizes() == u.sizes(), "u, delta must be [Bt, T, I]");
+  TORCH_CHECK(A.dim() == 2 && A.size(0) == u.size(2) && A.is_contiguous(), "A must be [I, N]");
+  const auto N = A.size(1);
+  TORCH_CHECK(B.dim() == 3 && B.size(0) == u.size(0) && B.size(1) == u.size(1) && B.size(2) == N,
+              "B must be [Bt, T, N]");
+  TORCH_CHECK(C.sizes() == B.sizes(), "C must be [Bt, T, N]");
+  check_inner(u, "u");
+  check_inner(delta, "delta");
+  check_inner(B, "B");
+  check_inner(C, "C");
+  const auto st = u.scalar_type();
+  TORCH_CHECK(st == at::kFloat || st == at::kDouble, "only float32 and float64 are supported");
+  for (const at::Tensor* t : {&delta, &A, &B, &C})
+    TORCH_CHECK(t->scalar_type() == st, "all inputs must have the same dtype");
+  if (D) TORCH_CHECK(D->dim() == 1 && D->size(0) == u.size(2) && D->is_contiguous() &&
+                         D->scalar_type() == st, "D must be [I] contiguous");
+  if (bias) TORCH_CHECK(bias->dim() == 1 && bias->size(0) == u.size(2) &&
+                            bias->is_contiguous() && bias->scalar_type() == st,
+                        "delta_bias must be [I] contiguous");
+  if (z) {
+    TORCH_CHECK(z->sizes() == u.sizes() && z->scalar_type() == st, "z must be [Bt, T, I]");
+    check_inner(*z, "z");
+  }
+  if (h0) TORCH_CHECK(h0->dim() == 3 && h0->size(0) == u.size(0) && h0->size(1) == u.size(2) &&
+                          h0->size(2) == N && h0->is_contiguous() && h0->scalar_type() == st,
+                      "initial state must be [Bt, I, N] contiguous");
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> scan_fwd(
+    const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A, const at::Tensor& B,
+    const at::Tensor& C, const std::optional<at::Tensor>& D, const std::optional<at::Tensor>& z,
+    const std::optional<at::Tensor>& delta_bias, const std::optional<at::Tensor>& h0,
+    bool softplus, bool save_checkpoints, int64_t chunk) {
+  check_all(u, delta, A, B, C, D, z, delta_bias, h0, chunk);
+  const auto opts = u.options();
+  const int64_t Bt = u.size(0), T_ = u.size(1), I_ = u.size(2), N = A.size(1);
+  at::Tensor y = at::empty({Bt, T_, I_}, opts);
+  at::Tensor hT = at::empty({Bt, I_, N}, opts);
+  at::Tensor ck;
+  dispatch_float(u.scalar_type(), [&](auto tag) {
+    using scalar_t = decltype(tag);
+    auto a = make_args<scalar_t>(u, delta, A, B, C, D, z, delta_bias, h0, softplus, chunk);
+    constexpr int W = Simd<scalar_t>::W;
+    ck = save_checkpoints ? at::empty({Bt, a.nblk, a.nchunk, N, W}, opts) : at::empty({0}, opts);
+    forward_kernel<scalar_t>(a, y.data_ptr<scalar_t>(), hT.data_ptr<scalar_t>(),
+                             save_checkpoints ? ck.data_ptr<scalar_t>() : nullptr);
+  });
+  return {y, hT, ck};
+}
+
+std::vector<at::Tensor> scan_bwd(const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A,
+                                 const at::Tensor& B, const at::Tensor& C,
+                                 const std::optional<at::Tensor>& D,
+                                 const std::optional<at::Tensor>& z,
+                                 const std::optional<at::Tensor>& delta_bias,
+                                 const at::Tensor& checkpoints, const at::Tensor& dy,
+                                 const std::optional<at::Tensor>& dhT, bool softplus,
+                                 int64_t chunk) {
+  check_all(u, delta, A, B, C, D, z, delta_bias, dhT, chunk);
+  TORCH_CHECK(dy.sizes() == u.sizes() && dy.is_contiguous() &&
+                  dy.scalar_type() == u.scalar_type(),
+              "dy must be [Bt, T, I] contiguous");
+  const auto opts = u.options();
+  const int64_t Bt = u.size(0), T_ = u.size(1), I_ = u.size(2), N = A.size(1);
+  std::vector<at::Tensor> out;
+  dispatch_float(u.scalar_type(), [&](auto tag) {
+    using scalar_t = decltype(tag);
+    auto a = make_args<scalar_t>(u, delta, A, B, C, D, z, delta_bias, std::nullopt, softplus,
+                                 chunk);
+    constexpr int W = Simd<scalar_t>::W;
+    TORCH_CHECK(checkpoints.is_contiguous() && checkpoints.dim() == 5 &&
+                    checkpoints.size(0) == Bt && checkpoints.size(1) == a.nblk &&
+                    checkpoints.size(2) == a.nchunk && checkpoints.size(3) == N &&
+                    checkpoints.size(4) == W,
+                "checkpoints do not match the inputs");
+    // Channel groups per batch row: enough tasks to give every thread equal work.
+    const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
+    const int64_t G = std::max<int64_t>(
+        1, std::min<int64_t>(a.nblk, threads / std::gcd(Bt > 0 ? Bt : 1, threads)));
+    at::Tensor du = at::empty({Bt, T_, I_}, opts);
+    at::Tensor ddelta = at::empty({Bt, T_, I_}, opts);
+    at::Tensor dz = z ? at::empty({Bt, T_, I_}, opts) : at::empty({0}, opts);
+    at::Tensor dB = at::empty({Bt, G, T_, N}, opts);
+    at::Tensor dC = at::empty({Bt, G, T_, N}, opts);
+    at::Tensor dA = at::empty({Bt, I_, N}, opts);
+    at::Tensor dD = at::empty({Bt, I_}, opts);
+    at::Tensor dbias = at::empty({Bt, I_}, opts);
+    at::Tensor dh0 = at::empty({Bt, I_, N}, opts);
+    backward_kernel<scalar_t>(
+        a, checkpoints.const_data_ptr<scalar_t>(), dy.const_data_ptr<scalar_t>(),
+        dhT ? dhT->const_data_ptr<scalar_t>() : nullptr, G, du.data_ptr<scalar_t>(),
+        ddelta.data_ptr<scalar_t>(), z ? dz.data_ptr<scalar_t>() : nullptr,
+        dB.data_ptr<scalar_t>(), dC.data_ptr<scalar_t>(), dA.data_ptr<scalar_t>(),
+        dD.data_ptr<scalar_t>(), dbias.data_ptr<scalar_t>(), dh0.data_ptr<scalar_t>());
+    out = {du, ddelta, dA, dB, dC, dD, dz, dbias, dh0};
+  });
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY(hybridzoo_selective_scan, m) {
+  m.def(
+      "fwd(Tensor u, Tensor delta, Tensor A, Tensor B, Tensor C, Tensor? D, Tensor? z, "
+      "Tensor? delta_bias, Tensor? h0, bool softplus, bool save_checkpoints, int chunk) "
+      "-> (Tensor, Tensor, Tensor)");
+  m.def(
+      "bwd(Tensor u, Tensor delta, Tensor A, Tensor B, Tensor C, Tensor? D, Tensor? z, "
+      "Tensor? delta_bias, Tensor checkpoints, Tensor dy, Tensor? dhT, bool softplus, int chunk) "
+      "-> Tensor[]");
+}
+
+TORCH_LIBRARY_IMPL(hybridzoo_selective_scan, CPU, m) {
+  m.impl("fwd", &scan_fwd);
+  m.impl("bwd", &scan_bwd);
+}
