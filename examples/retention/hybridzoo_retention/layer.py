@@ -1,0 +1,233 @@
+"""Multi-scale retention (RetNet, Sun et al. 2023, "Retentive Network: A Successor to Transformer
+for Large Language Models"), as a hybridzoo body.
+
+For each head ``h`` with a fixed decay ``γ_h = 1 - 2^(-5-h)``::
+
+    q_n = rot(x_n W_Q, n) / sqrt(d),   k_m = rot(x_m W_K, m),   v_m = x_m W_V
+    o_n = Σ_{m<=n} γ^(n-m) (q_n · k_m) v_m              (parallel form)
+        = q_n S_n,   S_n = γ S_{n-1} + k_nᵀ v_n          (recurrent form)
+    y_n = (swish(x_n W_G) ⊙ GroupNorm_heads(o_n)) W_O
+
+``rot`` is the rotary part of xPos (RetNet's ``Θ_n = e^{inθ}``): channel pair ``(i, i + d/2)``
+rotates by ``n · base^(-2i/d)``. As in the official implementation, xPos's extra length scale is
+left out (the decay plays its role), and so are the parallel form's score normalisations (the group
+norm is invariant to a per-position scale of each head).
+
+The sequence form is chunkwise (RetNet's "chunkwise recurrent" form): inside a chunk of ``C``
+positions the parallel form ``(Q Kᵀ ⊙ D) V`` with ``D_nm = γ^(n-m)``; across chunks the state
+``S``. Time ``O(L·C)`` and memory ``O(C²)`` per head and chunk; the result does not depend on
+``C`` (up to rounding).
+
+Decoding state: ``(S, pos)`` with ``S: [B, heads, head_dim, value_dim]`` and ``pos`` a 0-dim
+int64 tensor (positions seen so far, shared by the batch, for the rotary angles).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hybridzoo_retention.formulas import head_log_decays
+
+State = tuple[Tensor, Tensor]
+
+#: Epsilon of the per-head group norm.
+NORM_EPS = 1e-5
+
+
+def rotate_half(x: Tensor) -> Tensor:
+    """``[x1, x2] -> [-x2, x1]`` over the last dim (pairs ``(i, i + d/2)`` rotate together)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def rotary_tables(
+    positions: Tensor, head_dim: int, base: float, dtype: torch.dtype
+) -> tuple[Tensor, Tensor]:
+    """``cos, sin`` of shape ``[L, head_dim]`` for float ``positions [L]``."""
+    half = head_dim // 2
+    exponents = torch.arange(half, device=positions.device, dtype=positions.dtype) / half
+    angles = positions[:, None] * (base ** (-exponents))[None, :]  # [L, half]
+    angles = torch.cat((angles, angles), dim=-1)  # [L, head_dim]
+    return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+def chunk_retention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    log_decay: Tensor,
+    *,
+    chunk_size: int = 64,
+    initial_state: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Retention over a sequence, chunk by chunk.
+
+    Args:
+        q, k: ``[B, heads, T, d_k]`` (q already scaled, both rotated).
+        v: ``[B, heads, T, d_v]``.
+        log_decay: ``[heads]``, ``log γ_h < 0``.
+        chunk_size: positions per chunk ``C``.
+        initial_state: ``[B, heads, d_k, d_v]`` or None (zeros).
+
+    Returns:
+        ``(o [B, heads, T, d_v], S_T [B, heads, d_k, d_v])``.
+    """
+    batch, heads, _, d_k = q.shape
+    d_v = v.shape[-1]
+    state = q.new_zeros(batch, heads, d_k, d_v) if initial_state is None else initial_state
+    c_max = min(chunk_size, q.shape[2])
+    pos = torch.arange(c_max, device=q.device, dtype=q.dtype)
+    lg = log_decay.to(q.dtype)[:, None, None]  # [heads, 1, 1]
+    # D[h, n, m] = γ_h^(n-m) for n >= m, else 0 (exponent -inf before exp: never overflows)
+    gap = (pos[:, None] - pos[None, :]).expand(heads, c_max, c_max)
+    decay_matrix = torch.exp((gap * lg).masked_fill(gap < 0, -math.inf))  # [heads, C, C]
+    outs = []
+    # split (not indexing in a loop): one backward concatenation instead of one per chunk
+    for qc, kc, vc in zip(q.split(c_max, 2), k.split(c_max, 2), v.split(c_max, 2), strict=True):
+        c = qc.shape[2]
+        p = pos[:c, None]  # [c, 1]
+        scores = (qc @ kc.transpose(-1, -2)) * decay_matrix[:, :c, :c]  # [B, heads, c, c]
+        inner = scores @ vc  # [B, heads, c, d_v]
+        carried = (qc * torch.exp((p + 1) * lg)) @ state  # [B, heads, c, d_v]
+        outs.append(inner + carried)
+        k_to_end = kc * torch.exp((c - 1 - p) * lg)  # [B, heads, c, d_k]
+        state = torch.exp(c * lg) * state + k_to_end.transpose(-1, -2) @ vc
+    return torch.cat(outs, dim=2), state
+
+
+class MultiScaleRetention(nn.Module):
+    """RetNet's multi-scale retention (a body: no outer norm or residual).
+
+    Args:
+        hidden_size: model width ``H``.
+        num_heads: heads; head ``h`` decays with ``γ_h = 1 - 2^(-5-h)``.
+        head_dim: query/key width per head (even: rotary rotates pairs).
+        value_factor: value width per head is ``value_factor · head_dim`` (RetNet: 2).
+        chunk_size: positions per chunk of the sequence form (speed only, not the result).
+        rope_base: base of the rotary angles.
+
+    Parameter count: :func:`hybridzoo_retention.formulas.retention_param_count`.
+    """
+
+    def __init__(
+        self,
+        hidden_size: int,
+        *,
+        num_heads: int = 4,
+        head_dim: int = 32,
+        value_factor: int = 2,
+        chunk_size: int = 64,
+        rope_base: float = 10000.0,
+    ) -> None:
+        super().__init__()
+        for name, value in (
+            ("hidden_size", hidden_size),
+            ("num_heads", num_heads),
+            ("head_dim", head_dim),
+            ("value_factor", value_factor),
+            ("chunk_size", chunk_size),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if head_dim % 2:
+            raise ValueError(f"head_dim must be even (rotary rotates pairs), got {head_dim}")
+        self.hidden_size = hidden_size
+        self.num_heads = num_heads
+        self.head_dim = head_dim
+        self.value_dim = value_factor * head_dim
+        self.chunk_size = chunk_size
+        self.rope_base = float(rope_base)
+        d_k, d_v = num_heads * head_dim, num_heads * self.value_dim
+        self.q_proj = nn.Linear(hidden_size, d_k, bias=False)
+        self.k_proj = nn.Linear(hidden_size, d_k, bias=False)
+        self.v_proj = nn.Linear(hidden_size, d_v, bias=False)
+        self.g_proj = nn.Linear(hidden_size, d_v, bias=False)
+        self.o_proj = nn.Linear(d_v, hidden_size, bias=False)
+        self.norm_weight = nn.Parameter(torch.ones(d_v))
+        self.norm_bias = nn.Parameter(torch.zeros(d_v))
+        # fixed, derived from num_heads (not parameters, not saved): made in each dtype from
+        # float64 values, so a float64 module decays exactly like the float64 reference
+        self._log_decays = head_log_decays(num_heads)
+        self._decay_cache: dict[tuple[torch.device, torch.dtype], Tensor] = {}
+
+    # ------------------------------------------------------------------ helpers
+    def log_decay(self, like: Tensor) -> Tensor:
+        """``log γ_h`` as a ``[heads]`` tensor on ``like``'s device and dtype."""
+        key = (like.device, like.dtype)
+        if key not in self._decay_cache:
+            self._decay_cache[key] = torch.tensor(
+                self._log_decays, dtype=like.dtype, device=like.device
+            )
+        return self._decay_cache[key]
+
+    def _project(self, x: Tensor, start: Tensor | int) -> tuple[Tensor, Tensor, Tensor]:
+        """q, k ``[B, heads, L, head_dim]`` and v ``[B, heads, L, value_dim]`` for ``x [B, L, H]``
+        at positions ``start + 0..L-1`` (q scaled by ``head_dim^-1/2``, q and k rotated)."""
+        batch, length, _ = x.shape
+        q = self.q_proj(x).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(batch, length, self.num_heads, self.value_dim).transpose(1, 2)
+        angle_dtype = torch.promote_types(x.dtype, torch.float32)
+        positions = torch.arange(length, device=x.device, dtype=angle_dtype) + start  # [L]
+        cos, sin = rotary_tables(positions, self.head_dim, self.rope_base, x.dtype)
+        q = (q * cos + rotate_half(q) * sin) * self.head_dim**-0.5
+        k = k * cos + rotate_half(k) * sin
+        return q, k, v
+
+    def _output(self, o: Tensor, x: Tensor) -> Tensor:
+        """Group norm per head, swish gate, output projection: ``o [B, L, heads, value_dim]`` and
+        the body's input ``x [B, L, H]`` → ``[B, L, H]``."""
+        mean = o.mean(-1, keepdim=True)
+        var = o.var(-1, unbiased=False, keepdim=True)
+        o = ((o - mean) * torch.rsqrt(var + NORM_EPS)).flatten(-2)  # [B, L, heads·value_dim]
+        o = o * self.norm_weight + self.norm_bias
+        return self.o_proj(F.silu(self.g_proj(x)) * o)
+
+    # ------------------------------------------------------------------ protocol
+    def forward(self, x: Tensor) -> Tensor:
+        """``x [B, L, H] -> [B, L, H]`` from a fresh start (position 0)."""
+        return self.prefill(x)[0]
+
+    def init_state(self, batch_size: int) -> State:
+        """``S`` zeros ``[B, heads, head_dim, value_dim]`` and ``pos`` = 0 (int64)."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        weight = self.q_proj.weight
+        shape = (batch_size, self.num_heads, self.head_dim, self.value_dim)
+        s = torch.zeros(shape, device=weight.device, dtype=weight.dtype)
+        return s, torch.zeros((), device=weight.device, dtype=torch.long)
+
+    def step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
+        """One token ``x_t [B, H] -> y_t [B, H]``; ``state`` is updated in place and returned."""
+        s, pos = state
+        batch = x_t.shape[0]
+        q, k, v = self._project(x_t.unsqueeze(1), pos)  # [B, heads, 1, d]
+        s.mul_(torch.exp(self.log_decay(s))[None, :, None, None])
+        flat = s.view(batch * self.num_heads, self.head_dim, self.value_dim)
+        flat.baddbmm_(  # S += kᵀ v, in place
+            k.reshape(batch * self.num_heads, self.head_dim, 1),
+            v.reshape(batch * self.num_heads, 1, self.value_dim),
+        )
+        o = q @ s  # [B, heads, 1, value_dim]
+        pos.add_(1)
+        return self._output(o.transpose(1, 2), x_t.unsqueeze(1)).squeeze(1), (s, pos)
+
+    def prefill(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """Forward ``x [B, L, H]`` from ``state`` (None = fresh); returns a new state (the given
+        one is not modified)."""
+        if state is None:
+            s0, start = None, 0
+        else:
+            s0, pos = state
+            start = int(pos)
+        q, k, v = self._project(x, start)
+        o, s = chunk_retention(
+            q, k, v, self.log_decay(q), chunk_size=self.chunk_size, initial_state=s0
+        )  # o [B, heads, L, value_dim]
+        y = self._output(o.transpose(1, 2), x)
+        new_pos = torch.full((), start + x.shape[1], device=x.device, dtype=torch.long)
+        return y, (s, new_pos)
