@@ -1,0 +1,12 @@
+"""Selective scan (Mamba-1): a fused compiled CPU kernel and a pure-torch fallback.
+
+``selective_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, *, initial_state,
+output_final_state, backend="auto")``; see :mod:`.interface` for how the backend is chosen.
+The time-step reference lives in :mod:`hybridzoo.ops.selective_scan.naive` (not exported).
+"""
+
+from __future__ import annotations
+
+from .interface import BACKENDS, selective_scan, selective_scan_backend
+
+__all__ = ["BACKENDS", "selective_scan", "selective_scan_backend"]

@@ -1,0 +1,83 @@
+"""Pure-torch selective scan: the fallback backend, any device, autograd through torch itself.
+
+The sequence is cut into chunks of ``chunk_size`` steps.  Inside a chunk the decays and inputs are
+materialised as ``[B, chunk, I, N]`` and the recurrence runs step by step over ``unbind`` views
+(``x[:, t]`` indexing in a loop would make the backward pass O(T²)); the states are ``stack``-ed and
+read out with one batched matmul.  Under autograd every chunk is checkpointed: only the chunk's
+inputs and its initial state are kept, and the chunk is recomputed in the backward pass, so memory
+stays O(B·T·I + B·I·N·T/chunk), never O(B·T·I·N).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.checkpoint import checkpoint
+
+from .naive import softplus
+
+__all__ = ["CHUNK_SIZE", "chunked_selective_scan"]
+
+CHUNK_SIZE = 32
+"""Time steps per chunk of the torch backend."""
+
+
+def _scan_chunk(
+    h: Tensor, dt: Tensor, du: Tensor, A: Tensor, B: Tensor, C: Tensor
+) -> tuple[Tensor, Tensor]:
+    """One chunk: h [Bt, I, N]; dt, du [Bt, c, I]; B, C [Bt, c, N] -> (y [Bt, c, I], h_end)."""
+    decay = torch.exp(dt.unsqueeze(-1) * A)  # [Bt, c, I, N]
+    inject = du.unsqueeze(-1) * B.unsqueeze(2)  # [Bt, c, I, N]
+    states = []
+    for a_t, b_t in zip(decay.unbind(1), inject.unbind(1), strict=True):
+        h = torch.addcmul(b_t, a_t, h)  # [Bt, I, N]
+        states.append(h)
+    hs = torch.stack(states, dim=1)  # [Bt, c, I, N]
+    y = torch.matmul(hs, C.unsqueeze(-1)).squeeze(-1)  # [Bt, c, I]
+    return y, h
+
+
+def chunked_selective_scan(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None,
+    z: Tensor | None,
+    delta_bias: Tensor | None,
+    delta_softplus: bool,
+    initial_state: Tensor | None,
+    *,
+    chunk_size: int = CHUNK_SIZE,
+) -> tuple[Tensor, Tensor]:
+    """Selective scan in plain torch ops; inputs already validated. Returns (y, final state)."""
+    batch, _, channels = u.shape
+    dt = delta if delta_bias is None else delta + delta_bias
+    if delta_softplus:
+        dt = softplus(dt)
+    du = dt * u  # [Bt, T, I]
+    h = u.new_zeros(batch, channels, A.shape[1]) if initial_state is None else initial_state
+    inputs = (u, delta, A, B, C, D, z, delta_bias, initial_state)
+    recompute = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
+    ys = []
+    # split (not slicing in a loop): its backward is one concatenation.
+    for dt_c, du_c, B_c, C_c in zip(
+        dt.split(chunk_size, 1),
+        du.split(chunk_size, 1),
+        B.split(chunk_size, 1),
+        C.split(chunk_size, 1),
+        strict=True,
+    ):
+        if recompute:
+            y_c, h = checkpoint(_scan_chunk, h, dt_c, du_c, A, B_c, C_c, use_reentrant=False)
+        else:
+            y_c, h = _scan_chunk(h, dt_c, du_c, A, B_c, C_c)
+        ys.append(y_c)
+    y = torch.cat(ys, dim=1) if ys else u.new_zeros(batch, 0, channels)
+    if D is not None:
+        y = y + u * D
+    if z is not None:
+        y = y * F.silu(z)
+    return y, h
