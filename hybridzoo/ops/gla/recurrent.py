@@ -1,0 +1,47 @@
+"""One decoding step of the gated linear recurrence, updating the state in place."""
+
+from __future__ import annotations
+
+import torch
+
+from hybridzoo.ops.gla._checks import check_step_args, resolve_scale
+
+
+def gla_step(
+    q_t: torch.Tensor,
+    k_t: torch.Tensor,
+    v_t: torch.Tensor,
+    log_decay_t: torch.Tensor,
+    state: torch.Tensor,
+    *,
+    scale: float | None = None,
+    bonus: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Advance the recurrence by one token; ``state`` is updated in place.
+
+    ``S ← diag(exp(log_decay_t)) S + k_tᵀ v_t`` and ``o_t = scale · q_t S`` (new state); with
+    ``bonus = u`` the RWKV-6 form ``o_t = scale · q_t (S_old + diag(u) k_tᵀ v_t)``.
+
+    Args:
+        q_t, k_t, log_decay_t: ``[B, H, K]``.
+        v_t: ``[B, H, V]``.
+        state: ``[B, H, K, V]``, modified in place (the math runs in its dtype). Meant for
+            inference: autograd cannot differentiate through the in-place update.
+        scale: output scale, default ``K ** -0.5``.
+        bonus: ``[H, K]`` or None.
+
+    Returns:
+        ``o_t [B, H, V]`` in ``q_t``'s dtype. Nothing larger than ``[B, H, K]`` is allocated.
+    """
+    check_step_args(q_t, k_t, v_t, log_decay_t, state, bonus)
+    scale = resolve_scale(scale, q_t.shape[-1])
+    dt = state.dtype
+    q, k, v, g = (x.to(dt) for x in (q_t, k_t, v_t, log_decay_t))
+    if bonus is None:
+        state.mul_(torch.exp(g).unsqueeze(-1)).addcmul_(k.unsqueeze(-1), v.unsqueeze(-2))
+        o = torch.matmul(q.unsqueeze(-2), state).squeeze(-2)  # [B, H, V]
+    else:
+        o = torch.matmul(q.unsqueeze(-2), state).squeeze(-2)  # [B, H, V]
+        o = o + (q * bonus.to(dt) * k).sum(-1, keepdim=True) * v
+        state.mul_(torch.exp(g).unsqueeze(-1)).addcmul_(k.unsqueeze(-1), v.unsqueeze(-2))
+    return (o * scale).to(q_t.dtype)
