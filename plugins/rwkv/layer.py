@@ -195,11 +195,11 @@ class RWKV6TimeMix(nn.Module):
         base = torch.addcmul(x, dx, self.time_maa_x)
         lora = torch.tanh(base @ self.time_maa_w1)  # [B, L, 5r]
         lora = lora.view(b * length, NUM_MIXES, self.mix_rank).transpose(0, 1)  # [5, BL, r]
-        mixes = torch.bmm(lora, self.time_maa_w2)  # [5, BL, H]
         mu = torch.cat(
             [self.time_maa_w, self.time_maa_k, self.time_maa_v, self.time_maa_r, self.time_maa_g]
         ).view(NUM_MIXES, 1, h)
-        xs = torch.addcmul(x.reshape(1, -1, h), dx.reshape(1, -1, h), mu + mixes)  # [5, BL, H]
+        mixes = torch.baddbmm(mu, lora, self.time_maa_w2)  # μ_□ + m^□: [5, BL, H]
+        xs = torch.addcmul(x.reshape(1, -1, h), dx.reshape(1, -1, h), mixes)  # [5, BL, H]
         xw, xk, xv, xr, xg = xs.unbind(0)  # each [BL, H]
 
         heads = (b, length, self.num_heads, self.head_size)
@@ -207,7 +207,9 @@ class RWKV6TimeMix(nn.Module):
         k = self.key(xk).view(heads)
         v = self.value(xv).view(heads)
         g = F.silu(self.gate(xg)).view(b, length, h)
-        w = self.time_decay.view(1, h) + torch.tanh(xw @ self.time_decay_w1) @ self.time_decay_w2
+        w = torch.addmm(
+            self.time_decay.view(1, h), torch.tanh(xw @ self.time_decay_w1), self.time_decay_w2
+        )  # [BL, H]
         log_decay = -torch.exp(w).view(heads)  # log of the decay, < 0
         return r, k, v, g, log_decay
 
@@ -325,7 +327,7 @@ class RWKV6ChannelMix(nn.Module):
         dx = x_prev - x
         xk = torch.addcmul(x, dx, self.time_maa_k)
         xr = torch.addcmul(x, dx, self.time_maa_r)
-        k = torch.relu(self.key(xk)).square()  # [..., F]
+        k = torch.relu_(self.key(xk)).square()  # [..., F]; relu in place on a fresh output
         return torch.sigmoid(self.receptance(xr)) * self.value(k)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
