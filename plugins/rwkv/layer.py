@@ -38,15 +38,15 @@ from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from hybridzoo.ops import gla as gla_ops
 from hybridzoo_plugins.rwkv.formulas import (
     NUM_MIXES,
     check_head_size,
     ffn_size,
     split_options,
 )
-from torch import nn
-
-from hybridzoo.ops import gla as gla_ops
 
 __all__ = ["RWKV6ChannelMix", "RWKV6TimeMix", "make_rwkv_bodies"]
 

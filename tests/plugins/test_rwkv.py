@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from hybridzoo_plugins.rwkv import formulas
 from hybridzoo_plugins.rwkv.layer import RWKV6ChannelMix, RWKV6TimeMix, make_rwkv_bodies
 from hybridzoo_plugins.rwkv.reference import channel_mix_reference, time_mix_reference
