@@ -42,6 +42,32 @@ def _layers_of(pattern: str | Sequence[str]) -> list[str]:
     return list(resolve_pattern(pattern))
 
 
+def _option_owner(option: str) -> str | None:
+    """The registered layer whose option prefix ``option`` carries (longest prefix wins)."""
+    owner, length = None, -1
+    for name in hybridzoo.list_layers():
+        prefix = hybridzoo.get_layer(name).option_prefix
+        if option.startswith(prefix + "_") and len(prefix) > length:
+            owner, length = name, len(prefix)
+    return owner
+
+
+def layer_options_for(pattern: str | Sequence[str], options: Mapping[str, Any]) -> dict[str, Any]:
+    """The subset of ``options`` that concerns the layers of ``pattern``.
+
+    Options of registered layers absent from ``pattern`` are left out (an arena-wide
+    ``--layer-option attention_num_heads=2`` applies to the patterns with attention); options
+    that belong to no registered layer are kept, for the core to report.
+    """
+    layers = set(_layers_of(pattern))
+    kept = {}
+    for key, value in options.items():
+        owner = _option_owner(key)
+        if owner is None or owner in layers:
+            kept[key] = value
+    return kept
+
+
 def scaled_layer_options(
     pattern: str | Sequence[str],
     hidden_size: int,
@@ -54,7 +80,7 @@ def scaled_layer_options(
     for GLA; RWKV heads of ``min(64, hidden_size // 4)``), and attention sees the whole sequence
     (``attention_window_size = seq_len``), as in Zoology. ``user_options`` win.
     """
-    user = dict(user_options or {})
+    user = layer_options_for(pattern, user_options or {})
     layers = set(_layers_of(pattern))
     options: dict[str, Any] = {}
     if "attention" in layers:
@@ -168,6 +194,7 @@ def plan_runs(config: ArenaConfig) -> tuple[list[RunSpec], int]:
     first_len = config.seq_lens[0]
     params = {L: task_params_for(config.task, config.task_params, L) for L in config.seq_lens}
     tasks = {L: make_task(config.task, **params[L]) for L in config.seq_lens}
+    params = {L: attrs.asdict(tasks[L]) for L in config.seq_lens}  # defaults filled in
     vocab = tasks[first_len].vocab_size
     budget = config.budget
     if budget is None:
@@ -179,6 +206,13 @@ def plan_runs(config: ArenaConfig) -> tuple[list[RunSpec], int]:
             tie=config.tie,
             **scaled_layer_options(first, config.hidden_size, first_len, config.layer_options),
         )
+    for key in config.layer_options:
+        owner = _option_owner(key)
+        if owner is not None and not any(owner in _layers_of(p) for p in config.patterns):
+            raise ValueError(
+                f"layer option {key!r} belongs to layer {owner!r}, which no pattern uses "
+                f"(patterns: {', '.join(config.patterns)})"
+            )
     widths: dict[str, int] = {}
     for pattern in config.patterns:
         if config.match_budget:

@@ -152,7 +152,7 @@ class RunSpec:
         """Exact parameters of the language model, from the plugins' formulas (no build)."""
         return language_model_param_count(
             self.pattern,
-            vocab_size=self.task_params["vocab_size"],
+            vocab_size=make_task(self.task, **self.task_params).vocab_size,
             hidden_size=self.hidden_size,
             embed_dim=self.embed_dim,
             tie=self.tie,
@@ -392,11 +392,12 @@ def train_run(
             eval_loss, accuracy = evaluate(
                 lm, eval_data, batch_size=settings.batch_size, context=context, dtype=settings.dtype
             )
+            (loss_sum,) = context.all_reduce_sum([train_loss])
             record = {
                 "step": step,
                 "loss": eval_loss,
                 "accuracy": accuracy,
-                "train_loss": train_loss,
+                "train_loss": loss_sum / context.world_size,  # this step's, over all ranks
                 "lr": scheduler.get_last_lr()[0],
                 "train_seconds": train_seconds,
             }

@@ -1,0 +1,96 @@
+"""The arena's language-model wrapper: shapes, weight tying, exact counts, step mode, loss."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import hybridzoo
+from hybridzoo.arena.lm import (
+    LanguageModel,
+    build_language_model,
+    language_model_param_count,
+    masked_loss_and_accuracy,
+)
+
+SMALL = {"attention_num_heads": 2, "attention_head_dim": 8, "dropout": 0.0}
+
+
+def _count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_forward_shape_and_tied_head() -> None:
+    lm = build_language_model("AF", vocab_size=32, hidden_size=16, **SMALL)
+    tokens = torch.randint(32, (3, 7))
+    assert lm(tokens).shape == (3, 7, 32)
+    assert lm.tied and lm.head is None
+    # tied: the embedding matrix is the only [vocab, hidden] parameter
+    assert sum(1 for p in lm.parameters() if p.shape == (32, 16)) == 1
+    assert _count(lm) == language_model_param_count("AF", vocab_size=32, hidden_size=16, **SMALL)
+
+
+@pytest.mark.parametrize(("embed_dim", "tie"), [(16, False), (12, True), (12, False)])
+def test_untied_head(embed_dim: int, tie: bool) -> None:
+    lm = build_language_model(
+        "A", vocab_size=32, hidden_size=16, embed_dim=embed_dim, tie=tie, **SMALL
+    )
+    assert not lm.tied and lm.head is not None
+    assert lm.head.weight.shape == (32, 16)
+    assert lm.embedding.weight.shape == (32, embed_dim)
+    assert lm(torch.randint(32, (2, 5))).shape == (2, 5, 32)
+    expected = language_model_param_count(
+        "A", vocab_size=32, hidden_size=16, embed_dim=embed_dim, tie=tie, **SMALL
+    )
+    assert _count(lm) == expected
+
+
+def test_tied_gradients_reach_the_embedding_through_the_head() -> None:
+    lm = build_language_model("F", vocab_size=8, hidden_size=8, dropout=0.0)
+    logits = lm(torch.zeros(1, 1, dtype=torch.int64))
+    logits[0, 0, 5].backward()
+    # only token 0 was embedded; row 5 gets a gradient through the tied head alone
+    assert lm.embedding.weight.grad[5].abs().sum() > 0
+
+
+@pytest.mark.parametrize("pattern", ["AF", "R"])
+def test_step_mode_equals_forward(pattern: str) -> None:
+    torch.manual_seed(0)
+    options = SMALL if "A" in pattern else {"rwkv_head_size": 8, "dropout": 0.0}
+    lm = build_language_model(pattern, vocab_size=16, hidden_size=16, **options).double().eval()
+    tokens = torch.randint(16, (2, 9))
+    full = lm(tokens)  # [B, L, V]
+    state = lm.init_state(2)
+    stepped = []
+    for t in range(tokens.shape[1]):
+        logits, state = lm.step(tokens[:, t], state)
+        stepped.append(logits)
+    assert torch.allclose(torch.stack(stepped, dim=1), full, atol=1e-8)
+    generated = lm.generate(tokens[:, :4], 3)
+    assert generated.shape == (2, 3)
+    assert torch.equal(generated[:, 0], full[:, 3].argmax(-1))
+
+
+def test_rejects_a_last_output_model_and_bad_vocab() -> None:
+    model = hybridzoo.build("F", embed_dim=8, hidden_size=8, output="last")
+    with pytest.raises(ValueError, match="output='sequence'"):
+        LanguageModel(model, 10)
+    seq = hybridzoo.build("F", embed_dim=8, hidden_size=8, output="sequence")
+    with pytest.raises(ValueError, match="vocab_size"):
+        LanguageModel(seq, 0)
+    with pytest.raises(TypeError, match="HybridModel"):
+        LanguageModel(torch.nn.Linear(2, 2), 10)
+
+
+def test_masked_loss_and_accuracy() -> None:
+    logits = torch.full((1, 3, 4), -10.0)
+    logits[0, 0, 1] = 10.0  # predicts 1
+    logits[0, 1, 2] = 10.0  # predicts 2
+    logits[0, 2, 3] = 10.0  # predicts 3
+    targets = torch.tensor([[1, -100, 0]])
+    loss, correct, count = masked_loss_and_accuracy(logits, targets)
+    assert int(correct) == 1 and int(count) == 2
+    expected = torch.nn.functional.cross_entropy(logits[0, [0, 2]], torch.tensor([1, 0]))
+    assert torch.isclose(loss, expected)
+    loss, correct, count = masked_loss_and_accuracy(logits, torch.full((1, 3), -100))
+    assert float(loss) == 0.0 and int(count) == 0
