@@ -53,7 +53,7 @@ def chunked_selective_scan(
     chunk_size: int = CHUNK_SIZE,
 ) -> tuple[Tensor, Tensor]:
     """Selective scan in plain torch ops; inputs already validated. Returns (y, final state)."""
-    batch, _, channels = u.shape
+    batch, length, channels = u.shape
     dt = delta if delta_bias is None else delta + delta_bias
     if delta_softplus:
         dt = softplus(dt)
@@ -61,6 +61,8 @@ def chunked_selective_scan(
     h = u.new_zeros(batch, channels, A.shape[1]) if initial_state is None else initial_state
     inputs = (u, delta, A, B, C, D, z, delta_bias, initial_state)
     recompute = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
+    if length == 0:
+        return u.new_zeros(batch, 0, channels), h
     ys = []
     # split (not slicing in a loop): its backward is one concatenation.
     for dt_c, du_c, B_c, C_c in zip(

@@ -1,0 +1,276 @@
+"""selective_scan: both backends equal the time-step reference (outputs, states, all gradients)."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hybridzoo.ops.selective_scan import fused as fused_module
+from hybridzoo.ops.selective_scan import selective_scan, selective_scan_backend
+from hybridzoo.ops.selective_scan.chunked import chunked_selective_scan
+from hybridzoo.ops.selective_scan.fused import fused_selective_scan, load_extension
+from hybridzoo.ops.selective_scan.naive import naive_selective_scan
+
+# float64 tolerances, relative to the largest magnitude of the reference tensor.
+RTOL64 = 1e-10
+# float32 kernel vs float64 reference.
+RTOL32 = 1e-4
+
+NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state")
+
+
+@pytest.fixture(scope="module")
+def compiled() -> None:
+    if load_extension() is None:
+        pytest.skip(f"compiled kernel unavailable: {fused_module.extension_error()}")
+
+
+def make_inputs(
+    seed: int,
+    batch: int,
+    length: int,
+    channels: int,
+    state: int,
+    *,
+    decay: float = 1.0,
+    optional: tuple[bool, bool, bool, bool] = (True, True, True, True),
+    dtype: torch.dtype = torch.float64,
+) -> dict[str, torch.Tensor | None]:
+    """Random inputs; ``decay`` scales |A| (strong decays: exp(dt·A) underflows to 0)."""
+    g = torch.Generator().manual_seed(seed)
+
+    def rnd(*shape: int, scale: float = 1.0) -> torch.Tensor:
+        return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).to(dtype)
+
+    use_d, use_z, use_bias, use_h0 = optional
+    A = -(torch.rand(channels, state, generator=g, dtype=torch.float64) * decay + 0.05)
+    return {
+        "u": rnd(batch, length, channels),
+        "delta": rnd(batch, length, channels, scale=2.0),
+        "A": A.to(dtype),
+        "B": rnd(batch, length, state),
+        "C": rnd(batch, length, state),
+        "D": rnd(channels) if use_d else None,
+        "z": rnd(batch, length, channels) if use_z else None,
+        "delta_bias": rnd(channels) if use_bias else None,
+        "initial_state": rnd(batch, channels, state) if use_h0 else None,
+    }
+
+
+def positive_steps(inputs: dict, softplus: bool) -> dict:
+    """Without softplus, time steps are taken as given: keep them positive (decays ≤ 1)."""
+    if softplus:
+        return inputs
+    out = dict(inputs, delta=inputs["delta"].abs())
+    if inputs["delta_bias"] is not None:
+        out["delta_bias"] = inputs["delta_bias"].abs() * 0.1
+    return out
+
+
+def run(fn, inputs, softplus: bool, **kwargs):
+    """Output, final state and the gradients of a fixed random loss w.r.t. every given input."""
+    inputs = positive_steps(inputs, softplus)
+    leaves = {
+        k: v.detach().clone().requires_grad_(True) for k, v in inputs.items() if v is not None
+    }
+    args = {k: leaves.get(k) for k in NAMES}
+    y, h = fn(
+        args["u"],
+        args["delta"],
+        args["A"],
+        args["B"],
+        args["C"],
+        args["D"],
+        args["z"],
+        args["delta_bias"],
+        softplus,
+        initial_state=args["initial_state"],
+        output_final_state=True,
+        **kwargs,
+    )
+    g = torch.Generator().manual_seed(1)
+    wy = torch.randn(y.shape, generator=g, dtype=torch.float64).to(y.dtype)
+    wh = torch.randn(h.shape, generator=g, dtype=torch.float64).to(h.dtype)
+    grads = torch.autograd.grad((y * wy).sum() + (h * wh).sum(), list(leaves.values()))
+    return {"y": y, "h": h, **{f"d{k}": gr for k, gr in zip(leaves, grads, strict=True)}}
+
+
+def assert_close(got: dict, ref: dict, rtol: float) -> None:
+    assert got.keys() == ref.keys()
+    for key, r in ref.items():
+        x = got[key]
+        assert torch.isfinite(x).all(), f"{key}: non-finite values"
+        scale = r.abs().max().item() + 1e-30
+        err = (x.double() - r.double()).abs().max().item()
+        assert err <= rtol * max(scale, 1.0), f"{key}: max error {err:.3g} (scale {scale:.3g})"
+
+
+def chunked(chunk: int):
+    def fn(u, delta, A, B, C, D, z, bias, sp, *, initial_state, output_final_state):
+        return chunked_selective_scan(
+            u, delta, A, B, C, D, z, bias, sp, initial_state, chunk_size=chunk
+        )
+
+    return fn
+
+
+def fused(chunk: int):
+    def fn(u, delta, A, B, C, D, z, bias, sp, *, initial_state, output_final_state):
+        return fused_selective_scan(u, delta, A, B, C, D, z, bias, sp, initial_state, chunk=chunk)
+
+    return fn
+
+
+shapes = st.tuples(
+    st.integers(1, 3),  # batch
+    st.one_of(st.just(1), st.integers(1, 40)),  # length
+    st.integers(1, 20),  # channels: partial and several SIMD blocks (8 doubles, 16 floats)
+    st.integers(1, 5),  # state size
+)
+
+
+@given(
+    shape=shapes,
+    seed=st.integers(0, 2**16),
+    optional=st.tuples(st.booleans(), st.booleans(), st.booleans(), st.booleans()),
+    softplus=st.booleans(),
+    decay=st.sampled_from([1.0, 30.0, 3000.0]),
+    chunk=st.integers(1, 9),
+)
+def test_backends_match_reference_float64(compiled, shape, seed, optional, softplus, decay, chunk):
+    inputs = make_inputs(seed, *shape, decay=decay, optional=optional)
+    ref = run(naive_selective_scan, inputs, softplus)
+    # Internal chunk sizes drawn small so that T crosses many (and partial) chunks.
+    assert_close(run(fused(chunk), inputs, softplus), ref, RTOL64)
+    assert_close(run(chunked(chunk), inputs, softplus), ref, RTOL64)
+    # The public entry point with each explicit backend and its default chunking.
+    for backend in ("compiled", "torch"):
+        assert_close(run(selective_scan, inputs, softplus, backend=backend), ref, RTOL64)
+
+
+@given(shape=shapes, seed=st.integers(0, 2**16), softplus=st.booleans())
+def test_compiled_float32_matches_float64_reference(compiled, shape, seed, softplus):
+    inputs64 = make_inputs(seed, *shape)
+    inputs32 = {k: None if v is None else v.float() for k, v in inputs64.items()}
+    ref = run(naive_selective_scan, inputs64, softplus)
+    for backend in ("compiled", "torch"):
+        got = run(selective_scan, inputs32, softplus, backend=backend)
+        assert all(v.dtype == torch.float32 for v in got.values())
+        assert_close(got, ref, RTOL32)
+
+
+@given(
+    shape=shapes,
+    seed=st.integers(0, 2**16),
+    split=st.floats(0.0, 1.0),
+    backend=st.sampled_from(["compiled", "torch"]),
+)
+def test_initial_state_chaining(compiled, shape, seed, split, backend):
+    batch, length, channels, state = shape
+    x = make_inputs(seed, batch, length, channels, state)
+    cut = int(split * length)
+    per_time = ("u", "delta", "B", "C", "z")
+
+    def part(sl: slice, h0):
+        p = {k: (v[:, sl] if k in per_time else v) for k, v in x.items()}
+        return selective_scan(
+            *(p[k] for k in NAMES[:8]),
+            True,
+            initial_state=h0,
+            output_final_state=True,
+            backend=backend,
+        )
+
+    y_all, h_all = part(slice(None), x["initial_state"])
+    y1, h1 = part(slice(0, cut), x["initial_state"])
+    y2, h2 = part(slice(cut, None), h1)
+    torch.testing.assert_close(torch.cat([y1, y2], 1), y_all, rtol=RTOL64, atol=RTOL64)
+    torch.testing.assert_close(h2, h_all, rtol=RTOL64, atol=RTOL64)
+
+
+@pytest.mark.parametrize("backend", ["compiled", "torch"])
+def test_extreme_time_steps_stay_finite(compiled, backend):
+    x = make_inputs(0, 2, 17, 9, 4, decay=1e6, dtype=torch.float32)
+    x["delta"] = x["delta"] * 60.0  # softplus(±120): dt ≈ 0 and dt ≈ 120
+    y, h = selective_scan(
+        *(x[k] for k in NAMES[:8]), True, output_final_state=True, backend=backend
+    )
+    assert torch.isfinite(y).all() and torch.isfinite(h).all()
+    ref_y, ref_h = naive_selective_scan(*(x[k] for k in NAMES[:8]), True, output_final_state=True)
+    torch.testing.assert_close(y, ref_y, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(h, ref_h, rtol=1e-4, atol=1e-4)
+
+
+def test_final_state_only_when_asked(compiled):
+    x = make_inputs(0, 1, 5, 3, 2)
+    for backend in ("compiled", "torch"):
+        y, h = selective_scan(x["u"], x["delta"], x["A"], x["B"], x["C"], backend=backend)
+        assert h is None and y.shape == (1, 5, 3)
+
+
+def test_strided_inputs(compiled):
+    """Views with a time stride (slices of a projection) are read in place, same result."""
+    g = torch.Generator().manual_seed(0)
+    proj = torch.randn(2, 11, 5 + 2 * 3, generator=g, dtype=torch.float64)
+    delta, B, C = proj.split([5, 3, 3], dim=-1)
+    u = torch.randn(2, 11, 5, dtype=torch.float64, generator=g)
+    A = -torch.rand(5, 3, dtype=torch.float64, generator=g)
+    for backend in ("compiled", "torch"):
+        y, _ = selective_scan(u, delta, A, B, C, delta_softplus=True, backend=backend)
+        ref, _ = naive_selective_scan(u, delta, A, B, C, delta_softplus=True)
+        torch.testing.assert_close(y, ref, rtol=RTOL64, atol=RTOL64)
+
+
+def test_backend_choice(compiled, monkeypatch):
+    monkeypatch.delenv("HYBRIDZOO_NO_COMPILE", raising=False)
+    assert selective_scan_backend() == "compiled"
+    assert selective_scan_backend("meta") == "torch"
+    monkeypatch.setenv("HYBRIDZOO_NO_COMPILE", "1")
+    assert selective_scan_backend() == "torch"
+    x = make_inputs(0, 1, 3, 2, 2)
+    args = [x[k] for k in NAMES[:5]]
+    with pytest.raises(RuntimeError, match="HYBRIDZOO_NO_COMPILE"):
+        selective_scan(*args, backend="compiled")
+    selective_scan(*args)  # auto: the torch backend, no error
+    with pytest.raises(ValueError, match="backend must be one of"):
+        selective_scan(*args, backend="cuda")
+
+
+def test_failed_compile_falls_back_with_a_warning(monkeypatch):
+    def broken_build():
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.delenv("HYBRIDZOO_NO_COMPILE", raising=False)
+    monkeypatch.setattr(fused_module, "_EXTENSION", fused_module._Extension(broken_build))
+    with pytest.warns(RuntimeWarning, match="no compiler here"):
+        assert selective_scan_backend() == "torch"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once only
+        assert selective_scan_backend() == "torch"
+    x = make_inputs(0, 1, 3, 2, 2)
+    args = [x[k] for k in NAMES[:5]]
+    y, _ = selective_scan(*args)
+    torch.testing.assert_close(y, naive_selective_scan(*args)[0])
+    with pytest.raises(RuntimeError, match="no compiler here"):
+        selective_scan(*args, backend="compiled")
+
+
+def test_input_errors():
+    x = make_inputs(0, 2, 3, 4, 2)
+    good = [x[k] for k in NAMES[:5]]
+    with pytest.raises(ValueError, match=r"delta must have shape \[B, T, I\]"):
+        selective_scan(good[0], good[1][:, :2], *good[2:])
+    with pytest.raises(ValueError, match=r"A must have shape \[I, N\]"):
+        selective_scan(good[0], good[1], good[2][:3], *good[3:])
+    with pytest.raises(ValueError, match=r"C must have shape"):
+        selective_scan(*good[:4], good[4][..., :1])
+    with pytest.raises(ValueError, match=r"initial_state must have shape"):
+        selective_scan(*good, initial_state=torch.zeros(2, 4, 3, dtype=torch.float64))
+    with pytest.raises(TypeError, match="float32 and float64"):
+        selective_scan(*(t.half() for t in good))
+    with pytest.raises(TypeError, match=r"B\.dtype"):
+        selective_scan(*good[:3], good[3].float(), good[4])
