@@ -44,7 +44,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(var, raising=False)
 
 
-# -- fake distributions --------------------------------------------------------------------------
+# -- fake distributions ----------------------------------------------------------------------------
 
 
 def spec_module(
@@ -320,7 +320,7 @@ def test_strict_plugins_command_exits_with_an_error(
     assert "Traceback" not in done.stderr
 
 
-# -- conflicts are errors when used ------------------------------------------------------------
+# -- conflicts are errors when used ----------------------------------------------------------------
 
 
 def test_a_contested_symbol_is_an_error_when_used(
