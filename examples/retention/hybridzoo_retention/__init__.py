@@ -27,7 +27,9 @@ __version__ = "0.1.0"
 def _even(_inst: Any, attribute: attrs.Attribute, value: Any) -> None:
     int_at_least(2)(_inst, attribute, value)
     if value % 2:
-        raise ValueError(f"must be even (rotary rotates channel pairs), got {value!r}")
+        raise ValueError(
+            f"{attribute.name} must be even (rotary rotates channel pairs), got {value!r}"
+        )
 
 
 @attrs.frozen
