@@ -43,10 +43,8 @@ def naive_gla(
     b, _, h, d_k, d_v = check_sequence_args(q, k, v, log_decay, bonus, initial_state)
     scale = resolve_scale(scale, d_k)
     dt = compute_dtype(q.dtype)
-    if initial_state is None:
-        state = q.new_zeros(b, h, d_k, d_v, dtype=dt)
-    else:
-        state = initial_state.to(dt)
+    zeros = initial_state is None
+    state = q.new_zeros(b, h, d_k, d_v, dtype=dt) if zeros else initial_state.to(dt)
     u = None if bonus is None else bonus.to(dt)
     outputs = []
     # unbind along time (never x[:, t] inside the loop: autograd would be O(T²) in memory)
