@@ -43,7 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover
         run_checks,
         tolerances,
     )
-    from hybridzoo.testing.pytest_plugin import BoundCheck, parametrize_with_checks
+    from hybridzoo.testing.parametrize import BoundCheck, parametrize_with_checks
 
 #: The plugin API version this kit belongs to (:data:`hybridzoo.PLUGIN_API_VERSION`).
 API_VERSION = PLUGIN_API_VERSION
@@ -58,8 +58,8 @@ _LAZY = {
     "layer_case": "hybridzoo.testing.checks",
     "run_checks": "hybridzoo.testing.checks",
     "tolerances": "hybridzoo.testing.checks",
-    "BoundCheck": "hybridzoo.testing.pytest_plugin",
-    "parametrize_with_checks": "hybridzoo.testing.pytest_plugin",
+    "BoundCheck": "hybridzoo.testing.parametrize",
+    "parametrize_with_checks": "hybridzoo.testing.parametrize",
 }
 
 __all__ = [

@@ -89,7 +89,6 @@ def format_table(results: list[Any]) -> str:
 
 def run(args: argparse.Namespace, *, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
     """Run the checks named in ``args`` (see :func:`configure_parser`); 0 if none failed."""
-    import torch
 
     from hybridzoo.errors import HybridZooError, UnknownLayerError
     from hybridzoo.registry import get_registry

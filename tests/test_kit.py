@@ -1,0 +1,560 @@
+"""The conformance kit catches broken layers: each deliberately broken toy fails its check.
+
+The toy is a diagonal linear recurrence ``h_t = a ⊙ h_{t-1} + W x_t + b`` (``a = sigmoid(gate)``)
+with a step mode; a ``fault`` argument breaks one contract at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import attrs
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
+from torch import nn
+
+import hybridzoo
+from hybridzoo import Capabilities, LayerSpec, Registry
+from hybridzoo.spec import int_at_least
+from hybridzoo.testing import (
+    API_VERSION,
+    CHECKS,
+    CheckFailure,
+    CheckSkipped,
+    assert_conforms,
+    layer_case,
+    parametrize_with_checks,
+    run_checks,
+)
+from hybridzoo.testing import strategies as hzst
+from hybridzoo.testing.report import configure_parser, run
+
+pytest_plugins = ["pytester", "hybridzoo.testing.pytest_plugin"]
+
+
+# -- the toy layer ---------------------------------------------------------------------------------
+
+
+class Recurrence(nn.Module):
+    """``h_t = a ⊙ h_{t-1} + W x_t + b``, ``y_t = h_t`` (+ a zero-initialised gated term)."""
+
+    def __init__(self, hidden_size: int, fault: str | None = None) -> None:
+        super().__init__()
+        self.fault = fault
+        self.proj = nn.Linear(hidden_size, hidden_size)
+        self.gate = nn.Parameter(torch.linspace(-1.0, 1.0, hidden_size))
+        # zero at init: the gradient of `extra` is zero until `gain` moves (the kit jitters)
+        self.gain = nn.Parameter(torch.zeros(hidden_size))
+        self.extra = nn.Linear(hidden_size, hidden_size, bias=False)
+        if fault == "unused_parameter":
+            self.unused = nn.Parameter(torch.ones(hidden_size))
+
+    def _drive(self, x: torch.Tensor) -> torch.Tensor:
+        """The input term ``W x + b``, ``[..., H]``."""
+        u = self.proj(x)
+        if self.fault == "mixes_batch":
+            u = u + 0.5 * x.mean(0, keepdim=True)
+        return u
+
+    def _out(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return h + self.gain * torch.tanh(self.extra(x))
+
+    def init_state(self, batch_size: int) -> tuple[torch.Tensor]:
+        p = self.proj.weight
+        return (torch.zeros(batch_size, p.shape[0], dtype=p.dtype, device=p.device),)
+
+    def prefill(
+        self, x: torch.Tensor, state: tuple[torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor]]:
+        if state is None or self.fault == "prefill_ignores_state":
+            state = self.init_state(x.shape[0])
+        a = torch.sigmoid(self.gate)
+        u = self._drive(x)  # [B, L, H]
+        if self.fault == "not_causal":
+            u = u + 0.5 * x[:, -1:]
+        h = state[0]
+        outs = []
+        for t in range(x.shape[1]):
+            h = a * h + u[:, t]
+            outs.append(h)
+        y = self._out(torch.stack(outs, 1), x)  # [B, L, H]
+        return y, (h.clone(),)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fault == "modifies_input":
+            x.mul_(0.5)
+        y = self.prefill(x)[0]
+        if self.fault == "drops_last_position":
+            y = y[:, :-1]
+        if self.fault == "float32_output":
+            y = y.float()
+        if self.fault == "nondeterministic":
+            y = y + 1e-3 * torch.rand_like(y)
+        if self.fault == "raises":
+            raise RuntimeError("the toy layer is broken")
+        return y
+
+    def step(
+        self, x_t: torch.Tensor, state: tuple[torch.Tensor]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor]]:
+        a = torch.sigmoid(self.gate)
+        if self.fault == "step_wrong_decay":
+            a = a * a
+        h = a * state[0] + self._drive(x_t)
+        state[0].copy_(h)
+        return self._out(h, x_t), state
+
+
+def reference(body: Recurrence, x: torch.Tensor) -> torch.Tensor:
+    """The time-step loop, written independently (elementwise over channels)."""
+    a = 1.0 / (1.0 + torch.exp(-body.gate))
+    if body.fault == "reference_differs":
+        a = a * 0.9
+    u = x @ body.proj.weight.T + body.proj.bias
+    h = torch.zeros_like(x[:, 0])
+    out = []
+    for t in range(x.shape[1]):
+        h = a * h + u[:, t]
+        out.append(h + body.gain * torch.tanh(x[:, t] @ body.extra.weight.T))
+    return torch.stack(out, 1)
+
+
+@attrs.frozen
+class ToyOptions:
+    """Options of the toy (prefix ``toy_``)."""
+
+    width: int = hybridzoo.option(
+        1,
+        doc="A multiple of the hidden size (no effect).",
+        validator=int_at_least(1),
+        examples=(2,),
+    )
+
+
+def _count(options: ToyOptions, hidden_size: int) -> int:
+    return 2 * hidden_size * hidden_size + 3 * hidden_size
+
+
+def toy_spec(fault: str | None = None, **changes: object) -> LayerSpec:
+    """The toy layer's spec; ``fault`` breaks one contract (see the table below)."""
+    fields: dict[str, object] = {
+        "name": "toy",
+        "symbol": "Q",
+        "option_prefix": "toy",
+        "options": ToyOptions,
+        "factory": lambda o, h: Recurrence(h, fault),
+        "param_count": _count,
+        "capabilities": Capabilities(causal=True, stateful=True),
+        "state_size": lambda o, h: h,
+        "reference": reference,
+    }
+    if fault == "unused_parameter":
+        fields["param_count"] = lambda o, h: _count(o, h) + h
+    if fault == "wrong_param_count":
+        fields["param_count"] = lambda o, h: _count(o, h) - 1
+    if fault == "wrong_state_size":
+        fields["state_size"] = lambda o, h: 2 * h
+    fields.update(changes)
+    return LayerSpec(**fields)  # type: ignore[arg-type]
+
+
+# -- a correct layer passes -----------------------------------------------------------------------
+
+
+def test_the_correct_toy_passes_every_check() -> None:
+    results = assert_conforms(toy_spec())
+    assert [r.check for r in results] == list(CHECKS)
+    assert all(r.passed for r in results), [r for r in results if not r.passed]
+
+
+def test_the_zero_initialised_path_is_not_a_false_alarm() -> None:
+    """``extra`` gets a zero gradient at init (``gain`` is 0); the kit jitters and passes."""
+    body = toy_spec().factory(ToyOptions(), 4)
+    x = torch.randn(2, 3, 4)
+    body(x).sum().backward()
+    assert not body.extra.weight.grad.any()
+    assert run_checks(toy_spec(), checks=["gradients_reach_parameters"])[0].passed
+
+
+# -- each fault fails its check ------------------------------------------------------------------
+
+#: fault -> (checks that must fail, checks that may fail as a consequence)
+FAULTS: dict[str, tuple[set[str], set[str]]] = {
+    "wrong_param_count": ({"param_count_exact", "in_model"}, set()),
+    "not_causal": ({"causal"}, {"step_equals_parallel", "prefill_then_step", "reference_matches"}),
+    "step_wrong_decay": ({"step_equals_parallel", "prefill_then_step"}, set()),
+    "prefill_ignores_state": ({"prefill_then_step"}, set()),
+    "unused_parameter": ({"gradients_reach_parameters"}, set()),
+    "mixes_batch": ({"batch_independent"}, {"reference_matches"}),
+    "nondeterministic": ({"eval_deterministic"}, set(CHECKS)),
+    "modifies_input": ({"eval_deterministic"}, set(CHECKS)),
+    "wrong_state_size": ({"state_size_formula"}, set()),
+    "reference_differs": ({"reference_matches"}, set()),
+    "drops_last_position": ({"shape"}, set(CHECKS)),
+    "float32_output": ({"dtype_device"}, set(CHECKS)),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_each_fault_fails_its_check(fault: str) -> None:
+    must, may = FAULTS[fault]
+    results = run_checks(toy_spec(fault))
+    failed = {r.check for r in results if r.failed}
+    assert must <= failed, f"{fault}: expected {must} to fail, failed: {failed}"
+    assert failed <= must | may, f"{fault}: unexpected failures {failed - must - may}"
+    for r in results:
+        if r.failed:
+            assert r.reason, r
+
+
+def test_failure_messages_are_precise() -> None:
+    by_check = {r.check: r.reason for r in run_checks(toy_spec("wrong_param_count"))}
+    assert "param_count(options, hidden_size=16) = 559, but the built bodies have 560" in (
+        by_check["param_count_exact"] or ""
+    )
+    reason = run_checks(toy_spec("not_causal"), checks=["causal"])[0].reason or ""
+    assert "not causal" in reason and "first at [b=0, t=0" in reason
+    reason = run_checks(toy_spec("unused_parameter"), checks=["gradients_reach_parameters"])[0]
+    assert "unused" in (reason.reason or "")
+    reason = run_checks(toy_spec("wrong_state_size"), checks=["state_size_formula"])[0].reason
+    assert reason == (
+        "state_size(options, 16) = 32, but init_state holds 16 elements per sequence (plus 0 "
+        "shared)"
+    )
+
+
+def test_an_exception_inside_the_layer_is_a_failure_naming_it() -> None:
+    results = run_checks(toy_spec("raises"), checks=["shape", "spec_valid"])
+    assert [r.status for r in results] == ["failed", "passed"]
+    assert "RuntimeError: the toy layer is broken" in (results[0].reason or "")
+    assert "test_kit.py" in (results[0].reason or "")  # points at the layer's own line
+
+
+def test_undocumented_options_fail() -> None:
+    @attrs.frozen
+    class Bare:
+        width: int = 1  # no doc, no validator
+        depth: int = hybridzoo.option(2, doc="Depth.", validator=int_at_least(1), examples=(0,))
+
+    result = run_checks(toy_spec(options=Bare), checks=["options_documented"])[0]
+    assert result.failed
+    assert "toy_width: no doc" in result.reason
+    assert "toy_width: no validator" in result.reason
+    assert "toy_depth: example 0 is invalid" in result.reason
+
+
+def test_options_that_do_not_survive_json_fail_the_round_trip() -> None:
+    def pair(_inst: object, _attr: object, value: object) -> None:
+        if not isinstance(value, tuple | list) or len(value) != 2:
+            raise ValueError(f"must be a pair, got {value!r}")
+
+    @attrs.frozen
+    class Pair:
+        sizes: tuple[int, int] = hybridzoo.option((1, 2), doc="Two sizes.", validator=pair)
+
+    result = run_checks(toy_spec(options=Pair), checks=["config_round_trip"])[0]
+    assert result.failed
+    assert "the options record changed in the round trip" in result.reason
+
+
+# -- skips --------------------------------------------------------------------------------------
+
+
+def test_checks_that_do_not_apply_are_skipped_with_a_reason() -> None:
+    spec = toy_spec(capabilities=Capabilities(causal=False, stateful=False), reference=None)
+    results = {r.check: r for r in run_checks(spec)}
+    skipped = {name for name, r in results.items() if r.skipped}
+    assert skipped == {
+        "causal",
+        "step_equals_parallel",
+        "prefill_then_step",
+        "state_size_formula",
+        "reference_matches",
+    }
+    assert "capabilities.stateful=False" in results["step_equals_parallel"].reason
+    assert "capabilities.causal=False" in results["causal"].reason
+    assert "no reference" in results["reference_matches"].reason
+    assert all(r.passed for r in results.values() if not r.skipped)
+    with pytest.raises(CheckSkipped, match="stateful=False"):
+        CHECKS["step_equals_parallel"](layer_case(spec))
+
+
+# -- the API ----------------------------------------------------------------------------------
+
+
+def test_assert_conforms_lists_every_failure() -> None:
+    with pytest.raises(AssertionError) as info:
+        assert_conforms(toy_spec("wrong_param_count"))
+    text = str(info.value)
+    assert text.startswith("layer 'toy' fails 2 of 16 conformance checks:")
+    assert "  - param_count_exact: " in text and "  - in_model: " in text
+
+
+def test_a_check_raises_check_failure_carrying_its_name() -> None:
+    with pytest.raises(CheckFailure) as info:
+        CHECKS["batch_independent"](layer_case(toy_spec("mixes_batch")))
+    assert info.value.check == "batch_independent"
+    assert isinstance(info.value, AssertionError)
+
+
+def test_every_check_documents_what_it_proves() -> None:
+    assert API_VERSION == hybridzoo.PLUGIN_API_VERSION
+    for name, check in CHECKS.items():
+        assert check.name == name
+        assert len(check.doc) > 40, name
+        assert check.contract in {"spec", "1", "2", "3", "4", "5", "6", "7"}
+
+
+def test_bad_arguments_are_errors() -> None:
+    with pytest.raises(ValueError, match="unknown check 'casual'. Did you mean 'causal'"):
+        run_checks(toy_spec(), checks=["casual"])
+    with pytest.raises(ValueError, match="hidden_size=6 is not a multiple of 4"):
+        layer_case(toy_spec(hidden_size_multiple=lambda o: 4), hidden_size=6)
+    with pytest.raises(hybridzoo.OptionError, match="toy_width"):
+        layer_case(toy_spec(), options={"width": 0})
+    with pytest.raises(ValueError, match="length must be an integer >= 1"):
+        layer_case(toy_spec(), length=0)
+    with pytest.raises(TypeError, match="LayerSpec or a layer name"):
+        run_checks(3)  # type: ignore[arg-type]
+
+
+def test_options_are_taken_as_a_record_or_by_field_or_user_name() -> None:
+    spec = toy_spec()
+    assert layer_case(spec, options={"width": 2}).options == ToyOptions(2)
+    assert layer_case(spec, options={"toy_width": 2}).options == ToyOptions(2)
+    assert layer_case(spec, options=ToyOptions(3)).options == ToyOptions(3)
+    assert layer_case(spec, hidden_size=None).hidden_size == 16
+    assert layer_case(spec, options=None).hidden_size == 16
+    assert layer_case(toy_spec(hidden_size_multiple=lambda o: 12)).hidden_size == 24
+
+
+def test_the_kit_leaves_the_global_random_state_alone() -> None:
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    run_checks(toy_spec(), checks=["shape", "gradients_reach_parameters"])
+    assert torch.equal(torch.rand(3), expected)
+
+
+# -- strategies -----------------------------------------------------------------------------------
+
+
+@given(hzst.layer_options(toy_spec()))
+def test_layer_options_draw_defaults_and_examples(options: ToyOptions) -> None:
+    assert options.width in (1, 2)
+
+
+@given(hzst.hidden_sizes(toy_spec(hidden_size_multiple=lambda o: 4 * o.width), ToyOptions(2)))
+def test_hidden_sizes_respect_the_multiple(hidden: int) -> None:
+    assert hidden % 8 == 0 and 8 <= hidden <= 32
+
+
+@given(hzst.layer_cases(toy_spec(), batch=st.integers(2, 3), length=5))
+def test_layer_cases(case) -> None:
+    assert case.spec.name == "toy" and 2 <= case.batch <= 3 and case.length == 5
+    CHECKS["step_equals_parallel"](case)
+
+
+@given(hzst.inputs(hidden=5, batch=2, length=st.integers(1, 4), dtype=torch.float32))
+def test_inputs(x: torch.Tensor) -> None:
+    assert x.shape[0] == 2 and 1 <= x.shape[1] <= 4 and x.shape[2] == 5
+    assert x.dtype == torch.float32
+
+
+def test_patterns_draw_from_the_registry() -> None:
+    registry = Registry(autoload=False)
+    registry.register(toy_spec())
+    with hybridzoo.use_registry(registry):
+
+        @given(hzst.patterns(min_layers=2, max_layers=3))
+        def inner(pattern: list[str]) -> None:
+            assert 2 <= len(pattern) <= 3 and set(pattern) == {"toy"}
+
+        inner()
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: hzst.patterns(min_layers=0), "min_layers must be an integer >= 1"),
+        (lambda: hzst.patterns(min_layers=3, max_layers=2), "max_layers=2 must be >= min"),
+        (lambda: hzst.patterns(layers=["no_such_layer"]), "unknown layer 'no_such_layer'"),
+        (lambda: hzst.hidden_sizes(toy_spec(), min_multiple=0), "min_multiple must be"),
+        (lambda: hzst.hidden_sizes(toy_spec(), min_multiple=3, max_multiple=2), "max_multiple"),
+        (lambda: hzst.inputs(hidden=0), "hidden must be an integer >= 1"),
+        (lambda: hzst.layer_cases(toy_spec(), batch=0), "batch must be"),
+        (lambda: hzst.layer_cases("no_such_layer"), "unknown layer"),
+        (lambda: hzst.layer_options(toy_spec(options=_BadExample)), "example -1 of option"),
+    ],
+)
+def test_strategies_validate_their_arguments_eagerly(make, message: str) -> None:
+    with pytest.raises(InvalidArgument, match=message):
+        make()
+
+
+@attrs.frozen
+class _BadExample:
+    width: int = hybridzoo.option(1, doc="Width.", validator=int_at_least(1), examples=(-1,))
+
+
+# -- the pytest plugin ----------------------------------------------------------------------------
+
+
+@parametrize_with_checks(toy_spec(), checks=["shape", "causal", "reference_matches"])
+def test_parametrize_with_checks_on_a_spec(check) -> None:
+    check()
+
+
+def test_temporary_layers_are_gone_after_the_test(temporary_layer) -> None:
+    before = hybridzoo.list_layers()
+    temporary_layer(toy_spec(name="toy_tmp", symbol="Z", option_prefix="toy_tmp"))
+    assert "toy_tmp" in hybridzoo.list_layers()
+    hybridzoo.unregister_layer("toy_tmp")
+    assert hybridzoo.list_layers() == before
+
+
+def test_the_plugin_in_a_plugin_authors_test_run(pytester: pytest.Pytester) -> None:
+    """A plugin author's test file: a failing check fails, a skip shows its reason."""
+    pytester.makepyfile(
+        test_author=f"""
+        import sys
+
+        import pytest
+
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import hybridzoo
+        from hybridzoo.testing import parametrize_with_checks, run_checks
+        from test_kit import toy_spec
+
+        @parametrize_with_checks(toy_spec("mixes_batch"), checks=["shape", "batch_independent"])
+        def test_broken(check):
+            check()
+
+        @parametrize_with_checks(toy_spec(reference=None), checks=["reference_matches"])
+        def test_skips(check):
+            check()
+
+        @pytest.mark.hybridzoo_registry(autoload=False)
+        def test_fixtures(hybridzoo_registry, temporary_layer):
+            assert hybridzoo.get_registry() is hybridzoo_registry
+            assert hybridzoo_registry.strict and hybridzoo_registry.names() == []
+            temporary_layer(toy_spec())
+            assert hybridzoo.list_layers() == ["toy"]
+            assert run_checks("toy", checks=["in_model"])[0].passed
+
+        @pytest.mark.hybridzoo_registry(autoload=False)
+        def test_after(hybridzoo_registry):
+            assert "toy" not in hybridzoo_registry
+        """
+    )
+    result = pytester.runpytest(
+        "-p",
+        "hybridzoo.testing.pytest_plugin",
+        "-rs",
+        "-v",
+        "-p",
+        "no:cacheprovider",
+        "-W",
+        "error::pytest.PytestUnknownMarkWarning",
+    )
+    result.assert_outcomes(passed=3, failed=1, skipped=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_broken?toy-shape? PASSED*",
+            "*test_broken?toy-batch_independent? FAILED*",
+            "*SKIPPED*declares no reference*",
+        ]
+    )
+
+
+def test_the_registry_fixture_is_strict(pytester: pytest.Pytester) -> None:
+    """An installed plugin that implements no hook raises in the fixture's registry."""
+    pytester.makepyfile(
+        test_strict="""
+        import importlib.metadata as md
+
+        import pytest
+
+        import hybridzoo
+
+        BROKEN = md.EntryPoint("broken", "hybridzoo.errors", "hybridzoo.layers")
+
+        @pytest.mark.hybridzoo_registry(entry_points=[BROKEN])
+        def test_strict(hybridzoo_registry):
+            with pytest.raises(hybridzoo.PluginError, match="implements no hybridzoo hook"):
+                hybridzoo_registry.names()
+        """
+    )
+    result = pytester.runpytest("-p", "hybridzoo.testing.pytest_plugin", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+
+
+def test_loading_the_plugin_imports_no_torch() -> None:
+    code = (
+        "import sys, hybridzoo.testing.pytest_plugin, hybridzoo.testing; "
+        "assert 'torch' not in sys.modules and 'hypothesis' not in sys.modules, "
+        "sorted(m for m in sys.modules if m.startswith(('torch', 'hypothesis')))[:5]"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+# -- check-plugin ----------------------------------------------------------------------------------
+
+
+def _run_cli(argv: list[str]) -> tuple[int, str, str]:
+    parser = argparse.ArgumentParser()
+    configure_parser(parser)
+    out, err = io.StringIO(), io.StringIO()
+    return run(parser.parse_args(argv), out=out, err=err), out.getvalue(), err.getvalue()
+
+
+def test_check_plugin_reports_pass_fail_and_skip() -> None:
+    registry = Registry(autoload=False)
+    registry.register(toy_spec("mixes_batch", reference=None))
+    with hybridzoo.use_registry(registry):
+        code, out, _ = _run_cli(
+            [
+                "toy",
+                "--check",
+                "shape",
+                "--check",
+                "batch_independent",
+                "--check",
+                "reference_matches",
+                "-o",
+                "width=2",
+            ]
+        )
+        assert code == 1
+        lines = out.splitlines()
+        assert lines[0] == "check-plugin toy (registered at run time)"
+        assert "ToyOptions(width=2)" in lines[1]
+        assert any(line.split()[:2] == ["shape", "pass"] for line in lines)
+        assert any(line.split()[:2] == ["batch_independent", "FAIL"] for line in lines)
+        assert any(
+            line.split()[:2] == ["reference_matches", "skipped"] and "no reference" in line
+            for line in lines
+        )
+        assert lines[-1] == "1 passed, 1 failed, 1 skipped"
+
+        code, out, _ = _run_cli(["toy", "--json", "--check", "shape"])
+        assert code == 0
+        report = json.loads(out)
+        assert report["passed"] is True and report["layer"] == "toy"
+        assert report["results"] == [
+            {"layer": "toy", "check": "shape", "status": "passed", "reason": None}
+        ]
+
+        code, _, err = _run_cli(["tyo"])
+        assert code == 2 and "Did you mean 'toy'" in err
+        code, _, err = _run_cli(["toy", "--check", "casual"])
+        assert code == 2 and "Did you mean 'causal'" in err
