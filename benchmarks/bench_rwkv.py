@@ -10,9 +10,10 @@ For each length L it measures, on one device, in one process:
 - ``floor``: the matmuls the block performs (projections and LoRAs, same shapes, back to back):
   their FLOPs divided by the rate measured for them in this run; fwd+bwd counts 3x the FLOPs.
 
-Peak memory is the high-water mark above the memory held before the call: CUDA's allocator
-statistics on a GPU; on CPU the process's resident set (``VmHWM`` after resetting it through
-``/proc/self/clear_refs``), so it includes allocator slack.
+Times are the best of ``--repeats`` runs. Peak memory is the high-water mark above the memory
+held before the call: CUDA's allocator statistics on a GPU; on CPU the process's resident set
+(``VmHWM`` after resetting it through ``/proc/self/clear_refs``), so it includes allocator
+slack.
 
 Example::
 
@@ -25,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -73,7 +73,8 @@ def _peak(device: torch.device) -> int:
 def measure(
     fn: Callable[[], Any], device: torch.device, repeats: int, warmup: int
 ) -> tuple[float, float]:
-    """Median seconds of ``fn`` over ``repeats`` runs after ``warmup``; peak bytes of one run."""
+    """Best (minimum) seconds of ``fn`` over ``repeats`` runs after ``warmup`` (the minimum is the
+    estimate least disturbed by other processes); peak bytes of one run."""
     for _ in range(warmup):
         fn()
     _sync(device)
@@ -87,7 +88,7 @@ def measure(
         fn()
         _sync(device)
         times.append(time.perf_counter() - t0)
-    return statistics.median(times), float(peak)
+    return min(times), float(peak)
 
 
 # -- the matmul floor ----------------------------------------------------------------------------
@@ -291,8 +292,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--ref-repeats", type=int, default=1)
     p.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16"])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = p.parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
 
     print(
         f"RWKV-6 block bodies: B={args.batch} H={args.hidden} head_size={args.head_size} "

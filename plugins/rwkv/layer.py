@@ -90,7 +90,8 @@ class RWKV6TimeMix(nn.Module):
             Default 8, i.e. eps = 6.4e-4.
         init_depth: relative depth in [0, 1] for RWKV-LM's depth-dependent initial values.
             Default 0.5.
-        chunk_size: chunk length of the WKV kernel (speed only). Default 64.
+        chunk_size: chunk length of the WKV kernel (speed only): at most 16 or a multiple of 16
+            (``chunk_gla`` checks). Default 64.
         device, dtype: where and how to create the parameters.
 
     State (step mode): ``(shift [B, H], wkv [B, H/head_size, head_size, head_size])``.
