@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import pytest
@@ -23,10 +24,19 @@ RTOL32 = 1e-4
 NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state")
 
 
-@pytest.fixture(scope="module")
-def compiled() -> None:
+def require_compiled() -> None:
+    """Skip (with the reason) where the compiled backend is switched off or cannot be built."""
+    if os.environ.get("HYBRIDZOO_NO_COMPILE", "") not in ("", "0"):
+        pytest.skip("HYBRIDZOO_NO_COMPILE is set: the compiled backend is off")
     if load_extension() is None:
         pytest.skip(f"compiled kernel unavailable: {fused_module.extension_error()}")
+
+
+@pytest.fixture(scope="module", params=["compiled", "torch"])
+def backend(request: pytest.FixtureRequest) -> str:
+    if request.param == "compiled":
+        require_compiled()
+    return request.param
 
 
 def make_inputs(
@@ -141,35 +151,32 @@ shapes = st.tuples(
     decay=st.sampled_from([1.0, 30.0, 3000.0]),
     chunk=st.integers(1, 9),
 )
-def test_backends_match_reference_float64(compiled, shape, seed, optional, softplus, decay, chunk):
+def test_backend_matches_reference_float64(backend, shape, seed, optional, softplus, decay, chunk):
     inputs = make_inputs(seed, *shape, decay=decay, optional=optional)
     ref = run(naive_selective_scan, inputs, softplus)
     # Internal chunk sizes drawn small so that T crosses many (and partial) chunks.
-    assert_close(run(fused(chunk), inputs, softplus), ref, RTOL64)
-    assert_close(run(chunked(chunk), inputs, softplus), ref, RTOL64)
-    # The public entry point with each explicit backend and its default chunking.
-    for backend in ("compiled", "torch"):
-        assert_close(run(selective_scan, inputs, softplus, backend=backend), ref, RTOL64)
+    internal = fused(chunk) if backend == "compiled" else chunked(chunk)
+    assert_close(run(internal, inputs, softplus), ref, RTOL64)
+    # The public entry point with its default chunking.
+    assert_close(run(selective_scan, inputs, softplus, backend=backend), ref, RTOL64)
 
 
 @given(shape=shapes, seed=st.integers(0, 2**16), softplus=st.booleans())
-def test_compiled_float32_matches_float64_reference(compiled, shape, seed, softplus):
+def test_float32_matches_float64_reference(backend, shape, seed, softplus):
     inputs64 = make_inputs(seed, *shape)
     inputs32 = {k: None if v is None else v.float() for k, v in inputs64.items()}
     ref = run(naive_selective_scan, inputs64, softplus)
-    for backend in ("compiled", "torch"):
-        got = run(selective_scan, inputs32, softplus, backend=backend)
-        assert all(v.dtype == torch.float32 for v in got.values())
-        assert_close(got, ref, RTOL32)
+    got = run(selective_scan, inputs32, softplus, backend=backend)
+    assert all(v.dtype == torch.float32 for v in got.values())
+    assert_close(got, ref, RTOL32)
 
 
 @given(
     shape=shapes,
     seed=st.integers(0, 2**16),
     split=st.floats(0.0, 1.0),
-    backend=st.sampled_from(["compiled", "torch"]),
 )
-def test_initial_state_chaining(compiled, shape, seed, split, backend):
+def test_initial_state_chaining(backend, shape, seed, split):
     batch, length, channels, state = shape
     x = make_inputs(seed, batch, length, channels, state)
     cut = int(split * length)
@@ -192,8 +199,7 @@ def test_initial_state_chaining(compiled, shape, seed, split, backend):
     torch.testing.assert_close(h2, h_all, rtol=RTOL64, atol=RTOL64)
 
 
-@pytest.mark.parametrize("backend", ["compiled", "torch"])
-def test_extreme_time_steps_stay_finite(compiled, backend):
+def test_extreme_time_steps_stay_finite(backend):
     x = make_inputs(0, 2, 17, 9, 4, decay=1e6, dtype=torch.float32)
     x["delta"] = x["delta"] * 60.0  # softplus(±120): dt ≈ 0 and dt ≈ 120
     y, h = selective_scan(
@@ -205,28 +211,26 @@ def test_extreme_time_steps_stay_finite(compiled, backend):
     torch.testing.assert_close(h, ref_h, rtol=1e-4, atol=1e-4)
 
 
-def test_final_state_only_when_asked(compiled):
+def test_final_state_only_when_asked(backend):
     x = make_inputs(0, 1, 5, 3, 2)
-    for backend in ("compiled", "torch"):
-        y, h = selective_scan(x["u"], x["delta"], x["A"], x["B"], x["C"], backend=backend)
-        assert h is None and y.shape == (1, 5, 3)
+    y, h = selective_scan(x["u"], x["delta"], x["A"], x["B"], x["C"], backend=backend)
+    assert h is None and y.shape == (1, 5, 3)
 
 
-def test_strided_inputs(compiled):
+def test_strided_inputs(backend):
     """Views with a time stride (slices of a projection) are read in place, same result."""
     g = torch.Generator().manual_seed(0)
     proj = torch.randn(2, 11, 5 + 2 * 3, generator=g, dtype=torch.float64)
     delta, B, C = proj.split([5, 3, 3], dim=-1)
     u = torch.randn(2, 11, 5, dtype=torch.float64, generator=g)
     A = -torch.rand(5, 3, dtype=torch.float64, generator=g)
-    for backend in ("compiled", "torch"):
-        y, _ = selective_scan(u, delta, A, B, C, delta_softplus=True, backend=backend)
-        ref, _ = naive_selective_scan(u, delta, A, B, C, delta_softplus=True)
-        torch.testing.assert_close(y, ref, rtol=RTOL64, atol=RTOL64)
+    y, _ = selective_scan(u, delta, A, B, C, delta_softplus=True, backend=backend)
+    ref, _ = naive_selective_scan(u, delta, A, B, C, delta_softplus=True)
+    torch.testing.assert_close(y, ref, rtol=RTOL64, atol=RTOL64)
 
 
-def test_backend_choice(compiled, monkeypatch):
-    monkeypatch.delenv("HYBRIDZOO_NO_COMPILE", raising=False)
+def test_backend_choice(monkeypatch):
+    require_compiled()
     assert selective_scan_backend() == "compiled"
     assert selective_scan_backend("meta") == "torch"
     monkeypatch.setenv("HYBRIDZOO_NO_COMPILE", "1")

@@ -1,0 +1,228 @@
+"""The Mamba-1 selective-SSM mixer (Gu & Dao 2023, "Mamba: Linear-Time Sequence Modeling with
+Selective State Spaces", arXiv:2312.00752), as a hybridzoo body ``[B, L, H] -> [B, L, H]``::
+
+    x, z   = in_proj(h)                                   # [B, L, I] each, I = expand·H
+    u      = silu(causal_depthwise_conv1d(x))             # kernel K, over time
+    dt_low, B, C = x_proj(u)                              # [B, L, R], [B, L, N], [B, L, N]
+    dt     = softplus(dt_proj(dt_low))                    # [B, L, I]
+    A      = -exp(A_log)                                  # [I, N]
+    h_t    = exp(dt_t ⊙ A) ⊙ h_{t-1} + (dt_t ⊙ u_t) B_t    # [B, I, N]
+    y_t    = (h_t C_t + D ⊙ u_t) ⊙ silu(z_t)
+    out    = out_proj(y)
+
+Parameter names and shapes are those of the reference mixer (``mamba_ssm``'s ``Mamba``) and of
+transformers' ``MambaMixer``: ``in_proj``, ``conv1d``, ``x_proj``, ``dt_proj``, ``A_log``, ``D``,
+``out_proj``, so their state dicts load directly (see :mod:`hybridzoo_plugins.mamba.convert`).
+The scan runs in :func:`hybridzoo.ops.selective_scan.selective_scan`.
+
+Step-mode state: ``(conv_window [B, I, K-1], ssm [B, I, N])``: the last K-1 inputs of the
+convolution and the SSM state.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, cast
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hybridzoo.ops.selective_scan import BACKENDS, selective_scan
+from hybridzoo.ops.selective_scan.naive import softplus
+from hybridzoo_plugins.mamba.formulas import (
+    check_positive_int,
+    intermediate_size,
+    resolve_dt_rank,
+)
+
+__all__ = ["MambaMixer", "MambaState"]
+
+MambaState = tuple[Tensor, Tensor]
+"""``(conv_window [B, I, K-1], ssm_state [B, I, N])``."""
+
+
+def _positive_float(name: str, value: Any, *, allow_zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if not (value >= 0 if allow_zero else value > 0) or not math.isfinite(value):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+    return float(value)
+
+
+class MambaMixer(nn.Module):
+    """Mamba-1 mixer body: ``[B, L, H] -> [B, L, H]``.
+
+    Args:
+        hidden_size: model width ``H``.
+        state_size: SSM state size per channel ``N``. Default 16.
+        expand_factor: inner width ``I = expand_factor · H``. Default 2.
+        conv_size: kernel of the causal depthwise convolution ``K``. Default 4.
+        dt_rank: rank ``R`` of the time-step projection; ``"auto"`` = ``ceil(H / 16)``.
+        dt_min, dt_max: initial time steps are log-uniform in ``[dt_min, dt_max]``
+            (``dt_proj.bias`` = softplus⁻¹ of them). Defaults 0.001, 0.1.
+        dt_init_floor: lower clamp of the initial time steps. Default 1e-4.
+        conv_bias: bias in the convolution. Default True.
+        bias: biases in ``in_proj`` and ``out_proj``. Default False.
+        scan_backend: ``backend`` of :func:`~hybridzoo.ops.selective_scan.selective_scan`
+            (``"auto"``, ``"compiled"`` or ``"torch"``). Default ``"auto"``.
+        device, dtype: where and how to create the parameters.
+
+    Initialisation as the reference: S4D-real ``A_log[i, n] = log(n + 1)``, ``D = 1``,
+    ``dt_proj.weight`` uniform in ``±R^-0.5``, PyTorch's defaults for the other layers.
+    """
+
+    def __init__(
+        self,
+        hidden_size: int,
+        *,
+        state_size: int = 16,
+        expand_factor: int | float = 2,
+        conv_size: int = 4,
+        dt_rank: int | str = "auto",
+        dt_min: float = 0.001,
+        dt_max: float = 0.1,
+        dt_init_floor: float = 1e-4,
+        conv_bias: bool = True,
+        bias: bool = False,
+        scan_backend: str = "auto",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.hidden_size = check_positive_int("hidden_size", hidden_size)
+        self.state_size = check_positive_int("state_size", state_size)
+        self.conv_size = check_positive_int("conv_size", conv_size)
+        self.intermediate_size = intermediate_size(hidden_size, expand_factor)
+        self.expand_factor = expand_factor
+        self.dt_rank = resolve_dt_rank(hidden_size, dt_rank)
+        self.dt_min = _positive_float("dt_min", dt_min)
+        self.dt_max = _positive_float("dt_max", dt_max)
+        if self.dt_max < self.dt_min:
+            raise ValueError(f"dt_max must be >= dt_min, got dt_min={dt_min!r}, dt_max={dt_max!r}")
+        self.dt_init_floor = _positive_float("dt_init_floor", dt_init_floor, allow_zero=True)
+        if scan_backend not in BACKENDS:
+            raise ValueError(f"scan_backend must be one of {BACKENDS}, got {scan_backend!r}")
+        self.scan_backend = scan_backend
+        fk: dict[str, Any] = {"device": device, "dtype": dtype}
+        inner, n, k, rank = self.intermediate_size, self.state_size, self.conv_size, self.dt_rank
+
+        self.in_proj = nn.Linear(hidden_size, 2 * inner, bias=bias, **fk)
+        self.conv1d = nn.Conv1d(
+            inner, inner, kernel_size=k, groups=inner, padding=k - 1, bias=conv_bias, **fk
+        )
+        self.x_proj = nn.Linear(inner, rank + 2 * n, bias=False, **fk)
+        self.dt_proj = nn.Linear(rank, inner, bias=True, **fk)
+        self.A_log = nn.Parameter(torch.empty(inner, n, **fk))
+        self.D = nn.Parameter(torch.empty(inner, **fk))
+        self.out_proj = nn.Linear(inner, hidden_size, bias=bias, **fk)
+        # as mamba_ssm: no weight decay on A_log and D
+        self.A_log._no_weight_decay = True  # type: ignore[attr-defined]
+        self.D._no_weight_decay = True  # type: ignore[attr-defined]
+        self.reset_ssm_parameters()
+
+    @torch.no_grad()
+    def reset_ssm_parameters(self) -> None:
+        """The SSM-specific initialisation: dt_proj, A_log (S4D-real) and D."""
+        std = self.dt_rank**-0.5
+        nn.init.uniform_(self.dt_proj.weight, -std, std)
+        w = self.dt_proj.bias
+        u = torch.rand(w.shape, device=w.device, dtype=torch.float64)
+        log_min, log_max = math.log(self.dt_min), math.log(self.dt_max)
+        dt = torch.exp(u * (log_max - log_min) + log_min).clamp(min=self.dt_init_floor)
+        w.copy_(dt + torch.log(-torch.expm1(-dt)))  # softplus⁻¹(dt)
+        a = torch.arange(1, self.state_size + 1, dtype=torch.float64, device=w.device)
+        self.A_log.copy_(torch.log(a).expand(self.intermediate_size, -1))
+        self.D.fill_(1.0)
+
+    def extra_repr(self) -> str:
+        return (
+            f"hidden_size={self.hidden_size}, intermediate_size={self.intermediate_size}, "
+            f"state_size={self.state_size}, conv_size={self.conv_size}, dt_rank={self.dt_rank}"
+        )
+
+    # -- sequence mode ----------------------------------------------------------------------
+
+    def _mix(
+        self, x: Tensor, state: MambaState | None, want_state: bool
+    ) -> tuple[Tensor, MambaState | None]:
+        length = x.shape[1]
+        inner, n, rank, k = self.intermediate_size, self.state_size, self.dt_rank, self.conv_size
+        xz = self.in_proj(x)  # [B, L, 2I]
+        xi, z = xz.split(inner, dim=-1)  # [B, L, I] each (views)
+        xc = xi.transpose(1, 2)  # [B, I, L]
+        if state is None:
+            xc = F.pad(xc, (k - 1, 0))
+            ssm0 = None
+        else:
+            window, ssm0 = state
+            xc = torch.cat([window, xc], dim=-1)
+        xc = xc.contiguous()  # [B, I, K-1+L]
+        u = F.conv1d(xc, self.conv1d.weight, self.conv1d.bias, groups=inner)  # [B, I, L]
+        u = F.silu(u).transpose(1, 2).contiguous()  # [B, L, I]
+        dt_low, b, c = self.x_proj(u).split([rank, n, n], dim=-1)  # [B, L, R|N|N]
+        delta = F.linear(dt_low, self.dt_proj.weight)  # [B, L, I]; bias added in the scan
+        y, ssm = selective_scan(
+            u,
+            delta,
+            -torch.exp(self.A_log),
+            b,
+            c,
+            self.D,
+            z,
+            self.dt_proj.bias,
+            True,
+            initial_state=ssm0,
+            output_final_state=want_state,
+            backend=self.scan_backend,
+        )
+        out = self.out_proj(y)  # [B, L, H]
+        if not want_state:
+            return out, None
+        new_window = xc[:, :, length:].clone(memory_format=torch.contiguous_format)
+        return out, (new_window, ssm)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x`` [B, L, H] -> [B, L, H] from a zero state."""
+        return self._mix(x, None, False)[0]
+
+    def prefill(self, x: Tensor, state: MambaState | None = None) -> tuple[Tensor, MambaState]:
+        """Forward from ``state`` (None: zeros); returns ``(y, state after the last step)``.
+
+        The given state is not modified; the returned one is new.
+        """
+        out, new_state = self._mix(x, state, True)
+        return out, cast(MambaState, new_state)
+
+    # -- step mode --------------------------------------------------------------------------
+
+    def init_state(self, batch_size: int) -> MambaState:
+        """Zero state ``(conv_window [B, I, K-1], ssm [B, I, N])`` on the module's device/dtype."""
+        check_positive_int("batch_size", batch_size)
+        fk = {"device": self.A_log.device, "dtype": self.A_log.dtype}
+        inner = self.intermediate_size
+        return (
+            torch.zeros(batch_size, inner, self.conv_size - 1, **fk),
+            torch.zeros(batch_size, inner, self.state_size, **fk),
+        )
+
+    def step(self, x_t: Tensor, state: MambaState) -> tuple[Tensor, MambaState]:
+        """One token ``x_t`` [B, H] -> ``y_t`` [B, H]; updates ``state`` in place and returns it."""
+        window, ssm = state
+        inner, n, rank = self.intermediate_size, self.state_size, self.dt_rank
+        xi, z = self.in_proj(x_t).split(inner, dim=-1)  # [B, I] each
+        w = self.conv1d.weight.view(inner, self.conv_size)  # [I, K]
+        full = torch.cat([window, xi.unsqueeze(-1)], dim=-1)  # [B, I, K]
+        u = torch.einsum("bik,ik->bi", full, w)  # [B, I]
+        if self.conv1d.bias is not None:
+            u = u + self.conv1d.bias
+        u = F.silu(u)
+        window.copy_(full[:, :, 1:])
+        dt_low, b, c = self.x_proj(u).split([rank, n, n], dim=-1)  # [B, R|N|N]
+        dt = softplus(self.dt_proj(dt_low))  # [B, I]
+        decay = torch.exp(dt.unsqueeze(-1) * -torch.exp(self.A_log))  # [B, I, N]
+        ssm.mul_(decay).addcmul_((dt * u).unsqueeze(-1), b.unsqueeze(1))
+        y = torch.baddbmm((self.D * u).unsqueeze(-1), ssm, c.unsqueeze(-1)).squeeze(-1)  # [B, I]
+        y = y * F.silu(z)
+        return self.out_proj(y), state
