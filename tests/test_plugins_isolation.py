@@ -423,3 +423,20 @@ def test_disable_autoload(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     layers = cli(tmp_path, "layers", env={"HYBRIDZOO_DISABLE_PLUGIN_AUTOLOAD": "1"})
     assert layers.returncode == 0, layers.stderr
     assert "fake_import_raises" not in layers.stdout
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="registry bug reported to the lead: plugins are registered with pluggy under their "
+    "entry-point name, so a distribution whose entry point is named like another's ('ffn') fails "
+    "('Plugin name already registered') although its layers conflict with nothing",
+)
+def test_an_entry_point_named_like_a_builtin_one_still_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = spec_module("betterffn", "Q", "betterffn")
+    make_distribution(tmp_path, "hybridzoo-fake-dup", "fake_dup_plugin", source, "ffn")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = Registry()
+    assert registry.source("betterffn") == ("hybridzoo-fake-dup", "1.0")
+    assert registry.source("ffn") == (BUILTIN_DIST, hybridzoo.__version__)
