@@ -15,7 +15,8 @@ Determinism and the config round trip are compared exactly (``torch.equal``).
 
 Every check builds its bodies afresh under ``torch.manual_seed(case.seed)`` inside
 ``torch.random.fork_rng`` (the caller's random state is left alone), so a check's outcome is
-reproducible.
+reproducible. On CPU a check runs with one intra-op thread (``torch.set_num_threads(1)``,
+restored afterwards): the tensors are tiny and threads only add overhead.
 
     >>> from hybridzoo.testing import run_checks
     >>> [r.status for r in run_checks("ffn", checks=["shape", "param_count_exact"])]
@@ -265,6 +266,21 @@ def _seeded(seed: int) -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def _one_thread(device: str) -> Iterator[None]:
+    """Run on one CPU thread: the kit's tensors are tiny, and several intra-op threads only add
+    overhead (tens of times slower on a busy machine). Restored afterwards."""
+    if not device.startswith("cpu"):
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _label(body: nn.Module, index: int, count: int) -> str:
     return f"body {index} ({type(body).__name__})" if count > 1 else type(body).__name__
 
@@ -422,7 +438,8 @@ class Check:
 
     def __call__(self, case: LayerCase) -> None:
         try:
-            self.function(case)
+            with _one_thread(case.device):
+                self.function(case)
         except CheckFailure as exc:
             if exc.check is None:
                 exc.check = self.name
