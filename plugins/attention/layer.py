@@ -177,7 +177,7 @@ class SlidingWindowAttention(nn.Module):
         k_cache.index_copy_(2, slot, k)
         v_cache.index_copy_(2, slot, v)
         # Slots 0..pos are filled; once pos >= capacity every slot is (keys at most window old).
-        valid = (torch.arange(capacity, device=pos.device) <= pos).view(1, capacity)  # [1, cap]
+        valid = (torch.arange(capacity, device=pos.device) <= pos).view(1, 1, 1, capacity)
         out = F.scaled_dot_product_attention(q, k_cache, v_cache, attn_mask=valid)
         pos.add_(1)
         return self._merge(out).squeeze(1), (k_cache, v_cache, pos)
@@ -240,7 +240,8 @@ def full_attention(q: Tensor, k: Tensor, v: Tensor, prev_k: Tensor, prev_v: Tens
     values = torch.cat((prev_v, v), 2)
     rows = torch.arange(length, device=q.device)[:, None]
     cols = torch.arange(n_prev + length, device=q.device)[None, :]
-    return F.scaled_dot_product_attention(q, keys, values, attn_mask=cols <= rows + n_prev)
+    mask = (cols <= rows + n_prev)[None, None]  # [1, 1, L, P + L]
+    return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
 
 
 def banded_attention(
@@ -273,18 +274,22 @@ def banded_attention(
         prev_v = prev_k
     qb = window if length > window else length
     nb = -(-length // qb)
-    pad = nb * qb - length
     span = window + qb
     device = q.device
-    # Keys: [window previous | L new | pad], key index c of block j is at position
-    # start - window + j·qb + c.
-    keys = F.pad(torch.cat((prev_k, k), 2), (0, 0, 0, pad))  # [B, nh, w + nb·qb, hd]
-    values = F.pad(torch.cat((prev_v, v), 2), (0, 0, 0, pad))
+    # Keys: [window previous | L new | zero padding to nb·qb]; key index c of block j is at
+    # position start - window + j·qb + c.
+    keys = q.new_empty(batch, heads, window + nb * qb, dim)
+    values = q.new_empty(batch, heads, window + nb * qb, dim)
+    for buffer, before, new in ((keys, prev_k, k), (values, prev_v, v)):
+        buffer[:, :, :window] = before
+        buffer[:, :, window : window + length] = new
+        buffer[:, :, window + length :] = 0.0
     keys = keys.unfold(2, span, qb).transpose(-1, -2)  # [B, nh, nb, w + qb, hd] (overlapping)
     values = values.unfold(2, span, qb).transpose(-1, -2)
-    queries = F.pad(q, (0, 0, 0, pad)).view(batch, heads, nb, qb, dim)  # [B, nh, nb, qb, hd]
-    # Mask [nb, qb, w + qb]: query i of block j (position start + j·qb + i) sees key c iff
-    # i < c <= i + window (the band) and the key's position is >= 0.
+    queries = F.pad(q, (0, 0, 0, nb * qb - length)).view(batch, heads, nb, qb, dim)
+    # Mask [1, nb, qb, w + qb]: query i of block j (position start + j·qb + i) sees key c iff
+    # i < c <= i + window (the band) and the key's position is >= 0. (A 4-d mask lets torch use
+    # its fused CPU kernel, which never materialises the scores.)
     i = torch.arange(qb, device=device)[None, :, None]
     c = torch.arange(span, device=device)[None, None, :]
     first = torch.arange(nb, device=device)[:, None, None] * qb
@@ -293,7 +298,7 @@ def banded_attention(
         queries.reshape(batch * heads, nb, qb, dim),
         keys.reshape(batch * heads, nb, span, dim),
         values.reshape(batch * heads, nb, span, dim),
-        attn_mask=mask,
+        attn_mask=mask.unsqueeze(0),
     )  # [B·nh, nb, qb, hd]
     return out.view(batch, heads, nb * qb, dim)[:, :, :length]
 
