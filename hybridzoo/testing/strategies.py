@@ -320,7 +320,11 @@ def _lcm(values: Sequence[int]) -> int:
 
 def model_configs(
     *,
+    layers: Sequence[str] | None = None,
     pattern: Sequence[str] | st.SearchStrategy[Sequence[str]] | None = None,
+    min_layers: int = 1,
+    max_layers: int = 4,
+    min_layer_types: int = 1,
     max_hidden: int = 32,
     embed_dim: int | st.SearchStrategy[int] | None = None,
     shared_layers: bool = True,
@@ -331,29 +335,69 @@ def model_configs(
     """Validated :class:`hybridzoo.HybridConfig` values for whole models.
 
     Args:
-        pattern: a list of layer names, a strategy of them, or ``None`` for :func:`patterns`.
-        max_hidden: the hidden size is drawn among multiples of every used layer's
+        layers: the layer types to draw from (names or symbols; default: every registered one
+            at draw time), for the pattern and the shared block.
+        pattern: a list of layer names or a strategy of them; default: drawn from ``layers``
+            with ``min_layers..max_layers`` entries (default 1..4) of at least
+            ``min_layer_types`` different types (default 1; capped at the number available).
+        max_hidden: the hidden size is drawn among the multiples of every used layer's
             ``hidden_size_multiple`` up to this (at least one multiple).
-        embed_dim: an int, a strategy, or ``None`` to draw ``hidden_size`` itself (no input
-            projection) or another size 1..max_hidden.
-        shared_layers: also draw a shared block (a layer type applied after some positions).
+        embed_dim: an int, a strategy, or ``None`` to draw either ``hidden_size`` itself (no
+            input projection) or a size in ``1..max_hidden``.
+        shared_layers: also draw (or not) a shared block of one of ``layers``, applied after one
+            or two positions.
         output: ``"sequence"`` or ``"last"``. dropout: fixed (default 0.0).
         registry: where layers are looked up (default: the default registry at draw time).
     """
+    _int("min_layers", min_layers, 1)
+    _int("max_layers", max_layers, 1)
+    _int("min_layer_types", min_layer_types, 1)
     _int("max_hidden", max_hidden, 1)
+    if max_layers < min_layers:
+        raise InvalidArgument(f"max_layers={max_layers} must be >= min_layers={min_layers}")
+    if min_layer_types > max_layers:
+        raise InvalidArgument(
+            f"min_layer_types={min_layer_types} must be <= max_layers={max_layers}"
+        )
     if embed_dim is not None:
         _int("embed_dim", embed_dim, 1)
     if output not in ("sequence", "last"):
         raise InvalidArgument(f"output must be 'sequence' or 'last', got {output!r}")
-    pattern_strategy = patterns(registry=registry) if pattern is None else _strategy(pattern)
+    if layers is not None:
+        if isinstance(layers, str) or not isinstance(layers, Sequence) or not layers:
+            raise InvalidArgument(f"layers must be a non-empty list of layer names, got {layers!r}")
+        fixed_pool: list[str] | None = _names(registry, layers)
+    else:
+        fixed_pool = None
+
+    @st.composite
+    def draw_pattern(draw: st.DrawFn, pool: list[str]) -> list[str]:
+        kinds = draw(
+            st.lists(
+                st.sampled_from(pool),
+                min_size=min(min_layer_types, len(pool)),
+                max_size=min(min_layer_types, len(pool)),
+                unique=True,
+            )
+        )
+        extra = draw(
+            st.lists(
+                st.sampled_from(pool),
+                min_size=max(0, min_layers - len(kinds)),
+                max_size=max_layers - len(kinds),
+            )
+        )
+        return draw(st.permutations([*kinds, *extra]))
 
     @st.composite
     def draw_config(draw: st.DrawFn) -> HybridConfig:
         reg = registry or get_registry()
-        names = list(draw(pattern_strategy))
+        pool = fixed_pool if fixed_pool is not None else _names(reg, None)
+        drawn = draw(draw_pattern(pool) if pattern is None else _strategy(pattern))
+        names = [reg.resolve(n).name for n in drawn]
         shared: dict[str, list[int]] = {}
         if shared_layers and draw(st.booleans()):
-            layer = draw(st.sampled_from(reg.names()))
+            layer = draw(st.sampled_from(pool))
             positions = draw(
                 st.lists(st.integers(1, len(names)), min_size=1, max_size=2, unique=True)
             )

@@ -1,0 +1,147 @@
+"""Properties of whole models over random patterns (from the registry), options and shapes.
+
+Patterns, layer options (from each field's examples), hidden sizes (multiples of every layer's
+``hidden_size_multiple``), input projections (``embed_dim != hidden_size``) and shared blocks are
+drawn by :func:`hybridzoo.testing.strategies.model_configs`; comparisons are in float64 with the
+kit's tolerances unless they are exact by construction.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterator
+
+import attrs
+import pytest
+import torch
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import hybridzoo
+from hybridzoo import HybridConfig
+from hybridzoo.model import HybridModel
+from hybridzoo.testing import assert_close
+from hybridzoo.testing import strategies as hzst
+
+STATEFUL = [s.name for s in hybridzoo.get_registry().specs() if s.capabilities.stateful]
+#: step-mode models mix at least two layer types when two exist
+MIX = min(2, len(STATEFUL))
+
+small_inputs = {"batch": st.integers(1, 2), "length": st.integers(1, 7)}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    """Tiny tensors: intra-op threads only add overhead (much more on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def build(
+    config: HybridConfig, *, seed: int = 0, dtype: torch.dtype = torch.float64
+) -> HybridModel:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = HybridModel(config)
+    return model.to(dtype).eval()
+
+
+@given(config=hzst.model_configs(), data=st.data())
+def test_build_gives_the_right_output_shapes(config: HybridConfig, data: st.DataObject) -> None:
+    model = build(config)
+    x = data.draw(hzst.inputs(hidden=config.embed_dim, **small_inputs), label="x")
+    batch, length, _ = x.shape
+    with torch.no_grad():
+        y = model(x)
+        assert list(y.shape) == [batch, length, config.hidden_size]
+        last = build(attrs.evolve(config, output="last"))
+        last.load_state_dict(model.state_dict())
+        y_last = last(x)
+    assert list(y_last.shape) == [batch, config.hidden_size]
+    assert_close(y_last, y[:, -1], what="output='last' != the last position of 'sequence'")
+
+
+@given(config=hzst.model_configs(max_layers=5))
+def test_param_count_equals_the_built_model(config: HybridConfig) -> None:
+    """Exact, with input projections and shared blocks (counted once)."""
+    model = HybridModel(config)
+    built = sum(p.numel() for p in model.parameters())
+    assert hybridzoo.param_count(config) == built == model.num_parameters()
+    assert sum(row.params for row in hybridzoo.param_breakdown(config)) == built
+
+
+@pytest.mark.skipif(not STATEFUL, reason="no stateful layer is registered")
+@given(
+    config=hzst.model_configs(layers=STATEFUL or ["ffn"], min_layers=2, min_layer_types=MIX),
+    data=st.data(),
+)
+def test_step_equals_forward(config: HybridConfig, data: st.DataObject) -> None:
+    model = build(config)
+    x = data.draw(hzst.inputs(hidden=config.embed_dim, **small_inputs), label="x")
+    with torch.no_grad():
+        y = model(x)
+        state = model.init_state(x.shape[0])
+        steps = []
+        for t in range(x.shape[1]):
+            y_t, state = model.step(x[:, t], state)
+            steps.append(y_t)
+    assert_close(torch.stack(steps, 1), y, what=f"{config.pattern}: step != forward")
+
+
+@pytest.mark.skipif(not STATEFUL, reason="no stateful layer is registered")
+@given(
+    config=hzst.model_configs(layers=STATEFUL or ["ffn"], min_layers=2, min_layer_types=MIX),
+    data=st.data(),
+)
+def test_prefill_then_steps_equals_forward(config: HybridConfig, data: st.DataObject) -> None:
+    model = build(config)
+    x = data.draw(
+        hzst.inputs(hidden=config.embed_dim, batch=st.integers(1, 2), length=st.integers(2, 8))
+    )
+    split = data.draw(st.integers(1, x.shape[1] - 1), label="split")
+    with torch.no_grad():
+        y = model(x)
+        y_pre, state = model.prefill(x[:, :split])
+        assert_close(y_pre, y[:, :split], what=f"{config.pattern}: prefill != forward")
+        steps = []
+        for t in range(split, x.shape[1]):
+            y_t, state = model.step(x[:, t], state)
+            steps.append(y_t)
+    assert_close(torch.stack(steps, 1), y[:, split:], what=f"{config.pattern}: steps after prefill")
+
+
+@given(config=hzst.model_configs(max_layers=3), data=st.data())
+def test_save_and_load_give_identical_outputs(config: HybridConfig, data: st.DataObject) -> None:
+    model = build(config, dtype=torch.float32)
+    x = data.draw(hzst.inputs(hidden=config.embed_dim, dtype=torch.float32, **small_inputs))
+    with tempfile.TemporaryDirectory() as directory:
+        model.save(directory)
+        loaded = HybridModel.load(directory).eval()
+    assert loaded.config == config
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+
+
+@given(config=hzst.model_configs(max_layers=5))
+def test_config_round_trips_through_json(config: HybridConfig) -> None:
+    data = json.loads(json.dumps(config.to_dict()))
+    again = HybridConfig.from_dict(data)
+    assert again == config
+    assert again.to_dict() == config.to_dict()
+    assert hybridzoo.param_count(again) == hybridzoo.param_count(config)
+
+
+@given(
+    config=hzst.model_configs(
+        layers=STATEFUL or ["ffn"], min_layers=2, min_layer_types=MIX, shared_layers=False
+    )
+)
+def test_drawn_patterns_come_from_the_registry(config: HybridConfig) -> None:
+    """The strategy itself: layers from the requested pool, at least two types when asked."""
+    assume(len(STATEFUL) >= 2)
+    assert set(config.pattern) <= set(STATEFUL)
+    assert len(set(config.pattern)) >= MIX
+    assert not config.shared_layers
