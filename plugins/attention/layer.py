@@ -85,6 +85,9 @@ class SlidingWindowAttention(nn.Module):
             )
         if window_size is not None:
             _check_int("window_size", window_size, 1)
+        for name, flag in (("qk_norm", qk_norm), ("bias", bias)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool, got {flag!r}")
         if isinstance(rope_base, bool) or not isinstance(rope_base, (int, float)):
             raise TypeError(f"rope_base must be a positive number, got {rope_base!r}")
         if not rope_base > 0 or not math.isfinite(rope_base):

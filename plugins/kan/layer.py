@@ -130,6 +130,8 @@ class KANLayer(Positionwise):
         self.grid_size = grid_size
         self.spline_order = spline_order
         self.grid_range = _check_grid_range(grid_range)
+        if not isinstance(spline_scaler, bool):
+            raise TypeError(f"spline_scaler must be a bool, got {spline_scaler!r}")
         num_basis = grid_size + spline_order
         self.base_weight = nn.Parameter(torch.empty(hidden_size, hidden_size))
         self.spline_weight = nn.Parameter(torch.empty(hidden_size, hidden_size, num_basis))

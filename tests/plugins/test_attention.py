@@ -306,6 +306,7 @@ def test_default_param_count() -> None:
         ({"num_heads": 0}, ValueError, "num_heads"),
         ({"rope_base": -1.0}, ValueError, "rope_base"),
         ({"rope_base": "big"}, TypeError, "rope_base"),
+        ({"qk_norm": "yes"}, TypeError, "qk_norm"),
     ],
 )
 def test_bad_arguments(kwargs: dict, error: type[Exception], match: str) -> None:

@@ -211,6 +211,7 @@ def test_default_param_count() -> None:
         ({"grid_range": (1.0, 1.0)}, ValueError, "grid_range"),
         ({"grid_range": (0.0,)}, TypeError, "grid_range"),
         ({"grid_range": "wide"}, TypeError, "grid_range"),
+        ({"spline_scaler": 1}, TypeError, "spline_scaler"),
     ],
 )
 def test_bad_arguments(kwargs: dict, error: type[Exception], match: str) -> None:
