@@ -24,8 +24,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add ``check-plugin``'s arguments to ``parser``."""
     parser.description = (
         "Run every contract check of the conformance kit (hybridzoo.testing) on a registered "
-        "layer and print pass / FAIL / skipped (with the reason) per check. Exit status 0 when "
-        "no check failed, 1 otherwise."
+        "layer and print pass / FAIL / skipped (with the reason) per check. Exit status: 0 "
+        "when no check failed, 1 when one failed, 2 when the layer is not registered or an "
+        "argument is bad."
     )
     parser.add_argument("name", help="the layer's name or symbol (see `hybridzoo layers`)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
