@@ -83,7 +83,10 @@ def child(
             run()
             times.append(time.perf_counter() - start)
         record.update(
-            time_s=statistics.median(times), time_min_s=min(times), threads=torch.get_num_threads()
+            time_s=statistics.median(times),
+            time_min_s=min(times),
+            threads=torch.get_num_threads(),
+            load_average_1min=os.getloadavg()[0],  # > threads: timings are contended
         )
         return record
     before = _status_kib("VmRSS")
