@@ -45,7 +45,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _layer_info(registry: Registry, name: str) -> dict[str, Any]:
-    spec = registry.get(name)
+    # listing must work even when a name is contested (using it is the error, not listing it)
+    spec = next(s for s in registry.specs() if s.name == name)
     caps = spec.capabilities
     return {
         "name": spec.name,

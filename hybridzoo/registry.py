@@ -184,7 +184,8 @@ class Registry:
     def _register_plugin_object(self, plugin: object, record: PluginRecord, where: str) -> None:
         pm = self.plugin_manager
         try:
-            pm.register(plugin, name=record.name)
+            # the pluggy name must be unique: two distributions may use one entry-point name
+            pm.register(plugin, name=f"{record.distribution or '?'}:{record.name}")
         except Exception as exc:
             self._fail(record, f"{where} could not be registered with pluggy: {exc}", exc)
             return
@@ -389,9 +390,9 @@ class Registry:
     def get(self, name: str) -> LayerSpec:
         """The spec of the layer called ``name`` (:class:`UnknownLayerError` with close matches)."""
         self.load()
+        self._check_contested(f"name:{name}")
         entry = self._entries.get(name)
         if entry is None:
-            self._check_contested(f"name:{name}")
             raise UnknownLayerError(name, list(self._entries))
         return entry.spec
 
@@ -415,11 +416,11 @@ class Registry:
     def resolve(self, token: str) -> LayerSpec:
         """A layer given by name or by symbol."""
         self.load()
+        self._check_contested(f"name:{token}")
         if token in self._entries:
             return self._entries[token].spec
         if len(token) == 1 and (token in self._symbols or f"symbol:{token}" in self._contested):
             return self.by_symbol(token)
-        self._check_contested(f"name:{token}")
         raise UnknownLayerError(token, [*self._entries, *self._symbols])
 
     def names(self) -> list[str]:
@@ -437,9 +438,17 @@ class Registry:
 
     def source(self, name: str) -> tuple[str | None, str | None]:
         """``(distribution, version)`` that supplied a layer; ``(None, None)`` at run time."""
-        self.get(name)
-        entry = self._entries[name]
+        self.load()
+        entry = self._entries.get(name)
+        if entry is None:
+            raise UnknownLayerError(name, list(self._entries))
         return entry.distribution, entry.version
+
+    def contested(self) -> dict[str, str]:
+        """Names, symbols and prefixes that two plugins claim (``"symbol:M"`` → explanation);
+        using one of them is an error."""
+        self.load()
+        return dict(self._contested)
 
     def plugins(self) -> list[PluginRecord]:
         """Every entry-point plugin seen, with its status, plus one record for run-time layers."""
