@@ -334,12 +334,6 @@ def test_a_contested_symbol_is_an_error_when_used(
         hybridzoo.build("F", embed_dim=8, hidden_size=16)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="registry bug reported to the lead: Registry.get/resolve return the first claimant of "
-    "a contested *name* (checked before _contested), so using it is silently allowed, unlike a "
-    "contested symbol or prefix",
-)
 @pytest.mark.parametrize("dist_first", [False, True], ids=["builtin-first", "plugin-first"])
 def test_a_contested_name_is_an_error_when_used(
     dist_first: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -425,12 +419,6 @@ def test_disable_autoload(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert "fake_import_raises" not in layers.stdout
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="registry bug reported to the lead: plugins are registered with pluggy under their "
-    "entry-point name, so a distribution whose entry point is named like another's ('ffn') fails "
-    "('Plugin name already registered') although its layers conflict with nothing",
-)
 def test_an_entry_point_named_like_a_builtin_one_still_loads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -440,3 +428,25 @@ def test_an_entry_point_named_like_a_builtin_one_still_loads(
     registry = Registry()
     assert registry.source("betterffn") == ("hybridzoo-fake-dup", "1.0")
     assert registry.source("ffn") == (BUILTIN_DIST, hybridzoo.__version__)
+
+
+def test_plugins_report_shows_run_time_layers(tmp_path: Path) -> None:
+    import argparse
+    import io
+
+    from hybridzoo import plugins_report
+
+    source: dict[str, object] = {}
+    exec(spec_module("userlayer", "U", "userlayer"), source)
+    registry = Registry(autoload=False)
+    registry.register(source["SPEC"])  # type: ignore[arg-type]
+    with hybridzoo.use_registry(registry):
+        out = io.StringIO()
+        assert plugins_report.run(argparse.Namespace(json=False), stdout=out) == 0
+        report = plugins_report.collect()
+    assert "<runtime>" in out.getvalue() and "(registered at run time)" in out.getvalue()
+    assert "userlayer (U, userlayer_*)" in out.getvalue()
+    assert "autoload off" in out.getvalue()
+    (runtime,) = report["plugins"]
+    assert runtime["layers"][0]["symbol"] == "U" and runtime["layers"][0]["stateful"] is True
+    assert report["counts"] == {"loaded": 1, "failed": 0, "disabled": 0}
