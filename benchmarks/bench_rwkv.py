@@ -8,12 +8,13 @@ For each length L it measures, on one device, in one process:
 - ``reference``: the same with the plain time-step loops of ``reference.py`` (slow; only for the
   lengths in ``--ref-lengths``);
 - ``floor``: the matmuls the block performs (projections and LoRAs, same shapes, back to back):
-  their FLOPs divided by the rate measured for them in this run; fwd+bwd counts 3x the FLOPs.
+  their FLOPs divided by the rate measured for them in this run, timed alternately with each case
+  so that both see the same machine load; fwd+bwd counts 3x the FLOPs.
 
-Times are the best of ``--repeats`` runs. Peak memory is the high-water mark above the memory
-held before the call: CUDA's allocator statistics on a GPU; on CPU the process's resident set
-(``VmHWM`` after resetting it through ``/proc/self/clear_refs``), so it includes allocator
-slack.
+Times are the best of ``--repeats`` runs. Peak memory is the high-water mark of one call above the
+memory held before it (parameters and inputs excluded): CUDA's allocator statistics on a GPU; on
+CPU the resident-set high-water mark of a child process that runs the case once with
+``MALLOC_MMAP_THRESHOLD_=65536`` (so that freed tensors leave the resident set).
 
 Example::
 
@@ -25,7 +26,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -52,35 +56,11 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def _reset_peak(device: torch.device) -> int:
-    """Reset the high-water mark; return the bytes held now."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        return torch.cuda.memory_allocated(device)
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    return _status_kib("VmRSS") * 1024
-
-
-def _peak(device: torch.device) -> int:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        return torch.cuda.max_memory_allocated(device)
-    return _status_kib("VmHWM") * 1024
-
-
-def measure(
-    fn: Callable[[], Any], device: torch.device, repeats: int, warmup: int
-) -> tuple[float, float]:
-    """Best (minimum) seconds of ``fn`` over ``repeats`` runs after ``warmup`` (the minimum is the
-    estimate least disturbed by other processes); peak bytes of one run."""
+def time_best(fn: Callable[[], Any], device: torch.device, repeats: int, warmup: int) -> float:
+    """Best (minimum) seconds of ``fn`` over ``repeats`` runs after ``warmup`` runs: the minimum
+    is the estimate least disturbed by other processes on a shared machine."""
     for _ in range(warmup):
         fn()
-    _sync(device)
-    base = _reset_peak(device)
-    fn()
-    peak = max(_peak(device) - base, 0)
     times = []
     for _ in range(repeats):
         _sync(device)
@@ -88,7 +68,43 @@ def measure(
         fn()
         _sync(device)
         times.append(time.perf_counter() - t0)
-    return min(times), float(peak)
+    return min(times)
+
+
+def peak_bytes_here(fn: Callable[[], Any], device: torch.device) -> float:
+    """Bytes allocated at the peak of one call of ``fn`` above what was held before it.
+
+    CUDA: the caching allocator's statistics. CPU: the resident-set high-water mark (reset through
+    ``/proc/self/clear_refs``); exact only when freed memory goes back to the system, which is why
+    :func:`peak_bytes` runs CPU measurements in a child process with a fixed, small
+    ``MALLOC_MMAP_THRESHOLD_``.
+    """
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return float(torch.cuda.max_memory_allocated(device) - base)
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    base = _status_kib("VmRSS")
+    fn()
+    return float(max(_status_kib("VmHWM") - base, 0) * 1024)
+
+
+def peak_bytes(args: argparse.Namespace, length: int, what: str, mode: str) -> float:
+    """Peak memory of one case: in this process on CUDA, in a fresh child process on CPU."""
+    if torch.device(args.device).type == "cuda":
+        tm, cm, x, gy = _setup(args, length)
+        return peak_bytes_here(make_case(what, mode, tm, cm, x, gy), torch.device(args.device))
+    if not os.path.exists("/proc/self/clear_refs"):
+        return float("nan")
+    cmd = [sys.executable, os.path.abspath(__file__), *_config_argv(args)]
+    cmd += ["--child", str(length), what, mode]
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    return float(json.loads(out.strip().splitlines()[-1])["peak_bytes"])
 
 
 # -- the matmul floor ----------------------------------------------------------------------------
@@ -110,13 +126,10 @@ def block_matmuls(tm: Any, cm: Any, tokens: int) -> list[tuple[int, int, int, in
     ]
 
 
-def matmul_floor(
-    shapes: list[tuple[int, int, int, int]],
-    device: torch.device,
-    dtype: torch.dtype,
-    repeats: int,
-) -> tuple[float, float, float]:
-    """(FLOPs, measured FLOP/s, seconds) of running ``shapes`` back to back."""
+def matmul_floor_fn(
+    shapes: list[tuple[int, int, int, int]], device: torch.device, dtype: torch.dtype
+) -> tuple[float, Callable[[], None]]:
+    """FLOPs of ``shapes`` and a callable that runs them back to back (random operands)."""
     ops = []
     for batch, m, k, n in shapes:
         for _ in range(batch):
@@ -129,86 +142,105 @@ def matmul_floor(
         for a, w in ops:
             torch.mm(a, w)
 
-    seconds, _ = measure(run, device, repeats=repeats, warmup=1)
-    return flops, flops / seconds, seconds
+    return flops, run
+
+
+def time_interleaved(
+    fn: Callable[[], Any], floor: Callable[[], Any], device: torch.device, repeats: int, warmup: int
+) -> tuple[float, float]:
+    """Best seconds of ``fn`` and of ``floor``, run alternately (floor, fn, ..., floor) so that
+    both see the same load from other processes."""
+    for _ in range(warmup):
+        fn()
+    floor()
+    t_fn, t_floor = [], [time_best(floor, device, repeats=1, warmup=0)]
+    for _ in range(repeats):
+        t_fn.append(time_best(fn, device, repeats=1, warmup=0))
+        t_floor.append(time_best(floor, device, repeats=1, warmup=0))
+    return min(t_fn), min(t_floor)
 
 
 # -- the benchmark -------------------------------------------------------------------------------
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    device = torch.device(args.device)
-    dtype = getattr(torch, args.dtype)
+def _setup(
+    args: argparse.Namespace, length: int
+) -> tuple[torch.nn.Module, torch.nn.Module, torch.Tensor, torch.Tensor]:
+    """The two bodies (seeded) and an input and output gradient of length ``length``."""
+    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     torch.manual_seed(0)
     tm, cm = make_rwkv_bodies(args.hidden, head_size=args.head_size, device=device, dtype=dtype)
-    params = sum(p.numel() for m in (tm, cm) for p in m.parameters())
-    all_params = [p for m in (tm, cm) for p in m.parameters()]
+    x = torch.randn(args.batch, length, args.hidden, device=device, dtype=dtype)
+    return tm, cm, x, torch.randn_like(x)
 
-    def block_fwd(x: torch.Tensor) -> Callable[[], Any]:
+
+def make_case(
+    what: str, mode: str, tm: Any, cm: Any, x: torch.Tensor, gy: torch.Tensor
+) -> Callable[[], Any]:
+    """``block`` or ``reference``, ``fwd`` (no autograd) or ``fwd+bwd``, as a callable."""
+    if what == "block":
+
+        def body(inp: torch.Tensor) -> torch.Tensor:
+            return cm(tm(inp))
+    else:
+
+        def body(inp: torch.Tensor) -> torch.Tensor:
+            return channel_mix_reference(cm, time_mix_reference(tm, inp))
+
+    params = [p for m in (tm, cm) for p in m.parameters()]
+    if mode == "fwd":
+
         def fn() -> Any:
             with torch.no_grad():
-                return cm(tm(x))
+                return body(x)
+    else:
 
-        return fn
-
-    def block_fwd_bwd(x: torch.Tensor, gy: torch.Tensor) -> Callable[[], Any]:
-        def fn() -> None:
-            for p in all_params:
-                p.grad = None
-            xg = x.detach().requires_grad_(True)
-            cm(tm(xg)).backward(gy)
-
-        return fn
-
-    def ref_fwd(x: torch.Tensor) -> Callable[[], Any]:
         def fn() -> Any:
-            with torch.no_grad():
-                return channel_mix_reference(cm, time_mix_reference(tm, x))
-
-        return fn
-
-    def ref_fwd_bwd(x: torch.Tensor, gy: torch.Tensor) -> Callable[[], Any]:
-        def fn() -> None:
-            for p in all_params:
+            for p in params:
                 p.grad = None
-            xg = x.detach().requires_grad_(True)
-            channel_mix_reference(cm, time_mix_reference(tm, xg)).backward(gy)
+            body(x.detach().requires_grad_(True)).backward(gy)
 
-        return fn
+    return fn
 
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Every case at every length; prints each row as it is measured."""
+    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     rows: list[dict[str, Any]] = []
+    params = 0
     for length in args.lengths:
-        x = torch.randn(args.batch, length, args.hidden, device=device, dtype=dtype)
-        gy = torch.randn_like(x)
-        tokens = args.batch * length
-        flops, rate, floor_s = matmul_floor(
-            block_matmuls(tm, cm, tokens), device, dtype, args.repeats
-        )
-        common = {"L": length, "matmul_flops_fwd": flops, "matmul_rate": rate}
-        floors = {"fwd": floor_s, "fwd+bwd": 3 * floor_s}
-        cases = [("block", "fwd", block_fwd(x), args.repeats)]
-        cases.append(("block", "fwd+bwd", block_fwd_bwd(x, gy), args.repeats))
+        tm, cm, x, gy = _setup(args, length)
+        params = sum(p.numel() for m in (tm, cm) for p in m.parameters())
+        flops, floor = matmul_floor_fn(block_matmuls(tm, cm, args.batch * length), device, dtype)
+        cases = [("block", "fwd"), ("block", "fwd+bwd")]
         if length in args.ref_lengths:
-            cases.append(("reference", "fwd", ref_fwd(x), args.ref_repeats))
-            cases.append(("reference", "fwd+bwd", ref_fwd_bwd(x, gy), args.ref_repeats))
-        for what, mode, fn, repeats in cases:
-            warmup = 1 if what == "block" else 0
-            seconds, peak = measure(fn, device, repeats=repeats, warmup=warmup)
+            cases += [("reference", "fwd"), ("reference", "fwd+bwd")]
+        for what, mode in cases:
+            fn = make_case(what, mode, tm, cm, x, gy)
+            if what == "block":
+                seconds, floor_s = time_interleaved(fn, floor, device, args.repeats, warmup=1)
+            else:
+                seconds, floor_s = time_interleaved(fn, floor, device, args.ref_repeats, warmup=0)
+            rate = flops / floor_s
+            floor_s *= 1 if mode == "fwd" else 3
+            peak = peak_bytes(args, length, what, mode) if args.memory else float("nan")
             rows.append(
                 {
-                    **common,
+                    "L": length,
                     "what": what,
                     "mode": mode,
                     "seconds": seconds,
                     "peak_bytes": peak,
-                    "floor_seconds": floors[mode],
-                    "x_floor": seconds / floors[mode],
+                    "matmul_flops_fwd": flops,
+                    "matmul_rate": rate,
+                    "floor_seconds": floor_s,
+                    "x_floor": seconds / floor_s,
                 }
             )
             print(_fmt_row(rows[-1]), flush=True)
-        del x, gy
+        del tm, cm, x, gy
 
-    result = {
+    return {
         "benchmark": "rwkv",
         "config": {
             "batch": args.batch,
@@ -221,11 +253,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "torch": torch.__version__,
             "params": params,
             "repeats": args.repeats,
+            "ref_repeats": args.ref_repeats,
         },
         "rows": rows,
         "targets": targets(rows),
     }
-    return result
+
+
+def _config_argv(args: argparse.Namespace) -> list[str]:
+    return [
+        f"--batch={args.batch}",
+        f"--hidden={args.hidden}",
+        f"--head-size={args.head_size}",
+        f"--dtype={args.dtype}",
+        f"--device={args.device}",
+        f"--threads={torch.get_num_threads()}",
+    ]
 
 
 def _device_name(device: torch.device) -> str:
@@ -251,7 +294,10 @@ def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
     fwd = _find(rows, 4096, "block", "fwd")
     fb = _find(rows, 4096, "block", "fwd+bwd")
-    floor = next((r["floor_seconds"] for r in rows if r["L"] == 4096 and r["mode"] == "fwd"), None)
+    floor = next(
+        (r["floor_seconds"] for r in rows if (r["L"], r["what"], r["mode"]) == (4096, "block", "fwd")),
+        None,
+    )
     ref_f = _find(rows, 4096, "reference", "fwd")
     ref_fb = _find(rows, 4096, "reference", "fwd+bwd")
     if fwd is not None and floor is not None:
@@ -293,10 +339,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16"])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    p.add_argument("--no-memory", dest="memory", action="store_false", help="skip peak memory")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    p.add_argument("--child", nargs=3, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    if args.child is not None:  # internal: one memory measurement, printed as JSON
+        length, what, mode = int(args.child[0]), args.child[1], args.child[2]
+        tm, cm, x, gy = _setup(args, length)
+        peak = peak_bytes_here(make_case(what, mode, tm, cm, x, gy), torch.device(args.device))
+        print(json.dumps({"peak_bytes": peak}))
+        return
 
     print(
         f"RWKV-6 block bodies: B={args.batch} H={args.hidden} head_size={args.head_size} "
