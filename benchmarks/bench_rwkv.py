@@ -294,10 +294,8 @@ def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
     fwd = _find(rows, 4096, "block", "fwd")
     fb = _find(rows, 4096, "block", "fwd+bwd")
-    floor = next(
-        (r["floor_seconds"] for r in rows if (r["L"], r["what"], r["mode"]) == (4096, "block", "fwd")),
-        None,
-    )
+    key = (4096, "block", "fwd")
+    floor = next((r["floor_seconds"] for r in rows if (r["L"], r["what"], r["mode"]) == key), None)
     ref_f = _find(rows, 4096, "reference", "fwd")
     ref_fb = _find(rows, 4096, "reference", "fwd+bwd")
     if fwd is not None and floor is not None:
