@@ -287,6 +287,16 @@ def test_checks_that_do_not_apply_are_skipped_with_a_reason() -> None:
         CHECKS["step_equals_parallel"](layer_case(spec))
 
 
+def test_a_state_that_grows_with_the_sequence_is_skipped() -> None:
+    result = run_checks(toy_spec(state_size=lambda o, h: None), checks=["state_size_formula"])[0]
+    assert result.skipped and "grows with the sequence" in result.reason
+
+
+def test_gradients_are_checked_on_two_positions_at_least() -> None:
+    """At L=1 a decay has no effect on the output; the check uses L >= 2 and still passes."""
+    assert run_checks(toy_spec(), length=1, checks=["gradients_reach_parameters"])[0].passed
+
+
 # -- the API ----------------------------------------------------------------------------------
 
 

@@ -773,11 +773,17 @@ def check_prefill_then_step(case: LayerCase) -> None:
 def check_state_size_formula(case: LayerCase) -> None:
     """``spec.state_size(options, H)`` equals the elements per sequence of ``init_state``: the
     elements that grow with the batch (measured at B=1 and B=3); tensors shared across the batch
-    (a position counter) are not counted."""
+    (a position counter) are not counted. Skipped when the formula returns ``None`` for the
+    case's options (a state that grows with the sequence)."""
     _require_stateful(case)
     if case.spec.state_size is None:
         raise CheckSkipped(f"layer {case.name!r} declares no state_size formula")
     formula = case.spec.state_size(case.options, case.hidden_size)
+    if formula is None:
+        raise CheckSkipped(
+            f"state_size(options, {case.hidden_size}) is None for {case.options!r}: the state "
+            "grows with the sequence"
+        )
     if isinstance(formula, bool) or not isinstance(formula, int) or formula < 0:
         raise CheckFailure(
             f"state_size(options, {case.hidden_size}) must be an int >= 0, got {formula!r}"
@@ -867,13 +873,14 @@ def _gradients(
 
 @_check("gradients_reach_parameters", "5")
 def check_gradients_reach_parameters(case: LayerCase) -> None:
-    """In train mode, a random projection of the output back-propagates finite gradients to the
-    input and to every parameter, none of them identically zero. A parameter with an all-zero
+    """In train mode (L >= 2), a random projection of the output back-propagates finite gradients
+    to the input and to every parameter, none of them identically zero. A parameter with an all-zero
     gradient at initialisation (a zero-initialised projection hides the path) is checked again
     after jittering every parameter by 0.02·N(0, 1); it fails only if still zero."""
+    length = max(case.length, 2)  # at L=1 a decay or an attention score has no effect
     bodies = case.bodies()
-    x = case.inputs()
-    weight = case.inputs(offset=3)
+    x = case.inputs(length=length)
+    weight = case.inputs(length=length, offset=3)
     for i, body in enumerate(bodies):
         label = _label(body, i, len(bodies))
         body.train()
