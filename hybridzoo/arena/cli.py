@@ -15,8 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from hybridzoo.arena.runner import DEFAULT_HIDDEN_SIZE, DEFAULT_PATTERNS
-from hybridzoo.arena.tasks import TASKS
+from hybridzoo.arena.defaults import BUILTIN_TASKS, DEFAULT_HIDDEN_SIZE, DEFAULT_PATTERNS
 
 DEFAULTS: dict[str, Any] = {
     "seq_lens": [64, 128],
@@ -111,7 +110,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
 
     task = parser.add_argument_group("task")
-    task.add_argument("--task", choices=sorted(TASKS), default="mqar", help="default: mqar")
+    task.add_argument(
+        "--task",
+        default="mqar",
+        help=f"a registered task: {', '.join(BUILTIN_TASKS)}, ... (default mqar)",
+    )
     task.add_argument(
         "--seq-lens",
         nargs="+",

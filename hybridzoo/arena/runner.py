@@ -19,6 +19,7 @@ import attrs
 import torch
 
 import hybridzoo
+from hybridzoo.arena.defaults import DEFAULT_HIDDEN_SIZE, DEFAULT_PATTERNS
 from hybridzoo.arena.distributed import DistContext
 from hybridzoo.arena.lm import language_model_param_count
 from hybridzoo.arena.tasks import make_task
@@ -28,12 +29,6 @@ RESULTS_FORMAT = 1
 RESULTS_FILE = "results.json"
 LEADERBOARD_FILE = "leaderboard.txt"
 PLOT_FILE = "arena.png"
-
-DEFAULT_PATTERNS: tuple[str, ...] = ("AA", "MM", "GG", "MA", "MG")
-"""Pure attention, pure Mamba, pure GLA, and two hybrids (Mamba→attention, Mamba→GLA)."""
-
-DEFAULT_HIDDEN_SIZE = 64
-"""Width of the first pattern, which sets the default budget."""
 
 
 def _layers_of(pattern: str | Sequence[str]) -> list[str]:

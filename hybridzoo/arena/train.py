@@ -55,6 +55,11 @@ def _positive_int(instance: Any, attribute: attrs.Attribute, value: Any) -> None
         raise ValueError(f"{attribute.name} must be a positive integer, got {value!r}")
 
 
+def _non_negative_int(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{attribute.name} must be an integer >= 0, got {value!r}")
+
+
 def _non_negative(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
         raise ValueError(f"{attribute.name} must be a number >= 0, got {value!r}")
@@ -91,7 +96,7 @@ class TrainSettings:
     eval_examples: int = attrs.field(default=1000, validator=_positive_int)
     target_accuracy: float | None = 0.99
     checkpoint_every: int = attrs.field(default=100, validator=_positive_int)
-    seed: int = attrs.field(default=0, validator=_non_negative)
+    seed: int = attrs.field(default=0, validator=_non_negative_int)
     dropout: float = attrs.field(default=0.0, validator=_fraction)
     dtype: str = attrs.field(default="float32", validator=_dtype_name)
 
