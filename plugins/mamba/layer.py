@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hybridzoo.ops.selective_scan import BACKENDS, selective_scan
+from hybridzoo.ops.selective_scan import BACKENDS, causal_conv1d, selective_scan
 from hybridzoo.ops.selective_scan.naive import softplus
 from hybridzoo_plugins.mamba.formulas import (
     check_positive_int,
@@ -147,20 +147,19 @@ class MambaMixer(nn.Module):
     def _mix(
         self, x: Tensor, state: MambaState | None, want_state: bool
     ) -> tuple[Tensor, MambaState | None]:
-        length = x.shape[1]
-        inner, n, rank, k = self.intermediate_size, self.state_size, self.dt_rank, self.conv_size
+        inner, n, rank = self.intermediate_size, self.state_size, self.dt_rank
         xz = self.in_proj(x)  # [B, L, 2I]
         xi, z = xz.split(inner, dim=-1)  # [B, L, I] each (views)
-        xc = xi.transpose(1, 2)  # [B, I, L]
-        if state is None:
-            xc = F.pad(xc, (k - 1, 0))
-            ssm0 = None
-        else:
-            window, ssm0 = state
-            xc = torch.cat([window, xc], dim=-1)
-        xc = xc.contiguous()  # [B, I, K-1+L]
-        u = F.conv1d(xc, self.conv1d.weight, self.conv1d.bias, groups=inner)  # [B, I, L]
-        u = F.silu(u).transpose(1, 2).contiguous()  # [B, L, I]
+        window, ssm0 = (None, None) if state is None else state
+        u, new_window = causal_conv1d(
+            xi,
+            self.conv1d.weight.squeeze(1),  # [I, K]
+            self.conv1d.bias,
+            initial_window=window,
+            activation="silu",
+            output_final_window=want_state,
+            backend=self.scan_backend,
+        )  # [B, L, I]
         dt_low, b, c = self.x_proj(u).split([rank, n, n], dim=-1)  # [B, L, R|N|N]
         delta = F.linear(dt_low, self.dt_proj.weight)  # [B, L, I]; bias added in the scan
         y, ssm = selective_scan(
@@ -180,8 +179,7 @@ class MambaMixer(nn.Module):
         out = self.out_proj(y)  # [B, L, H]
         if not want_state:
             return out, None
-        new_window = xc[:, :, length:].clone(memory_format=torch.contiguous_format)
-        return out, (new_window, ssm)
+        return out, (cast(Tensor, new_window), cast(Tensor, ssm))
 
     def forward(self, x: Tensor) -> Tensor:
         """``x`` [B, L, H] -> [B, L, H] from a zero state."""
