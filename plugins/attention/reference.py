@@ -8,8 +8,9 @@ from __future__ import annotations
 import math
 
 import torch
-from hybridzoo_plugins.attention.layer import SlidingWindowAttention
 from torch import Tensor
+
+from hybridzoo_plugins.attention.layer import SlidingWindowAttention
 
 
 def _layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tensor:
