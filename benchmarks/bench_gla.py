@@ -1,0 +1,277 @@
+"""Speed and memory of the GLA body: chunked kernel vs a time-step loop vs the matmul floor.
+
+For each sequence length L, in one process (peak memory: in child processes, see below):
+
+- ``chunk``: :class:`GatedLinearAttention` as shipped (recurrence by ``chunk_gla``);
+- ``loop``: the same layer and weights with the recurrence run by the time-step loop
+  ``hybridzoo.ops.gla.naive.naive_gla`` (projections, norm and gate unchanged);
+- ``floor``: the layer's matmul FLOPs divided by the matmul rate measured in this run. FLOPs: the
+  six projections (q, k, v, output gate, the two low-rank gate linears, output) plus the essential
+  matmuls of the chunked recurrence at chunk C (per token and head ``2·dk·dv`` for the state
+  read and update, ``(C/2)·(dk + dv)`` for the causal half of the intra-chunk scores and their
+  product with v). The rate is that of the projection GEMMs, timed back to back. The fwd+bwd
+  floor counts 3x the forward FLOPs.
+
+Each case is run forward (no autograd) and forward + backward (gradients of the input and of every
+parameter). Times are the best of ``--repeats`` runs (the least disturbed on a shared machine).
+Peak memory is the resident-set high-water mark of a fresh child process running the case once,
+above its resident set just before the call, with ``MALLOC_MMAP_THRESHOLD_=65536`` so that freed
+tensors leave the resident set (CPU, Linux).
+
+Targets checked: chunk fwd <= 6x the floor; loop/chunk >= 6 (fwd) and >= 8 (fwd+bwd);
+chunk time(L_max)/time(L_min) <= 20 for ``L_max/L_min = 16``.
+
+Example::
+
+    python benchmarks/bench_gla.py --out gla.json
+    python benchmarks/bench_gla.py --lengths 1024 4096 --loop-lengths 1024
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from hybridzoo.ops.gla.naive import naive_gla
+from hybridzoo_plugins.gla.layer import GatedLinearAttention, State
+
+
+class LoopGLA(GatedLinearAttention):
+    """The GLA body with its recurrence run by the time-step loop (same maths, same weights)."""
+
+    def prefill(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        q, k, v, log_alpha = self._inputs(x)
+        initial = None if state is None else state[0]
+        o, final = naive_gla(q, k, v, log_alpha, initial_state=initial, output_final_state=True)
+        return self._output(o, x), (final,)
+
+
+def time_best(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> float:
+    """Minimum wall-clock seconds of ``fn`` over ``repeats`` runs, after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _rss_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+# -- the cases -----------------------------------------------------------------------------------
+
+
+def build(args: argparse.Namespace, impl: str, length: int) -> tuple[Callable, Callable]:
+    """``(forward, forward_backward)`` callables of ``impl`` ("chunk" or "loop") at ``length``."""
+    torch.manual_seed(0)
+    cls = GatedLinearAttention if impl == "chunk" else LoopGLA
+    layer = cls(
+        args.hidden, num_heads=args.heads, head_dim=args.head_dim, chunk_size=args.chunk_size
+    )
+    x = torch.randn(args.batch, length, args.hidden)
+    grad_y = torch.randn_like(x)
+
+    def forward() -> None:
+        with torch.no_grad():
+            layer(x)
+
+    def forward_backward() -> None:
+        layer.zero_grad(set_to_none=True)
+        layer(x.detach().requires_grad_(True)).backward(grad_y)
+
+    return forward, forward_backward
+
+
+def peak_bytes(args: argparse.Namespace, impl: str, length: int, mode: str) -> float:
+    """Peak resident memory of one call, measured in a fresh child process."""
+    if not os.path.exists("/proc/self/clear_refs"):
+        return float("nan")
+    cmd = [sys.executable, os.path.abspath(__file__), *_config_argv(args)]
+    cmd += ["--child", impl, str(length), mode]
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    return float(json.loads(out.strip().splitlines()[-1])["peak_bytes"])
+
+
+def child(args: argparse.Namespace) -> None:
+    impl, length, mode = args.child[0], int(args.child[1]), args.child[2]
+    fwd, fwd_bwd = build(args, impl, length)
+    fn = fwd if mode == "fwd" else fwd_bwd
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the high-water mark
+    base = _rss_kib("VmRSS")
+    fn()
+    print(json.dumps({"peak_bytes": max(_rss_kib("VmHWM") - base, 0) * 1024}))
+
+
+# -- the floor -----------------------------------------------------------------------------------
+
+
+def projection_shapes(args: argparse.Namespace, tokens: int) -> list[tuple[int, int, int]]:
+    """The layer's projection GEMMs ``(M, K, N)`` for ``tokens`` rows."""
+    h = args.hidden
+    keys = args.heads * args.head_dim // 2  # expand_k = 0.5
+    values = args.heads * args.head_dim
+    r = 16  # gate_low_rank_dim
+    return [
+        (tokens, h, keys),  # q
+        (tokens, h, keys),  # k
+        (tokens, h, values),  # v
+        (tokens, h, values),  # output gate
+        (tokens, h, r),  # forget gate, low rank
+        (tokens, r, keys),
+        (tokens, values, h),  # output
+    ]
+
+
+def floor_flops(args: argparse.Namespace, tokens: int) -> float:
+    """Forward matmul FLOPs: projections + the chunked recurrence's essential matmuls."""
+    proj = sum(2 * m * k * n for m, k, n in projection_shapes(args, tokens))
+    dk, dv, c = args.head_dim // 2, args.head_dim, args.chunk_size
+    recurrence = tokens * args.heads * 2 * (2 * dk * dv + (c // 2) * (dk + dv))
+    return float(proj + recurrence)
+
+
+def matmul_rate(args: argparse.Namespace, tokens: int, repeats: int) -> float:
+    """FLOP/s of the layer's projection GEMMs run back to back."""
+    ops = [(torch.randn(m, k), torch.randn(k, n)) for m, k, n in projection_shapes(args, tokens)]
+    flops = sum(2 * a.shape[0] * a.shape[1] * w.shape[1] for a, w in ops)
+
+    def run() -> None:
+        for a, w in ops:
+            torch.mm(a, w)
+
+    return flops / time_best(run, repeats)
+
+
+# -- main ----------------------------------------------------------------------------------------
+
+
+def _config_argv(args: argparse.Namespace) -> list[str]:
+    return [
+        *("--batch", str(args.batch), "--hidden", str(args.hidden), "--heads", str(args.heads)),
+        *("--head-dim", str(args.head_dim), "--chunk-size", str(args.chunk_size)),
+        *("--threads", str(args.threads)),
+    ]
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    rows = []
+    header = (
+        f"{'L':>6} {'impl':>6} {'fwd ms':>9} {'fwd+bwd ms':>11} {'fwd MiB':>9} {'f+b MiB':>9}"
+        f" {'fwd/floor':>9} {'f+b/floor':>9}"
+    )
+    print(header, flush=True)
+    for length in args.lengths:
+        tokens = args.batch * length
+        rate = matmul_rate(args, tokens, args.repeats)
+        floor_fwd = floor_flops(args, tokens) / rate
+        impls = ["chunk"] + (["loop"] if length in args.loop_lengths else [])
+        for impl in impls:
+            repeats = args.repeats if impl == "chunk" else args.loop_repeats
+            fwd, fwd_bwd = build(args, impl, length)
+            row = {
+                "length": length,
+                "impl": impl,
+                "fwd_s": time_best(fwd, repeats),
+                "fwd_bwd_s": time_best(fwd_bwd, repeats),
+                "fwd_peak_bytes": peak_bytes(args, impl, length, "fwd"),
+                "fwd_bwd_peak_bytes": peak_bytes(args, impl, length, "fwd_bwd"),
+                "floor_fwd_s": floor_fwd,
+                "floor_fwd_bwd_s": 3 * floor_fwd,
+                "matmul_gflops": rate / 1e9,
+            }
+            rows.append(row)
+            print(
+                f"{length:>6} {impl:>6} {row['fwd_s'] * 1e3:>9.1f} {row['fwd_bwd_s'] * 1e3:>11.1f}"
+                f" {row['fwd_peak_bytes'] / 2**20:>9.0f} {row['fwd_bwd_peak_bytes'] / 2**20:>9.0f}"
+                f" {row['fwd_s'] / floor_fwd:>9.2f} {row['fwd_bwd_s'] / (3 * floor_fwd):>9.2f}",
+                flush=True,
+            )
+        print(
+            f"{length:>6} {'floor':>6} {floor_fwd * 1e3:>9.1f} {3 * floor_fwd * 1e3:>11.1f}"
+            f"   (matmul rate {rate / 1e9:.0f} GFLOP/s)",
+            flush=True,
+        )
+    return {"rows": rows, "targets": targets(rows)}
+
+
+def targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The targets, each with its measured value and whether it is met."""
+    chunk = {r["length"]: r for r in rows if r["impl"] == "chunk"}
+    loop = {r["length"]: r for r in rows if r["impl"] == "loop"}
+    out: dict[str, Any] = {}
+    for length, r in chunk.items():
+        ratio = r["fwd_s"] / r["floor_fwd_s"]
+        out[f"fwd_within_6x_floor@{length}"] = {"value": ratio, "met": ratio <= 6}
+        if length in loop:
+            for mode, bound in (("fwd_s", 6), ("fwd_bwd_s", 8)):
+                speedup = loop[length][mode] / r[mode]
+                key = f"loop_over_chunk_{mode[:-2]}@{length}"
+                out[key] = {"value": speedup, "met": speedup >= bound, "bound": bound}
+    if len(chunk) > 1:
+        lo, hi = min(chunk), max(chunk)
+        for mode in ("fwd_s", "fwd_bwd_s"):
+            growth = chunk[hi][mode] / chunk[lo][mode]
+            bound = 20 * (hi / lo) / 16
+            key = f"growth_{mode[:-2]}_{hi}/{lo}"
+            out[key] = {"value": growth, "met": growth <= bound, "bound": bound}
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--head-dim", type=int, default=64)
+    p.add_argument("--chunk-size", type=int, default=64)
+    p.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 16384])
+    p.add_argument("--loop-lengths", type=int, nargs="*", default=None, help="default: --lengths")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--loop-repeats", type=int, default=2)
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--out", type=str, default=None, help="write the results as JSON here")
+    p.add_argument("--child", nargs=3, default=None, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.child is not None:
+        child(args)
+        return
+    if args.loop_lengths is None:
+        args.loop_lengths = list(args.lengths)
+    result = run(args)
+    print()
+    for name, t in result["targets"].items():
+        print(f"{name:>34}: {t['value']:7.2f}  {'met' if t['met'] else 'NOT met'}")
+    result["config"] = {k: v for k, v in vars(args).items() if k not in ("child", "out")} | {
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "cpu_count": os.cpu_count(),
+        "loadavg_at_end": os.getloadavg(),
+    }
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
