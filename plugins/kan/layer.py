@@ -11,7 +11,7 @@ over ``grid_range = (lo, hi)``, the knot vector extended by ``spline_order`` kno
 optional learned per-(output, input) scale of the spline path (``spline_scaler``, initialised to 1).
 
 Behaviour in and out of the grid (cubic, the default):
-- on ``[lo, hi]`` the basis is a partition of unity (Σ_g B_g = 1);
+- on ``[lo, hi]`` the basis is a partition of unity (Σ_g B_g = 1; ``[lo, hi)`` for degree 0);
 - on ``(lo - spline_order·h, lo)`` and ``(hi, hi + spline_order·h)`` (the extension) the basis
   tapers smoothly (C^{spline_order-1}) to zero;
 - outside ``(lo - spline_order·h, hi + spline_order·h)`` every basis function is zero: the spline
@@ -103,8 +103,9 @@ class KANLayer(Positionwise):
     Args:
         hidden_size: width ``H`` (inputs and outputs).
         grid_size: number of grid intervals ``G`` over ``grid_range``.
-        spline_order: B-spline degree ``k`` (3 = cubic splines, C² everywhere); ``G + k`` basis
-            functions per input.
+        spline_order: B-spline degree ``k`` (3 = cubic splines, C² everywhere; in general
+            C^{k-1}); ``G + k`` basis functions per input. ``0`` gives piecewise-constant splines
+            (indicators of ``[t_j, t_{j+1})``): discontinuous, no gradient to ``x`` through them.
         grid_range: ``(lo, hi)`` of the grid; see the module docstring for the behaviour outside.
         spline_scaler: learn a scale ``s[o, i]`` of each edge's spline (initialised to 1).
 
@@ -125,7 +126,7 @@ class KANLayer(Positionwise):
         super().__init__()
         _check_int("hidden_size", hidden_size, 1)
         _check_int("grid_size", grid_size, 1)
-        _check_int("spline_order", spline_order, 1)
+        _check_int("spline_order", spline_order, 0)
         self.hidden_size = hidden_size
         self.grid_size = grid_size
         self.spline_order = spline_order

@@ -15,6 +15,16 @@ TOL = {"atol": 1e-12, "rtol": 1e-12}  # float64
 GRIDS = [(1, 1, (-2.0, 2.0)), (2, 2, (0.0, 1.0)), (5, 3, (-2.0, 2.0)), (3, 3, (-1.0, 3.0))]
 
 
+def test_degree_zero_basis_is_the_interval_indicator() -> None:
+    x = torch.tensor([-2.0, -1.9, -1.2, 0.0, 1.99, 2.0, -2.01], dtype=torch.float64)
+    basis = b_spline_basis(x, grid_size=5, spline_order=0, grid_range=(-2.0, 2.0))
+    # intervals [-2, -1.2), [-1.2, -0.4), [-0.4, 0.4), [0.4, 1.2), [1.2, 2): half-open
+    expected = torch.zeros(7, 5, dtype=torch.float64)
+    for row, col in [(0, 0), (1, 0), (2, 1), (3, 2), (4, 4)]:
+        expected[row, col] = 1.0
+    torch.testing.assert_close(basis, expected, atol=0, rtol=0)
+
+
 def spec(grid_size: int, order: int, grid_range: tuple[float, float]) -> dict:
     return {"grid_size": grid_size, "spline_order": order, "grid_range": grid_range}
 
@@ -48,7 +58,7 @@ def test_basis_matches_cox_de_boor(
 @given(
     x=st.lists(st.floats(-10, 10, allow_nan=False), min_size=1, max_size=20),
     grid_size=st.integers(1, 7),
-    order=st.integers(1, 4),
+    order=st.integers(0, 4),
 )
 def test_basis_matches_cox_de_boor_random(x: list[float], grid_size: int, order: int) -> None:
     xs = torch.tensor(x, dtype=torch.float64)
@@ -143,6 +153,7 @@ def make_layer(hidden: int = 3, seed: int = 0, **kwargs: object) -> KANLayer:
     [
         {},
         {"grid_size": 2, "spline_order": 1},
+        {"grid_size": 3, "spline_order": 0},
         {"grid_size": 7, "spline_order": 2, "grid_range": (-1.0, 3.0)},
         {"spline_scaler": False},
     ],
@@ -189,7 +200,13 @@ def test_gradients_reach_every_parameter() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{}, {"grid_size": 1, "spline_order": 1}, {"grid_size": 8}, {"spline_scaler": False}],
+    [
+        {},
+        {"grid_size": 1, "spline_order": 0},
+        {"grid_size": 1, "spline_order": 1},
+        {"grid_size": 8},
+        {"spline_scaler": False},
+    ],
 )
 @pytest.mark.parametrize("hidden", [1, 7])
 def test_param_count(hidden: int, kwargs: dict) -> None:
@@ -207,7 +224,7 @@ def test_default_param_count() -> None:
     [
         ({"grid_size": 0}, ValueError, "grid_size"),
         ({"grid_size": 2.0}, TypeError, "grid_size"),
-        ({"spline_order": 0}, ValueError, "spline_order"),
+        ({"spline_order": -1}, ValueError, "spline_order"),
         ({"grid_range": (1.0, 1.0)}, ValueError, "grid_range"),
         ({"grid_range": (0.0,)}, TypeError, "grid_range"),
         ({"grid_range": "wide"}, TypeError, "grid_range"),
