@@ -273,14 +273,25 @@ def run(args: argparse.Namespace) -> int:
     """Run the arena for parsed ``args``; print the leaderboard (rank 0). Returns the exit code."""
     import torch
 
+    started = time.perf_counter()
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
+    previous = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        return _run(args, started)
+    finally:
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+
+
+def _run(args: argparse.Namespace, started: float) -> int:
     import hybridzoo
     from hybridzoo.arena.distributed import init_distributed, shutdown_distributed
     from hybridzoo.arena.report import format_leaderboard
     from hybridzoo.arena.runner import plan_runs, run_arena
 
-    started = time.perf_counter()
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
-    torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         config = build_config(args)
         specs, budget = plan_runs(config)

@@ -100,7 +100,7 @@ def match_hidden_size(
     vocab_size: int,
     seq_len: int,
     user_options: Mapping[str, Any] | None = None,
-    multiple: int = 8,
+    multiple: int = 4,
     max_hidden_size: int = 4096,
     embed_dim: int | None = None,
     tie: bool = True,
