@@ -7,6 +7,8 @@ body that follows it.
 
 from __future__ import annotations
 
+from hybridzoo.formulas import feedforward_param_count
+
 
 def attention_param_count(
     hidden_size: int,
@@ -33,12 +35,6 @@ def attention_param_count(
     if qk_norm:
         count += 4 * head_dim
     return count
-
-
-def feedforward_param_count(hidden_size: int, expand_factor: int = 4) -> int:
-    """Exact parameter count of the FFN sub-block (``hybridzoo.nn.FeedForward``), torch-free."""
-    inner = expand_factor * hidden_size
-    return 2 * hidden_size * inner + inner + hidden_size
 
 
 def param_count(
