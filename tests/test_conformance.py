@@ -31,7 +31,7 @@ def test_every_installed_plugin_loaded() -> None:
     assert LAYERS, "no layer is registered"
 
 
-@parametrize_with_checks(*LAYERS)
+@(parametrize_with_checks(*LAYERS) if LAYERS else pytest.mark.skip(reason="no layer registered"))
 def test_contract(check) -> None:
     check()
 
