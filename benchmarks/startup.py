@@ -1,11 +1,12 @@
 """Start-up time of ``import hybridzoo`` and of the ``hybridzoo plugins`` / ``layers`` commands.
 
-Each command runs ``--repeat`` times as a fresh subprocess (after ``--warmup`` unmeasured runs
-that warm the OS file cache), with and without the plugins
+Each command runs ``--repeat`` times as a fresh subprocess, with and without the plugins
 (``HYBRIDZOO_DISABLE_PLUGIN_AUTOLOAD=1``), next to two baselines: a bare ``python -c pass`` and
-``python -c "import torch"`` (what listing would cost if it imported the layers' modules). The
-wall time of each run is taken around ``subprocess.run`` (``time.perf_counter``); the table shows
-the median and the minimum in milliseconds. On a shared machine compare minima.
+``python -c "import torch"`` (what listing would cost if it imported the layers' modules). Runs
+go in interleaved rounds (every command once per round, after ``--warmup`` unmeasured rounds that
+warm the OS file cache), so that a change of machine load affects every command alike. The wall
+time of each run is taken around ``subprocess.run`` (``time.perf_counter``); the table shows the
+median and the minimum in milliseconds. On a shared machine compare minima.
 
 Every ``hybridzoo`` command also reports whether torch ended up imported: the plugins JSON says so
 (``torch_imported``), and for the others a ``-X importtime`` run is checked for a ``torch`` line.
@@ -68,18 +69,14 @@ def environment(autoload: bool | None) -> dict[str, str]:
     return env
 
 
-def time_runs(argv: list[str], env: dict[str, str], repeat: int, warmup: int) -> list[float]:
-    """Wall times in seconds of ``repeat`` runs (after ``warmup`` runs); raises if one fails."""
-    times = []
-    for i in range(warmup + repeat):
-        start = time.perf_counter()
-        done = subprocess.run(argv, env=env, capture_output=True, text=True)
-        elapsed = time.perf_counter() - start
-        if done.returncode != 0:
-            raise RuntimeError(f"{argv} exited {done.returncode}: {done.stderr[-2000:]}")
-        if i >= warmup:
-            times.append(elapsed)
-    return times
+def run_once(argv: list[str], env: dict[str, str]) -> float:
+    """Wall time in seconds of one run of ``argv``; raises if it fails."""
+    start = time.perf_counter()
+    done = subprocess.run(argv, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{argv} exited {done.returncode}: {done.stderr[-2000:]}")
+    return elapsed
 
 
 def imports_torch(argv: list[str], env: dict[str, str]) -> bool:
@@ -108,23 +105,31 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/startup.json"))
     args = parser.parse_args()
 
+    todo = cases()
+    # interleaved rounds (each command once per round), so that a change of machine load
+    # during the run affects every command alike
+    times: list[list[float]] = [[] for _ in todo]
+    for round_ in range(args.warmup + args.repeat):
+        for i, (_, argv, autoload) in enumerate(todo):
+            elapsed = run_once(argv, environment(autoload))
+            if round_ >= args.warmup:
+                times[i].append(elapsed)
+
     records = []
     header = f"{'command':32} {'plugins':8} {'median ms':>10} {'min ms':>8} {'torch':>6}"
     print(header)
     print("-" * len(header))
-    for label, argv, autoload in cases():
-        env = environment(autoload)
-        times = time_runs(argv, env, args.repeat, args.warmup)
-        torch_loaded = imports_torch(argv, env)
+    for (label, argv, autoload), runs in zip(todo, times, strict=True):
+        torch_loaded = imports_torch(argv, environment(autoload))
         record = {
             "command": label,
             "argv": argv,
             "plugins": {None: "-", True: "on", False: "off"}[autoload],
-            "median_ms": 1000 * statistics.median(times),
-            "min_ms": 1000 * min(times),
-            "mean_ms": 1000 * statistics.fmean(times),
-            "stdev_ms": 1000 * statistics.stdev(times) if len(times) > 1 else 0.0,
-            "runs": len(times),
+            "median_ms": 1000 * statistics.median(runs),
+            "min_ms": 1000 * min(runs),
+            "mean_ms": 1000 * statistics.fmean(runs),
+            "stdev_ms": 1000 * statistics.stdev(runs) if len(runs) > 1 else 0.0,
+            "runs": len(runs),
             "imports_torch": torch_loaded,
         }
         records.append(record)
@@ -137,6 +142,7 @@ def main() -> None:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
+        "load_average": os.getloadavg(),
         "installed_plugins": plugin_summary(environment(True)),
         "records": records,
     }

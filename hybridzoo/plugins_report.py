@@ -86,6 +86,8 @@ def collect(registry: Registry | None = None) -> dict[str, Any]:
         "disabled": sorted(registry.disabled),
         "plugins": plugins,
         "counts": counts,
+        # names, symbols and prefixes two plugins claim: using one of them is an error
+        "contested": registry.contested(),
         "torch_imported": "torch" in sys.modules,
     }
 
@@ -131,6 +133,13 @@ def format_table(report: dict[str, Any]) -> str:
                 out.append(f"{indent}{'reason: ' if j == 0 else '        '}{text}")
     if not rows:
         out.append("(no plugins)")
+    contested = report.get("contested") or {}
+    if contested:
+        out.append("")
+        out.append("Contested (using these is an error until one plugin is renamed or disabled):")
+        for key, why in sorted(contested.items()):
+            kind, _, value = key.partition(":")
+            out.append(f"  {kind} {value!r}: {why}")
     counts = report["counts"]
     out.append("")
     out.append(

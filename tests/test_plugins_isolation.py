@@ -450,3 +450,15 @@ def test_plugins_report_shows_run_time_layers(tmp_path: Path) -> None:
     (runtime,) = report["plugins"]
     assert runtime["layers"][0]["symbol"] == "U" and runtime["layers"][0]["stateful"] is True
     assert report["counts"] == {"loaded": 1, "failed": 0, "disabled": 0}
+
+
+def test_plugins_report_lists_contested_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dist, _ = install_fault(tmp_path, "claims_existing_symbol", monkeypatch)
+    done = cli(tmp_path, "plugins", "--json")
+    assert done.returncode == 0, done.stderr
+    contested = json.loads(done.stdout)["contested"]
+    assert "symbol:F" in contested and dist in contested["symbol:F"]
+    table = cli(tmp_path, "plugins")
+    assert "Contested" in table.stdout and "symbol 'F'" in table.stdout
