@@ -88,36 +88,49 @@ def chunk_gla(
     dt = compute_dtype(q.dtype)
 
     def to_chunks(x: torch.Tensor) -> torch.Tensor:
-        x = x.to(dt).transpose(1, 2)  # [B, H, T, D]
+        x = x.to(dt)
         if pad:
-            x = F.pad(x, (0, 0, 0, pad))  # zero k (no input) and zero log decay (no forgetting)
-        return x.reshape(b, h, n_chunks, chunk, x.shape[-1])  # [B, H, N, C, D]
+            x = F.pad(x, (0, 0, 0, 0, 0, pad))  # zero k (no input), zero log decay (no forgetting)
+        x = x.view(b, n_chunks, chunk, h, x.shape[-1])
+        return x.permute(1, 0, 3, 2, 4).contiguous()  # [N, B, H, C, D]
 
     s0 = q.new_zeros(b, h, d_k, d_v, dtype=dt) if initial_state is None else initial_state.to(dt)
     u = q.new_zeros(0, dtype=dt) if bonus is None else bonus.to(dt)
     o, s_end = _ChunkGLAFunction.apply(
-        to_chunks(q), to_chunks(k), to_chunks(v), to_chunks(log_decay), u, s0, bonus is not None
+        to_chunks(q), to_chunks(k), to_chunks(v), to_chunks(log_decay), u, s0, scale
     )
-    o = o.reshape(b, h, n_chunks * chunk, d_v)[:, :, :t_len].transpose(1, 2)  # [B, T, H, V]
-    return (o * scale).to(q.dtype), (s_end if output_final_state else None)
+    o = o.permute(1, 0, 3, 2, 4).reshape(b, n_chunks * chunk, h, d_v)  # [B, N·C, H, V]
+    return o[:, :t_len].to(q.dtype), (s_end if output_final_state else None)
+
+
+def _bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Batched ``a [..., M, K] @ b [..., K, N]`` through one ``torch.bmm`` (no copy of operands
+    whose batch dims merge, e.g. transposed views of contiguous tensors)."""
+    lead = a.shape[:-2]
+    out = torch.bmm(a.reshape(-1, *a.shape[-2:]), b.reshape(-1, *b.shape[-2:]))
+    return out.view(*lead, a.shape[-2], b.shape[-1])
+
+
+def _t(x: torch.Tensor) -> torch.Tensor:
+    return x.transpose(-1, -2)
 
 
 def _halves(x: torch.Tensor, m: int) -> torch.Tensor:
-    """``[B, H, N, C, D] -> [B, H, N, C/2m, 2, m, D]``: blocks of 2m positions, in two halves."""
-    b, h, n, c, d = x.shape
-    return x.view(b, h, n, c // (2 * m), 2, m, d)
+    """``[..., C, D] -> [..., C/2m, 2, m, D]``: blocks of 2m positions, in two halves."""
+    *lead, c, d = x.shape
+    return x.view(*lead, c // (2 * m), 2, m, d)
 
 
 def _block(a: torch.Tensor, m: int) -> torch.Tensor:
-    """The "second half × first half" blocks of ``a [B, H, N, C, C]`` at level m (a view).
+    """The "second half × first half" blocks of scores ``a [..., C, C]`` at level m (a view).
 
-    Returns ``[B, H, N, C/2m, m, m]``: for each block of 2m positions, rows from its second half
-    and columns from its first half.
+    Returns ``[..., C/2m, m, m]``: for each block of 2m positions, rows from its second half and
+    columns from its first half.
     """
-    b, h, n, c, _ = a.shape
+    *lead, c, _ = a.shape
     nb = c // (2 * m)
-    blocks = a.view(b, h, n, nb, 2 * m, nb, 2 * m).diagonal(dim1=3, dim2=5)  # [..., 2m, 2m, nb]
-    return blocks[:, :, :, m:, :m, :].permute(0, 1, 2, 5, 3, 4)
+    blocks = a.view(*lead, nb, 2 * m, nb, 2 * m).diagonal(dim1=-4, dim2=-2)  # [..., 2m, 2m, nb]
+    return blocks[..., m:, :m, :].movedim(-1, -3)
 
 
 def _levels(c: int) -> list[int]:
@@ -125,41 +138,57 @@ def _levels(c: int) -> list[int]:
     return [c >> i for i in range(1, c.bit_length())]
 
 
-class _Decays:
-    """Cumulative log decays of chunked ``g [B, H, N, C, K]`` and the factors built from them."""
+def _level_factors(
+    b: torch.Tensor, bq: torch.Tensor, m: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Factors around the reference point of each block of 2m positions (both <= 1).
 
-    def __init__(self, g: torch.Tensor, bonus: bool) -> None:
-        self.b = g.cumsum(-2)  # [B, H, N, C, K] inclusive, within the chunk
-        self.bq = self.b - g if bonus else self.b  # the decay the query at t has seen
-        self.b_last = self.b[..., -1:, :]  # [B, H, N, 1, K]
+    ``b``, ``bq``: inclusive and query cumulative log decays ``[..., C, K]``. Returns
+    ``(exp(bq_t - r) for t in the second halves, exp(r - b_s) for s in the first halves)``, each
+    ``[..., C/2m, m, K]``, where ``r`` is ``b`` at the end of the first half.
+    """
+    b2 = _halves(b, m)
+    ref = b2[..., 0, m - 1 :, :]  # [..., C/2m, 1, K]
+    e_q = torch.exp(_halves(bq, m)[..., 1, :, :] - ref)
+    e_k = torch.exp(ref - b2[..., 0, :, :])
+    return e_q, e_k
 
-    def query_decay(self) -> torch.Tensor:
-        """``exp(b_q)`` [B, H, N, C, K]: from the chunk start to each query (<= 1)."""
-        return torch.exp(self.bq)
 
-    def key_decay(self) -> torch.Tensor:
-        """``exp(b_C - b_s)`` [B, H, N, C, K]: from each key to the chunk end (<= 1)."""
-        return torch.exp(self.b_last - self.b)
-
-    def chunk_decay(self) -> torch.Tensor:
-        """``exp(b_C)`` [B, H, N, K, 1]: the whole chunk's decay, applied to the state rows."""
-        return torch.exp(self.b_last).transpose(-1, -2)
-
-    def level(self, m: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Factors around the reference point of each block of 2m positions (both <= 1).
-
-        Returns ``(exp(b_q,t - r) for t in the second halves, exp(r - b_s) for s in the first
-        halves)``, each ``[B, H, N, C/2m, m, K]``.
-        """
-        b2 = _halves(self.b, m)
-        ref = b2[:, :, :, :, 0, m - 1 :]  # [B, H, N, C/2m, 1, K] the end of each first half
-        e_q = torch.exp(_halves(self.bq, m)[:, :, :, :, 1] - ref)
-        e_k = torch.exp(ref - b2[:, :, :, :, 0])
-        return e_q, e_k
+def _scores_and_grads(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    b: torch.Tensor,
+    bq: torch.Tensor,
+    m: int,
+    da: torch.Tensor | None = None,
+    dq: torch.Tensor | None = None,
+    dk: torch.Tensor | None = None,
+) -> torch.Tensor | None:
+    """Level m of the intra-chunk scores: their block ``[..., C/2m, m, m]`` (forward), or, given
+    the score gradient ``da [..., C, C]``, accumulate into ``dq``, ``dk`` (backward)."""
+    e_q, e_k = _level_factors(b, bq, m)
+    q2 = _halves(q, m)[..., 1, :, :] * e_q  # [..., C/2m, m, K]
+    k1 = _halves(k, m)[..., 0, :, :] * e_k
+    if da is None:
+        if m == 1:
+            return (q2 * k1).sum(-1, keepdim=True)
+        return _bmm(q2, _t(k1))
+    da_m = _block(da, m)  # [..., C/2m, m, m]
+    if m == 1:
+        dq2, dk1 = da_m * k1, da_m * q2
+    else:
+        da_m = da_m.contiguous()
+        dq2, dk1 = _bmm(da_m, k1), _bmm(_t(da_m), q2)
+    _halves(dq, m)[..., 1, :, :].addcmul_(dq2, e_q)
+    _halves(dk, m)[..., 0, :, :].addcmul_(dk1, e_k)
+    return None
 
 
 class _ChunkGLAFunction(torch.autograd.Function):
-    """Unscaled chunked recurrence on ``[B, H, N, C, D]`` inputs, with a hand-written backward."""
+    """The chunked recurrence on ``[N, B, H, C, D]`` inputs, with a hand-written backward.
+
+    Chunks lead so that the states between chunks, ``[N+1, B, H, K, V]``, are written in place.
+    """
 
     @staticmethod
     def forward(
@@ -170,99 +199,97 @@ class _ChunkGLAFunction(torch.autograd.Function):
         g: torch.Tensor,
         u: torch.Tensor,
         s0: torch.Tensor,
-        bonus: bool,
+        scale: float,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        b, h, n, c, _ = q.shape
-        dec = _Decays(g, bonus)
+        n, b, h, c, d_k = q.shape
+        bonus = u.numel() > 0
+        cum = g.cumsum(-2)  # [N, B, H, C, K] inclusive cumulative log decay within the chunk
+        cum_q = cum - g if bonus else cum  # the decay the query at t has seen
+        cum_last = cum[..., -1:, :]  # [N, B, H, 1, K]
 
-        # the state passed between chunks (a loop over chunks, not over time steps)
-        increments = (k * dec.key_decay()).transpose(-1, -2) @ v  # [B, H, N, K, V]
-        state, starts = s0, []
-        for a_n, inc_n in zip(dec.chunk_decay().unbind(2), increments.unbind(2), strict=True):
-            starts.append(state)
-            state = a_n * state + inc_n
-        s_start = torch.stack(starts, 2)  # [B, H, N, K, V]: the state before each chunk
+        # the states between chunks: S_{n+1} = diag(exp(b_C)) S_n + (k ⊙ exp(b_C - b))ᵀ v
+        increments = _bmm(_t(k * torch.exp(cum_last - cum)), v)  # [N, B, H, K, V]
+        chunk_decay = torch.exp(_t(cum_last))  # [N, B, H, K, 1]
+        states = q.new_empty(n + 1, *s0.shape)  # [N+1, B, H, K, V]
+        states[0] = s0
+        for i in range(n):
+            torch.addcmul(increments[i], chunk_decay[i], states[i], out=states[i + 1])
 
-        # the intra-chunk scores A, level by level (the diagonal first)
-        a = q.new_zeros(b, h, n, c, c)
-        k_diag = k * u[None, :, None, None, :] if bonus else k
+        # the intra-chunk scores A, level by level (the undecayed diagonal first)
+        a = q.new_zeros(n, b, h, c, c)
+        k_diag = k * u[:, None, :] if bonus else k
         a.diagonal(dim1=-2, dim2=-1).copy_((q * k_diag).sum(-1))
         for m in _levels(c):
-            e_q, e_k = dec.level(m)
-            q2 = _halves(q, m)[:, :, :, :, 1] * e_q  # [B, H, N, C/2m, m, K]
-            k1 = _halves(k, m)[:, :, :, :, 0] * e_k
-            _block(a, m).copy_(q2 @ k1.transpose(-1, -2))
+            _block(a, m).copy_(_scores_and_grads(q, k, cum, cum_q, m))
 
         o = torch.baddbmm(
-            (a @ v).flatten(0, 2), (q * dec.query_decay()).flatten(0, 2), s_start.flatten(0, 2)
-        ).view(b, h, n, c, -1)  # [B, H, N, C, V]
-        ctx.save_for_backward(q, k, v, g, u, s_start, state, a)
-        ctx.bonus = bonus
-        return o, state
+            _bmm(a, v).flatten(0, 2),
+            (q * torch.exp(cum_q)).flatten(0, 2),
+            states[:n].flatten(0, 2),
+            beta=scale,
+            alpha=scale,
+        ).view(n, b, h, c, -1)  # [N, B, H, C, V]
+        ctx.save_for_backward(q, k, v, cum, g if bonus else None, u, states, a)
+        ctx.scale = scale
+        return o, states[n]
 
     @staticmethod
     def backward(ctx: Any, do: torch.Tensor, ds_end: torch.Tensor | None) -> tuple[Any, ...]:
-        q, k, v, g, u, s_start, s_end, a = ctx.saved_tensors
-        bonus = ctx.bonus
-        c = q.shape[3]
-        dec = _Decays(g, bonus)
-        do = do.contiguous()
-        if ds_end is None:
-            ds_end = torch.zeros_like(s_end)
+        q, k, v, cum, g, u, states, a = ctx.saved_tensors
+        bonus = g is not None
+        cum_q = cum - g if bonus else cum
+        cum_last = cum[..., -1:, :]
+        n = q.shape[0]
+        do = torch.mul(do, ctx.scale, out=do.new_empty(do.shape))  # contiguous
 
-        # the state gradient, backwards over the chunks: D_n = q̂_nᵀ do_n + a_n D_{n+1}
-        q_dec = dec.query_decay()
-        from_out = (q * q_dec).transpose(-1, -2) @ do  # [B, H, N, K, V]
-        grad, grads_next = ds_end, []
-        for a_n, f_n in zip(
-            reversed(dec.chunk_decay().unbind(2)), reversed(from_out.unbind(2)), strict=True
-        ):
-            grads_next.append(grad)
-            grad = f_n + a_n * grad
-        ds0 = grad
-        d_next = torch.stack(grads_next[::-1], 2)  # [B, H, N, K, V]: ∂L/∂(state after chunk n)
+        # the state gradients, backwards: D_n = q̂_nᵀ do_n + diag(exp(b_C)) D_{n+1}
+        q_dec = torch.exp(cum_q)
+        from_out = _bmm(_t(q * q_dec), do)  # [N, B, H, K, V]
+        chunk_decay = torch.exp(_t(cum_last))
+        grads = torch.empty_like(states)  # [N+1, B, H, K, V]: ∂L/∂(state before chunk i)
+        if ds_end is None:
+            grads[n] = 0
+        else:
+            grads[n] = ds_end
+        for i in range(n - 1, -1, -1):
+            torch.addcmul(from_out[i], chunk_decay[i], grads[i + 1], out=grads[i])
+        d_next = grads[1:]  # ∂L/∂(state after chunk i)
 
         # carried-state paths
-        k_dec = dec.key_decay()
-        dq = (do @ s_start.transpose(-1, -2)).mul_(q_dec)  # [B, H, N, C, K]
-        dk = (v @ d_next.transpose(-1, -2)).mul_(k_dec)
-        dv = (k * k_dec) @ d_next  # [B, H, N, C, V]
-        dv.add_(a.transpose(-1, -2) @ do)
+        k_dec = torch.exp(cum_last - cum)
+        dq = _bmm(do, _t(states[:n])).mul_(q_dec)  # [N, B, H, C, K]
+        dk = _bmm(v, _t(d_next)).mul_(k_dec)
+        dv = _bmm(k * k_dec, d_next)  # [N, B, H, C, V]
+        dv.add_(_bmm(_t(a), do))
 
         # intra-chunk scores, level by level
-        da = do @ v.transpose(-1, -2)  # [B, H, N, C, C] (only the causal part is read)
-        for m in _levels(c):
-            e_q, e_k = dec.level(m)
-            da_m = _block(da, m)  # [B, H, N, C/2m, m, m]
-            q2 = _halves(q, m)[:, :, :, :, 1] * e_q
-            k1 = _halves(k, m)[:, :, :, :, 0] * e_k
-            _halves(dq, m)[:, :, :, :, 1].add_((da_m @ k1).mul_(e_q))
-            _halves(dk, m)[:, :, :, :, 0].add_((da_m.transpose(-1, -2) @ q2).mul_(e_k))
+        da = _bmm(do, _t(v))  # [N, B, H, C, C] (only the causal part is read)
+        for m in _levels(q.shape[-2]):
+            _scores_and_grads(q, k, cum, cum_q, m, da, dq, dk)
 
         # decay gradient: ∂L/∂b_q = q ⊙ dq, ∂L/∂b_k = -k ⊙ dk over the decayed paths, and the
         # state after each chunk at the chunk's last position
-        s_next = torch.cat([s_start[:, :, 1:], s_end.unsqueeze(2)], 2)  # [B, H, N, K, V]
         db_q = q * dq
-        db_k = -(k * dk)
-        db_k[..., -1, :] += (d_next * s_next).sum(-1)
+        db_k = k * dk
+        db_k[..., -1, :] -= (d_next * states[1:]).sum(-1)
         if bonus:
             # the query's decay is exclusive: g_t reaches the queries after t only
-            dg = _reverse_cumsum(db_k).add_(_reverse_cumsum(db_q)).sub_(db_q)
+            dg = _reverse_cumsum(db_q).sub_(db_q).sub_(_reverse_cumsum(db_k))
         else:
-            dg = _reverse_cumsum(db_q.add_(db_k))
+            dg = _reverse_cumsum(db_q.sub_(db_k))
 
         # the undecayed diagonal A_tt = q_t · (w ⊙ k_t), w = u (bonus) or 1
-        da_diag = da.diagonal(dim1=-2, dim2=-1).unsqueeze(-1)  # [B, H, N, C, 1]
+        da_diag = da.diagonal(dim1=-2, dim2=-1).unsqueeze(-1)  # [N, B, H, C, 1]
         if bonus:
-            w = u[None, :, None, None, :]
-            du = (da_diag * q * k).sum((0, 2, 3))  # [H, K]
-            dq.add_(da_diag * w * k)
-            dk.add_(da_diag * w * q)
+            w = u[:, None, :]
+            du = (da_diag * q * k).sum((0, 1, 3))  # [H, K]
+            dq.addcmul_(da_diag, w * k)
+            dk.addcmul_(da_diag, w * q)
         else:
             du = None
-            dq.add_(da_diag * k)
-            dk.add_(da_diag * q)
-        return dq, dk, dv, dg, du, ds0, None
+            dq.addcmul_(da_diag, k)
+            dk.addcmul_(da_diag, q)
+        return dq, dk, dv, dg, du, grads[0], None
 
 
 def _reverse_cumsum(x: torch.Tensor) -> torch.Tensor:
