@@ -212,7 +212,7 @@ class MambaMixer(nn.Module):
         xi, z = self.in_proj(x_t).split(inner, dim=-1)  # [B, I] each
         w = self.conv1d.weight.view(inner, self.conv_size)  # [I, K]
         full = torch.cat([window, xi.unsqueeze(-1)], dim=-1)  # [B, I, K]
-        u = torch.einsum("bik,ik->bi", full, w)  # [B, I]
+        u = (full * w).sum(-1)  # [B, I]
         if self.conv1d.bias is not None:
             u = u + self.conv1d.bias
         u = F.silu(u)
