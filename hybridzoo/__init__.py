@@ -28,6 +28,7 @@ from hybridzoo.errors import (
     ShapeError,
     StateError,
     UnknownLayerError,
+    UnusedOptionWarning,
 )
 from hybridzoo.hookspecs import hookimpl
 from hybridzoo.patterns import pattern, visualize
@@ -60,6 +61,7 @@ __all__ = [
     "ShapeError",
     "StateError",
     "UnknownLayerError",
+    "UnusedOptionWarning",
     "__version__",
     "build",
     "build_pattern",

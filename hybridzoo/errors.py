@@ -19,6 +19,7 @@ __all__ = [
     "ShapeError",
     "StateError",
     "UnknownLayerError",
+    "UnusedOptionWarning",
     "close_matches",
     "did_you_mean",
 ]
@@ -115,3 +116,7 @@ class PluginError(HybridZooError):
 
 class PluginConflictError(PluginError):
     """Two plugins claim one layer name, symbol or option prefix."""
+
+
+class UnusedOptionWarning(UserWarning):
+    """A valid option of a registered layer that the model being built does not contain."""

@@ -1,18 +1,21 @@
 """Route the user's flat options (``attention_window_size=128``) to each plugin's options record.
 
 An option is ``<prefix>_<field>``: the prefix is a layer's ``option_prefix`` and the field one of
-its options record. Every problem of one call (unknown names, invalid values, options for layers
-absent from the pattern) is collected and raised together in one :class:`OptionError`.
+its options record. Every problem of one call (unknown names, invalid values) is collected and
+raised together in one :class:`OptionError`. A valid option of a registered layer that the model
+does not use (``attention_window_size`` for an all-mamba stack: one set of options for several
+patterns) is validated, then dropped with an :class:`UnusedOptionWarning` that names it.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
 
-from hybridzoo.errors import OptionError, close_matches
+from hybridzoo.errors import OptionError, UnusedOptionWarning, close_matches
 from hybridzoo.registry import Registry
 from hybridzoo.spec import LayerSpec
 
@@ -80,6 +83,7 @@ def split_options(
     all_table = option_table(registry.specs())
     problems: list[str] = []
     per_layer: dict[str, dict[str, Any]] = {spec.name: {} for spec in used}
+    unused: dict[LayerSpec, dict[str, Any]] = {}
     for key, value in options.items():
         hit = used_table.get(key)
         if hit is not None:
@@ -87,11 +91,7 @@ def split_options(
             continue
         other = all_table.get(key)
         if other is not None:
-            names = ", ".join(s.name for s in used) or "none"
-            problems.append(
-                f"option {key!r} belongs to layer {other[0].name!r}, which is not in the "
-                f"pattern (layers used: {names})"
-            )
+            unused.setdefault(other[0], {})[other[1]] = value
             continue
         candidates = list(dict.fromkeys([*used_table, *all_table, *extra_valid]))
         hint = close_matches(key, candidates)
@@ -103,6 +103,19 @@ def split_options(
         record, errs = make_options(spec, per_layer[spec.name])
         problems.extend(errs)
         records[spec.name] = record
+    for spec, values in unused.items():  # validated too: a bad value is an error anyway
+        problems.extend(make_options(spec, values)[1])
     if problems:
         raise OptionError(problems)
+    if unused:
+        names = ", ".join(
+            f"{spec.option_prefix}_{field}" for spec, values in unused.items() for field in values
+        )
+        layers = ", ".join(spec.name for spec in unused)
+        warnings.warn(
+            f"options {names} are valid but unused: no {layers} layer in this model "
+            f"(layers: {', '.join(s.name for s in used)})",
+            UnusedOptionWarning,
+            stacklevel=4,
+        )
     return records

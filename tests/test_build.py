@@ -43,12 +43,21 @@ def test_options_reach_the_plugin_and_all_problems_are_reported():
             output="sequnce",
         )
     problems = info.value.problems
-    assert len(problems) == 4
+    assert len(problems) == 3
     text = str(info.value)
     assert "dropout must be a number in [0, 1), got 1.5" in text
     assert "Did you mean 'conv_kernel_size'" in text
-    assert "'ffn_expand_factor' belongs to layer 'ffn', which is not in the pattern" in text
     assert "Did you mean 'sequence'" in text
+
+
+def test_options_of_layers_absent_from_the_pattern_are_validated_then_dropped_with_a_warning():
+    with pytest.warns(
+        hybridzoo.UnusedOptionWarning, match="ffn_expand_factor are valid but unused"
+    ):
+        model = hybridzoo.build("C", embed_dim=4, hidden_size=8, ffn_expand_factor=2)
+    assert set(model.config.layer_options) == {"conv"}
+    with pytest.raises(OptionError, match="ffn_expand_factor=0: must be an integer >= 1"):
+        hybridzoo.build("C", embed_dim=4, ffn_expand_factor=0)
 
 
 def test_bad_option_values_name_the_option():
