@@ -83,24 +83,47 @@ def chunk_gla(
     ):
         raise ValueError(f"chunk_size must be a power of two (1, 2, 4, ...), got {chunk_size!r}")
     chunk = min(chunk_size, 1 << (t_len - 1).bit_length())
-    n_chunks = -(-t_len // chunk)
-    pad = n_chunks * chunk - t_len
     dt = compute_dtype(q.dtype)
-
-    def to_chunks(x: torch.Tensor) -> torch.Tensor:
-        x = x.to(dt)
-        if pad:
-            x = F.pad(x, (0, 0, 0, 0, 0, pad))  # zero k (no input), zero log decay (no forgetting)
-        x = x.view(b, n_chunks, chunk, h, x.shape[-1])
-        return x.permute(1, 0, 3, 2, 4).contiguous()  # [N, B, H, C, D]
-
     s0 = q.new_zeros(b, h, d_k, d_v, dtype=dt) if initial_state is None else initial_state.to(dt)
     u = q.new_zeros(0, dtype=dt) if bonus is None else bonus.to(dt)
-    o, s_end = _ChunkGLAFunction.apply(
-        to_chunks(q), to_chunks(k), to_chunks(v), to_chunks(log_decay), u, s0, scale
-    )
-    o = o.permute(1, 0, 3, 2, 4).reshape(b, n_chunks * chunk, h, d_v)  # [B, N·C, H, V]
-    return o[:, :t_len].to(q.dtype), (s_end if output_final_state else None)
+    o, s_end = _ChunkGLAFunction.apply(q, k, v, log_decay, u, s0, scale, chunk)
+    return o.to(q.dtype), (s_end if output_final_state else None)
+
+
+GROUP_ELEMENTS = 1 << 19
+"""Chunks are processed in groups of about this many elements per ``[chunks, B, H, C, D]``
+tensor (at least one chunk): a bounded working set, so that large inputs stay in cache and reuse
+freed memory instead of faulting in fresh pages. It changes no result."""
+
+
+class _Groups:
+    """Cuts ``T`` positions into ``N`` chunks of ``C`` (the last zero-padded), and the chunks into
+    groups; moves a group between ``[B, T, H, D]`` and ``[n, B, H, C, D]`` (chunks first)."""
+
+    def __init__(self, shape: tuple[int, ...], d_v: int, chunk: int, dtype: torch.dtype) -> None:
+        self.b, self.t, self.h, d_k = shape
+        self.c, self.dtype = chunk, dtype
+        self.n = -(-self.t // chunk)
+        per_chunk = self.b * self.h * chunk * max(d_k, d_v, chunk)
+        size = max(1, GROUP_ELEMENTS // per_chunk)
+        self.bounds = [(i, min(i + size, self.n)) for i in range(0, self.n, size)]
+
+    def load(self, x: torch.Tensor, c0: int, c1: int) -> torch.Tensor:
+        """Chunks ``c0 .. c1-1`` of ``x [B, T, H, D]`` as ``[c1-c0, B, H, C, D]``, compute dtype."""
+        t0, t1 = c0 * self.c, min(c1 * self.c, self.t)
+        part = x[:, t0:t1].to(self.dtype)
+        if t1 - t0 < (c1 - c0) * self.c:  # zero k (no input), zero log decay (no forgetting)
+            part = F.pad(part, (0, 0, 0, 0, 0, (c1 - c0) * self.c - (t1 - t0)))
+        part = part.reshape(self.b, c1 - c0, self.c, self.h, x.shape[-1])
+        return part.permute(1, 0, 3, 2, 4).contiguous()
+
+    def new(self, like: torch.Tensor, d: int) -> torch.Tensor:
+        """An uninitialised ``[B, N·C, H, d]`` tensor (whole chunks; callers slice ``[:, :T]``)."""
+        return like.new_empty(self.b, self.n * self.c, self.h, d)
+
+    def store(self, out: torch.Tensor, part: torch.Tensor, c0: int, c1: int) -> None:
+        """Write ``part [c1-c0, B, H, C, D]`` into chunks ``c0 .. c1-1`` of ``out`` (from new)."""
+        out.view(self.b, self.n, self.c, self.h, -1)[:, c0:c1].copy_(part.permute(1, 0, 3, 2, 4))
 
 
 def _bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -133,62 +156,54 @@ def _block(a: torch.Tensor, m: int) -> torch.Tensor:
     return blocks[..., m:, :m, :].movedim(-1, -3)
 
 
-def _levels(c: int) -> list[int]:
-    """Half-block sizes C/2, C/4, ..., 1."""
-    return [c >> i for i in range(1, c.bit_length())]
+class _Chunks:
+    """One group of chunks ``[n, B, H, C, D]`` (compute dtype) and what both passes derive."""
 
+    def __init__(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, u: torch.Tensor
+    ) -> None:
+        self.q, self.k, self.v, self.u = q, k, v, u
+        self.bonus = u.numel() > 0
+        self.cum = g.cumsum(-2)  # inclusive cumulative log decay within the chunk
+        self.cum_q = self.cum - g if self.bonus else self.cum  # what the query at t has seen
+        cum_last = self.cum[..., -1:, :]  # [n, B, H, 1, K]
+        self.q_dec = torch.exp(self.cum_q)  # decay from the chunk start to each query (<= 1)
+        self.k_dec = torch.exp(cum_last - self.cum)  # from each key to the chunk end (<= 1)
+        self.chunk_dec = torch.exp(_t(cum_last))  # [n, B, H, K, 1] the whole chunk's decay
 
-def _level_factors(
-    b: torch.Tensor, bq: torch.Tensor, m: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Factors around the reference point of each block of 2m positions (both <= 1).
+    def levels(self) -> list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Per level m = C/2 .. 1, the factors around the reference point ``r`` (the end of the
+        first half of each block of 2m positions): ``(m, e_q, e_k, q2, k1)`` with
+        ``e_q = exp(b_q,t - r)`` for t in the second halves, ``e_k = exp(r - b_s)`` for s in the
+        first halves (both <= 1), ``q2 = q ⊙ e_q`` and ``k1 = k ⊙ e_k``, each ``[..., C/2m, m, K]``.
+        """
+        c = self.q.shape[-2]
+        out = []
+        for m in (c >> i for i in range(1, c.bit_length())):
+            cum2 = _halves(self.cum, m)
+            ref = cum2[..., 0, m - 1 :, :]  # [..., C/2m, 1, K]
+            e_q = torch.exp(_halves(self.cum_q, m)[..., 1, :, :] - ref)
+            e_k = torch.exp(ref - cum2[..., 0, :, :])
+            q2 = _halves(self.q, m)[..., 1, :, :] * e_q
+            k1 = _halves(self.k, m)[..., 0, :, :] * e_k
+            out.append((m, e_q, e_k, q2, k1))
+        return out
 
-    ``b``, ``bq``: inclusive and query cumulative log decays ``[..., C, K]``. Returns
-    ``(exp(bq_t - r) for t in the second halves, exp(r - b_s) for s in the first halves)``, each
-    ``[..., C/2m, m, K]``, where ``r`` is ``b`` at the end of the first half.
-    """
-    b2 = _halves(b, m)
-    ref = b2[..., 0, m - 1 :, :]  # [..., C/2m, 1, K]
-    e_q = torch.exp(_halves(bq, m)[..., 1, :, :] - ref)
-    e_k = torch.exp(ref - b2[..., 0, :, :])
-    return e_q, e_k
-
-
-def _scores_and_grads(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    b: torch.Tensor,
-    bq: torch.Tensor,
-    m: int,
-    da: torch.Tensor | None = None,
-    dq: torch.Tensor | None = None,
-    dk: torch.Tensor | None = None,
-) -> torch.Tensor | None:
-    """Level m of the intra-chunk scores: their block ``[..., C/2m, m, m]`` (forward), or, given
-    the score gradient ``da [..., C, C]``, accumulate into ``dq``, ``dk`` (backward)."""
-    e_q, e_k = _level_factors(b, bq, m)
-    q2 = _halves(q, m)[..., 1, :, :] * e_q  # [..., C/2m, m, K]
-    k1 = _halves(k, m)[..., 0, :, :] * e_k
-    if da is None:
-        if m == 1:
-            return (q2 * k1).sum(-1, keepdim=True)
-        return _bmm(q2, _t(k1))
-    da_m = _block(da, m)  # [..., C/2m, m, m]
-    if m == 1:
-        dq2, dk1 = da_m * k1, da_m * q2
-    else:
-        da_m = da_m.contiguous()
-        dq2, dk1 = _bmm(da_m, k1), _bmm(_t(da_m), q2)
-    _halves(dq, m)[..., 1, :, :].addcmul_(dq2, e_q)
-    _halves(dk, m)[..., 0, :, :].addcmul_(dk1, e_k)
-    return None
+    def scores(self, levels: list) -> torch.Tensor:
+        """The intra-chunk scores ``A [n, B, H, C, C]`` (zero above the diagonal)."""
+        n, b, h, c, _ = self.q.shape
+        a = self.q.new_zeros(n, b, h, c, c)
+        k_diag = self.k * self.u[:, None, :] if self.bonus else self.k
+        a.diagonal(dim1=-2, dim2=-1).copy_((self.q * k_diag).sum(-1))  # undecayed diagonal
+        for m, _, _, q2, k1 in levels:
+            block = (q2 * k1).sum(-1, keepdim=True) if m == 1 else _bmm(q2, _t(k1))
+            _block(a, m).copy_(block)
+        return a
 
 
 class _ChunkGLAFunction(torch.autograd.Function):
-    """The chunked recurrence on ``[N, B, H, C, D]`` inputs, with a hand-written backward.
-
-    Chunks lead so that the states between chunks, ``[N+1, B, H, K, V]``, are written in place.
-    """
+    """The chunked recurrence on ``[B, T, H, D]`` inputs, group of chunks by group of chunks,
+    with a hand-written backward. Saves the inputs and the states between chunks only."""
 
     @staticmethod
     def forward(
@@ -200,96 +215,97 @@ class _ChunkGLAFunction(torch.autograd.Function):
         u: torch.Tensor,
         s0: torch.Tensor,
         scale: float,
+        chunk: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        n, b, h, c, d_k = q.shape
-        bonus = u.numel() > 0
-        cum = g.cumsum(-2)  # [N, B, H, C, K] inclusive cumulative log decay within the chunk
-        cum_q = cum - g if bonus else cum  # the decay the query at t has seen
-        cum_last = cum[..., -1:, :]  # [N, B, H, 1, K]
-
-        # the states between chunks: S_{n+1} = diag(exp(b_C)) S_n + (k ⊙ exp(b_C - b))ᵀ v
-        increments = _bmm(_t(k * torch.exp(cum_last - cum)), v)  # [N, B, H, K, V]
-        chunk_decay = torch.exp(_t(cum_last))  # [N, B, H, K, 1]
-        states = q.new_empty(n + 1, *s0.shape)  # [N+1, B, H, K, V]
+        groups = _Groups(q.shape, v.shape[-1], chunk, s0.dtype)
+        states = s0.new_empty(groups.n + 1, *s0.shape)  # [N+1, B, H, K, V] between chunks
         states[0] = s0
-        for i in range(n):
-            torch.addcmul(increments[i], chunk_decay[i], states[i], out=states[i + 1])
-
-        # the intra-chunk scores A, level by level (the undecayed diagonal first)
-        a = q.new_zeros(n, b, h, c, c)
-        k_diag = k * u[:, None, :] if bonus else k
-        a.diagonal(dim1=-2, dim2=-1).copy_((q * k_diag).sum(-1))
-        for m in _levels(c):
-            _block(a, m).copy_(_scores_and_grads(q, k, cum, cum_q, m))
-
-        o = torch.baddbmm(
-            _bmm(a, v).flatten(0, 2),
-            (q * torch.exp(cum_q)).flatten(0, 2),
-            states[:n].flatten(0, 2),
-            beta=scale,
-            alpha=scale,
-        ).view(n, b, h, c, -1)  # [N, B, H, C, V]
-        ctx.save_for_backward(q, k, v, cum, g if bonus else None, u, states, a)
-        ctx.scale = scale
-        return o, states[n]
+        o = groups.new(s0, v.shape[-1])  # [B, N·C, H, V]
+        for c0, c1 in groups.bounds:
+            x = _Chunks(*(groups.load(t, c0, c1) for t in (q, k, v, g)), u)
+            # S_{i+1} = diag(exp(b_C)) S_i + (k ⊙ exp(b_C - b))ᵀ v
+            increments = _bmm(_t(x.k * x.k_dec), x.v)  # [n, B, H, K, V]
+            for i in range(c1 - c0):
+                torch.addcmul(increments[i], x.chunk_dec[i], states[c0 + i], out=states[c0 + i + 1])
+            o_g = torch.baddbmm(
+                _bmm(x.scores(x.levels()), x.v).flatten(0, 2),
+                (x.q * x.q_dec).flatten(0, 2),
+                states[c0:c1].flatten(0, 2),
+                beta=scale,
+                alpha=scale,
+            )  # [n·B·H, C, V]
+            groups.store(o, o_g.view(*x.v.shape), c0, c1)
+        ctx.save_for_backward(q, k, v, g, u, states)
+        ctx.scale, ctx.chunk = scale, chunk
+        return o[:, : groups.t], states[groups.n].clone()
 
     @staticmethod
     def backward(ctx: Any, do: torch.Tensor, ds_end: torch.Tensor | None) -> tuple[Any, ...]:
-        q, k, v, cum, g, u, states, a = ctx.saved_tensors
-        bonus = g is not None
-        cum_q = cum - g if bonus else cum
-        cum_last = cum[..., -1:, :]
-        n = q.shape[0]
-        do = torch.mul(do, ctx.scale, out=do.new_empty(do.shape))  # contiguous
+        q, k, v, g, u, states = ctx.saved_tensors
+        groups = _Groups(q.shape, v.shape[-1], ctx.chunk, states.dtype)
+        bonus = u.numel() > 0
+        dq, dk, dg = (groups.new(states, q.shape[-1]) for _ in range(3))  # [B, N·C, H, K]
+        dv = groups.new(states, v.shape[-1])
+        du = torch.zeros_like(u) if bonus else None
+        carry = torch.zeros_like(states[0]) if ds_end is None else ds_end.to(states.dtype)
+        for c0, c1 in reversed(groups.bounds):
+            x = _Chunks(*(groups.load(t, c0, c1) for t in (q, k, v, g)), u)
+            do_g = groups.load(do, c0, c1).mul_(ctx.scale)  # [n, B, H, C, V]
+            n = c1 - c0
 
-        # the state gradients, backwards: D_n = q̂_nᵀ do_n + diag(exp(b_C)) D_{n+1}
-        q_dec = torch.exp(cum_q)
-        from_out = _bmm(_t(q * q_dec), do)  # [N, B, H, K, V]
-        chunk_decay = torch.exp(_t(cum_last))
-        grads = torch.empty_like(states)  # [N+1, B, H, K, V]: ∂L/∂(state before chunk i)
-        if ds_end is None:
-            grads[n] = 0
-        else:
-            grads[n] = ds_end
-        for i in range(n - 1, -1, -1):
-            torch.addcmul(from_out[i], chunk_decay[i], grads[i + 1], out=grads[i])
-        d_next = grads[1:]  # ∂L/∂(state after chunk i)
+            # the state gradients, backwards: D_i = q̂_iᵀ do_i + diag(exp(b_C)) D_{i+1}
+            from_out = _bmm(_t(x.q * x.q_dec), do_g)  # [n, B, H, K, V]
+            grads = states.new_empty(n + 1, *states.shape[1:])
+            grads[n] = carry
+            for i in range(n - 1, -1, -1):
+                torch.addcmul(from_out[i], x.chunk_dec[i], grads[i + 1], out=grads[i])
+            carry = grads[0]
+            d_next = grads[1:]  # ∂L/∂(state after chunk i)
 
-        # carried-state paths
-        k_dec = torch.exp(cum_last - cum)
-        dq = _bmm(do, _t(states[:n])).mul_(q_dec)  # [N, B, H, C, K]
-        dk = _bmm(v, _t(d_next)).mul_(k_dec)
-        dv = _bmm(k * k_dec, d_next)  # [N, B, H, C, V]
-        dv.add_(_bmm(_t(a), do))
+            # carried-state paths
+            dq_g = _bmm(do_g, _t(states[c0:c1])).mul_(x.q_dec)  # [n, B, H, C, K]
+            dk_g = _bmm(x.v, _t(d_next)).mul_(x.k_dec)
+            dv_g = _bmm(x.k * x.k_dec, d_next)  # [n, B, H, C, V]
 
-        # intra-chunk scores, level by level
-        da = _bmm(do, _t(v))  # [N, B, H, C, C] (only the causal part is read)
-        for m in _levels(q.shape[-2]):
-            _scores_and_grads(q, k, cum, cum_q, m, da, dq, dk)
+            # intra-chunk scores, level by level
+            levels = x.levels()
+            dv_g.add_(_bmm(_t(x.scores(levels)), do_g))
+            da = _bmm(do_g, _t(x.v))  # [n, B, H, C, C] (only the causal part is read)
+            for m, e_q, e_k, q2, k1 in levels:
+                da_m = _block(da, m)  # [..., C/2m, m, m]
+                if m == 1:
+                    dq2, dk1 = da_m * k1, da_m * q2
+                else:
+                    da_m = da_m.contiguous()
+                    dq2, dk1 = _bmm(da_m, k1), _bmm(_t(da_m), q2)
+                _halves(dq_g, m)[..., 1, :, :].addcmul_(dq2, e_q)
+                _halves(dk_g, m)[..., 0, :, :].addcmul_(dk1, e_k)
 
-        # decay gradient: ∂L/∂b_q = q ⊙ dq, ∂L/∂b_k = -k ⊙ dk over the decayed paths, and the
-        # state after each chunk at the chunk's last position
-        db_q = q * dq
-        db_k = k * dk
-        db_k[..., -1, :] -= (d_next * states[1:]).sum(-1)
-        if bonus:
-            # the query's decay is exclusive: g_t reaches the queries after t only
-            dg = _reverse_cumsum(db_q).sub_(db_q).sub_(_reverse_cumsum(db_k))
-        else:
-            dg = _reverse_cumsum(db_q.sub_(db_k))
+            # decay gradient: ∂L/∂b_q = q ⊙ dq, ∂L/∂b_k = -k ⊙ dk over the decayed paths, and
+            # the state after each chunk at the chunk's last position
+            db_q = x.q * dq_g
+            db_k = x.k * dk_g
+            db_k[..., -1, :] -= (d_next * states[c0 + 1 : c1 + 1]).sum(-1)
+            if bonus:
+                # the query's decay is exclusive: g_t reaches the queries after t only
+                dg_g = _reverse_cumsum(db_q).sub_(db_q).sub_(_reverse_cumsum(db_k))
+            else:
+                dg_g = _reverse_cumsum(db_q.sub_(db_k))
 
-        # the undecayed diagonal A_tt = q_t · (w ⊙ k_t), w = u (bonus) or 1
-        da_diag = da.diagonal(dim1=-2, dim2=-1).unsqueeze(-1)  # [N, B, H, C, 1]
-        if bonus:
-            w = u[:, None, :]
-            du = (da_diag * q * k).sum((0, 1, 3))  # [H, K]
-            dq.addcmul_(da_diag, w * k)
-            dk.addcmul_(da_diag, w * q)
-        else:
-            du = None
-            dq.addcmul_(da_diag, k)
-            dk.addcmul_(da_diag, q)
-        return dq, dk, dv, dg, du, grads[0], None
+            # the undecayed diagonal A_tt = q_t · (w ⊙ k_t), w = u (bonus) or 1
+            da_diag = da.diagonal(dim1=-2, dim2=-1).unsqueeze(-1)  # [n, B, H, C, 1]
+            if bonus:
+                w = u[:, None, :]
+                du.add_((da_diag * x.q * x.k).sum((0, 1, 3)))  # [H, K]
+                dq_g.addcmul_(da_diag, w * x.k)
+                dk_g.addcmul_(da_diag, w * x.q)
+            else:
+                dq_g.addcmul_(da_diag, x.k)
+                dk_g.addcmul_(da_diag, x.q)
+            for full, part in ((dq, dq_g), (dk, dk_g), (dv, dv_g), (dg, dg_g)):
+                groups.store(full, part, c0, c1)
+        grads_in = [t[:, : groups.t].to(x.dtype) for t, x in ((dq, q), (dk, k), (dv, v), (dg, g))]
+        return *grads_in, du, carry, None, None
 
 
 def _reverse_cumsum(x: torch.Tensor) -> torch.Tensor:
