@@ -876,7 +876,9 @@ def check_gradients_reach_parameters(case: LayerCase) -> None:
     """In train mode (L >= 2), a random projection of the output back-propagates finite gradients
     to the input and to every parameter, none of them identically zero. A parameter with an all-zero
     gradient at initialisation (a zero-initialised projection hides the path) is checked again
-    after jittering every parameter by 0.02·N(0, 1); it fails only if still zero."""
+    after jittering every parameter by 0.02·N(0, 1); it fails only if still zero. Zero means
+    exactly zero: a gradient at the rounding-noise level passes (a real gradient can be as small
+    as 1e-14 of the largest, e.g. Mamba's ``A_log`` at tiny step sizes)."""
     length = max(case.length, 2)  # at L=1 a decay or an attention score has no effect
     bodies = case.bodies()
     x = case.inputs(length=length)
@@ -901,7 +903,7 @@ def check_gradients_reach_parameters(case: LayerCase) -> None:
             if still:
                 raise CheckFailure(
                     f"{label}: the gradient of {', '.join(still)} is identically zero (even "
-                    "after jittering the parameters)"
+                    "after jittering the parameters): these parameters do not affect the output"
                 )
 
 
