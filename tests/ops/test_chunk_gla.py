@@ -7,6 +7,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+import hybridzoo.ops.gla.chunk as chunk_module
 from hybridzoo.ops.gla import chunk_gla, gla_step
 from hybridzoo.ops.gla.naive import naive_gla
 
@@ -38,6 +39,8 @@ def problems(draw: st.DrawFn, max_t: int = 80) -> dict:
         "initial_state": randn(b, h, d_k, d_v) if draw(st.booleans()) else None,
         "scale": draw(st.sampled_from([None, 1.0, 0.3])),
         "chunk_size": draw(st.sampled_from([1, 2, 4, 8, 16, 64])),
+        # 1: every chunk its own group (the group loops and their carries are exercised)
+        "group_elements": draw(st.sampled_from([1, chunk_module.GROUP_ELEMENTS])),
     }
 
 
@@ -48,7 +51,11 @@ def _inputs(p: dict) -> list[torch.Tensor]:
 
 def _run(fn, p: dict, **extra) -> tuple[torch.Tensor, torch.Tensor]:
     kwargs = {n: p[n] for n in ("bonus", "initial_state", "scale")}
-    return fn(p["q"], p["k"], p["v"], p["log_decay"], output_final_state=True, **kwargs, **extra)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(chunk_module, "GROUP_ELEMENTS", p["group_elements"])
+        return fn(
+            p["q"], p["k"], p["v"], p["log_decay"], output_final_state=True, **kwargs, **extra
+        )
 
 
 @given(problems())
@@ -64,7 +71,9 @@ def test_chunk_equals_loop_outputs_states_and_gradients(p: dict) -> None:
     gen = torch.Generator().manual_seed(0)
     w_o = torch.randn(o.shape, generator=gen, dtype=o.dtype)
     w_s = torch.randn(s.shape, generator=gen, dtype=s.dtype)
-    grads = torch.autograd.grad((o * w_o).sum() + (s * w_s).sum(), leaves)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(chunk_module, "GROUP_ELEMENTS", p["group_elements"])
+        grads = torch.autograd.grad((o * w_o).sum() + (s * w_s).sum(), leaves)
     grads_ref = torch.autograd.grad((o_ref * w_o).sum() + (s_ref * w_s).sum(), leaves)
     for got, want in zip(grads, grads_ref, strict=True):
         torch.testing.assert_close(got, want, rtol=RTOL, atol=ATOL)

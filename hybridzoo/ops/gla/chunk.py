@@ -24,10 +24,15 @@ With ``bonus`` (RWKV-6) the query sees ``S_{t-1}``: its cumulative decay is the 
 ``b_t - g_t``, and the diagonal of ``A`` is ``q_t · (u ⊙ k_t)`` instead of ``q_t · k_t``.
 
 The backward pass is written by hand (:class:`_ChunkGLAFunction`): it runs the state gradient
-backwards over the chunks, recomputes the decay factors level by level, and gets the decay
-gradient from the identity ``∂L/∂b_t = q_t ⊙ ∂L/∂q_t - k_t ⊙ ∂L/∂k_t`` (over the decayed paths:
-each has the form ``q_t k_s exp(b_t - b_s)``) plus, at a chunk's last position,
-``rowsum(S_end ⊙ ∂L/∂S_end)``, summed backwards within the chunk.
+backwards over the chunks, recomputes the scores and decay factors, and gets the decay gradient
+from the identity ``∂L/∂b_t = q_t ⊙ ∂L/∂q_t - k_t ⊙ ∂L/∂k_t`` (over the decayed paths: each has
+the form ``q_t k_s exp(b_t - b_s)``) plus, at a chunk's last position,
+``rowsum(S_end ⊙ ∂L/∂S_end)``, summed backwards within the chunk. Only the inputs and the states
+between chunks are saved for it.
+
+Both passes walk the chunks in groups of about :data:`GROUP_ELEMENTS` elements per tensor (a
+bounded working set: cache-friendly, and no large temporary allocations); the grouping changes
+no result.
 """
 
 from __future__ import annotations
