@@ -64,6 +64,8 @@ DEFAULT_LENGTH = 11
 #: The default hidden size is the smallest multiple of the layer's ``hidden_size_multiple``
 #: that is at least this.
 DEFAULT_HIDDEN_TARGET = 16
+#: The gradient check runs on at least this many positions.
+GRADIENT_MIN_LENGTH = 8
 
 _TOLERANCES = {torch.float64: (1e-8, 1e-6), torch.float32: (1e-4, 1e-3)}
 
@@ -873,13 +875,15 @@ def _gradients(
 
 @_check("gradients_reach_parameters", "5")
 def check_gradients_reach_parameters(case: LayerCase) -> None:
-    """In train mode (L >= 2), a random projection of the output back-propagates finite gradients
+    """In train mode (L >= 8), a random projection of the output back-propagates finite gradients
     to the input and to every parameter, none of them identically zero. A parameter with an all-zero
     gradient at initialisation (a zero-initialised projection hides the path) is checked again
     after jittering every parameter by 0.02·N(0, 1); it fails only if still zero. Zero means
     exactly zero: a gradient at the rounding-noise level passes (a real gradient can be as small
     as 1e-14 of the largest, e.g. Mamba's ``A_log`` at tiny step sizes)."""
-    length = max(case.length, 2)  # at L=1 a decay or an attention score has no effect
+    # short sequences hide parameters: at L=1 no decay or attention score matters, RWKV's decay
+    # first acts at L=3, a convolution tap of lag k at L=k+1
+    length = max(case.length, GRADIENT_MIN_LENGTH)
     bodies = case.bodies()
     x = case.inputs(length=length)
     weight = case.inputs(length=length, offset=3)
