@@ -203,11 +203,12 @@ class HybridConfig:
         names = [*self.pattern, *(n for n, _ in self.shared_layers)]
         return {n: registry.get(n) for n in dict.fromkeys(names)}
 
-    def flat_options(self) -> dict[str, Any]:
+    def flat_options(self, registry: Registry | None = None) -> dict[str, Any]:
         """The layer options as the user spells them (``attention_window_size``), non-defaults."""
+        registry = registry or get_registry()
         out: dict[str, Any] = {}
         for name, record in self.layer_options.items():
-            spec = get_registry().get(name)
+            spec = registry.get(name)
             defaults = attrs.asdict(spec.options())
             for key, value in attrs.asdict(record).items():
                 if defaults.get(key) != value:

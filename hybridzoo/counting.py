@@ -29,12 +29,14 @@ class LayerCount:
     shared: bool = False
 
 
-def _config(pattern: PatternLike | HybridConfig, options: dict[str, Any]) -> HybridConfig:
+def _config(
+    pattern: PatternLike | HybridConfig, options: dict[str, Any], registry: Registry
+) -> HybridConfig:
     if isinstance(pattern, HybridConfig):
         if options:
             return pattern.replace(**options)
         return pattern
-    return HybridConfig.create(pattern, **options)
+    return HybridConfig.create(pattern, registry=registry, **options)
 
 
 def _block_params(config: HybridConfig, name: str, registry: Registry) -> int:
@@ -43,13 +45,15 @@ def _block_params(config: HybridConfig, name: str, registry: Registry) -> int:
     return spec.param_count(config.layer_options[name], H) + spec.sub_blocks * 2 * H
 
 
-def param_breakdown(pattern: PatternLike | HybridConfig, **options: Any) -> list[LayerCount]:
+def param_breakdown(
+    pattern: PatternLike | HybridConfig, *, registry: Registry | None = None, **options: Any
+) -> list[LayerCount]:
     """Per-layer parameter counts (the same arguments as :func:`hybridzoo.build`).
 
     ``embed_dim`` defaults to ``hidden_size`` here (no input projection).
     """
-    registry = get_registry()
-    config = _config(pattern, options)
+    registry = registry or get_registry()
+    config = _config(pattern, options, registry)
     H = config.hidden_size
     rows: list[LayerCount] = []
     if config.embed_dim != H:
@@ -66,21 +70,24 @@ def param_breakdown(pattern: PatternLike | HybridConfig, **options: Any) -> list
     return rows
 
 
-def param_count(pattern: PatternLike | HybridConfig, **options: Any) -> int:
+def param_count(
+    pattern: PatternLike | HybridConfig, *, registry: Registry | None = None, **options: Any
+) -> int:
     """The exact number of parameters of ``build(pattern, **options)``, without building it.
 
     Shared layers are counted once. ``embed_dim`` defaults to ``hidden_size``.
     """
-    return sum(row.params for row in param_breakdown(pattern, **options))
+    return sum(row.params for row in param_breakdown(pattern, registry=registry, **options))
 
 
-def state_size(pattern: PatternLike | HybridConfig, **options: Any) -> int | None:
-    """Elements of step-mode state per sequence (``None`` if a layer declares no formula).
-
-    A shared layer applied k times holds k states.
+def state_size(
+    pattern: PatternLike | HybridConfig, *, registry: Registry | None = None, **options: Any
+) -> int | None:
+    """Elements of step-mode state per sequence (``None`` if a layer declares no formula, or its
+    state grows with the sequence). A shared layer applied k times holds k states.
     """
-    registry = get_registry()
-    config = _config(pattern, options)
+    registry = registry or get_registry()
+    config = _config(pattern, options, registry)
     total = 0
     for name, _ in config.schedule():
         spec = registry.get(name)

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import os
 
+import torch
 from hypothesis import HealthCheck, settings
+
+# Tests use tiny tensors and run two workers on two cores (pytest -n 2): one thread each avoids
+# oversubscription, which costs far more than it gains at these sizes.
+torch.set_num_threads(1)
 
 settings.register_profile(
     "ci",

@@ -28,10 +28,10 @@ class AttentionOptions:
     )
     window_size: int | None = option(
         60,
-        doc="Each position attends to the last `window_size` positions (itself included); "
-        "None = full causal attention.",
-        validator=int_at_least(1, allow_none=True),
-        examples=(1, 3, 8, None),
+        doc="Each position attends to the last `window_size` positions (itself included, so at "
+        "least 2: with 1 the queries and keys would have no effect); None = full causal.",
+        validator=int_at_least(2, allow_none=True),
+        examples=(2, 3, 8, None),
     )
     qk_norm: bool = option(
         True, doc="LayerNorm on each head's queries and keys.", validator=boolean, examples=(False,)
