@@ -1,4 +1,4 @@
-"""Test-suite configuration: hypothesis profiles (``ci`` when the CI variable is set, else ``dev``)."""
+"""Test-suite configuration: hypothesis profiles (``ci`` when CI is set, else ``dev``)."""
 
 from __future__ import annotations
 
