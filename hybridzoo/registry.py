@@ -264,6 +264,8 @@ class Registry:
     ) -> None:
         if not contested or record.status != "loaded" or not record.layers:
             record.status = "failed"
+        if "HYBRIDZOO_DISABLE_PLUGINS" not in message:
+            message += f" To skip this plugin: HYBRIDZOO_DISABLE_PLUGINS={record.name}."
         record.error = message if record.error is None else f"{record.error}; {message}"
         if self.strict:
             error_cls = PluginConflictError if contested else PluginError
