@@ -45,6 +45,7 @@ __all__ = [
     "int_at_least",
     "option",
     "option_fields",
+    "power_of_two",
     "validate_spec",
 ]
 
@@ -105,6 +106,14 @@ def int_at_least(
             raise ValueError(f"must be {what}, got {value!r}")
 
     return check
+
+
+def power_of_two(_inst: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """Validator: a power of two (1, 2, 4, ...)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"must be a power of two (1, 2, 4, ...), got {value!r}")
+    if value < 1 or value & (value - 1):
+        raise ValueError(f"must be a power of two (1, 2, 4, ...), got {value!r}")
 
 
 def boolean(_inst: Any, attribute: attrs.Attribute, value: Any) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import attrs
 
 from hybridzoo import Capabilities, LayerSpec, hookimpl, option
-from hybridzoo.spec import float_in, int_at_least
+from hybridzoo.spec import float_in, int_at_least, power_of_two
 from hybridzoo_plugins.rwkv import formulas
 
 
@@ -41,8 +41,8 @@ class RWKVOptions:
     )
     chunk_size: int = option(
         64,
-        doc="Chunk length of the WKV kernel (speed only; results are the same).",
-        validator=int_at_least(1),
+        doc="Chunk length of the WKV kernel, a power of two (speed only; same results).",
+        validator=power_of_two,
         examples=(4,),
     )
     expand: float = option(
