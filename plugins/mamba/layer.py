@@ -13,7 +13,8 @@ Selective State Spaces", arXiv:2312.00752), as a hybridzoo body ``[B, L, H] -> [
 Parameter names and shapes are those of the reference mixer (``mamba_ssm``'s ``Mamba``) and of
 transformers' ``MambaMixer``: ``in_proj``, ``conv1d``, ``x_proj``, ``dt_proj``, ``A_log``, ``D``,
 ``out_proj``, so their state dicts load directly (see :mod:`hybridzoo_plugins.mamba.convert`).
-The scan runs in :func:`hybridzoo.ops.selective_scan.selective_scan`.
+The convolution (+ SiLU) runs in :func:`hybridzoo.ops.selective_scan.causal_conv1d` and the scan
+in :func:`hybridzoo.ops.selective_scan.selective_scan` (fused compiled CPU kernels, or torch).
 
 Step-mode state: ``(conv_window [B, I, K-1], ssm [B, I, N])``: the last K-1 inputs of the
 convolution and the SSM state.
@@ -65,8 +66,9 @@ class MambaMixer(nn.Module):
         dt_init_floor: lower clamp of the initial time steps. Default 1e-4.
         conv_bias: bias in the convolution. Default True.
         bias: biases in ``in_proj`` and ``out_proj``. Default False.
-        scan_backend: ``backend`` of :func:`~hybridzoo.ops.selective_scan.selective_scan`
-            (``"auto"``, ``"compiled"`` or ``"torch"``). Default ``"auto"``.
+        scan_backend: ``backend`` of :func:`~hybridzoo.ops.selective_scan.selective_scan` and
+            :func:`~hybridzoo.ops.selective_scan.causal_conv1d` (``"auto"``, ``"compiled"`` or
+            ``"torch"``; a plain attribute, may be changed later). Default ``"auto"``.
         device, dtype: where and how to create the parameters.
 
     Initialisation as the reference: S4D-real ``A_log[i, n] = log(n + 1)``, ``D = 1``,
