@@ -19,7 +19,7 @@ from hybridzoo.arena.defaults import BUILTIN_TASKS, DEFAULT_HIDDEN_SIZE, DEFAULT
 
 DEFAULTS: dict[str, Any] = {
     "seq_lens": [64, 128],
-    "steps": 1000,
+    "steps": 800,
     "batch_size": 128,
     "eval_every": 50,
     "eval_examples": 1000,
@@ -149,7 +149,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
     train = parser.add_argument_group("training")
     train.add_argument(
-        "--steps", type=_positive, default=None, help="max steps per model (default 1000)"
+        "--steps", type=_positive, default=None, help="max steps per model (default 800)"
     )
     train.add_argument(
         "--batch-size", type=_positive, default=None, help="global batch size (default 128)"
@@ -196,6 +196,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--quick",
         action="store_true",
         help=f"a short run (< 6 min on 2 CPU cores): {QUICK}",
+    )
+    run.add_argument(
+        "--threads",
+        type=_positive,
+        default=None,
+        help="CPU threads of torch (default: torch's choice, one per core); 1 is faster on a "
+        "busy machine",
     )
     run.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -280,6 +287,8 @@ def run(args: argparse.Namespace) -> int:
         torch.is_deterministic_algorithms_warn_only_enabled(),
     )
     torch.use_deterministic_algorithms(True, warn_only=True)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     try:
         return _run(args, started)
     finally:
