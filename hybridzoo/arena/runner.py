@@ -71,9 +71,10 @@ def scaled_layer_options(
 ) -> dict[str, Any]:
     """Layer options sized to ``hidden_size`` for the builtin layers of ``pattern``.
 
-    Heads split the width (``attention_head_dim = hidden_size // attention_num_heads``, the same
-    for GLA; RWKV heads of ``min(64, hidden_size // 4)``), and attention sees the whole sequence
-    (``attention_window_size = seq_len``), as in Zoology. ``user_options`` win.
+    Heads split the width (``attention_head_dim = hidden_size // attention_num_heads`` rounded
+    down to even, the same for GLA; RWKV heads of ``min(64, hidden_size // 4)``), and attention
+    sees the whole sequence (``attention_window_size = seq_len``), as in Zoology. ``user_options``
+    win.
     """
     user = layer_options_for(pattern, user_options or {})
     layers = set(_layers_of(pattern))
@@ -86,7 +87,7 @@ def scaled_layer_options(
     if "gla" in layers:
         heads = user.get("gla_num_heads", 4)
         options["gla_num_heads"] = heads
-        options["gla_head_dim"] = max(1, hidden_size // heads)
+        options["gla_head_dim"] = max(2, hidden_size // heads // 2 * 2)  # even: key dim = half
     if "rwkv" in layers:
         options["rwkv_head_size"] = min(64, max(1, hidden_size // 4))
     options.update(user)
