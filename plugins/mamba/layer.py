@@ -29,8 +29,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hybridzoo.ops.selective_scan import BACKENDS, causal_conv1d, selective_scan
-from hybridzoo.ops.selective_scan.naive import softplus
+from hybridzoo.ops.selective_scan import (
+    BACKENDS,
+    causal_conv1d,
+    selective_scan,
+    selective_state_update,
+)
 from hybridzoo_plugins.mamba.formulas import (
     check_positive_int,
     intermediate_size,
@@ -122,6 +126,7 @@ class MambaMixer(nn.Module):
         # as mamba_ssm: no weight decay on A_log and D
         self.A_log._no_weight_decay = True  # type: ignore[attr-defined]
         self.D._no_weight_decay = True  # type: ignore[attr-defined]
+        self._A_cache: tuple[tuple, Tensor] | None = None  # see _decode_A
         self.reset_ssm_parameters()
 
     @torch.no_grad()
@@ -207,6 +212,18 @@ class MambaMixer(nn.Module):
             torch.zeros(batch_size, inner, self.state_size, **fk),
         )
 
+    def _decode_A(self) -> Tensor:
+        """``A = -exp(A_log)`` for ``step``, cached while ``A_log`` is unchanged and no gradient
+        is recorded (a decoding step should not recompute it)."""
+        p = self.A_log
+        if torch.is_grad_enabled() and p.requires_grad:
+            return -torch.exp(p)
+        key = (p._version, p.data_ptr(), p.dtype, p.device)
+        if self._A_cache is None or self._A_cache[0] != key:
+            with torch.inference_mode(False), torch.no_grad():  # a normal tensor, reusable
+                self._A_cache = (key, -torch.exp(p))
+        return self._A_cache[1]
+
     def step(self, x_t: Tensor, state: MambaState) -> tuple[Tensor, MambaState]:
         """One token ``x_t`` [B, H] -> ``y_t`` [B, H]; updates ``state`` in place and returns it."""
         window, ssm = state
@@ -220,9 +237,18 @@ class MambaMixer(nn.Module):
         u = F.silu(u)
         window.copy_(full[:, :, 1:])
         dt_low, b, c = self.x_proj(u).split([rank, n, n], dim=-1)  # [B, R|N|N]
-        dt = softplus(self.dt_proj(dt_low))  # [B, I]
-        decay = torch.exp(dt.unsqueeze(-1) * -torch.exp(self.A_log))  # [B, I, N]
-        ssm.mul_(decay).addcmul_((dt * u).unsqueeze(-1), b.unsqueeze(1))
-        y = torch.baddbmm((self.D * u).unsqueeze(-1), ssm, c.unsqueeze(-1)).squeeze(-1)  # [B, I]
-        y = y * F.silu(z)
+        delta = F.linear(dt_low, self.dt_proj.weight)  # [B, I]
+        y = selective_state_update(
+            ssm,
+            u,
+            delta,
+            self._decode_A(),
+            b,
+            c,
+            self.D,
+            z,
+            self.dt_proj.bias,
+            True,
+            backend=self.scan_backend,
+        )  # [B, I]; ssm updated in place
         return self.out_proj(y), state

@@ -21,7 +21,10 @@ def backend(request: pytest.FixtureRequest) -> str:
         if os.environ.get("HYBRIDZOO_NO_COMPILE", "") not in ("", "0"):
             pytest.skip("HYBRIDZOO_NO_COMPILE is set: the compiled backend is off")
         if load_extension() is None:
-            pytest.skip(f"compiled kernel unavailable: {extension_error()}")
+            message = f"compiled kernel unavailable: {extension_error()}"
+            if os.environ.get("HYBRIDZOO_REQUIRE_COMPILED", "") not in ("", "0"):
+                pytest.fail(message)
+            pytest.skip(message)
     return request.param
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -27,7 +29,10 @@ BACKENDS = ["compiled", "torch"]
 def backend(request: pytest.FixtureRequest) -> str:
     """Both scan backends; the compiled one is skipped (with the reason) where it is off."""
     if request.param == "compiled" and selective_scan_backend() != "compiled":
-        pytest.skip(f"compiled selective scan unavailable: {extension_error() or 'switched off'}")
+        message = f"compiled selective scan unavailable: {extension_error() or 'switched off'}"
+        if extension_error() and os.environ.get("HYBRIDZOO_REQUIRE_COMPILED", "") not in ("", "0"):
+            pytest.fail(message)
+        pytest.skip(message)
     return request.param
 
 

@@ -28,9 +28,9 @@ CHECKPOINT_CHUNK = 64
 _SOURCE = Path(__file__).with_name("selective_scan.cpp")
 _NAMESPACE = "hybridzoo_selective_scan"  # the TORCH_LIBRARY namespace in the .cpp file
 _FLAG_SETS: tuple[tuple[list[str], list[str]], ...] = (
-    (["-O3", "-march=native", "-fopenmp", "-ffp-contract=fast"], ["-fopenmp"]),
-    (["-O3", "-fopenmp", "-ffp-contract=fast"], ["-fopenmp"]),
-    (["-O3", "-ffp-contract=fast"], []),
+    (["-O3", "-march=native", "-fopenmp", "-ffp-contract=fast", "-Wno-psabi"], ["-fopenmp"]),
+    (["-O3", "-fopenmp", "-ffp-contract=fast", "-Wno-psabi"], ["-fopenmp"]),
+    (["-O3", "-ffp-contract=fast", "-Wno-psabi"], []),
 )
 
 
@@ -76,9 +76,11 @@ class _Extension:
                     self.ops = self._build()
                 except Exception as exc:
                     self.error = str(exc)
+                    reason = self.error if len(self.error) < 600 else self.error[:600] + " [...]"
                     warnings.warn(
                         "hybridzoo: the compiled selective-scan kernel is unavailable; the "
-                        f"pure-torch backend is used instead (slower). Reason: {exc}",
+                        f"pure-torch backend is used instead (slower). Reason: {reason} "
+                        "(full text: hybridzoo.ops.selective_scan.fused.extension_error())",
                         RuntimeWarning,
                         stacklevel=3,
                     )

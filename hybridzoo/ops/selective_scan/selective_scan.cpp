@@ -107,6 +107,15 @@ inline T hsum(VecT<T> v) {
   return s;
 }
 
+// Grain for at::parallel_for over `tasks` tasks of `work` elementary updates in all: small calls
+// run on the calling thread only.  (A parallel region costs a few microseconds, and much more when
+// a worker thread is descheduled on a busy machine; a decoding step must not pay that.)
+constexpr int64_t kMinParallelWork = int64_t(1) << 16;
+
+inline int64_t grain_for(int64_t tasks, int64_t work) {
+  return work < kMinParallelWork ? std::max<int64_t>(tasks, 1) : 1;
+}
+
 // exp(x): Cody-Waite range reduction x = k ln2 + r, a Taylor polynomial in r, and 2^k applied as
 // two exponent-field multiplications (2^(k/2) twice) so that k = 128 (or 1024) still scales
 // correctly into the overflow range.  Results below ln(MIN_NORMAL) are 0, above ln(MAX) +inf,
@@ -223,7 +232,9 @@ void forward_kernel(const ScanArgs<T>& a, T* y, T* hT, T* ck) {
   using V = VecT<T>;
   constexpr int W = Simd<T>::W;
   const int64_t N = a.N;
-  at::parallel_for(0, a.Bt * a.nblk, 1, [&](int64_t begin, int64_t end) {
+  const int64_t tasks = a.Bt * a.nblk;
+  const int64_t grain = grain_for(tasks, tasks * a.T_ * W * N);
+  at::parallel_for(0, tasks, grain, [&](int64_t begin, int64_t end) {
     std::vector<V> Av(N), h(N);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / a.nblk;
@@ -286,7 +297,8 @@ void backward_kernel(const ScanArgs<T>& a, const T* ck, const T* dy, const T* dh
   const int64_t N = a.N;
   const int64_t K = a.chunk;
   const int64_t per_group = (a.nblk + G - 1) / G;
-  at::parallel_for(0, a.Bt * G, 1, [&](int64_t begin, int64_t end) {
+  const int64_t grain = grain_for(a.Bt * G, a.Bt * a.nblk * W * a.T_ * N);
+  at::parallel_for(0, a.Bt * G, grain, [&](int64_t begin, int64_t end) {
     std::vector<V> hbuf((K + 1) * N), abuf(K * N), dtbuf(K), dBv(K * N), dCv(K * N);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / G;
@@ -673,7 +685,8 @@ at::Tensor conv_fwd(const at::Tensor& x, const at::Tensor& w, const std::optiona
     const scalar_t* bp = bias ? bias->const_data_ptr<scalar_t>() : nullptr;
     const scalar_t* wp = win ? win->const_data_ptr<scalar_t>() : nullptr;
     scalar_t* op = out.data_ptr<scalar_t>();
-    at::parallel_for(0, c.Bt * c.ntc, 1, [&](int64_t begin, int64_t end) {
+    const int64_t grain = grain_for(c.Bt * c.ntc, c.Bt * c.T_ * c.Ipad * c.K);
+    at::parallel_for(0, c.Bt * c.ntc, grain, [&](int64_t begin, int64_t end) {
       for (int64_t task = begin; task < end; ++task) {
         const int64_t b = task / c.ntc;
         const int64_t t0 = (task % c.ntc) * c.tc;
@@ -722,7 +735,8 @@ std::vector<at::Tensor> conv_bwd(const at::Tensor& x, const at::Tensor& w,
     const scalar_t* dop = dout.const_data_ptr<scalar_t>();
     scalar_t* gp = g.data_ptr<scalar_t>();
     // Pass 1: g = dout * silu'(pre); partial sums of dw and dbias per task.
-    at::parallel_for(0, P, 1, [&](int64_t begin, int64_t end) {
+    const int64_t grain = grain_for(P, c.Bt * c.T_ * c.Ipad * c.K);
+    at::parallel_for(0, P, grain, [&](int64_t begin, int64_t end) {
       const int64_t nblk = c.Ipad / W;
       std::vector<V> dwv(nblk * c.K), dbv(nblk);
       for (int64_t task = begin; task < end; ++task) {
@@ -764,7 +778,7 @@ std::vector<at::Tensor> conv_bwd(const at::Tensor& x, const at::Tensor& w,
     const scalar_t* gq = g.const_data_ptr<scalar_t>();
     scalar_t* dxp = dx.data_ptr<scalar_t>();
     scalar_t* dwinp = dwin.data_ptr<scalar_t>();
-    at::parallel_for(0, P, 1, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, P, grain, [&](int64_t begin, int64_t end) {
       for (int64_t task = begin; task < end; ++task) {
         const int64_t b = task / c.ntc;
         const int64_t t0 = (task % c.ntc) * c.tc;
@@ -796,6 +810,81 @@ std::vector<at::Tensor> conv_bwd(const at::Tensor& x, const at::Tensor& w,
   return result;
 }
 
+// ---------------------------------------------------------------------------------------------
+// One step of the recurrence (decoding), updating the state in place:
+//   h [Bt, I, N] (contiguous, in/out); u, delta, z [Bt, I]; B, C [Bt, N] (row strides free);
+//   returns y [Bt, I].  Vectorised over the state dimension N (contiguous in h).
+
+at::Tensor scan_step(at::Tensor h, const at::Tensor& u, const at::Tensor& delta,
+                     const at::Tensor& A, const at::Tensor& B, const at::Tensor& C,
+                     const std::optional<at::Tensor>& D, const std::optional<at::Tensor>& z,
+                     const std::optional<at::Tensor>& bias, bool softplus) {
+  const auto st = u.scalar_type();
+  TORCH_CHECK(st == at::kFloat || st == at::kDouble, "only float32 and float64 are supported");
+  TORCH_CHECK(u.dim() == 2 && delta.sizes() == u.sizes(), "u, delta must be [Bt, I]");
+  const int64_t Bt = u.size(0), I_ = u.size(1);
+  TORCH_CHECK(A.dim() == 2 && A.size(0) == I_ && A.is_contiguous(), "A must be [I, N]");
+  const int64_t N = A.size(1);
+  TORCH_CHECK(h.dim() == 3 && h.size(0) == Bt && h.size(1) == I_ && h.size(2) == N &&
+                  h.is_contiguous(), "state must be [Bt, I, N] contiguous");
+  TORCH_CHECK(B.dim() == 2 && B.size(0) == Bt && B.size(1) == N && C.sizes() == B.sizes(),
+              "B, C must be [Bt, N]");
+  for (const at::Tensor* t : {&u, &delta, &B, &C})
+    TORCH_CHECK(t->stride(1) == 1 || t->size(1) <= 1, "inputs must be contiguous in the last dim");
+  const at::Tensor& hc = h;
+  for (const at::Tensor* t : {&hc, &delta, &A, &B, &C})
+    TORCH_CHECK(t->scalar_type() == st && t->device().is_cpu(), "all inputs: one dtype, CPU");
+  if (D) TORCH_CHECK(D->dim() == 1 && D->size(0) == I_ && D->is_contiguous() &&
+                         D->scalar_type() == st, "D must be [I] contiguous");
+  if (bias) TORCH_CHECK(bias->dim() == 1 && bias->size(0) == I_ && bias->is_contiguous() &&
+                            bias->scalar_type() == st, "delta_bias must be [I] contiguous");
+  if (z) TORCH_CHECK(z->sizes() == u.sizes() && z->scalar_type() == st &&
+                         (z->stride(1) == 1 || I_ <= 1), "z must be [Bt, I]");
+  at::Tensor y = at::empty({Bt, I_}, u.options());
+  dispatch_float(st, [&](auto tag) {
+    using T = decltype(tag);
+    using V = VecT<T>;
+    constexpr int W = Simd<T>::W;
+    T* hp = h.data_ptr<T>();
+    const T* up = u.const_data_ptr<T>();
+    const T* dp = delta.const_data_ptr<T>();
+    const T* Ap = A.const_data_ptr<T>();
+    const T* Bp = B.const_data_ptr<T>();
+    const T* Cp = C.const_data_ptr<T>();
+    const T* Dp = D ? D->const_data_ptr<T>() : nullptr;
+    const T* zp = z ? z->const_data_ptr<T>() : nullptr;
+    const T* bp = bias ? bias->const_data_ptr<T>() : nullptr;
+    T* yp = y.data_ptr<T>();
+    const int64_t rows = Bt * I_;
+    at::parallel_for(0, rows, grain_for(rows, rows * N), [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        const int64_t b = r / I_, i = r % I_;
+        T x = dp[b * delta.stride(0) + i] + (bp ? bp[i] : T(0));
+        const V dtv = softplus ? vsoftplus<T>(splat<T>(x)) : splat<T>(x);
+        const T uv = up[b * u.stride(0) + i];
+        const V du = dtv * uv;
+        V acc{};
+        T* hr = hp + r * N;
+        for (int64_t n0 = 0; n0 < N; n0 += W) {
+          const int nv = static_cast<int>(std::min<int64_t>(W, N - n0));
+          const V a = vexp<T>(dtv * load_vec<T>(Ap + i * N + n0, nv));
+          const V hn = a * load_vec<T>(hr + n0, nv) +
+                       du * load_vec<T>(Bp + b * B.stride(0) + n0, nv);
+          store_vec<T>(hr + n0, hn, nv);
+          acc += hn * load_vec<T>(Cp + b * C.stride(0) + n0, nv);  // padded lanes are 0
+        }
+        T out = hsum<T>(acc) + (Dp ? Dp[i] * uv : T(0));
+        if (zp) {
+          const T zv = zp[b * z->stride(0) + i];
+          out *= zv / (T(1) + std::exp(-zv));
+        }
+        yp[r] = out;
+      }
+    });
+  });
+  return y;
+}
+
 }  // namespace
 
 TORCH_LIBRARY(hybridzoo_selective_scan, m) {
@@ -807,6 +896,9 @@ TORCH_LIBRARY(hybridzoo_selective_scan, m) {
       "bwd(Tensor u, Tensor delta, Tensor A, Tensor B, Tensor C, Tensor? D, Tensor? z, "
       "Tensor? delta_bias, Tensor checkpoints, Tensor dy, Tensor? dhT, bool softplus, int chunk) "
       "-> Tensor[]");
+  m.def(
+      "step(Tensor(a!) h, Tensor u, Tensor delta, Tensor A, Tensor B, Tensor C, Tensor? D, "
+      "Tensor? z, Tensor? delta_bias, bool softplus) -> Tensor");
   m.def("conv_fwd(Tensor x, Tensor w, Tensor? bias, Tensor? window, bool silu) -> Tensor");
   m.def(
       "conv_bwd(Tensor x, Tensor w, Tensor? bias, Tensor? window, Tensor dout, bool silu) "
@@ -816,6 +908,7 @@ TORCH_LIBRARY(hybridzoo_selective_scan, m) {
 TORCH_LIBRARY_IMPL(hybridzoo_selective_scan, CPU, m) {
   m.impl("fwd", &scan_fwd);
   m.impl("bwd", &scan_bwd);
+  m.impl("step", &scan_step);
   m.impl("conv_fwd", &conv_fwd);
   m.impl("conv_bwd", &conv_bwd);
 }
