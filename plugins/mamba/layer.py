@@ -213,8 +213,10 @@ class MambaMixer(nn.Module):
         )
 
     def _decode_A(self) -> Tensor:
-        """``A = -exp(A_log)`` for ``step``, cached while ``A_log`` is unchanged and no gradient
-        is recorded (a decoding step should not recompute it)."""
+        """``A = -exp(A_log)`` [I, N] for ``step``, cached while no gradient is recorded and
+        ``A_log`` keeps its version and storage (in-place updates by an optimizer or
+        ``load_state_dict`` bump the version; writes through ``A_log.data`` do not: call
+        :meth:`clear_decode_cache` after those)."""
         p = self.A_log
         if torch.is_grad_enabled() and p.requires_grad:
             return -torch.exp(p)
@@ -223,6 +225,10 @@ class MambaMixer(nn.Module):
             with torch.inference_mode(False), torch.no_grad():  # a normal tensor, reusable
                 self._A_cache = (key, -torch.exp(p))
         return self._A_cache[1]
+
+    def clear_decode_cache(self) -> None:
+        """Forget the cached ``A`` of :meth:`step`."""
+        self._A_cache = None
 
     def step(self, x_t: Tensor, state: MambaState) -> tuple[Tensor, MambaState]:
         """One token ``x_t`` [B, H] -> ``y_t`` [B, H]; updates ``state`` in place and returns it."""

@@ -99,6 +99,25 @@ def test_step_equals_forward(hidden: int, opts: dict) -> None:
     torch.testing.assert_close(torch.stack(ys, 1), full, **TOL64)
 
 
+def test_step_sees_parameter_updates() -> None:
+    """step caches A = -exp(A_log); in-place updates and load_state_dict must invalidate it."""
+    hidden, opts = CONFIGS[0]
+    mixer = _mixer(hidden, opts)
+    other = _mixer(hidden, opts, seed=3)
+    _scramble(other, seed=4)
+    x = _randn(2, 5, hidden)
+    with torch.no_grad():
+        for update in (
+            lambda: mixer.A_log.add_(0.5),
+            lambda: mixer.load_state_dict(other.state_dict()),
+        ):
+            mixer.step(x[:, 0], mixer.init_state(2))  # fills the cache
+            update()
+            state = mixer.init_state(2)
+            ys = [mixer.step(x[:, t], state)[0] for t in range(x.shape[1])]
+            torch.testing.assert_close(torch.stack(ys, 1), mixer(x), **TOL64)
+
+
 @pytest.mark.parametrize("cut", [1, 3, 8])
 @pytest.mark.parametrize(("hidden", "opts"), CONFIGS)
 def test_prefill_then_steps_equals_forward(hidden: int, opts: dict, cut: int) -> None:
