@@ -19,7 +19,7 @@ from hybridzoo.arena.defaults import BUILTIN_TASKS, DEFAULT_HIDDEN_SIZE, DEFAULT
 
 DEFAULTS: dict[str, Any] = {
     "seq_lens": [64, 128],
-    "steps": 800,
+    "steps": 600,
     "batch_size": 128,
     "eval_every": 50,
     "eval_examples": 1000,
@@ -149,7 +149,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
     train = parser.add_argument_group("training")
     train.add_argument(
-        "--steps", type=_positive, default=None, help="max steps per model (default 800)"
+        "--steps", type=_positive, default=None, help="max steps per model (default 600)"
     )
     train.add_argument(
         "--batch-size", type=_positive, default=None, help="global batch size (default 128)"

@@ -85,7 +85,7 @@ class TrainSettings:
     ``target_accuracy`` (``None``: never).
     """
 
-    steps: int = attrs.field(default=800, validator=_positive_int)
+    steps: int = attrs.field(default=600, validator=_positive_int)
     batch_size: int = attrs.field(default=128, validator=_positive_int)
     lr: float = attrs.field(default=3e-3, validator=_non_negative)
     weight_decay: float = attrs.field(default=0.1, validator=_non_negative)
