@@ -50,8 +50,22 @@ def build(
     from hybridzoo.model import HybridModel
 
     if isinstance(pattern, HybridConfig):
-        if embed_dim is not None or layer_options:
-            raise OptionError("build(config) takes no other arguments; use config.replace(...)")
+        given = {
+            "embed_dim": embed_dim is not None,
+            "hidden_size": hidden_size != 256,
+            "dropout": dropout != 0.1,
+            "shared_layers": shared_layers is not None,
+            "output": output != "last",
+            "positional_encoding": positional_encoding is not None,
+            "norm_eps": norm_eps != 1e-5,
+            **dict.fromkeys(layer_options, True),
+        }
+        extra = [name for name, passed in given.items() if passed]
+        if extra:
+            raise OptionError(
+                f"build(config) takes no other arguments, got {', '.join(extra)}; "
+                "use build(config.replace(...)) to change a config"
+            )
         return HybridModel(pattern)
     if embed_dim is None:
         raise OptionError("build() needs embed_dim, the width of the input [B, L, embed_dim]")

@@ -201,3 +201,11 @@ def test_factory_returning_the_wrong_thing_is_a_plugin_error(registry):
     registry.register(attrs.evolve(conv_spec(name="bad", symbol="B"), factory=lambda o, h: 3))
     with pytest.raises(hybridzoo.PluginError, match="factory must return 1 nn.Module"):
         hybridzoo.build("B", embed_dim=3)
+
+
+def test_build_from_a_config_refuses_other_arguments():
+    config = HybridConfig.create("C", embed_dim=3)
+    assert hybridzoo.build(config).config == config
+    with pytest.raises(OptionError, match="takes no other arguments, got dropout"):
+        hybridzoo.build(config, dropout=0.0)
+    assert hybridzoo.build(config.replace(dropout=0.0)).config.dropout == 0.0
