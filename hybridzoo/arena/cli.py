@@ -59,6 +59,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add every ``hybridzoo arena`` option to ``parser``."""
     parser.description = (
@@ -199,10 +209,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     run.add_argument(
         "--threads",
-        type=_positive,
-        default=None,
-        help="CPU threads of torch (default: torch's choice, one per core); 1 is faster on a "
-        "busy machine",
+        type=_non_negative,
+        default=1,
+        help="CPU threads per process (default 1: the arena's models are small, and several "
+        "threads only pay off on an otherwise idle machine; 0 = torch's default, one per core)",
     )
     run.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -285,14 +295,16 @@ def run(args: argparse.Namespace) -> int:
     previous = (
         torch.are_deterministic_algorithms_enabled(),
         torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.get_num_threads(),
     )
     torch.use_deterministic_algorithms(True, warn_only=True)
-    if args.threads is not None:
+    if args.threads > 0:
         torch.set_num_threads(args.threads)
     try:
         return _run(args, started)
     finally:
         torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+        torch.set_num_threads(previous[2])
 
 
 def _run(args: argparse.Namespace, started: float) -> int:
