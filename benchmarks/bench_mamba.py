@@ -15,9 +15,9 @@ Modes: ``fwd`` (under ``torch.no_grad()``) and ``fwd+bwd`` (``y.sum().backward()
 the input and of every parameter).  Every measurement runs in a fresh child process.
 
 Time: median and minimum of ``--repeat`` runs after a warm-up run (for ``ours``: at the full
-length; for the others: at L=64, and from L=1024 on they run once).  On a shared machine medians
-are noisy: the minima and the ratios are what to read; the 1-minute load average is recorded with
-each time.
+length; for the others: at L=64, and from L=1024 on they run ``--slow-repeat`` times, default 1).
+On a shared machine medians are noisy: the minima and the ratios are what to read; the 1-minute
+load average is recorded with each time.
 
 Peak memory: the resident-set high-water mark of a child started with
 ``MALLOC_MMAP_THRESHOLD_=131072`` (every tensor then gets its own ``mmap`` and leaves the resident
@@ -152,7 +152,7 @@ def child(args: argparse.Namespace) -> dict:
         record.update(peak_mib=(_status_kib("VmHWM") - before) / 1024, memory_method=method)
         return record
     run(make_input(64) if slow else x)  # warm-up
-    repeat = 1 if slow and length >= 1024 else args.repeat
+    repeat = args.slow_repeat if slow and length >= 1024 else args.repeat
     times = []
     y = None
     for _ in range(repeat):
@@ -245,6 +245,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--slow-repeat", type=int, default=1, help="runs of the other paths from L=1024 on"
+    )
     parser.add_argument("--max-slow-length", type=int, default=4096)
     parser.add_argument("--max-slow-bwd-length", type=int, default=1024)
     parser.add_argument("--step-repeat", type=int, default=300)
@@ -275,6 +278,7 @@ def main() -> None:
 
     common = ["--batch", str(args.batch), "--hidden", str(args.hidden)]
     common += ["--repeat", str(args.repeat), "--threads", str(args.threads)]
+    common += ["--slow-repeat", str(args.slow_repeat)]
     memory_env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
     meta = {
         "benchmark": "mamba",

@@ -155,8 +155,12 @@ class MambaMixer(nn.Module):
         self, x: Tensor, state: MambaState | None, want_state: bool
     ) -> tuple[Tensor, MambaState | None]:
         inner, n, rank = self.intermediate_size, self.state_size, self.dt_rank
-        xz = self.in_proj(x)  # [B, L, 2I]
-        xi, z = xz.split(inner, dim=-1)  # [B, L, I] each (views)
+        # in_proj as two products, x and z contiguous: their gradients then need no [B, L, 2I]
+        # concatenation in the backward pass
+        w_x, w_z = self.in_proj.weight.split(inner, dim=0)  # [I, H] each
+        b_x, b_z = (None, None) if self.in_proj.bias is None else self.in_proj.bias.split(inner)
+        xi = F.linear(x, w_x, b_x)  # [B, L, I]
+        z = F.linear(x, w_z, b_z)  # [B, L, I]
         window, ssm0 = (None, None) if state is None else state
         u, new_window = causal_conv1d(
             xi,

@@ -46,8 +46,8 @@ class _FusedConv(torch.autograd.Function):
         )
         return (
             dx,
-            dw.sum(0),  # partial sums per task
-            db.sum(0) if bias is not None else None,
+            dw,
+            db if bias is not None else None,
             dwin if window is not None else None,
             None,
         )

@@ -137,16 +137,15 @@ class _FusedScan(torch.autograd.Function):
         du, ddelta, dA, dB, dC, dD, dz, dbias, dh0 = _EXTENSION.ops.bwd(
             u, delta, A, B, C, D, z, delta_bias, checkpoints, dy, dh_final, ctx.softplus, ctx.chunk
         )
-        # Partial sums: dA, dD, dbias per batch row; dB, dC per channel group.
         return (
             du,
             ddelta,
-            dA.sum(0),
-            dB.sum(1),
-            dC.sum(1),
-            dD.sum(0) if D is not None else None,
+            dA,
+            dB,
+            dC,
+            dD if D is not None else None,
             dz if z is not None else None,
-            dbias.sum(0) if delta_bias is not None else None,
+            dbias if delta_bias is not None else None,
             dh0 if ctx.has_h0 else None,
             None,
             None,

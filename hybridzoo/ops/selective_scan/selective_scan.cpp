@@ -16,8 +16,11 @@
 // and runs the reverse recurrence.  Nothing of size [Bt, T, I, N] is ever allocated.
 // Gradients of B and C are sums over channels: every task accumulates them lane-wise over all its
 // blocks for one chunk, then reduces the lanes once; tasks that split a batch row's channels write
-// separate partial sums that the caller adds up.  dA, dD and d(delta_bias) are returned per batch
-// row for the same reason.
+// separate partial sums, added up at the end (as are dA, dD and d(delta_bias) over batch rows).
+//
+// Also here: the causal depthwise convolution (+ SiLU) of the Mamba mixer, channel-last, forward
+// and backward ("conv_fwd", "conv_bwd"), and one decoding step of the scan ("step").  Calls with
+// little work run on the calling thread only (see grain_for).
 
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -445,6 +448,30 @@ void dispatch_float(at::ScalarType st, F&& f) {
   }
 }
 
+// Sum of a contiguous [P, M] tensor over its first dimension: [M].
+template <typename T>
+at::Tensor sum_leading(const at::Tensor& t, int64_t P, int64_t M) {
+  at::Tensor out = at::zeros({M}, t.options());
+  T* o = out.data_ptr<T>();
+  const T* p = t.const_data_ptr<T>();
+  for (int64_t i = 0; i < P; ++i)
+    for (int64_t m = 0; m < M; ++m) o[m] += p[i * M + m];
+  return out;
+}
+
+// [Bt, G, M] -> [Bt, M] summed over G (returned as is when G == 1).
+template <typename T>
+at::Tensor sum_groups(const at::Tensor& t, int64_t Bt, int64_t G, int64_t M) {
+  if (G == 1) return t.view({Bt, M});
+  at::Tensor out = at::zeros({Bt, M}, t.options());
+  T* o = out.data_ptr<T>();
+  const T* p = t.const_data_ptr<T>();
+  for (int64_t b = 0; b < Bt; ++b)
+    for (int64_t g = 0; g < G; ++g)
+      for (int64_t m = 0; m < M; ++m) o[b * M + m] += p[(b * G + g) * M + m];
+  return out;
+}
+
 void check_inner(const at::Tensor& t, const char* name) {
   TORCH_CHECK(t.device().is_cpu(), name, " must be a CPU tensor");
   TORCH_CHECK(t.stride(-1) == 1 || t.size(-1) <= 1, name, " must be contiguous in its last dim");
@@ -585,7 +612,16 @@ std::vector<at::Tensor> scan_bwd(const at::Tensor& u, const at::Tensor& delta, c
         ddelta.data_ptr<scalar_t>(), z ? dz.data_ptr<scalar_t>() : nullptr,
         dB.data_ptr<scalar_t>(), dC.data_ptr<scalar_t>(), dA.data_ptr<scalar_t>(),
         dD.data_ptr<scalar_t>(), dbias.data_ptr<scalar_t>(), dh0.data_ptr<scalar_t>());
-    out = {du, ddelta, dA, dB, dC, dD, dz, dbias, dh0};
+    // Sum the partial results here, serially: small, and no thread-pool round trip.
+    out = {du,
+           ddelta,
+           sum_leading<scalar_t>(dA, Bt, I_ * N).view({I_, N}),
+           sum_groups<scalar_t>(dB, Bt, G, T_ * N).view({Bt, T_, N}),
+           sum_groups<scalar_t>(dC, Bt, G, T_ * N).view({Bt, T_, N}),
+           sum_leading<scalar_t>(dD, Bt, I_),
+           dz,
+           sum_leading<scalar_t>(dbias, Bt, I_),
+           dh0};
   });
   return out;
 }
@@ -705,7 +741,7 @@ at::Tensor conv_fwd(const at::Tensor& x, const at::Tensor& w, const std::optiona
   return out;
 }
 
-// Returns dx [Bt, T, I], dw [P, I, K] and dbias [P, I] (partial sums over P tasks), dwindow.
+// Returns dx [Bt, T, I], dw [I, K], dbias [I] and dwindow [Bt, I, K-1].
 std::vector<at::Tensor> conv_bwd(const at::Tensor& x, const at::Tensor& w,
                                  const std::optional<at::Tensor>& bias,
                                  const std::optional<at::Tensor>& win, const at::Tensor& dout,
@@ -805,7 +841,8 @@ std::vector<at::Tensor> conv_bwd(const at::Tensor& x, const at::Tensor& w,
         }
       }
     });
-    result = {dx, dw, db, dwin};
+    result = {dx, sum_leading<scalar_t>(dw, P, c.I_ * c.K).view({c.I_, c.K}),
+              sum_leading<scalar_t>(db, P, c.I_), dwin};
   });
   return result;
 }
