@@ -194,7 +194,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--dtype",
         choices=["float32", "float64", "bfloat16"],
         default="float32",
-        help="bfloat16 = mixed precision (autocast)",
+        help="bfloat16 = mixed precision (CUDA autocast)",
     )
     run.add_argument("--out", default="arena-results", help="output folder")
     run.add_argument(

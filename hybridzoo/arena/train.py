@@ -46,7 +46,7 @@ DTYPES: dict[str, torch.dtype] = {
     "float64": torch.float64,
     "bfloat16": torch.bfloat16,
 }
-"""``--dtype`` values: float32 and float64 train in that precision; bfloat16 is autocast
+"""``--dtype`` values: float32 and float64 train in that precision; bfloat16 is CUDA autocast
 (mixed precision: float32 weights and optimizer, bfloat16 matmuls)."""
 
 
@@ -283,6 +283,11 @@ def train_run(
         raise ValueError(
             f"batch_size={settings.batch_size} must be divisible by the number of processes "
             f"({context.world_size})"
+        )
+    if settings.dtype == "bfloat16" and device.type != "cuda":
+        raise ValueError(
+            f"dtype='bfloat16' (autocast) is for CUDA devices; on {device.type} use float32 "
+            "(several CPU kernels, e.g. the causal convolution, accept float32 and float64 only)"
         )
     task = make_task(spec.task, **spec.task_params)
     path = Path(checkpoint_path) if checkpoint_path is not None else None

@@ -164,3 +164,15 @@ def test_cli_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 def test_cli_reports_bad_input(argv: list[str], message: str, capsys) -> None:
     assert cli.main([*argv, "--no-progress"]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_bfloat16_is_refused_on_cpu() -> None:
+    with pytest.raises(ValueError, match="bfloat16"):
+        train_run(_spec(), _settings(dtype="bfloat16"), progress=False)
+
+
+def test_float64_training_runs() -> None:
+    result, model = train_run(
+        _spec(), _settings(steps=2, dtype="float64"), progress=False, measure_latency=False
+    )
+    assert result["done"] and model.embedding.weight.dtype == torch.float64
