@@ -3,7 +3,8 @@
 The kernel is compiled on first use with ``torch.utils.cpp_extension.load`` (needs a C++ compiler
 and ``ninja``), never at import.  The build is cached by torch in its extensions directory
 (``$TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``) under a name that includes a
-hash of the source, so later processes only load the shared library.  The first set of compiler
+hash of the source, the CPU model/flags and the torch version, so later processes only load the
+shared library.  The first set of compiler
 flags tuned for the host CPU (``-march=native``, OpenMP) is tried, then portable ones.  If every
 attempt fails, :func:`load_extension` returns ``None`` and remembers why (:func:`extension_error`).
 """
@@ -11,6 +12,7 @@ attempt fails, :func:`load_extension` returns ``None`` and remembers why (:func:
 from __future__ import annotations
 
 import hashlib
+import platform
 import threading
 import warnings
 from pathlib import Path
@@ -34,12 +36,24 @@ _FLAG_SETS: tuple[tuple[list[str], list[str]], ...] = (
 )
 
 
+def _cpu_fingerprint() -> bytes:
+    """The host's CPU model and feature flags (Linux), so that a cache directory shared between
+    machines never hands a ``-march=native`` build to a CPU that lacks its instructions."""
+    try:
+        with open("/proc/cpuinfo", "rb") as f:
+            lines = [ln for ln in f.read().splitlines() if ln.startswith((b"model name", b"flags"))]
+        return b"\n".join(sorted(set(lines)))
+    except OSError:
+        return platform.processor().encode() + platform.machine().encode()
+
+
 def _build() -> Any:
     """Compiles and loads the kernel; returns ``torch.ops.<namespace>``; raises on failure."""
     from torch.utils.cpp_extension import load
 
     source = _SOURCE.read_bytes()
-    digest = hashlib.sha256(source).hexdigest()[:10]
+    digest = hashlib.sha256(source + _cpu_fingerprint() + torch.__version__.encode()).hexdigest()
+    digest = digest[:10]
     errors = []
     for cflags, ldflags in _FLAG_SETS:
         try:

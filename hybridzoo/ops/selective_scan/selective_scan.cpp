@@ -49,8 +49,8 @@ struct Simd<float> {
   typedef int32_t I __attribute__((vector_size(64)));
   static constexpr int kMantissa = 23;
   static constexpr int kExpBias = 127;
-  // exp(x) underflows below ln(FLT_MIN) (flushed to 0, no denormals) and overflows above ln(FLT_MAX).
-  static constexpr float kExpLo = -87.33654475f;
+  // exp(x) is flushed to 0 below -125 ln2 (results < 2^-125) and overflows above ln(FLT_MAX).
+  static constexpr float kExpLo = -86.64339757f;
   static constexpr float kExpHi = 88.72283905f;
   static constexpr float kLn2Hi = 0.693359375f;
   static constexpr float kLn2Lo = -2.12194440e-4f;
@@ -66,7 +66,7 @@ struct Simd<double> {
   typedef int64_t I __attribute__((vector_size(64)));
   static constexpr int kMantissa = 52;
   static constexpr int kExpBias = 1023;
-  static constexpr double kExpLo = -708.3964185322641;
+  static constexpr double kExpLo = -707.7032713517042;  // -1021 ln2
   static constexpr double kExpHi = 709.782712893384;
   static constexpr double kLn2Hi = 6.93147180369123816490e-01;
   static constexpr double kLn2Lo = 1.90821492927058770002e-10;
@@ -119,9 +119,10 @@ inline int64_t grain_for(int64_t tasks, int64_t work) {
   return work < kMinParallelWork ? std::max<int64_t>(tasks, 1) : 1;
 }
 
-// exp(x): Cody-Waite range reduction x = k ln2 + r, a Taylor polynomial in r, and 2^k applied as
-// two exponent-field multiplications (2^(k/2) twice) so that k = 128 (or 1024) still scales
-// correctly into the overflow range.  Results below ln(MIN_NORMAL) are 0, above ln(MAX) +inf,
+// exp(x): Cody-Waite range reduction x = k ln2 + r, a Taylor polynomial in r (coefficients
+// doubled), times 2^(k-1) built in the exponent field, so that k = 128 (1024 for double) still
+// rounds correctly into the overflow range.  Results below 2^-125 (2^-1021), i.e. near the
+// smallest normal number, are flushed to 0 (no denormals in the recurrence); above ln(MAX) +inf;
 // NaN stays NaN.
 template <typename T>
 inline VecT<T> vexp(VecT<T> x) {
@@ -136,18 +137,15 @@ inline VecT<T> vexp(VecT<T> x) {
   V kf = (xc * static_cast<T>(1.4426950408889634) + big) - big;
   V r = xc - kf * static_cast<T>(S::kLn2Hi);
   r = r - kf * static_cast<T>(S::kLn2Lo);
-  // Horner on sum_j r^j / j!
+  // Horner on 2 * sum_j r^j / j!
   T coef[S::kExpTerms];
-  coef[0] = 1;
+  coef[0] = 2;
   for (int j = 1; j < S::kExpTerms; ++j) coef[j] = coef[j - 1] / static_cast<T>(j);
   V p = splat<T>(coef[S::kExpTerms - 1]);
   for (int j = S::kExpTerms - 2; j >= 0; --j) p = p * r + coef[j];
-  I k = __builtin_convertvector(kf, I);
-  I k1 = k >> 1;
-  I k2 = k - k1;
-  V s1 = (V)((k1 + S::kExpBias) << S::kMantissa);
-  V s2 = (V)((k2 + S::kExpBias) << S::kMantissa);
-  V res = (p * s1) * s2;
+  const I k = __builtin_convertvector(kf, I);
+  const V scale = (V)((k + (S::kExpBias - 1)) << S::kMantissa);  // 2^(k-1)
+  V res = p * scale;
   res = x < lo ? V{} : res;
   res = x > hi ? splat<T>(std::numeric_limits<T>::infinity()) : res;
   return res;
