@@ -24,6 +24,10 @@ Peak memory: the resident-set high-water mark of a child started with
 set when freed): after a warm-up at L=64 the child records ``VmRSS``, resets the peak
 (``/proc/self/clear_refs``), runs the call once and reports ``VmHWM - VmRSS``.
 
+Page faults: by default the children run with glibc's defaults, under which every tensor above
+32 MiB is a fresh ``mmap`` each call (page faults and zeroing: about a third of ours at L=16384);
+``--malloc-reuse`` times with freed blocks kept for reuse instead (see ``_MALLOC_REUSE``).
+
 Outputs are compared with ours (max |difference| / max |ours|) on the forward output.
 Lengths beyond ``--max-slow-length`` (and, for fwd+bwd of the loops, ``--max-slow-bwd-length``)
 are skipped for the slow implementations, whose memory is O(B·L·I·N) and whose backward through
@@ -58,6 +62,15 @@ from typing import Any
 IMPLS = ("ours", "ours_torch", "reference", "hf_slow", "hf_mambapy")
 SLOW = ("reference", "hf_slow", "hf_mambapy")
 MODES = ("fwd", "fwd+bwd")
+# glibc serves blocks above MALLOC_MMAP_THRESHOLD_ (at most 32 MiB by default) with mmap and
+# unmaps them on free, so every call pays page faults and zeroing for its big tensors again
+# (PyTorch has no caching allocator on CPU).  --malloc-reuse raises the thresholds for the timing
+# children: freed blocks are reused, as in a long-running process tuned this way.
+_MALLOC_REUSE = {
+    "MALLOC_MMAP_THRESHOLD_": str(1 << 32),
+    "MALLOC_TRIM_THRESHOLD_": str(1 << 34),
+    "MALLOC_TOP_PAD_": str(1 << 28),
+}
 
 
 # -- child side ----------------------------------------------------------------------------------
@@ -253,6 +266,11 @@ def main() -> None:
     parser.add_argument("--step-repeat", type=int, default=300)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory children")
+    parser.add_argument(
+        "--malloc-reuse",
+        action="store_true",
+        help="timing children keep freed big blocks in glibc's heap (no page faults per call)",
+    )
     parser.add_argument("--out", default="bench_mamba.json")
     # child-process arguments
     parser.add_argument("--child", choices=["time", "memory", "step"], help=argparse.SUPPRESS)
@@ -280,6 +298,9 @@ def main() -> None:
     common += ["--repeat", str(args.repeat), "--threads", str(args.threads)]
     common += ["--slow-repeat", str(args.slow_repeat)]
     memory_env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
+    time_env = dict(os.environ)
+    if args.malloc_reuse:
+        time_env.update(_MALLOC_REUSE)
     meta = {
         "benchmark": "mamba",
         "python": platform.python_version(),
@@ -290,6 +311,7 @@ def main() -> None:
         "threads": args.threads or torch.get_num_threads(),
         "load_average_start": os.getloadavg(),
         "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+        "timing_malloc_env": _MALLOC_REUSE if args.malloc_reuse else None,
     }
     records: list[dict] = []
     header = (
@@ -312,7 +334,7 @@ def main() -> None:
                         save = os.path.join(tmp, f"{impl}_{length}.pt")
                         extra = ["--impl", impl, "--length", str(length), "--mode", mode]
                         extra += [*common, "--save-output", save]
-                        record.update(_run_child(["--child", "time", *extra]))
+                        record.update(_run_child(["--child", "time", *extra], time_env))
                         if not args.no_memory and "error" not in record:
                             mem = _run_child(["--child", "memory", *extra], memory_env)
                             record.update({k: v for k, v in mem.items() if k not in record})
@@ -338,7 +360,7 @@ def main() -> None:
                         flush=True,
                     )
     step_args = ["--hidden", str(args.hidden), "--step-repeat", str(args.step_repeat)]
-    step = _run_child(["--child", "step", *step_args, "--threads", str(args.threads)])
+    step = _run_child(["--child", "step", *step_args, "--threads", str(args.threads)], time_env)
     print(
         f"step (batch 1, H={args.hidden}): one layer {_fmt(step.get('one_layer_median_ms'), '.3f')}"
         f" ms, 6 layers {_fmt(step.get('six_layers_median_ms'), '.3f')} ms (median)"

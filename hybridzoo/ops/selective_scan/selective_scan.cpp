@@ -228,57 +228,79 @@ inline VecT<T> load_h_block(const T* h, int64_t i0, int nv, int64_t N, int64_t n
   return v;
 }
 
+// Channel groups per batch row: tasks = Bt * G, enough to give every thread equal work.
+inline int64_t channel_groups(int64_t Bt, int64_t nblk) {
+  const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
+  return std::max<int64_t>(1, std::min<int64_t>(nblk, threads / std::gcd(Bt > 0 ? Bt : 1, threads)));
+}
+
+// Tasks are (batch row, group of consecutive channel blocks).  A task walks time once and, at each
+// step, updates every block of its group: memory is then read and written row by row
+// (sequential, prefetch- and TLB-friendly) while the group's states stay in L1/L2.
 template <typename T>
 void forward_kernel(const ScanArgs<T>& a, T* y, T* hT, T* ck) {
   using V = VecT<T>;
   constexpr int W = Simd<T>::W;
   const int64_t N = a.N;
-  const int64_t tasks = a.Bt * a.nblk;
-  const int64_t grain = grain_for(tasks, tasks * a.T_ * W * N);
+  const int64_t G = channel_groups(a.Bt, a.nblk);
+  const int64_t per_group = (a.nblk + G - 1) / G;
+  const int64_t tasks = a.Bt * G;
+  const int64_t grain = grain_for(tasks, a.Bt * a.nblk * a.T_ * W * N);
   at::parallel_for(0, tasks, grain, [&](int64_t begin, int64_t end) {
-    std::vector<V> Av(N), h(N);
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t b = task / a.nblk;
-      const int64_t blk = task % a.nblk;
-      const int64_t i0 = blk * W;
-      const int nv = static_cast<int>(std::min<int64_t>(W, a.I_ - i0));
-      V Dv, biasv;
-      load_block_consts<T>(a, i0, nv, Av.data(), Dv, biasv);
-      for (int64_t n = 0; n < N; ++n)
-        h[n] = a.h0 ? load_h_block<T>(a.h0 + b * a.I_ * N, i0, nv, N, n) : V{};
-      T* ckb = ck ? ck + (b * a.nblk + blk) * a.nchunk * N * W : nullptr;
-      const T* up = a.u + b * a.u_sb + i0;
-      const T* dp = a.delta + b * a.d_sb + i0;
-      const T* zp = a.z ? a.z + b * a.z_sb + i0 : nullptr;
-      const T* Bp = a.B + b * a.b_sb;
-      const T* Cp = a.C + b * a.c_sb;
-      T* yp = y + b * a.T_ * a.I_ + i0;
+      const int64_t b = task / G;
+      const int64_t blk0 = std::min(a.nblk, (task % G) * per_group);
+      const int64_t nb = std::min(a.nblk, blk0 + per_group) - blk0;
+      std::vector<V> Av(nb * N), h(nb * N), Dv(nb), biasv(nb);
+      std::vector<int> nvs(nb);
+      for (int64_t j = 0; j < nb; ++j) {
+        const int64_t i0 = (blk0 + j) * W;
+        nvs[j] = static_cast<int>(std::min<int64_t>(W, a.I_ - i0));
+        load_block_consts<T>(a, i0, nvs[j], Av.data() + j * N, Dv[j], biasv[j]);
+        for (int64_t n = 0; n < N; ++n)
+          h[j * N + n] = a.h0 ? load_h_block<T>(a.h0 + b * a.I_ * N, i0, nvs[j], N, n) : V{};
+      }
       for (int64_t t = 0; t < a.T_; ++t) {
-        if (ckb && t % a.chunk == 0) {
-          std::memcpy(ckb + (t / a.chunk) * N * W, h.data(), sizeof(V) * N);
+        const T* up = a.u + b * a.u_sb + t * a.u_st;
+        const T* dp = a.delta + b * a.d_sb + t * a.d_st;
+        const T* zp = a.z ? a.z + b * a.z_sb + t * a.z_st : nullptr;
+        const T* Bt = a.B + b * a.b_sb + t * a.b_st;
+        const T* Ct = a.C + b * a.c_sb + t * a.c_st;
+        T* yp = y + (b * a.T_ + t) * a.I_;
+        const bool save = ck && t % a.chunk == 0;
+        for (int64_t j = 0; j < nb; ++j) {
+          const int64_t i0 = (blk0 + j) * W;
+          const int nv = nvs[j];
+          V* hj = h.data() + j * N;
+          const V* Aj = Av.data() + j * N;
+          if (save) {
+            T* dst = ck + (((b * a.nblk + blk0 + j) * a.nchunk) + t / a.chunk) * N * W;
+            std::memcpy(dst, hj, sizeof(V) * N);
+          }
+          V x = load_vec<T>(dp + i0, nv) + biasv[j];
+          V dt = a.softplus ? vsoftplus<T>(x) : x;
+          V uv = load_vec<T>(up + i0, nv);
+          V du = dt * uv;
+          V acc = Dv[j] * uv;
+          for (int64_t n = 0; n < N; ++n) {
+            V dA = vexp<T>(dt * Aj[n]);
+            V hn = dA * hj[n] + du * Bt[n];
+            hj[n] = hn;
+            acc += hn * Ct[n];
+          }
+          if (zp) {
+            V zv = load_vec<T>(zp + i0, nv);
+            acc *= zv * vsigmoid<T>(zv);
+          }
+          store_vec<T>(yp + i0, acc, nv);
         }
-        V x = load_vec<T>(dp + t * a.d_st, nv) + biasv;
-        V dt = a.softplus ? vsoftplus<T>(x) : x;
-        V uv = load_vec<T>(up + t * a.u_st, nv);
-        V du = dt * uv;
-        V acc = Dv * uv;
-        const T* Bt = Bp + t * a.b_st;
-        const T* Ct = Cp + t * a.c_st;
-        for (int64_t n = 0; n < N; ++n) {
-          V dA = vexp<T>(dt * Av[n]);
-          V hn = dA * h[n] + du * Bt[n];
-          h[n] = hn;
-          acc += hn * Ct[n];
-        }
-        if (zp) {
-          V zv = load_vec<T>(zp + t * a.z_st, nv);
-          acc *= zv * vsigmoid<T>(zv);
-        }
-        store_vec<T>(yp + t * a.I_, acc, nv);
       }
       T* hTb = hT + b * a.I_ * N;
-      for (int64_t n = 0; n < N; ++n)
-        for (int l = 0; l < nv; ++l) hTb[(i0 + l) * N + n] = h[n][l];
+      for (int64_t j = 0; j < nb; ++j) {
+        const int64_t i0 = (blk0 + j) * W;
+        for (int64_t n = 0; n < N; ++n)
+          for (int l = 0; l < nvs[j]; ++l) hTb[(i0 + l) * N + n] = h[j * N + n][l];
+      }
     }
   });
 }
@@ -591,10 +613,7 @@ std::vector<at::Tensor> scan_bwd(const at::Tensor& u, const at::Tensor& delta, c
                     checkpoints.size(2) == a.nchunk && checkpoints.size(3) == N &&
                     checkpoints.size(4) == W,
                 "checkpoints do not match the inputs");
-    // Channel groups per batch row: enough tasks to give every thread equal work.
-    const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
-    const int64_t G = std::max<int64_t>(
-        1, std::min<int64_t>(a.nblk, threads / std::gcd(Bt > 0 ? Bt : 1, threads)));
+    const int64_t G = channel_groups(Bt, a.nblk);
     at::Tensor du = at::empty({Bt, T_, I_}, opts);
     at::Tensor ddelta = at::empty({Bt, T_, I_}, opts);
     at::Tensor dz = z ? at::empty({Bt, T_, I_}, opts) : at::empty({0}, opts);
