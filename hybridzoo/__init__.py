@@ -19,6 +19,7 @@ from hybridzoo.builder import build, build_pattern
 from hybridzoo.config import HybridConfig
 from hybridzoo.counting import LayerCount, param_breakdown, param_count, state_size
 from hybridzoo.errors import (
+    CheckpointError,
     ConfigError,
     HybridZooError,
     OptionError,
@@ -46,6 +47,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "PLUGIN_API_VERSION",
     "Capabilities",
+    "CheckpointError",
     "ConfigError",
     "HybridConfig",
     "HybridModel",

@@ -10,6 +10,7 @@ import difflib
 from collections.abc import Iterable, Sequence
 
 __all__ = [
+    "CheckpointError",
     "ConfigError",
     "HybridZooError",
     "OptionError",
@@ -89,6 +90,11 @@ class PatternError(HybridZooError, ValueError):
 
 class ConfigError(HybridZooError, ValueError):
     """A configuration (model options or a saved config) that is invalid."""
+
+
+class CheckpointError(HybridZooError, ValueError):
+    """A saved file (model weights, an arena checkpoint) that is truncated, corrupted, foreign or
+    does not match its configuration."""
 
 
 class ShapeError(HybridZooError, ValueError):

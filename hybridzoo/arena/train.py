@@ -39,6 +39,7 @@ from hybridzoo.arena.lm import (
     step_latency,
 )
 from hybridzoo.arena.tasks import Batch, make_task, split_seed
+from hybridzoo.errors import CheckpointError
 
 CHECKPOINT_FORMAT = 1
 DTYPES: dict[str, torch.dtype] = {
@@ -241,6 +242,51 @@ def evaluate(
     return loss_sum / count, correct / count
 
 
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read an arena checkpoint written by :func:`train_run`, safely.
+
+    The file is unpickled with ``weights_only=True``: only tensors, containers and plain values
+    load, so a crafted file cannot run code. A truncated, foreign or hostile file raises
+    :class:`~hybridzoo.CheckpointError` naming the file (never the unpickler's traceback).
+    """
+    path = Path(path)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError, RuntimeError (truncated zip), EOFError, ...
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{path} is not a readable arena checkpoint ({type(exc).__name__}: {reason[:200]}); "
+            "delete it, or start without --resume / with another --out folder"
+        ) from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        found = checkpoint.get("format") if isinstance(checkpoint, dict) else type(checkpoint)
+        raise CheckpointError(
+            f"{path} is not an arena checkpoint of format {CHECKPOINT_FORMAT} (found {found!r}); "
+            "delete it, or start without --resume / with another --out folder"
+        )
+    missing = sorted(set(_CHECKPOINT_KEYS) - set(checkpoint))
+    if missing:
+        raise CheckpointError(f"{path} is an incomplete arena checkpoint: no {', '.join(missing)}")
+    return checkpoint
+
+
+_CHECKPOINT_KEYS = (
+    "format",
+    "spec",
+    "settings",
+    "model",
+    "optimizer",
+    "scheduler",
+    "rng",
+    "step",
+    "history",
+    "train_seconds",
+    "cpu_seconds",
+    "solved_step",
+    "result",
+)
+
+
 def _check_resumable(checkpoint: dict[str, Any], spec: RunSpec, settings: TrainSettings) -> None:
     if checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"checkpoint format {checkpoint.get('format')!r} is not supported")
@@ -294,7 +340,7 @@ def train_run(
 
     checkpoint: dict[str, Any] | None = None
     if resume and path is not None and path.exists():
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        checkpoint = load_checkpoint(path)
         _check_resumable(checkpoint, spec, settings)
         if checkpoint["result"] is not None:
             return checkpoint["result"], None

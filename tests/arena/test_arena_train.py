@@ -17,6 +17,7 @@ from hybridzoo.arena.runner import (
     task_params_for,
 )
 from hybridzoo.arena.train import RunSpec, TrainSettings, train_run
+from hybridzoo.errors import CheckpointError
 
 TASK = {"vocab_size": 32, "seq_len": 16, "num_kv_pairs": 2}
 OPTIONS = {"attention_num_heads": 2, "attention_head_dim": 8, "attention_window_size": 16}
@@ -176,3 +177,38 @@ def test_float64_training_runs() -> None:
         _spec(), _settings(steps=2, dtype="float64"), progress=False, measure_latency=False
     )
     assert result["done"] and model.embedding.weight.dtype == torch.float64
+
+
+class _Exploit:
+    """Unpickling this object would write a marker file (a stand-in for arbitrary code)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "pwned"))
+
+
+def test_resume_never_runs_code_from_a_crafted_checkpoint(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    path = tmp_path / "crafted.pt"
+    torch.save({"format": 1, "payload": _Exploit(marker)}, path)
+    with pytest.raises(CheckpointError, match="crafted.pt"):
+        train_run(_spec(), _settings(), checkpoint_path=path, resume=True, progress=False)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("kind", ["truncated", "foreign", "not_torch"])
+def test_resume_refuses_a_broken_checkpoint_naming_the_file(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "run.pt"
+    settings = _settings(steps=4)
+    train_run(_spec(), settings, checkpoint_path=path, stop_after=2, progress=False)
+    if kind == "truncated":
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "foreign":
+        torch.save({"weights": torch.zeros(3)}, path)
+    else:
+        path.write_text("hello")
+    with pytest.raises(CheckpointError, match=r"run\.pt"):
+        train_run(_spec(), settings, checkpoint_path=path, resume=True, progress=False)
