@@ -7,15 +7,18 @@ LayerNorm (``2·H``) per sub-block; a final LayerNorm (``2·H``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
 from hybridzoo.config import HybridConfig
-from hybridzoo.patterns import PatternLike
+from hybridzoo.errors import OptionError, did_you_mean
+from hybridzoo.options import make_options, option_table
+from hybridzoo.patterns import PatternLike, resolve_pattern
 from hybridzoo.registry import Registry, get_registry
 
-__all__ = ["LayerCount", "param_breakdown", "param_count", "state_size"]
+__all__ = ["LayerCount", "param_breakdown", "param_count", "scale_layer_options", "state_size"]
 
 
 @attrs.frozen
@@ -100,3 +103,52 @@ def state_size(
             return None
         total += size
     return total
+
+
+def scale_layer_options(
+    pattern: PatternLike,
+    hidden_size: int,
+    *,
+    seq_len: int | None = None,
+    user_options: Mapping[str, Any] | None = None,
+    registry: Registry | None = None,
+) -> dict[str, Any]:
+    """Layer options sized for a model of width ``hidden_size``, for every layer of ``pattern``.
+
+    Each layer's ``spec.scale_options(options, hidden_size, seq_len=seq_len)`` (when it declares
+    one) sizes its options record, which starts from the user's values; then the fields the user
+    set are restored, so ``user_options`` always win. Options of layers absent from ``pattern``
+    are left out (one set of user options can serve several patterns); an option of no
+    registered layer is an :class:`~hybridzoo.OptionError` with the close matches.
+
+    Returns the flat ``<prefix>_<field>`` options that differ from the defaults, plus every user
+    option of the pattern's layers: what to pass to :func:`hybridzoo.build` with ``hidden_size``.
+    """
+    registry = registry or get_registry()
+    specs = [registry.get(n) for n in dict.fromkeys(resolve_pattern(pattern, registry=registry))]
+    user = dict(user_options or {})
+    known = option_table(registry.specs())
+    unknown = [k for k in user if k not in known]
+    if unknown:
+        raise OptionError(
+            [
+                f"unknown layer option {k!r}.{did_you_mean(k, known)} Layer options here: "
+                + ", ".join(f"{s.option_prefix}_*" for s in specs)
+                for k in unknown
+            ]
+        )
+    table = option_table(specs)
+    out: dict[str, Any] = {}
+    for spec in specs:
+        given = {table[k][1]: v for k, v in user.items() if k in table and table[k][0] is spec}
+        record, problems = make_options(spec, given)
+        if problems:
+            raise OptionError(problems)
+        if spec.scale_options is not None:
+            record = spec.scale_options(record, hidden_size, seq_len=seq_len)
+            record = attrs.evolve(record, **given)
+        defaults = attrs.asdict(spec.options(), recurse=False)
+        for key, value in attrs.asdict(record, recurse=False).items():
+            if key in given or defaults[key] != value:
+                out[f"{spec.option_prefix}_{key}"] = value
+    return out

@@ -51,7 +51,8 @@ __all__ = [
 
 #: Version of the plugin API (hooks, :class:`LayerSpec`, the body protocol, the conformance kit).
 #: A spec declares the version it was written for; a newer one than this is refused clearly.
-PLUGIN_API_VERSION = 1
+#: Versions are additive: a spec written for an older version keeps working.
+PLUGIN_API_VERSION = 2
 
 Factory: TypeAlias = "Callable[[Any, int], nn.Module | Sequence[nn.Module]]"
 Formula: TypeAlias = Callable[[Any, int], int]
@@ -199,6 +200,15 @@ class LayerSpec:
         reference: ``(first_body, x) -> y``: a slow, obvious time-step evaluation of the first body
             (the sequence mixer) with its own weights; the kit compares the fast path with it.
         api_version: :data:`PLUGIN_API_VERSION` the spec was written for.
+        scale_options: ``(options, hidden_size, *, seq_len=None) -> options``: the options
+            sized for a model of width ``hidden_size`` on sequences of ``seq_len`` positions
+            (``None``: unknown), e.g. a head width that follows the model width. Budget
+            matching (the arena, :func:`hybridzoo.counting.scale_layer_options`) calls it for
+            every layer; the fields the user set are restored afterwards. ``None``: the options
+            do not depend on the width. Added in API version 2.
+        active_param_count: ``(options, hidden_size) -> int``: parameters used per token when
+            that is fewer than ``param_count`` (a mixture of experts); ``None``: all of them.
+            Added in API version 2.
     """
 
     name: str
@@ -214,6 +224,8 @@ class LayerSpec:
     sub_blocks: int = 1
     reference: Callable[[Any, Any], Any] | None = None
     api_version: int = PLUGIN_API_VERSION
+    scale_options: Callable[..., Any] | None = None
+    active_param_count: Formula | None = None
 
     def default_options(self) -> Any:
         """The options record with every default."""
@@ -270,7 +282,13 @@ def validate_spec(spec: object, *, plugin: str | None = None, distribution: str 
     for attr in ("factory", "param_count"):
         if not callable(getattr(spec, attr)):
             raise fail(f"{attr} must be callable, got {getattr(spec, attr)!r}")
-    for attr in ("state_size", "hidden_size_multiple", "reference"):
+    for attr in (
+        "state_size",
+        "hidden_size_multiple",
+        "reference",
+        "scale_options",
+        "active_param_count",
+    ):
         value = getattr(spec, attr)
         if value is not None and not callable(value):
             raise fail(f"{attr} must be callable or None, got {value!r}")

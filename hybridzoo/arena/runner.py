@@ -24,6 +24,7 @@ from hybridzoo.arena.distributed import DistContext
 from hybridzoo.arena.lm import language_model_param_count
 from hybridzoo.arena.tasks import make_task
 from hybridzoo.arena.train import RunSpec, TrainSettings, train_run
+from hybridzoo.counting import scale_layer_options
 
 RESULTS_FORMAT = 1
 RESULTS_FILE = "results.json"
@@ -38,29 +39,11 @@ def _layers_of(pattern: str | Sequence[str]) -> list[str]:
 
 
 def _option_owner(option: str) -> str | None:
-    """The registered layer whose option prefix ``option`` carries (longest prefix wins)."""
-    owner, length = None, -1
-    for name in hybridzoo.list_layers():
-        prefix = hybridzoo.get_layer(name).option_prefix
-        if option.startswith(prefix + "_") and len(prefix) > length:
-            owner, length = name, len(prefix)
-    return owner
+    """The registered layer that the option ``<prefix>_<field>`` belongs to, if any."""
+    from hybridzoo.options import option_table
 
-
-def layer_options_for(pattern: str | Sequence[str], options: Mapping[str, Any]) -> dict[str, Any]:
-    """The subset of ``options`` that concerns the layers of ``pattern``.
-
-    Options of registered layers absent from ``pattern`` are left out (an arena-wide
-    ``--layer-option attention_num_heads=2`` applies to the patterns with attention); options
-    that belong to no registered layer are kept, for the core to report.
-    """
-    layers = set(_layers_of(pattern))
-    kept = {}
-    for key, value in options.items():
-        owner = _option_owner(key)
-        if owner is None or owner in layers:
-            kept[key] = value
-    return kept
+    hit = option_table(hybridzoo.get_registry().specs()).get(option)
+    return None if hit is None else hit[0].name
 
 
 def scaled_layer_options(
@@ -69,29 +52,10 @@ def scaled_layer_options(
     seq_len: int,
     user_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Layer options sized to ``hidden_size`` for the builtin layers of ``pattern``.
-
-    Heads split the width (``attention_head_dim = hidden_size // attention_num_heads`` rounded
-    down to even, the same for GLA; RWKV heads of ``min(64, hidden_size // 4)``), and attention
-    sees the whole sequence (``attention_window_size = seq_len``), as in Zoology. ``user_options``
-    win.
-    """
-    user = layer_options_for(pattern, user_options or {})
-    layers = set(_layers_of(pattern))
-    options: dict[str, Any] = {}
-    if "attention" in layers:
-        heads = user.get("attention_num_heads", 4)
-        options["attention_num_heads"] = heads
-        options["attention_head_dim"] = max(2, hidden_size // heads // 2 * 2)
-        options["attention_window_size"] = seq_len
-    if "gla" in layers:
-        heads = user.get("gla_num_heads", 4)
-        options["gla_num_heads"] = heads
-        options["gla_head_dim"] = max(2, hidden_size // heads // 2 * 2)  # even: key dim = half
-    if "rwkv" in layers:
-        options["rwkv_head_size"] = min(64, max(1, hidden_size // 4))
-    options.update(user)
-    return options
+    """Layer options sized to ``hidden_size`` for every layer of ``pattern``, builtin or not:
+    each layer's ``scale_options`` (see :func:`hybridzoo.counting.scale_layer_options`), with
+    ``user_options`` winning; options of layers absent from ``pattern`` are left out."""
+    return scale_layer_options(pattern, hidden_size, seq_len=seq_len, user_options=user_options)
 
 
 def match_hidden_size(

@@ -72,6 +72,16 @@ def _state_size(options: AttentionOptions, hidden_size: int) -> int | None:
     return formulas.state_size(hidden_size, **attrs.asdict(options))
 
 
+def _scale_options(
+    options: AttentionOptions, hidden_size: int, *, seq_len: int | None = None
+) -> AttentionOptions:
+    """Heads split the width (``head_dim = hidden_size // num_heads``, even, at least 2); with a
+    known sequence length the window covers all of it (as in Zoology)."""
+    head_dim = max(2, hidden_size // options.num_heads // 2 * 2)
+    window = options.window_size if seq_len is None else max(2, seq_len)
+    return attrs.evolve(options, head_dim=head_dim, window_size=window)
+
+
 def _reference(body: Any, x: Any) -> Any:
     from hybridzoo_plugins.attention.reference import reference_forward
 
@@ -90,6 +100,7 @@ SPEC = LayerSpec(
     state_size=_state_size,
     sub_blocks=2,
     reference=_reference,
+    scale_options=_scale_options,
 )
 
 

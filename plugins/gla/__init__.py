@@ -59,6 +59,14 @@ def _factory(options: GLAOptions, hidden_size: int) -> Any:
     return make_gla_bodies(hidden_size, **attrs.asdict(options))
 
 
+def _scale_options(
+    options: GLAOptions, hidden_size: int, *, seq_len: int | None = None
+) -> GLAOptions:
+    """Heads split the width: ``head_dim = hidden_size // num_heads``, even (keys are half as
+    wide with the default ``expand_k``), at least 2."""
+    return attrs.evolve(options, head_dim=max(2, hidden_size // options.num_heads // 2 * 2))
+
+
 def _reference(body: Any, x: Any) -> Any:
     from hybridzoo_plugins.gla.reference import reference_forward
 
@@ -78,6 +86,7 @@ SPEC = LayerSpec(
     state_size=lambda o, h: formulas.state_size(h, **attrs.asdict(o)),
     sub_blocks=2,
     reference=_reference,
+    scale_options=_scale_options,
 )
 
 

@@ -73,6 +73,13 @@ def _state_size(options: RWKVOptions, hidden_size: int) -> int:
     return formulas.state_size(hidden_size, **attrs.asdict(options))
 
 
+def _scale_options(
+    options: RWKVOptions, hidden_size: int, *, seq_len: int | None = None
+) -> RWKVOptions:
+    """WKV heads of ``min(64, hidden_size // 4)`` channels (four heads or more)."""
+    return attrs.evolve(options, head_size=min(64, max(1, hidden_size // 4)))
+
+
 def _reference(body: Any, x: Any) -> Any:
     from hybridzoo_plugins.rwkv.reference import time_mix_reference
 
@@ -93,6 +100,7 @@ SPEC = LayerSpec(
     hidden_size_multiple=lambda options: options.head_size,
     sub_blocks=2,
     reference=_reference,
+    scale_options=_scale_options,
 )
 
 

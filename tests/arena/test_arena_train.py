@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import hybridzoo
 from hybridzoo.arena import cli
 from hybridzoo.arena.runner import (
     ArenaConfig,
@@ -212,3 +213,14 @@ def test_resume_refuses_a_broken_checkpoint_naming_the_file(tmp_path: Path, kind
         path.write_text("hello")
     with pytest.raises(CheckpointError, match=r"run\.pt"):
         train_run(_spec(), settings, checkpoint_path=path, resume=True, progress=False)
+
+
+def test_width_scaling_comes_from_each_layers_spec() -> None:
+    options = scaled_layer_options("MA", 64, 128, {"attention_num_heads": 2})
+    assert options["attention_head_dim"] == 32 and options["attention_window_size"] == 128
+    assert options["attention_num_heads"] == 2  # the user's value is kept
+    assert not any(k.startswith("gla_") for k in options)  # no gla layer in "MA"
+    kept = scaled_layer_options("A", 64, 128, {"attention_head_dim": 6})
+    assert kept["attention_head_dim"] == 6  # a width the user chose wins over the scaling
+    with pytest.raises(hybridzoo.OptionError, match="attention_num_head'.*attention_num_heads"):
+        scaled_layer_options("A", 64, 128, {"attention_num_head": 2})
