@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 import attrs
 
 from hybridzoo.errors import PluginError
+from hybridzoo.validate import plain
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -77,7 +78,8 @@ def option(
             (the default is always included). Without them the kit uses the default only.
     """
     metadata = {"doc": doc, "examples": tuple(examples) if examples is not None else ()}
-    return attrs.field(default=default, validator=validator, metadata=metadata)
+    # numpy scalars become plain Python numbers, so records, configs and JSON hold plain values
+    return attrs.field(default=default, validator=validator, converter=plain, metadata=metadata)
 
 
 def option_fields(options_cls: type) -> tuple[attrs.Attribute, ...]:

@@ -1,0 +1,94 @@
+"""The plugin-author API of hybridzoo, versioned by :data:`PLUGIN_API_VERSION`.
+
+Everything a layer plugin needs, in one import::
+
+    from hybridzoo.plugin import LayerSpec, Capabilities, option, hookimpl, at_least
+
+- :class:`LayerSpec`, :class:`Capabilities`, :func:`option`: what a plugin declares;
+- :data:`hookimpl`: marks the plugin's hook functions (see :mod:`hybridzoo.hookspecs`);
+- :func:`register_layer`, :func:`unregister_layer`: run-time registration;
+- the validators of :mod:`hybridzoo.validate` (``at_least``, ``power_of_two``, ``boolean``,
+  ``in_range``, ``positive``, ``one_of``), for options records and module constructors alike;
+- the shared parameter formulas of :mod:`hybridzoo.formulas`;
+- :class:`Body` and :class:`StatefulBody`: the protocols of what a factory returns.
+
+The kernels a plugin may build on are :mod:`hybridzoo.ops`; the conformance kit is
+:mod:`hybridzoo.testing`. Within one API version names are only added, never removed or changed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from hybridzoo.formulas import feedforward_param_count, layer_norm_param_count, linear_param_count
+from hybridzoo.hookspecs import hookimpl
+from hybridzoo.spec import PLUGIN_API_VERSION, Capabilities, LayerSpec, option
+from hybridzoo.validate import at_least, boolean, in_range, one_of, positive, power_of_two
+
+if TYPE_CHECKING:  # pragma: no cover
+    from torch import Tensor
+
+__all__ = [
+    "PLUGIN_API_VERSION",
+    "Body",
+    "Capabilities",
+    "LayerSpec",
+    "StatefulBody",
+    "at_least",
+    "boolean",
+    "feedforward_param_count",
+    "hookimpl",
+    "in_range",
+    "layer_norm_param_count",
+    "linear_param_count",
+    "one_of",
+    "option",
+    "positive",
+    "power_of_two",
+    "register_layer",
+    "unregister_layer",
+]
+
+
+@runtime_checkable
+class Body(Protocol):
+    """What a factory returns: an ``nn.Module`` mapping ``[B, L, H]`` to ``[B, L, H]``.
+
+    The core wraps it in a pre-norm residual block ``x + dropout(body(norm(x)))``.
+    """
+
+    def forward(self, x: Tensor) -> Tensor: ...
+
+
+@runtime_checkable
+class StatefulBody(Body, Protocol):
+    """A body with a step mode (``capabilities.stateful``).
+
+    A state is a tuple of tensors, each with the batch as its first dimension and nothing shared
+    between rows (a position counter is ``[B]``), so that the core can copy, select, concatenate
+    and move states without knowing the layer. Step mode is for inference: ``step`` updates the
+    state in place (autograd does not go through it) and returns it; ``prefill`` leaves the
+    given state alone and returns a new one.
+    """
+
+    def init_state(self, batch_size: int) -> tuple[Tensor, ...]: ...
+
+    def step(self, x_t: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]: ...
+
+    def prefill(
+        self, x: Tensor, state: tuple[Tensor, ...] | None = None
+    ) -> tuple[Tensor, tuple[Tensor, ...]]: ...
+
+
+def register_layer(spec: LayerSpec, *, replace: bool = False) -> LayerSpec:
+    """Register a layer with the default registry (see :func:`hybridzoo.register_layer`)."""
+    from hybridzoo import register_layer as register
+
+    return register(spec, replace=replace)
+
+
+def unregister_layer(name: str) -> LayerSpec:
+    """Remove a layer from the default registry; returns its spec."""
+    from hybridzoo import unregister_layer as unregister
+
+    return unregister(name)
