@@ -59,6 +59,7 @@ Factory: TypeAlias = "Callable[[Any, int], nn.Module | Sequence[nn.Module]]"
 Formula: TypeAlias = Callable[[Any, int], int]
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+_TARGET_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
 def option(
@@ -158,6 +159,39 @@ def choice(*values: Any) -> Callable[..., None]:
 
 
 @attrs.frozen
+class lazy:
+    """A function named by an import string ``"package.module:function"``, imported on its
+    first call, so that a plugin's top-level module need not import torch.
+
+    ``LayerSpec(factory="hybridzoo_plugins.gla.layer:make_bodies")`` stores one of these.
+    """
+
+    target: str
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.target, str) or not _TARGET_RE.match(self.target):
+            raise PluginError(
+                f"an import string must look like 'package.module:function', got {self.target!r}"
+            )
+
+    def resolve(self) -> Callable[..., Any]:
+        """The named function (imported now; an error names the target)."""
+        import importlib
+
+        module_name, _, attr = self.target.partition(":")
+        try:
+            obj: Any = importlib.import_module(module_name)
+            for part in attr.split("."):
+                obj = getattr(obj, part)
+        except (ImportError, AttributeError) as exc:
+            raise PluginError(f"cannot import {self.target!r}: {exc}") from exc
+        return obj
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.resolve()(*args, **kwargs)
+
+
+@attrs.frozen
 class Capabilities:
     """What a layer can do; the core and the conformance kit act on these.
 
@@ -187,7 +221,8 @@ class LayerSpec:
         option_prefix: the user's option ``<prefix>_<field>`` sets ``field`` of ``options``.
         options: a frozen ``attrs`` class; every field has a default (declare with
             :func:`option`).
-        factory: ``(options, hidden_size) -> body | [body, ...]``: the block bodies
+        factory: ``(options, hidden_size) -> body | [body, ...]``, or the import string of such a
+            function (``"my_plugin.layer:make_bodies"``, imported on first use): the block bodies
             ``[B, L, H] -> [B, L, H]``; the core wraps each one in a pre-norm residual block
             ``x + dropout(body(LayerNorm(x)))``. A list gives sub-blocks (attention then FFN).
         param_count: ``(options, hidden_size) -> int``: the exact number of parameters of the
@@ -199,7 +234,8 @@ class LayerSpec:
         hidden_size_multiple: ``options -> int``: hidden sizes must be a multiple of it
             (e.g. RWKV's head size); ``None`` means any.
         sub_blocks: how many bodies the factory returns (their pre-norms are counted by the core).
-        reference: ``(first_body, x) -> y``: a slow, obvious time-step evaluation of the first body
+        reference: ``(first_body, x) -> y`` (or its import string): a slow, obvious time-step
+            evaluation of the first body
             (the sequence mixer) with its own weights; the kit compares the fast path with it.
         api_version: :data:`PLUGIN_API_VERSION` the spec was written for.
         scale_options: ``(options, hidden_size, *, seq_len=None) -> options``: the options
@@ -217,14 +253,16 @@ class LayerSpec:
     symbol: str
     option_prefix: str
     options: type
-    factory: Factory
+    factory: Factory = attrs.field(converter=lambda f: lazy(f) if isinstance(f, str) else f)
     param_count: Formula
     description: str = ""
     capabilities: Capabilities = Capabilities()
     state_size: Formula | None = None
     hidden_size_multiple: Callable[[Any], int] | None = None
     sub_blocks: int = 1
-    reference: Callable[[Any, Any], Any] | None = None
+    reference: Callable[[Any, Any], Any] | None = attrs.field(
+        default=None, converter=lambda f: lazy(f) if isinstance(f, str) else f
+    )
     api_version: int = PLUGIN_API_VERSION
     scale_options: Callable[..., Any] | None = None
     active_param_count: Formula | None = None

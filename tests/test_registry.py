@@ -137,3 +137,23 @@ def test_list_and_glob():
     registry.register(conv_spec())
     assert registry.list("c*") == ["conv"]
     assert isinstance(registry.get("conv"), LayerSpec)
+
+
+def test_factory_and_reference_may_be_import_strings() -> None:
+    ffn = hybridzoo.get_layer("ffn")
+    spec = attrs.evolve(
+        ffn,
+        name="lazy_ffn",
+        symbol="Q",
+        option_prefix="lazy_ffn",
+        factory="hybridzoo.nn:FeedForward",
+        reference="hybridzoo.nn.feedforward:FeedForward",
+    )
+    assert "hybridzoo.nn:FeedForward" in repr(spec.factory)
+    body = spec.factory(8, 2)
+    assert sum(p.numel() for p in body.parameters()) == 2 * 8 * 16 + 16 + 8
+    with pytest.raises(hybridzoo.PluginError, match="'package.module:function', got 'no colon'"):
+        attrs.evolve(ffn, factory="no colon")
+    broken = attrs.evolve(ffn, factory="hybridzoo.nn:NoSuchThing")
+    with pytest.raises(hybridzoo.PluginError, match=r"cannot import 'hybridzoo\.nn:NoSuchThing'"):
+        broken.factory(ffn.options(), 8)
