@@ -6,7 +6,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hybridzoo.config import HybridConfig
-from hybridzoo.patterns import PatternLike, pattern
+from hybridzoo.named_patterns import expand_named_pattern
+from hybridzoo.patterns import PatternLike
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybridzoo.model import HybridModel
@@ -84,5 +85,6 @@ def build(
 
 
 def build_pattern(name: str, num_layers: int, **options: Any) -> HybridModel:
-    """``build(pattern(name, num_layers), **options)``: a named pattern (``"jamba_like"``)."""
-    return build(pattern(name, num_layers), **options)
+    """``build(expand_named_pattern(name, num_layers), **options)``: a named pattern
+    (``"jamba_like"``)."""
+    return build(expand_named_pattern(name, num_layers), **options)
