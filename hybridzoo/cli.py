@@ -64,7 +64,7 @@ def parse_assignments(items: Sequence[str], what: str) -> dict[str, Any]:
 
 
 def parse_shared(items: Sequence[str]) -> dict[str, list[int]] | None:
-    """``["attention=2,4"]`` → ``{"attention": [2, 4]}``."""
+    """``["conv=2,4"]`` → ``{"conv": [2, 4]}``."""
     if not items:
         return None
     out: dict[str, list[int]] = {}
@@ -96,7 +96,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="a layer option, e.g. -o attention_window_size=128 (repeatable)",
+        help="a layer option <prefix>_<field>=VALUE, e.g. -o conv_kernel_size=8 (repeatable)",
     )
 
 
@@ -175,7 +175,9 @@ def _run_layers(args: argparse.Namespace) -> int:
 
 
 def _configure_show(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("pattern", help='a pattern ("M M A G", "(MA)*3") or a named one')
+    parser.add_argument(
+        "pattern", help='a pattern ("C C P", "(CP)*3": symbols or names) or a named one'
+    )
     parser.add_argument(
         "-n", "--num-layers", type=int, default=None, help="layers, for a named pattern"
     )

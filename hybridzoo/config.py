@@ -169,7 +169,7 @@ class HybridConfig:
         return {n: registry.get(n) for n in dict.fromkeys(names)}
 
     def flat_options(self, registry: Registry | None = None) -> dict[str, Any]:
-        """The layer options as the user spells them (``attention_window_size``), non-defaults."""
+        """The layer options as the user spells them (``conv_kernel_size``), non-defaults."""
         registry = registry or get_registry()
         out: dict[str, Any] = {}
         for name, record in self.layer_options.items():

@@ -236,7 +236,7 @@ class LayerSpec:
         count = self.sub_blocks(options) if callable(self.sub_blocks) else self.sub_blocks
         if not is_integer(count) or count < 1:
             raise PluginError(
-                f"layer {self.name!r}: sub_blocks must be an integer >= 1, got {count!r}",
+                f"layer {self.name!r}: sub_blocks must be >= 1 (an integer), got {count!r}",
                 plugin=self.name,
             )
         return int(count)
