@@ -79,19 +79,20 @@ def _cpu_fingerprint() -> bytes:
 class Kernel:
     """A C++ source compiled at most once per process (thread-safe), remembering the outcome.
 
-    ``namespace`` is the ``TORCH_LIBRARY`` namespace the source registers; :meth:`load` returns
+    ``namespace`` is the ``TORCH_LIBRARY`` namespace the source registers (``headers``: the
+    files it includes, part of the cache key); :meth:`load` returns
     ``torch.ops.<namespace>`` or None (then :attr:`error` says why).
     """
 
-    def __init__(self, source: Path, namespace: str) -> None:
-        self.source, self.namespace = source, namespace
+    def __init__(self, source: Path, namespace: str, headers: tuple[Path, ...] = ()) -> None:
+        self.source, self.namespace, self.headers = source, namespace, headers
         self._lock = threading.Lock()
         self._tried = False
         self.ops: Any = None
         self.error: str | None = None
 
     def _build(self) -> Any:
-        code = self.source.read_bytes()
+        code = b"".join(p.read_bytes() for p in (self.source, *self.headers))
         flags = repr(_FLAG_SETS).encode()
         digest = hashlib.sha256(code + flags + _cpu_fingerprint() + torch.__version__.encode())
         name = f"{self.namespace}_{digest.hexdigest()[:12]}"

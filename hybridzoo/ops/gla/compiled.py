@@ -18,7 +18,10 @@ from torch.autograd.function import once_differentiable
 from hybridzoo.errors import OptionError
 from hybridzoo.ops._compile import Kernel, compile_disabled
 
-KERNEL = Kernel(Path(__file__).with_name("recurrence.cpp"), "hybridzoo_linear_recurrence")
+_HERE = Path(__file__).parent
+KERNEL = Kernel(
+    _HERE / "recurrence.cpp", "hybridzoo_linear_recurrence", headers=(_HERE / "recurrence.h",)
+)
 
 BACKENDS = ("auto", "compiled", "torch")
 """Values of the kernels' ``backend=``: ``"compiled"`` (the fused C++ CPU kernel), ``"torch"``
