@@ -186,10 +186,7 @@ def _kernels() -> dict[str, Kernel]:
     }
     out = {}
     for name, kernel in base.items():
-        if name == "delta":
-            out[name] = kernel
-            continue
-        for backend in ("compiled", "torch"):  # both backends of the gated linear recurrence
+        for backend in ("compiled", "torch"):  # every kernel has both backends
             chunk = functools.partial(kernel.chunk, backend=backend)
             out[f"{name}-{backend}"] = dataclasses.replace(kernel, chunk=chunk)
     return out

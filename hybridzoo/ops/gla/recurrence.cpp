@@ -42,70 +42,6 @@
 
 namespace {
 
-// One forward step on the state S [K, V] for the columns [j0, j0 + NB·W): NB vector
-// accumulators kept in registers over the K rows (independent chains hide the FMA latency).
-template <typename T, int NB>
-inline void step_tile(const Dims& d, T* __restrict S, const T* __restrict q,
-                      const T* __restrict k, const T* __restrict v, const T* __restrict w,
-                      int64_t j0, typename Lanes<T>::V* acc) {
-  using Vec = typename Lanes<T>::V;
-  constexpr int W = Lanes<T>::W;
-  Vec vv[NB];
-  for (int n = 0; n < NB; ++n) {
-    vv[n] = *reinterpret_cast<const Vec*>(v + j0 + n * W);
-    acc[n] = Vec{} ;
-  }
-  for (int64_t i = 0; i < d.K; ++i) {
-    const T wi = w[d.Kw == 1 ? 0 : i], ki = k[i], qi = q[i];
-    Vec* row = reinterpret_cast<Vec*>(S + i * d.V + j0);
-    for (int n = 0; n < NB; ++n) {
-      const Vec old = row[n];
-      const Vec upd = wi * old + ki * vv[n];
-      row[n] = upd;
-      acc[n] += qi * (d.bonus ? old : upd);
-    }
-  }
-}
-
-// One forward step on the state S [K, V]; writes o (scaled).
-template <typename T>
-inline void step_forward(const Dims& d, T* __restrict S, const T* __restrict q,
-                         const T* __restrict k, const T* __restrict v, const T* __restrict w,
-                         const T* __restrict u, T scale, T* __restrict o) {
-  using Vec = typename Lanes<T>::V;
-  constexpr int W = Lanes<T>::W;
-  const int64_t V = d.V;
-  T qk = 0;
-  if (d.bonus)
-    for (int64_t i = 0; i < d.K; ++i) qk += q[i] * u[i] * k[i];
-  int64_t j0 = 0;
-  Vec acc[4];
-  for (; j0 + 4 * W <= V; j0 += 4 * W) {
-    step_tile<T, 4>(d, S, q, k, v, w, j0, acc);
-    for (int n = 0; n < 4; ++n) {
-      Vec vv = *reinterpret_cast<const Vec*>(v + j0 + n * W);
-      *reinterpret_cast<Vec*>(o + j0 + n * W) = scale * (acc[n] + qk * vv);
-    }
-  }
-  for (; j0 + W <= V; j0 += W) {
-    step_tile<T, 1>(d, S, q, k, v, w, j0, acc);
-    Vec vv = *reinterpret_cast<const Vec*>(v + j0);
-    *reinterpret_cast<Vec*>(o + j0) = scale * (acc[0] + qk * vv);
-  }
-  for (int64_t j = j0; j < V; ++j) {  // the columns left over: scalar
-    T a = 0;
-    for (int64_t i = 0; i < d.K; ++i) {
-      T* x = S + i * V + j;
-      const T old = *x, upd = w[d.Kw == 1 ? 0 : i] * old + k[i] * v[j];
-      *x = upd;
-      a += q[i] * (d.bonus ? old : upd);
-    }
-    o[j] = scale * (a + qk * v[j]);
-  }
-}
-
-constexpr int64_t kAhead = 4;  // positions to prefetch ahead
-
 template <typename T>
 void forward_impl(const Dims& d, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                   const at::Tensor& w, const at::Tensor& u, const at::Tensor& s0,
@@ -198,17 +134,7 @@ inline void grad_block(const Dims& d, const StepGrad<T>& a, int64_t i0, T* dw_su
     }
     return dvp;
   };
-  int64_t j = 0;
-  if constexpr (L > 1) {  // whole groups of L columns: one lane-sum per group
-    using Full = typename LaneSum<T, L, L>::V;
-    for (; j + L <= d.V; j += L) {
-      Full parts[L];
-      for (int c = 0; c < L; ++c) parts[c] = column(j + c);
-      LaneSum<T, L, L>::level(parts, L);
-      store(a.dv_part + j, load<Full>(a.dv_part + j) + parts[0]);
-    }
-  }
-  for (; j < d.V; ++j) a.dv_part[j] += hsum<T>(column(j));
+  add_row_sums<T, Vec>(d.V, column, a.dv_part);
   for (int n = 0; n < NB; ++n) {
     const int64_t i = i0 + n * L;
     if (d.bonus) {

@@ -149,4 +149,99 @@ void transpose(const T* src, T* dst, int64_t rows, int64_t cols) {
     for (int64_t c = 0; c < cols; ++c) dst[c * rows + r] = src[r * cols + c];
 }
 
+// Σ_i a_i b_i over n entries, as a vector of partial sums (the remainder added to lane 0).
+template <typename T>
+inline typename Lanes<T>::V row_dot(const T* a, const T* b, int64_t n) {
+  using Vec = typename Lanes<T>::V;
+  constexpr int W = Lanes<T>::W;
+  Vec acc{};
+  int64_t i = 0;
+  for (; i + W <= n; i += W) acc += load<Vec>(a + i) * load<Vec>(b + i);
+  T tail = 0;
+  for (; i < n; ++i) tail += a[i] * b[i];
+  acc[0] += tail;
+  return acc;
+}
+
+// out[j] += Σ_lanes f(j) for j < n, f returning a Vec of partial sums: whole groups of L rows
+// through one LaneSum, the rest one horizontal sum each.
+template <typename T, typename Vec, typename F>
+inline void add_row_sums(int64_t n, F&& f, T* out) {
+  constexpr int L = sizeof(Vec) / sizeof(T);
+  int64_t j = 0;
+  if constexpr (L > 1) {
+    for (; j + L <= n; j += L) {
+      Vec parts[L];
+      for (int c = 0; c < L; ++c) parts[c] = f(j + c);
+      LaneSum<T, L, L>::level(parts, L);
+      store(out + j, load<Vec>(out + j) + parts[0]);
+    }
+  }
+  for (; j < n; ++j) out[j] += hsum<T>(f(j));
+}
+
+constexpr int64_t kAhead = 4;  // positions to prefetch ahead
+
+// One forward step on the state S [K, V] for the columns [j0, j0 + NB·W): NB vector
+// accumulators kept in registers over the K rows (independent chains hide the FMA latency).
+template <typename T, int NB>
+inline void step_tile(const Dims& d, T* __restrict S, const T* __restrict q,
+                      const T* __restrict k, const T* __restrict v, const T* __restrict w,
+                      int64_t j0, typename Lanes<T>::V* acc) {
+  using Vec = typename Lanes<T>::V;
+  constexpr int W = Lanes<T>::W;
+  Vec vv[NB];
+  for (int n = 0; n < NB; ++n) {
+    vv[n] = *reinterpret_cast<const Vec*>(v + j0 + n * W);
+    acc[n] = Vec{} ;
+  }
+  for (int64_t i = 0; i < d.K; ++i) {
+    const T wi = w[d.Kw == 1 ? 0 : i], ki = k[i], qi = q[i];
+    Vec* row = reinterpret_cast<Vec*>(S + i * d.V + j0);
+    for (int n = 0; n < NB; ++n) {
+      const Vec old = row[n];
+      const Vec upd = wi * old + ki * vv[n];
+      row[n] = upd;
+      acc[n] += qi * (d.bonus ? old : upd);
+    }
+  }
+}
+
+// One forward step on the state S [K, V]; writes o (scaled).
+template <typename T>
+inline void step_forward(const Dims& d, T* __restrict S, const T* __restrict q,
+                         const T* __restrict k, const T* __restrict v, const T* __restrict w,
+                         const T* __restrict u, T scale, T* __restrict o) {
+  using Vec = typename Lanes<T>::V;
+  constexpr int W = Lanes<T>::W;
+  const int64_t V = d.V;
+  T qk = 0;
+  if (d.bonus)
+    for (int64_t i = 0; i < d.K; ++i) qk += q[i] * u[i] * k[i];
+  int64_t j0 = 0;
+  Vec acc[4];
+  for (; j0 + 4 * W <= V; j0 += 4 * W) {
+    step_tile<T, 4>(d, S, q, k, v, w, j0, acc);
+    for (int n = 0; n < 4; ++n) {
+      Vec vv = *reinterpret_cast<const Vec*>(v + j0 + n * W);
+      *reinterpret_cast<Vec*>(o + j0 + n * W) = scale * (acc[n] + qk * vv);
+    }
+  }
+  for (; j0 + W <= V; j0 += W) {
+    step_tile<T, 1>(d, S, q, k, v, w, j0, acc);
+    Vec vv = *reinterpret_cast<const Vec*>(v + j0);
+    *reinterpret_cast<Vec*>(o + j0) = scale * (acc[0] + qk * vv);
+  }
+  for (int64_t j = j0; j < V; ++j) {  // the columns left over: scalar
+    T a = 0;
+    for (int64_t i = 0; i < d.K; ++i) {
+      T* x = S + i * V + j;
+      const T old = *x, upd = w[d.Kw == 1 ? 0 : i] * old + k[i] * v[j];
+      *x = upd;
+      a += q[i] * (d.bonus ? old : upd);
+    }
+    o[j] = scale * (a + qk * v[j]);
+  }
+}
+
 }  // namespace
