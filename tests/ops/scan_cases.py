@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import torch
+from hypothesis import strategies as st
 
 from hybridzoo.ops.selective_scan import causal_conv1d
 from hybridzoo.ops.selective_scan import fused as fused_module
@@ -146,6 +147,17 @@ def scan_run(fn: Callable, inputs: dict, softplus: bool, **kwargs) -> dict:
         **kwargs,
     )
     return weighted_grads({"y": y, "h": h}, leaves)
+
+
+CONV_DRAWS = {
+    "channels": st.integers(1, 20),  # partial and several SIMD blocks
+    "kernel": st.integers(1, 5),
+    "use_bias": st.booleans(),
+    "use_window": st.booleans(),
+    "silu": st.booleans(),
+    "seed": st.integers(0, 2**16),
+}
+"""The hypothesis draws of a causal-conv1d case besides its batch and length."""
 
 
 def conv_inputs(

@@ -6,7 +6,7 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from scan_cases import RTOL64, assert_close, backend_fixture, conv_inputs, conv_run
+from scan_cases import CONV_DRAWS, RTOL64, assert_close, backend_fixture, conv_inputs, conv_run
 
 from hybridzoo.ops.selective_scan import causal_conv1d
 from hybridzoo.ops.selective_scan.naive import naive_causal_conv1d
@@ -14,16 +14,7 @@ from hybridzoo.ops.selective_scan.naive import naive_causal_conv1d
 backend = backend_fixture()
 
 
-@given(
-    batch=st.integers(1, 3),
-    length=st.integers(1, 100),  # > 64: several time chunks
-    channels=st.integers(1, 20),
-    kernel=st.integers(1, 5),
-    use_bias=st.booleans(),
-    use_window=st.booleans(),
-    silu=st.booleans(),
-    seed=st.integers(0, 2**16),
-)
+@given(batch=st.integers(1, 3), length=st.integers(1, 100), **CONV_DRAWS)  # > 64: time chunks
 def test_matches_loop(backend, batch, length, channels, kernel, use_bias, use_window, silu, seed):
     inputs = conv_inputs(seed, batch, length, channels, kernel, use_bias, use_window)
     got = conv_run(inputs, silu, backend=backend)

@@ -16,6 +16,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 from scan_cases import (
+    CONV_DRAWS,
     NAMES,
     PER_TIME,
     RTOL64,
@@ -123,15 +124,7 @@ def test_scan_packed_is_separate(backend, seq, channels, state, optional, softpl
     assert_close(public, ref, RTOL64)
 
 
-@given(
-    seq=packings(max_length=90),  # > 64 steps: several time chunks of the compiled kernel
-    channels=st.integers(1, 20),
-    kernel=st.integers(1, 5),
-    use_bias=st.booleans(),
-    use_window=st.booleans(),
-    silu=st.booleans(),
-    seed=st.integers(0, 2**16),
-)
+@given(seq=packings(max_length=90), **CONV_DRAWS)  # > 64 steps: several compiled time chunks
 def test_conv_packed_is_separate(backend, seq, channels, kernel, use_bias, use_window, silu, seed):
     batch, length = seq.shape
     inputs = conv_inputs(seed, batch, length, channels, kernel, use_bias, use_window)
