@@ -140,9 +140,10 @@ def available_models(
     models: Sequence[ArenaModel], layer_options: Mapping[str, Any] | None = None
 ) -> tuple[list[ArenaModel], list[tuple[ArenaModel, str]]]:
     """Split ``models`` into those the installed layers can build and ``(model, reason)`` for
-    the others (a layer that is not registered, an option that no layer of the pattern has)."""
+    the others: a layer that is not registered, an option that no layer of the pattern has, or a
+    value the installed layer does not accept (yet)."""
     import hybridzoo
-    from hybridzoo.options import option_table
+    from hybridzoo.options import make_options, option_table
     from hybridzoo.patterns import resolve_pattern
 
     registry = hybridzoo.get_registry()
@@ -154,13 +155,26 @@ def available_models(
         except HybridZooError as exc:
             missing.append((model, str(exc).splitlines()[0]))
             continue
-        table = option_table([registry.get(n) for n in dict.fromkeys(names)])
+        specs = [registry.get(n) for n in dict.fromkeys(names)]
+        table = option_table(specs)
         unknown = [k for k in model.layer_options if k not in table]
         if unknown:
-            layers = ", ".join(dict.fromkeys(names))
+            layers = ", ".join(s.name for s in specs)
             missing.append(
                 (model, f"option(s) {', '.join(unknown)} not provided by its layers ({layers})")
             )
+            continue
+        options = {**(layer_options or {}), **model.layer_options}
+        problems = [
+            problem
+            for spec in specs
+            for problem in make_options(
+                spec,
+                {table[k][1]: v for k, v in options.items() if table.get(k, (None,))[0] is spec},
+            )[1]
+        ]
+        if problems:
+            missing.append((model, "not accepted by the installed layers: " + "; ".join(problems)))
             continue
         ok.append(model)
     return ok, missing

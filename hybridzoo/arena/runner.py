@@ -23,7 +23,7 @@ import torch
 import hybridzoo
 from hybridzoo.arena.budget import match_hidden_size, scaled_layer_options
 from hybridzoo.arena.distributed import DistContext
-from hybridzoo.arena.jobs import execute
+from hybridzoo.arena.jobs import Executor
 from hybridzoo.arena.plan import ArenaConfig, Run, choose_lrs, plan_stage, resolve
 from hybridzoo.arena.spec import RunSpec
 from hybridzoo.arena.tasks import task_params_for
@@ -116,29 +116,21 @@ def run_arena(
     order: list[str] = []
     chosen: dict[str, float] = {}
     started = time.perf_counter()
-    for stage in config.effective_stages():
-        planned = plan_stage(config, stage, widths, chosen)
-        todo: dict[str, Run] = {}
-        for run in planned:
-            if run.name not in results and run.name not in todo:
-                todo[run.name] = run
-        for run, result in execute(
-            list(todo.values()),
-            out=out,
-            jobs=config.jobs,
-            threads=threads,
-            context=context,
-            resume=resume,
-            progress=progress,
-        ):
-            results[run.name] = {**result, "stage": run.stage, "budget": budget}
-            if on_run is not None:
-                on_run(results[run.name])
-            if context.is_main:
-                done = [results[n] for n in [*order, *todo] if n in results]
-                write_json(out / RESULTS_FILE, _payload(config, budget, done, chosen, context))
-        order += list(todo)
-        chosen = choose_lrs([results[n] for n in order])
+    with Executor(jobs=config.jobs, threads=threads, context=context, progress=progress) as pool:
+        for stage in config.effective_stages():
+            todo: dict[str, Run] = {}
+            for run in plan_stage(config, stage, widths, chosen):
+                if run.name not in results and run.name not in todo:
+                    todo[run.name] = run
+            for run, result in pool.run(list(todo.values()), out=out, resume=resume):
+                results[run.name] = {**result, "stage": run.stage, "budget": budget}
+                if on_run is not None:
+                    on_run(results[run.name])
+                if context.is_main:
+                    done = [results[n] for n in [*order, *todo] if n in results]
+                    write_json(out / RESULTS_FILE, _payload(config, budget, done, chosen, context))
+            order += list(todo)
+            chosen = choose_lrs([results[n] for n in order])
     payload = _payload(config, budget, [results[n] for n in order], chosen, context)
     payload["total_seconds"] = time.perf_counter() - started
     if context.is_main:
