@@ -74,6 +74,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     choice.add_argument("--paper", action="store_true", help="the 'paper' preset (Zoology)")
     what.add_argument("--list", action="store_true", help="list tasks, presets, plugins; exit")
     what.add_argument("--dry-run", action="store_true", help="print the runs and their cost")
+    what.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="with --dry-run: time a few steps of each model here and estimate the wall time",
+    )
 
     models = parser.add_argument_group("models")
     models.add_argument("--patterns", nargs="+", metavar="PATTERN", default=None,
@@ -262,8 +267,8 @@ def _run(args: argparse.Namespace, started: float) -> int:
         for line in plugin_warnings():
             print(line, file=sys.stderr)
         config = build_config(args, _preset_name(args), _pattern_label, default_jobs)
-        if args.dry_run:
-            print(describe_plan(config))
+        if args.dry_run or args.calibrate:
+            print(describe_plan(config, measure=args.calibrate))
             return 0
         context = init_distributed(args.device)
     except (ValueError, TypeError, hybridzoo.HybridZooError) as exc:

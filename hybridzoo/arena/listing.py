@@ -3,14 +3,16 @@ of a run (``--dry-run``: every run and the cost of all of them)."""
 
 from __future__ import annotations
 
+import time
+
 import attrs
 
-from hybridzoo.arena.plan import ArenaConfig, plan_stage, resolve
+from hybridzoo.arena.plan import ArenaConfig, Run, plan_stage, resolve
 from hybridzoo.arena.plugins import get_arena_registry
 from hybridzoo.arena.presets import available_models
 from hybridzoo.arena.report import format_table
 
-__all__ = ["describe_plan", "format_listing", "plugin_warnings"]
+__all__ = ["calibrate", "describe_plan", "format_listing", "plugin_warnings"]
 
 
 def plugin_warnings() -> list[str]:
@@ -49,7 +51,63 @@ def format_listing() -> str:
     return "\n".join(lines)
 
 
-def describe_plan(config: ArenaConfig, *, brief: bool = False) -> str:
+def calibrate(run: Run, steps: int = 5, warmup: int = 2) -> tuple[float, float, float]:
+    """Measure one run's cost on this machine: ``(cpu s/step, wall s/step, wall s per
+    evaluation)``, from ``warmup + steps`` training steps and one held-out evaluation."""
+    from hybridzoo.arena.train import train_run
+
+    marks: list[tuple[float, float]] = []
+    settings = attrs.evolve(
+        run.settings,
+        steps=warmup + steps,
+        eval_every=10**9,
+        target_accuracy=None,
+        train_examples=None,
+    )
+    train_run(
+        run.spec,
+        settings,
+        progress=False,
+        measure_latency=False,
+        on_step=lambda _: marks.append((time.process_time(), time.perf_counter())),
+    )
+    evaluation = time.perf_counter() - marks[-1][1]
+    (cpu0, wall0), (cpu1, wall1) = marks[warmup - 1], marks[-1]
+    return (cpu1 - cpu0) / steps, (wall1 - wall0) / steps, evaluation
+
+
+def _estimate(config: ArenaConfig, runs: list[Run]) -> list[str]:
+    """Calibrate every distinct (model, length, batch) and bound the arena's wall time."""
+    measured: dict[tuple, tuple[float, float, float]] = {}
+    rows, total = [], 0.0
+    for run in runs:
+        key = (
+            run.model,
+            run.spec.hidden_size,
+            run.spec.task_params.get("seq_len"),
+            run.settings.batch_size,
+        )
+        if key not in measured:
+            measured[key] = calibrate(run)
+            cpu, wall, evaluation = measured[key]
+            rows.append([str(k) for k in key] + [f"{cpu:.3f}", f"{wall:.3f}", f"{evaluation:.2f}"])
+        cpu, _, evaluation = measured[key]
+        total += (
+            run.settings.steps * cpu + (run.settings.steps / run.settings.eval_every) * evaluation
+        )
+    columns = [("model", "<"), ("hidden", ">"), ("L", ">"), ("batch", ">"), ("cpu s/step", ">"),
+               ("wall s/step", ">"), ("s/eval", ">")]  # fmt: skip
+    minutes = total / config.jobs / 60
+    return [
+        "",
+        "measured here (7 steps each; the estimate uses CPU time, i.e. one free core per job):",
+        format_table(rows, columns),
+        f"estimated wall time: at most {minutes:.1f} min with {config.jobs} job(s) "
+        "(every run to its last step; runs that reach the target stop sooner)",
+    ]
+
+
+def describe_plan(config: ArenaConfig, *, brief: bool = False, measure: bool = False) -> str:
     """The run list of ``config`` and its cost, without training (``brief``: a summary).
 
     Stages that take each model's best learning rate are listed with ``best`` for it. The cost
@@ -65,7 +123,7 @@ def describe_plan(config: ArenaConfig, *, brief: bool = False) -> str:
     ]
     for label, reason in config.unavailable:
         lines.append(f"  not run: {label}: {reason}")
-    rows, seen = [], set()
+    rows, seen, runs = [], set(), []
     totals = {"runs": 0, "steps": 0, "sequences": 0, "tokens": 0, "flops": 0.0}
     placeholder: dict[str, float] = {}
     for stage in config.effective_stages():
@@ -75,6 +133,7 @@ def describe_plan(config: ArenaConfig, *, brief: bool = False) -> str:
             if run.name in seen:
                 continue
             seen.add(run.name)
+            runs.append(run)
             task = run.spec.make_task()
             params = run.spec.param_count()
             sequences = run.settings.steps * run.settings.batch_size
@@ -115,4 +174,6 @@ def describe_plan(config: ArenaConfig, *, brief: bool = False) -> str:
         f"sequences, {totals['tokens']:,} tokens, ~{totals['flops']:.2e} FLOPs "
         "(6·params·tokens; an upper bound: early stopping ends most runs sooner)"
     )
+    if measure:
+        lines += _estimate(config, runs)
     return "\n".join(lines)

@@ -89,6 +89,8 @@ def plot_results(payload: Mapping[str, Any], path: str | Path) -> Path:
 
 
 def _state_panel(ax: Any, rows: Mapping[int, list], lengths: list, marker: dict, cmap: Any) -> None:
+    from matplotlib.ticker import NullFormatter
+
     grows: list[str] = []
     labelled: set[str] = set()
     for L, group in rows.items():
@@ -111,6 +113,7 @@ def _state_panel(ax: Any, rows: Mapping[int, list], lengths: list, marker: dict,
             ax.annotate(f"L={L}", (max(1, row["state"]), row["accuracy"]), fontsize=7,
                         textcoords="offset points", xytext=(5, 4))  # fmt: skip
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # no overlapping minor labels
     ax.set_xlabel("recurrent state per sequence (elements, log)")
     ax.set_title("accuracy vs state size (Based paper, Fig. 2)", fontsize=9)
     if grows:
@@ -124,7 +127,9 @@ def _length_panel(
     for model in models:
         points = [(L, r["accuracy"]) for L, g in rows.items() for r in g if r["model"] == model]
         ax.plot(*zip(*points, strict=True), marker=marker[model], label=model)
-    ax.plot(lengths, [chance.get(L) for L in lengths], ":", color="grey", label="chance")
+    levels = [chance.get(L) for L in lengths]
+    ax.plot(lengths, levels, ":", color="grey")
+    ax.scatter(lengths, levels, marker="_", s=500, color="grey", label="chance")
     ax.set_xscale("log", base=2)
     ax.set_xticks(lengths, [str(n) for n in lengths])
     ax.set_xlabel("sequence length")
