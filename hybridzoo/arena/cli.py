@@ -82,7 +82,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
     models = parser.add_argument_group("models")
     models.add_argument("--patterns", nargs="+", metavar="PATTERN", default=None,
-                        help="replace the preset's models: symbol strings ('MA', 'M A G'), "
+                        help="replace the preset's models: symbol strings ('XY', 'X Y Z'), "
                         "layer names, or NAME:N for a named pattern ('jamba_like:4')")  # fmt: skip
     models.add_argument("--models", nargs="+", metavar="LABEL", default=None,
                         help="only these of the preset's models")  # fmt: skip
@@ -214,7 +214,8 @@ def _pattern_label(text: str) -> str:
     except ValueError:
         raise ConfigError(f"pattern {text!r}: expected NAME:N with an integer N") from None
     return "".join(
-        hybridzoo.get_layer(layer).symbol for layer in hybridzoo.pattern(name, num_layers)
+        hybridzoo.get_layer(layer).symbol
+        for layer in hybridzoo.expand_named_pattern(name, num_layers)
     )
 
 

@@ -41,7 +41,7 @@ class ArenaModel:
     """One model of an arena.
 
     Attributes:
-        pattern: any pattern ``hybridzoo.build`` accepts (``"AA"``, ``"(M A)*2"``).
+        pattern: any pattern ``hybridzoo.build`` accepts (``"XX"``, ``"(X Y)*2"``).
         label: its name in the leaderboard (default: the pattern).
         layer_options: this model's own ``<prefix>_<field>`` options (they win over the
             arena-wide ones and over width scaling).

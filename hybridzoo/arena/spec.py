@@ -161,7 +161,7 @@ class RunSpec:
 
     def key(self) -> dict[str, Any]:
         """The canonical description of the model and task: patterns that expand alike
-        (``"(M A)*2"``, ``"M A*2"``) and options spelt differently give the same key."""
+        (``"(X Y)*2"``, ``"XYXY"``) and options spelt differently give the same key."""
         from hybridzoo.config import HybridConfig
 
         arguments = self.lm_arguments()
