@@ -116,7 +116,8 @@ def describe_plan(config: ArenaConfig, *, brief: bool = False, measure: bool = F
     tokens`` (a dense approximation that leaves out the ``L²`` term of a full KV cache).
     """
     config, budget, widths = resolve(config)
-    size = f"budget {budget:,} parameters" if budget else f"widths {config.widths}"
+    widths_text = ", ".join(map(str, config.widths or ()))
+    size = f"budget {budget:,} parameters" if budget else f"widths {widths_text}"
     lines = [
         f"hybridzoo arena · {config.title or 'custom run'} · task {config.task} · {size} · "
         f"{config.jobs} job(s) at a time"

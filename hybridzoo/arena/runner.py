@@ -122,7 +122,8 @@ def run_arena(
             for run in plan_stage(config, stage, widths, chosen):
                 if run.name not in results and run.name not in todo:
                     todo[run.name] = run
-            for run, result in pool.run(list(todo.values()), out=out, resume=resume):
+            longest_first = sorted(todo.values(), key=_cost, reverse=True)  # packs jobs best
+            for run, result in pool.run(longest_first, out=out, resume=resume):
                 results[run.name] = {**result, "stage": run.stage, "budget": budget}
                 if on_run is not None:
                     on_run(results[run.name])
@@ -147,6 +148,12 @@ def run_arena(
         write_json(out / RESULTS_FILE, payload)
     context.barrier()
     return payload
+
+
+def _cost(run: Run) -> float:
+    """A proxy of a run's training time: steps × tokens per step × parameters."""
+    tokens = run.settings.batch_size * run.spec.task_params.get("seq_len", 1)
+    return float(run.settings.steps * tokens * run.spec.param_count())
 
 
 def strict_json(value: Any) -> Any:
