@@ -52,7 +52,7 @@ def format_listing() -> str:
 
 
 def calibrate(run: Run, steps: int = 5, warmup: int = 2) -> tuple[float, float, float]:
-    """Measure one run's cost on this machine: ``(cpu s/step, wall s/step, wall s per
+    """Measure one run's cost on this machine: ``(cpu s/step, wall s/step, cpu s per
     evaluation)``, from ``warmup + steps`` training steps and one held-out evaluation."""
     from hybridzoo.arena.train import train_run
 
@@ -71,7 +71,7 @@ def calibrate(run: Run, steps: int = 5, warmup: int = 2) -> tuple[float, float, 
         measure_latency=False,
         on_step=lambda _: marks.append((time.process_time(), time.perf_counter())),
     )
-    evaluation = time.perf_counter() - marks[-1][1]
+    evaluation = time.process_time() - marks[-1][0]
     (cpu0, wall0), (cpu1, wall1) = marks[warmup - 1], marks[-1]
     return (cpu1 - cpu0) / steps, (wall1 - wall0) / steps, evaluation
 
@@ -96,7 +96,7 @@ def _estimate(config: ArenaConfig, runs: list[Run]) -> list[str]:
             run.settings.steps * cpu + (run.settings.steps / run.settings.eval_every) * evaluation
         )
     columns = [("model", "<"), ("hidden", ">"), ("L", ">"), ("batch", ">"), ("cpu s/step", ">"),
-               ("wall s/step", ">"), ("s/eval", ">")]  # fmt: skip
+               ("wall s/step", ">"), ("cpu s/eval", ">")]  # fmt: skip
     minutes = total / config.jobs / 60
     return [
         "",

@@ -15,8 +15,11 @@ ZOOLOGY_ATTENTION = {
     "attention_num_heads": 1,
     "attention_rope_base": None,  # no rotary positions: the LM adds learned ones
     "attention_ffn_expand_factor": 0,  # no feed-forward sub-block
+    "attention_qk_norm": False,
+    "attention_bias": True,
 }
-"""Zoology's ICLR attention baseline: one head, no rotary embedding, no feed-forward."""
+"""Zoology's ICLR attention baseline (its ``MHA``): one head, biases, no QK norm, no rotary
+embedding, no feed-forward sub-block."""
 
 CONV_ATTN = ArenaModel(
     pattern="AA",
