@@ -87,7 +87,7 @@ def test_shared_layers_one_set_of_weights_applied_after_positions(registry):
         "conv", "conv", "ffn", "conv", "conv", "ffn",
     ]  # fmt: skip
     assert model._order[2] is model._order[5]
-    assert model.num_parameters() == hybridzoo.param_count(
+    assert model.param_count() == hybridzoo.param_count(
         "C C C C", hidden_size=8, shared_layers={"ffn": [2, 4]}
     )
     breakdown = hybridzoo.param_breakdown("CCCC", hidden_size=8, shared_layers={"ffn": [2, 4]})
@@ -180,7 +180,7 @@ def test_replace_and_flat_options():
 
 
 def test_state_size():
-    assert hybridzoo.state_size("C F C", hidden_size=8, conv_kernel_size=3) == 2 * 2 * 8
+    assert hybridzoo.state_numel("C F C", hidden_size=8, conv_kernel_size=3) == 2 * 2 * 8
 
 
 def test_stateless_layer_refuses_step_mode(registry):

@@ -69,7 +69,7 @@ def test_param_count_equals_the_built_model(config: HybridConfig) -> None:
     """Exact, with input projections and shared blocks (counted once)."""
     model = HybridModel(config)
     built = sum(p.numel() for p in model.parameters())
-    assert hybridzoo.param_count(config) == built == model.num_parameters()
+    assert hybridzoo.param_count(config) == built == model.param_count()
     assert sum(row.params for row in hybridzoo.param_breakdown(config)) == built
 
 
