@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import hybridzoo
-from hybridzoo.spec import int_at_least
+from hybridzoo.plugin import at_least
 
 
 class CausalConv(nn.Module):
@@ -41,7 +41,7 @@ class CausalConv(nn.Module):
 @attrs.frozen
 class ConvOptions:
     kernel_size: int = hybridzoo.option(
-        3, doc="Causal kernel length.", validator=int_at_least(1), examples=(1, 2, 4)
+        3, doc="Causal kernel length.", validator=at_least(1), examples=(1, 2, 4)
     )
 
 
