@@ -24,7 +24,12 @@ from typing import Any
 import attrs
 
 from hybridzoo.errors import ConfigError, HybridZooError, OptionError, did_you_mean
-from hybridzoo.model_options import MODEL_OPTIONS, ModelOptions, check_model_options
+from hybridzoo.model_options import (
+    MODEL_OPTIONS,
+    ModelOptions,
+    check_model_options,
+    with_model_options,
+)
 from hybridzoo.options import make_options, split_options
 from hybridzoo.patterns import PatternLike, resolve_pattern
 from hybridzoo.plugin_calls import call_formula
@@ -86,6 +91,8 @@ def _layer_records(
             problems.append(
                 f"layer_options[{key!r}]: the model has no {spec.name} layer (layers: {layers})"
             )
+        elif records[spec.name] is not None:
+            problems.append(f"layer_options: {spec.name!r} is given twice ({key!r})")
         elif isinstance(value, spec.options):
             records[spec.name] = value
         elif isinstance(value, Mapping):
@@ -122,9 +129,13 @@ def _validated(
     shared: list[tuple[str, tuple[int, ...]]] = []
     for layer, positions in values.pop("shared_layers", ()):
         try:
-            shared.append((registry.resolve(layer).name, positions))
+            name = registry.resolve(layer).name
         except HybridZooError as exc:
             problems.append(f"shared_layers: {exc}")
+            continue
+        if name in dict(shared):
+            problems.append(f"shared_layers: {name!r} is given twice; list its positions once")
+        shared.append((name, positions))
     used = [registry.get(n) for n in dict.fromkeys([*names, *(n for n, _ in shared)])]
     layer_options: dict[str, Any] = {}
     if flat:
@@ -198,6 +209,7 @@ class HybridConfig(ModelOptions):
         return config
 
     @classmethod
+    @with_model_options
     def create(
         cls, pattern: PatternLike, *, registry: Registry | None = None, **options: Any
     ) -> HybridConfig:

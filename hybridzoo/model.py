@@ -181,33 +181,31 @@ class HybridModel(nn.Module):
 
     def _input_dtype(self) -> torch.dtype:
         """The dtype of the first weights the input meets."""
-        first = self.input_proj if self.input_proj is not None else self._order[0].sub_blocks[0]
-        weight = first.weight if self.input_proj is not None else first.norm.weight
-        return weight.dtype
+        if self.input_proj is not None:
+            return self.input_proj.weight.dtype
+        return self._order[0].sub_blocks[0].norm.weight.dtype
 
-    def _check_input(self, x: Any, shape: str, ok: bool) -> None:
+    def _check_input(self, x: Any, ndim: int) -> None:
+        """``x`` is a tensor ``[batch, seq_len, embed_dim]`` (``ndim=3``) or ``[batch,
+        embed_dim]`` (``ndim=2``) of the model's dtype (unless autocast is on)."""
+        E = self.config.embed_dim
+        shape = f"[batch, seq_len, {E}] (embed_dim)" if ndim == 3 else f"[batch, {E}]"
         if not isinstance(x, torch.Tensor):
             kind = f"{type(x).__module__}.{type(x).__qualname__}".removeprefix("builtins.")
             raise ShapeError(
                 f"expected a torch.Tensor {shape}, got a {kind}: convert it first, e.g. "
                 f"torch.as_tensor(x, dtype={self._input_dtype()})"
             )
-        if not ok(x):
+        if x.dim() != ndim or x.shape[-1] != E:
             raise ShapeError(f"expected input {shape}, got shape {list(x.shape)}")
+        if ndim == 3 and x.shape[1] < 1:
+            raise ShapeError("the sequence length must be >= 1, got an empty sequence")
         dtype = self._input_dtype()
         if x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
             raise ShapeError(
                 f"the input has dtype {x.dtype} but the model's parameters are {dtype}: convert "
                 f"the input (x.to({dtype})) or the model (model.to({x.dtype}))"
             )
-
-    def _check_sequence(self, x: Any) -> None:
-        E = self.config.embed_dim
-        self._check_input(
-            x, f"[batch, seq_len, {E}] (embed_dim)", lambda t: t.dim() == 3 and t.shape[-1] == E
-        )
-        if x.shape[1] < 1:
-            raise ShapeError("the sequence length must be >= 1, got an empty sequence")
 
     def _embed(self, x: torch.Tensor, start: int) -> torch.Tensor:
         h = self.input_proj(x) if self.input_proj is not None else x
@@ -224,7 +222,7 @@ class HybridModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, L, embed_dim]`` → ``[B, hidden]`` (``output="last"``) or ``[B, L, hidden]``."""
-        self._check_sequence(x)
+        self._check_input(x, 3)
         h = self._embed(x, 0)
         for block in self._order:
             h = block(h)
@@ -270,8 +268,7 @@ class HybridModel(nn.Module):
         state updates, and with dropout active (training mode) a :class:`StepModeWarning` is
         shown once. A state made by a model of another structure is a :class:`StateError`.
         """
-        E = self.config.embed_dim
-        self._check_input(x_t, f"[batch, {E}]", lambda t: t.dim() == 2 and t.shape[-1] == E)
+        self._check_input(x_t, 2)
         self._require_step_mode()
         self._check_state(state, x_t.shape[0])
         self._warn_step_dropout()
@@ -290,7 +287,7 @@ class HybridModel(nn.Module):
         """Run a chunk ``[B, L, embed_dim]`` in parallel from ``state`` (fresh when ``None``);
         returns the output (as ``forward``) and a new state after the chunk, ready for ``step``
         (the given state is left unchanged). Inference-only, and checked, as :meth:`step`."""
-        self._check_sequence(x)
+        self._check_input(x, 3)
         self._require_step_mode()
         if state is not None:
             self._check_state(state, x.shape[0])

@@ -81,6 +81,7 @@ def test_the_raw_constructor_validates_and_fills_in_the_defaults(conv_registry):
         ({"shared_layers": {1: [1]}}, "the key 1 \\(int\\) must be a layer name or symbol"),
         ({"shared_layers": {"ffn": "2"}}, "must be a non-empty list of 1-based positions"),
         ({"hidden_size": 8.0}, "hidden_size must be an integer >= 1, got 8.0"),
+        ({"shared_layers": {"F": [1], "ffn": [2]}}, "'ffn' is given twice"),
     ],
 )
 def test_bad_model_options_name_the_value(options, message):
