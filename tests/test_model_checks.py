@@ -173,8 +173,10 @@ def test_a_formula_or_factory_that_raises_is_a_plugin_error_naming_the_layer(con
 
     conv_registry.register(attrs.evolve(conv_spec("bad", "B"), factory=boom))
     conv_registry.register(attrs.evolve(conv_spec("odd", "O"), param_count=boom))
-    with pytest.raises(PluginError, match="layer 'bad' \\(registered at run time\\): its factory"):
+    message = "layer 'bad' \\(registered at run time\\): its factory raised RuntimeError: boom"
+    with pytest.raises(PluginError, match=message) as e:
         hybridzoo.build("B", embed_dim=3)
+    assert isinstance(e.value.__cause__, RuntimeError)
     with pytest.raises(PluginError, match="'odd'.*param_count formula raised RuntimeError") as e:
         hybridzoo.param_count("O")
     assert isinstance(e.value.__cause__, RuntimeError)
