@@ -164,6 +164,9 @@ class HybridModel(nn.Module):
         ]
         self._stateless = sorted({b.layer for b in self._order if not b.stateful})
         self._fingerprint = state_fingerprint(config)
+        # the module whose weights the input meets first (in a tuple: not a submodule again)
+        entry = self.input_proj if self.input_proj is not None else self._order[0].sub_blocks[0]
+        self._entry = (entry if self.input_proj is not None else entry.norm,)
         self._warned_step_dropout = False
 
     # -- helpers -------------------------------------------------------------------------------
@@ -180,15 +183,22 @@ class HybridModel(nn.Module):
         return pe.to(like.dtype)
 
     def _input_dtype(self) -> torch.dtype:
-        """The dtype of the first weights the input meets."""
-        if self.input_proj is not None:
-            return self.input_proj.weight.dtype
-        return self._order[0].sub_blocks[0].norm.weight.dtype
+        """The dtype of the first weights the input meets (read from ``_parameters``: a plain
+        dict lookup, not ``nn.Module.__getattr__``, on this per-step path)."""
+        return self._entry[0]._parameters["weight"].dtype
 
     def _check_input(self, x: Any, ndim: int) -> None:
         """``x`` is a tensor ``[batch, seq_len, embed_dim]`` (``ndim=3``) or ``[batch,
         embed_dim]`` (``ndim=2``) of the model's dtype (unless autocast is on)."""
         E = self.config.embed_dim
+        if (
+            isinstance(x, torch.Tensor)
+            and x.dim() == ndim
+            and x.shape[-1] == E
+            and x.dtype == self._input_dtype()
+            and (ndim == 2 or x.shape[1] >= 1)
+        ):
+            return  # the common case, cheap: step latency matters
         shape = f"[batch, seq_len, {E}] (embed_dim)" if ndim == 3 else f"[batch, {E}]"
         if not isinstance(x, torch.Tensor):
             kind = f"{type(x).__module__}.{type(x).__qualname__}".removeprefix("builtins.")
@@ -201,7 +211,7 @@ class HybridModel(nn.Module):
         if ndim == 3 and x.shape[1] < 1:
             raise ShapeError("the sequence length must be >= 1, got an empty sequence")
         dtype = self._input_dtype()
-        if x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
+        if not torch.is_autocast_enabled(x.device.type):
             raise ShapeError(
                 f"the input has dtype {x.dtype} but the model's parameters are {dtype}: convert "
                 f"the input (x.to({dtype})) or the model (model.to({x.dtype}))"
