@@ -74,29 +74,33 @@ def test_param_count_equals_the_built_model(config: HybridConfig) -> None:
     assert sum(row.params for row in hybridzoo.param_breakdown(config)) == built
 
 
-@pytest.mark.skipif(not STATEFUL, reason="no stateful layer is registered")
-@given(
-    config=hzst.model_configs(layers=STATEFUL or ["ffn"], min_layers=2, min_layer_types=MIX),
-    data=st.data(),
-)
+def stateful_property(test):  # type: ignore[no-untyped-def]
+    """A property over drawn step-mode models (two or more layers, mixed types) and ``data``."""
+    configs = hzst.model_configs(layers=STATEFUL or ["ffn"], min_layers=2, min_layer_types=MIX)
+    test = given(config=configs, data=st.data())(test)
+    return pytest.mark.skipif(not STATEFUL, reason="no stateful layer is registered")(test)
+
+
+def steps(model: HybridModel, x: torch.Tensor, state: object, start: int = 0) -> torch.Tensor:
+    """``model.step`` over ``x[:, start:]`` from ``state``, stacked along the sequence."""
+    out = []
+    for t in range(start, x.shape[1]):
+        y_t, state = model.step(x[:, t], state)
+        out.append(y_t)
+    return torch.stack(out, 1)
+
+
+@stateful_property
 def test_step_equals_forward(config: HybridConfig, data: st.DataObject) -> None:
     model = build(config)
     x = data.draw(hzst.inputs(hidden=config.embed_dim, **small_inputs), label="x")
     with torch.no_grad():
         y = model(x)
-        state = model.init_state(x.shape[0])
-        steps = []
-        for t in range(x.shape[1]):
-            y_t, state = model.step(x[:, t], state)
-            steps.append(y_t)
-    assert_close(torch.stack(steps, 1), y, what=f"{config.pattern}: step != forward")
+        stepped = steps(model, x, model.init_state(x.shape[0]))
+    assert_close(stepped, y, what=f"{config.pattern}: step != forward")
 
 
-@pytest.mark.skipif(not STATEFUL, reason="no stateful layer is registered")
-@given(
-    config=hzst.model_configs(layers=STATEFUL or ["ffn"], min_layers=2, min_layer_types=MIX),
-    data=st.data(),
-)
+@stateful_property
 def test_prefill_then_steps_equals_forward(config: HybridConfig, data: st.DataObject) -> None:
     model = build(config)
     x = data.draw(
@@ -107,11 +111,8 @@ def test_prefill_then_steps_equals_forward(config: HybridConfig, data: st.DataOb
         y = model(x)
         y_pre, state = model.prefill(x[:, :split])
         assert_close(y_pre, y[:, :split], what=f"{config.pattern}: prefill != forward")
-        steps = []
-        for t in range(split, x.shape[1]):
-            y_t, state = model.step(x[:, t], state)
-            steps.append(y_t)
-    assert_close(torch.stack(steps, 1), y[:, split:], what=f"{config.pattern}: steps after prefill")
+        stepped = steps(model, x, state, split)
+    assert_close(stepped, y[:, split:], what=f"{config.pattern}: steps after prefill")
 
 
 @given(config=hzst.model_configs(max_layers=3), data=st.data())
