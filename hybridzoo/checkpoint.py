@@ -245,7 +245,13 @@ def load(
         config = cls.config_class.from_dict(data["config"], registry=registry)
     except HybridZooError as exc:
         raise ConfigError(f"{directory / CONFIG_FILE}: {exc}") from exc
-    weights = directory / str(data["weights"].get("file", WEIGHTS_FILE))
+    name = data["weights"].get("file", WEIGHTS_FILE)
+    if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+        raise CheckpointError(
+            f"{directory / CONFIG_FILE}: the weights file must be a file name in the directory "
+            f"(e.g. {WEIGHTS_FILE!r}), got {name!r}"
+        )
+    weights = directory / name
     if not weights.is_file():
         raise CheckpointError(f"{weights} not found (named by {directory / CONFIG_FILE})")
     expected = data["weights"].get("sha256")

@@ -174,6 +174,7 @@ def test_load_errors_name_the_file(tmp_path, monkeypatch):
     for bad, message in [
         ("{nope", "config.json cannot be read as JSON"),
         (json.dumps({**data, "kind": "Robot"}), "unknown kind 'Robot'"),
+        (json.dumps({**data, "weights": {"file": "../m/model.safetensors"}}), "a file name in"),
         (json.dumps({**data, "config": {**data["config"], "hidden_size": 0}}), "hidden_size"),
     ]:
         config.write_text(bad)
