@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 from hybridzoo.config import HybridConfig
 from hybridzoo.errors import OptionError
 from hybridzoo.model_options import describe_model_options, with_model_options
-from hybridzoo.patterns import PatternLike, pattern
+from hybridzoo.named_patterns import expand_named_pattern
+from hybridzoo.patterns import PatternLike
 from hybridzoo.registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -22,22 +23,21 @@ def build(
 ) -> HybridModel:
     """Build a hybrid model.
 
-        Args:
-            pattern: ``"M M A G"``, ``"(MMA)*4"``, ``["mamba", "attention"]`` or a
-                :class:`HybridConfig` (then no option is accepted, whatever its value: use
-                ``build(config.replace(...))`` to change one).
-            registry: where layers are looked up (default: :func:`hybridzoo.get_registry`).
-            **options: the model options below (``embed_dim`` is required) and the layers'
-                ``<prefix>_<field>`` options, e.g. ``attention_window_size=128`` (see
-                ``hybridzoo layers``).
+    Args:
+        pattern: ``"C C P"``, ``"(CCP)*4"``, ``["conv", "mlp"]`` (layer names or symbols) or a
+            :class:`HybridConfig` (then no option is accepted, whatever its value: use
+            ``build(config.replace(...))`` to change one).
+        registry: where layers are looked up (default: :func:`hybridzoo.get_registry`).
+        **options: the model options below (``embed_dim`` is required) and the layers'
+            ``<prefix>_<field>`` options, e.g. ``conv_kernel_size=8`` for a layer with prefix
+            ``conv`` (see ``hybridzoo layers``).
 
-        Model options (:class:`hybridzoo.ModelOptions`):
+    Model options (:class:`hybridzoo.ModelOptions`):
+        {model_options}
 
-    {model_options}
-
-        Raises:
-            HybridZooError: (subclasses) for an unknown layer, a bad pattern or bad options; every
-                problem of the call is reported at once.
+    Raises:
+        HybridZooError: (subclasses) for an unknown layer, a bad pattern or bad options; every
+            problem of the call is reported at once.
     """
     from hybridzoo.model import HybridModel
 
@@ -55,10 +55,11 @@ def build(
 
 
 build.__doc__ = (build.__doc__ or "").replace(
-    "{model_options}", describe_model_options(indent=" " * 8)
+    "{model_options}", describe_model_options(indent=" " * 8).lstrip()
 )
 
 
 def build_pattern(name: str, num_layers: int, **options: Any) -> HybridModel:
-    """``build(pattern(name, num_layers), **options)``: a named pattern (``"jamba_like"``)."""
-    return build(pattern(name, num_layers), **options)
+    """``build(expand_named_pattern(name, num_layers), **options)``: a named pattern
+    (``"jamba_like"``)."""
+    return build(expand_named_pattern(name, num_layers), **options)

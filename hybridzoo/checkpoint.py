@@ -8,7 +8,7 @@
       "hybridzoo_version": "0.1.0",
       "config": {...},                       the model's config.to_dict()
       "weights": {"file": "model.safetensors", "sha256": "...", "dtype": "float32"},
-      "layers": {"mamba": {"distribution": "hybridzoo", "version": "0.1.0"}, ...}
+      "layers": {"conv": {"distribution": "hybridzoo-conv", "version": "0.1.0"}, ...}
     }
 
 - ``sha256`` is the digest of the weights file, checked on load: a corrupted file, or weights

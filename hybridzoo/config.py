@@ -31,7 +31,7 @@ from hybridzoo.model_options import (
     with_model_options,
 )
 from hybridzoo.options import make_options, split_options
-from hybridzoo.patterns import PatternLike, resolve_pattern
+from hybridzoo.patterns import PatternLike, resolve_pattern, resolve_shared_layers
 from hybridzoo.plugin_calls import call_formula
 from hybridzoo.registry import Registry, get_registry
 from hybridzoo.spec import LayerSpec
@@ -106,6 +106,13 @@ def _layer_records(
     return {s.name: s.options() if records[s.name] is None else records[s.name] for s in used}
 
 
+def _shared_mapping(value: Any) -> Any:
+    """The frozen form ``(("layer", (2, 4)), ...)`` (a config's own) as a mapping."""
+    if isinstance(value, tuple) and all(isinstance(i, tuple) and len(i) == 2 for i in value):
+        return dict(value)
+    return value
+
+
 def _validated(
     pattern: Any,
     model: Mapping[str, Any],
@@ -124,18 +131,14 @@ def _validated(
                 f"unknown model option {key!r}.{did_you_mean(str(key), MODEL_OPTIONS)} "
                 f"Model options: {', '.join(MODEL_OPTIONS)}"
             )
-    values, errs = check_model_options(model, num_layers=len(names))
+    values, errs = check_model_options(model)
     problems.extend(errs)
-    shared: list[tuple[str, tuple[int, ...]]] = []
-    for layer, positions in values.pop("shared_layers", ()):
-        try:
-            name = registry.resolve(layer).name
-        except HybridZooError as exc:
-            problems.append(f"shared_layers: {exc}")
-            continue
-        if name in dict(shared):
-            problems.append(f"shared_layers: {name!r} is given twice; list its positions once")
-        shared.append((name, positions))
+    shared, errs = resolve_shared_layers(
+        _shared_mapping(model.get("shared_layers")), len(names), registry=registry
+    )
+    problems.extend(errs)
+    twice = sorted({n for n, _ in shared if [m for m, _ in shared].count(n) > 1})
+    problems.extend(f"shared_layers: {n!r} is given twice; list its positions once" for n in twice)
     used = [registry.get(n) for n in dict.fromkeys([*names, *(n for n, _ in shared)])]
     layer_options: dict[str, Any] = {}
     if flat:
@@ -177,7 +180,7 @@ class HybridConfig(ModelOptions):
     """A validated, immutable model configuration.
 
     Make one with :meth:`create` (a pattern and flat options, as :func:`hybridzoo.build` takes
-    them), with the constructor (``HybridConfig(pattern=("mamba",), embed_dim=8)``; layer
+    them), with the constructor (``HybridConfig(pattern=("conv",), embed_dim=8)``; layer
     options as records or ``{field: value}`` mappings), or with :meth:`from_dict`.
 
     Attributes:
@@ -245,7 +248,7 @@ class HybridConfig(ModelOptions):
         return self.layer_options[name]
 
     def flat_options(self, registry: Registry | None = None) -> dict[str, Any]:
-        """The layer options as the user spells them (``attention_window_size``), non-defaults."""
+        """The layer options as the user spells them (``conv_kernel_size``), non-defaults."""
         registry = registry or get_registry()
         out: dict[str, Any] = {}
         for name, record in self.layer_options.items():
@@ -260,9 +263,8 @@ class HybridConfig(ModelOptions):
         """The blocks in the order they run, as ``(layer name, pattern index)`` pairs.
 
         The index is 0-based for a pattern entry and ``None`` for an application of a shared
-        layer (which follows the entry at its 1-based position): ``"M M"`` with
-        ``shared_layers={"attention": [1]}`` runs
-        ``[("mamba", 0), ("attention", None), ("mamba", 1)]``.
+        layer (which follows the entry at its 1-based position): ``"C C"`` with
+        ``shared_layers={"mlp": [1]}`` runs ``[("conv", 0), ("mlp", None), ("conv", 1)]``.
         """
         after: dict[int, list[str]] = {}
         for layer, positions in self.shared_layers:

@@ -22,7 +22,7 @@ from hybridzoo.errors import OptionError, did_you_mean
 from hybridzoo.model_options import norm_param_count, with_model_options
 from hybridzoo.options import make_options, option_table
 from hybridzoo.patterns import PatternLike, resolve_pattern
-from hybridzoo.plugin_calls import call_formula, plugin_error
+from hybridzoo.plugin_calls import call_formula, plugin_call, plugin_error
 from hybridzoo.registry import Registry, get_registry
 
 __all__ = [
@@ -62,9 +62,13 @@ def _block_params(
 ) -> int:
     spec = registry.get(name)
     H = config.hidden_size
-    what = "active_param_count" if active and spec.active_param_count else "param_count"
-    body = call_formula(spec, what, config.options_of(name, index), H, registry=registry)
-    return body + spec.sub_blocks * norm_param_count(config.norm, H)  # type: ignore[operator]
+    options = config.options_of(name, index)
+    if active and spec.active_param_count is not None:
+        body = call_formula(spec, "active_param_count", options, H, registry=registry)
+    else:
+        body = plugin_call(spec, "param_count", spec.params, options, H, registry=registry)
+    count = plugin_call(spec, "sub_blocks", spec.num_sub_blocks, options, registry=registry)
+    return body + count * norm_param_count(config.norm, H)
 
 
 def _breakdown(
@@ -135,17 +139,11 @@ def state_numel(
     total = 0
     for name, index in config.schedule():
         spec = registry.get(name)
-        if spec.state_size is None:
-            return None
-        size = call_formula(
-            spec,
-            "state_size",
-            config.options_of(name, index),
-            config.hidden_size,
-            registry=registry,
-            allow_none=True,
+        record = config.options_of(name, index)
+        size = plugin_call(
+            spec, "state_size", spec.step_state_size, record, config.hidden_size, registry=registry
         )
-        if size is None:  # a state that grows with the sequence
+        if size is None:  # no formula, or a state that grows with the sequence
             return None
         total += size
     return total

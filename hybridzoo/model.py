@@ -23,8 +23,9 @@ from torch import nn
 
 from hybridzoo.config import HybridConfig
 from hybridzoo.errors import ConfigError, ShapeError, StateError, StepModeWarning
+from hybridzoo.nn.positionwise import positionwise_prefill, positionwise_step
 from hybridzoo.norms import make_norm
-from hybridzoo.plugin_calls import plugin_error
+from hybridzoo.plugin_calls import plugin_call, plugin_error
 from hybridzoo.registry import Registry, get_registry
 from hybridzoo.spec import LayerSpec
 from hybridzoo.state import HybridState, check_state, state_fingerprint
@@ -52,36 +53,56 @@ def build_bodies(
         problem = f"its factory raised {type(exc).__name__}: {exc} (options {options!r:.200})"
         raise plugin_error(spec, problem, registry) from exc
     bodies = list(made) if isinstance(made, Sequence) else [made]
-    if len(bodies) != spec.sub_blocks or not all(isinstance(b, nn.Module) for b in bodies):
+    count = plugin_call(spec, "sub_blocks", spec.num_sub_blocks, options, registry=registry)
+    if len(bodies) != count or not all(isinstance(b, nn.Module) for b in bodies):
         raise plugin_error(
             spec,
-            f"the factory must return {spec.sub_blocks} nn.Module "
-            f"bod{'y' if spec.sub_blocks == 1 else 'ies'} (spec.sub_blocks), got {made!r:.120}",
+            f"the factory must return {count} nn.Module "
+            f"bod{'y' if count == 1 else 'ies'} (spec.sub_blocks), got {made!r:.120}",
             registry,
         )
     return bodies
 
 
 class ResidualBlock(nn.Module):
-    """``x + dropout(body(norm(x)))``, with the body's step protocol passed through."""
+    """``x + dropout(body(norm(x)))``, with the body's step protocol passed through (or the
+    core's, for a body of a positionwise layer)."""
 
     def __init__(
-        self, body: nn.Module, hidden_size: int, dropout: float, eps: float, norm: str = "layernorm"
+        self,
+        body: nn.Module,
+        hidden_size: int,
+        dropout: float,
+        eps: float,
+        norm: str = "layernorm",
+        *,
+        positionwise: bool = False,
     ) -> None:
         super().__init__()
         self.norm = make_norm(norm, hidden_size, eps)
         self.body = body
         self.dropout = nn.Dropout(dropout)
+        self.positionwise = positionwise
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.dropout(self.body(self.norm(x)))
 
+    def init_state(self, batch_size: int) -> Any:
+        return () if self.positionwise else self.body.init_state(batch_size)
+
     def step(self, x_t: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
-        y, state = self.body.step(self.norm(x_t), state)
+        h = self.norm(x_t)
+        y, state = (
+            positionwise_step(self.body, h) if self.positionwise else self.body.step(h, state)
+        )
         return x_t + self.dropout(y), state
 
     def prefill(self, x: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
-        y, state = self.body.prefill(self.norm(x), state)
+        h = self.norm(x)
+        if self.positionwise:
+            y, state = positionwise_prefill(self.body, h)
+        else:
+            y, state = self.body.prefill(h, state)
         return x + self.dropout(y), state
 
 
@@ -98,11 +119,12 @@ class LayerBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.layer = spec.name
-        self.stateful = spec.capabilities.stateful
+        self.stateful = spec.capabilities.step_mode
         bodies = build_bodies(spec, options, config.hidden_size, registry=registry)
+        positionwise = spec.capabilities.positionwise
+        H, p, eps, norm = config.hidden_size, config.dropout, config.norm_eps, config.norm
         self.sub_blocks = nn.ModuleList(
-            ResidualBlock(b, config.hidden_size, config.dropout, config.norm_eps, config.norm)
-            for b in bodies
+            ResidualBlock(b, H, p, eps, norm, positionwise=positionwise) for b in bodies
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -111,7 +133,7 @@ class LayerBlock(nn.Module):
         return x
 
     def init_state(self, batch_size: int) -> list[Any]:
-        return [block.body.init_state(batch_size) for block in self.sub_blocks]
+        return [block.init_state(batch_size) for block in self.sub_blocks]
 
     def step(self, x_t: torch.Tensor, state: list[Any]) -> tuple[torch.Tensor, list[Any]]:
         for i, block in enumerate(self.sub_blocks):
@@ -241,8 +263,8 @@ class HybridModel(nn.Module):
     def _require_step_mode(self) -> None:
         if self._stateless:
             raise StateError(
-                f"step mode needs stateful layers; {', '.join(map(repr, self._stateless))} "
-                "declare capabilities.stateful=False (no init_state/step)"
+                f"step mode needs layers with a step mode; {', '.join(map(repr, self._stateless))} "
+                "declare neither capabilities.stateful nor capabilities.positionwise"
             )
 
     def _warn_step_dropout(self) -> None:

@@ -12,7 +12,7 @@ No torch here: counting parameters and listing options stay cheap.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, TypeAlias, TypeVar
 
 import attrs
@@ -29,11 +29,10 @@ __all__ = [
     "check_model_options",
     "describe_model_options",
     "norm_param_count",
-    "normalize_shared_layers",
     "with_model_options",
 ]
 
-#: ``(("attention", (2, 4)), ...)``: a layer applied after these 1-based positions.
+#: ``(("conv", (2, 4)), ...)``: a layer applied after these 1-based positions.
 SharedLayers: TypeAlias = tuple[tuple[str, tuple[int, ...]], ...]
 
 #: The norms a model can use, with their parameter counts at width ``H`` (RMSNorm has no bias).
@@ -48,76 +47,30 @@ def norm_param_count(norm: str, hidden_size: int) -> int:
     return NORMS[norm](hidden_size)
 
 
-def _positions(value: Any) -> Any:
-    value = plain(value)
-    if type(value).__module__ == "numpy":  # an array of positions
-        value = value.tolist()
-    return [value] if is_integer(value) else value
-
-
-def normalize_shared_layers(
-    value: Any, num_layers: int | None = None
-) -> tuple[SharedLayers, list[str]]:
-    """``{"attention": [2, 4]}`` (or its frozen form) as ``(("attention", (2, 4)),)``.
-
-    Returns ``(shared layers, problems)``; each problem names the bad value. With
-    ``num_layers``, positions must lie in ``1..num_layers``. Layer names are checked against
-    the registry by :class:`~hybridzoo.HybridConfig`, not here.
-    """
+def _freeze_shared(value: Any) -> Any:
+    """``{"conv": [2, 4]}`` → ``(("conv", (2, 4)),)``; anything else is left for the validator."""
     if value is None:
-        return (), []
+        return ()
     if isinstance(value, Mapping):
-        items = list(value.items())
-    elif isinstance(value, tuple) and all(isinstance(i, tuple) and len(i) == 2 for i in value):
-        items = list(value)  # the frozen form
-    else:
-        return (), [
-            "shared_layers must be a mapping {layer: [positions]}, e.g. "
-            f"{{'attention': [2, 4]}}; got {value!r}"
-        ]
-    out: list[tuple[str, tuple[int, ...]]] = []
-    problems: list[str] = []
-    for layer, raw in items:
-        if not isinstance(layer, str):
-            problems.append(
-                f"shared_layers: the key {layer!r} ({type(layer).__name__}) must be a layer name "
-                f"or symbol, e.g. {{'attention': {raw!r}}}"
-            )
-            continue
-        positions = _positions(raw)
-        if isinstance(positions, str) or not isinstance(positions, Sequence) or not positions:
-            problems.append(
-                f"shared_layers[{layer!r}] must be a non-empty list of 1-based positions, "
-                f"got {raw!r}"
-            )
-            continue
-        positions = [plain(p) for p in positions]
-        top = num_layers if num_layers is not None else float("inf")
-        bad = [p for p in positions if not is_integer(p) or not 1 <= p <= top]
-        if bad:
-            where = (
-                f"the pattern has {num_layers} layers, so positions run 1..{num_layers}"
-                if num_layers is not None
-                else "positions are integers >= 1"
-            )
-            problems.append(f"shared_layers[{layer!r}]: positions {bad} are out of range; {where}")
-            continue
-        if len(set(positions)) != len(positions):
-            problems.append(f"shared_layers[{layer!r}]: repeated positions {positions}")
-            continue
-        out.append((layer, tuple(sorted(positions))))
-    return tuple(out), problems
-
-
-def _convert_shared(value: Any) -> Any:
-    shared, problems = normalize_shared_layers(value)
-    return value if problems else shared
+        try:
+            return tuple((k, tuple(plain(p) for p in v)) for k, v in value.items())
+        except TypeError:  # positions that are not a list
+            return value
+    return value
 
 
 def _validate_shared(_instance: Any, _attribute: Any, value: Any) -> None:
-    problems = normalize_shared_layers(value)[1]
-    if problems:
-        raise ValueError("; ".join(problems))
+    """Structure only; :class:`~hybridzoo.HybridConfig` checks the names and the positions
+    against the registry and the pattern (:func:`hybridzoo.patterns.resolve_shared_layers`)."""
+    if not isinstance(value, tuple) or not all(
+        isinstance(item, tuple)
+        and len(item) == 2
+        and isinstance(item[0], str)
+        and isinstance(item[1], tuple)
+        and all(is_integer(p) and p >= 1 for p in item[1])
+        for item in value
+    ):
+        raise ValueError(f"must be a mapping {{layer: [1-based positions]}}, got {value!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -141,11 +94,11 @@ class ModelOptions:
     )
     shared_layers: SharedLayers = attrs.field(
         default=(),
-        converter=_convert_shared,
+        converter=_freeze_shared,
         validator=_validate_shared,
         metadata={
             "doc": "{layer: [positions]}: one block of that layer, one set of weights, applied "
-            "after each listed 1-based position (Zamba's shared attention)",
+            "after each listed 1-based position (as Zamba shares one block)",
             "examples": (),
         },
     )
@@ -175,24 +128,20 @@ class ModelOptions:
 MODEL_OPTIONS: tuple[str, ...] = tuple(f.name for f in attrs.fields(ModelOptions))
 
 
-def check_model_options(
-    values: Mapping[str, Any], *, num_layers: int | None = None
-) -> tuple[dict[str, Any], list[str]]:
-    """Validate model options (the missing ones take their defaults).
+def check_model_options(values: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Validate the model options but ``shared_layers`` (checked with the pattern and the
+    registry by :class:`~hybridzoo.HybridConfig`); the missing ones take their defaults.
 
     Returns ``(values, problems)``: every value plain (numpy scalars as Python numbers, a float
-    option as a float, shared layers in their frozen form), and one message per bad value, e.g.
+    option as a float), and one message per bad value, e.g.
     ``"dropout must be a number in [0, 1), got 1.5"``. Unknown names are the caller's business.
     """
     out: dict[str, Any] = {}
     problems: list[str] = []
     for field in attrs.fields(ModelOptions):
-        value = values.get(field.name, field.default)
         if field.name == "shared_layers":
-            out[field.name], errs = normalize_shared_layers(value, num_layers)
-            problems.extend(errs)
             continue
-        value = plain(value)
+        value = plain(values.get(field.name, field.default))
         try:
             field.validator(None, field, value)
         except (TypeError, ValueError) as exc:

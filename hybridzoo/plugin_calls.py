@@ -16,7 +16,7 @@ from hybridzoo.registry import Registry, get_registry
 from hybridzoo.spec import LayerSpec
 from hybridzoo.validate import is_integer, plain
 
-__all__ = ["call_formula", "layer_source", "plugin_error"]
+__all__ = ["call_formula", "layer_source", "plugin_call", "plugin_error"]
 
 
 def layer_source(name: str, registry: Registry | None = None) -> tuple[str | None, str]:
@@ -32,10 +32,32 @@ def layer_source(name: str, registry: Registry | None = None) -> tuple[str | Non
 
 
 def plugin_error(spec: LayerSpec, problem: str, registry: Registry | None = None) -> PluginError:
-    """A :class:`PluginError` ``"layer 'x' (from distribution 'd' 1.0): <problem>"``."""
+    """A :class:`PluginError` ``"layer 'x': <problem> (from distribution 'd' 1.0)"``."""
     distribution, source = layer_source(spec.name, registry)
-    who = f"layer {spec.name!r}" + (f" ({source})" if source else "")
-    return PluginError(f"{who}: {problem}", plugin=spec.name, distribution=distribution)
+    message = f"layer {spec.name!r}: {problem}" + (f" ({source})" if source else "")
+    return PluginError(message, plugin=spec.name, distribution=distribution)
+
+
+def plugin_call(
+    spec: LayerSpec,
+    what: str,
+    call: Callable[..., Any],
+    *args: Any,
+    registry: Registry | None = None,
+) -> Any:
+    """``call(*args)``: one of the spec's formulas, or a method of the spec that checks one
+    (``spec.params``, ``spec.step_state_size``, ``spec.num_sub_blocks``). An exception it raises
+    is a :class:`PluginError` naming the layer and its distribution (the original chained)."""
+    try:
+        return call(*args)
+    except PluginError as exc:
+        if exc.distribution is not None:
+            raise
+        text = str(exc).removeprefix(f"layer {spec.name!r}: ")
+        raise plugin_error(spec, text, registry) from exc
+    except Exception as exc:
+        problem = f"its {what} formula raised {type(exc).__name__}: {exc}"
+        raise plugin_error(spec, problem, registry) from exc
 
 
 def call_formula(
@@ -43,27 +65,17 @@ def call_formula(
     what: str,
     *args: Any,
     registry: Registry | None = None,
-    allow_none: bool = False,
     minimum: int = 0,
-) -> int | None:
-    """``spec.<what>(*args)``, checked: an integer ``>= minimum`` (a numpy integer becomes an
-    ``int``), or ``None`` where ``allow_none``. Anything else, or an exception, is a
-    :class:`PluginError` naming the layer, its distribution and the formula."""
-    formula: Callable[..., Any] = getattr(spec, what)
-    try:
-        value = plain(formula(*args))
-    except Exception as exc:
-        raise plugin_error(
-            spec, f"its {what} formula raised {type(exc).__name__}: {exc}", registry
-        ) from exc
-    if value is None and allow_none:
-        return None
+) -> int:
+    """``spec.<what>(*args)`` for a formula the spec does not check itself
+    (``active_param_count``, ``hidden_size_multiple``): an integer ``>= minimum`` (a numpy
+    integer becomes an ``int``), else a :class:`PluginError` naming the layer."""
+    value = plain(plugin_call(spec, what, getattr(spec, what), *args, registry=registry))
     if is_integer(value) and value >= minimum:
         return int(value)
-    expected = f"an integer >= {minimum}" + (" or None" if allow_none else "")
     raise plugin_error(
         spec,
-        f"its {what} formula returned {value!r} ({type(value).__name__}) for {args[0]!r}; it "
-        f"must return {expected}. Fix the plugin's {what}.",
+        f"its {what} formula returned {value!r} ({type(value).__name__}), not an integer "
+        f">= {minimum}; the plugin must be fixed",
         registry,
     )

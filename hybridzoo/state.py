@@ -4,8 +4,9 @@ A state holds one entry per block application (the bodies' own states, tuples of
 tensors) and the number of positions consumed. It also carries the *fingerprint* of the model
 structure that made it: the hidden size and, per block application, the layer and its options
 record. ``step``/``prefill`` refuse a state whose fingerprint differs from the model's with a
-:class:`~hybridzoo.StateError` that names the difference (a window-8 attention state given to
-a window-4 model would otherwise be used silently). Two models of one structure share states.
+:class:`~hybridzoo.StateError` that names the difference (the state of a window-8 attention
+layer given to a window-4 model would otherwise be used silently). Two models of one structure
+share states.
 """
 
 from __future__ import annotations

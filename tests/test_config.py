@@ -78,7 +78,7 @@ def test_the_raw_constructor_validates_and_fills_in_the_defaults(conv_registry):
         ({"norm_eps": 0.0}, "norm_eps must be a number in \\(0, inf\\), got 0.0"),
         ({"norm": "batchnorm"}, "norm must be one of 'layernorm', 'rmsnorm'"),
         ({"norm": "rmsnrom"}, "Did you mean 'rmsnorm'"),
-        ({"shared_layers": {1: [1]}}, "the key 1 \\(int\\) must be a layer name or symbol"),
+        ({"shared_layers": {1: [1]}}, "a key must be a layer name or symbol \\(a string\\), got 1"),
         ({"shared_layers": {"ffn": "2"}}, "must be a non-empty list of 1-based positions"),
         ({"hidden_size": 8.0}, "hidden_size must be an integer >= 1, got 8.0"),
         ({"shared_layers": {"F": [1], "ffn": [2]}}, "'ffn' is given twice"),
@@ -145,7 +145,7 @@ def test_replace_shared_layers_none_removes_them_as_in_build():
 def test_schedule_is_what_its_docstring_says():
     made = HybridConfig.create("C C", embed_dim=8, hidden_size=8, shared_layers={"ffn": [1]})
     assert made.schedule() == [("conv", 0), ("ffn", None), ("conv", 1)]
-    assert '[("mamba", 0), ("attention", None), ("mamba", 1)]' in HybridConfig.schedule.__doc__
+    assert '[("conv", 0), ("mlp", None), ("conv", 1)]' in HybridConfig.schedule.__doc__
 
 
 # -- from_dict -----------------------------------------------------------------------------------

@@ -131,11 +131,11 @@ def test_step_with_dropout_active_warns_once():
         ("param_count", -5, hybridzoo.param_count, "param_count formula returned -5 \\(int\\)"),
         ("param_count", 2.5, hybridzoo.param_count, "returned 2.5 \\(float\\)"),
         ("param_count", "x", hybridzoo.param_count, "returned 'x' \\(str\\)"),
-        ("param_count", None, hybridzoo.param_count, "must return an integer >= 0\\."),
+        ("param_count", None, hybridzoo.param_count, "returned None .*not an integer >= 0"),
         ("state_size", -3, hybridzoo.state_numel, "state_size formula returned -3"),
-        ("state_size", 1.5, hybridzoo.state_numel, "an integer >= 0 or None"),
+        ("state_size", 1.5, hybridzoo.state_numel, "state_size formula returned 1.5"),
         ("active_param_count", -1, hybridzoo.active_param_count, "active_param_count formula"),
-        ("hidden_size_multiple", 0, hybridzoo.param_count, "must return an integer >= 1"),
+        ("hidden_size_multiple", 0, hybridzoo.param_count, "returned 0 .*not an integer >= 1"),
     ],
 )
 def test_plugin_formula_results_are_checked(
@@ -147,7 +147,8 @@ def test_plugin_formula_results_are_checked(
     monkeypatch.setattr(conv_registry, "source", lambda name: ("hybridzoo-bad", "1.2"))
     with pytest.raises(PluginError, match=message) as info:
         count("B", hidden_size=8)
-    assert "layer 'bad' (from distribution 'hybridzoo-bad' 1.2)" in str(info.value)
+    assert str(info.value).startswith("layer 'bad': its ")
+    assert str(info.value).endswith("(from distribution 'hybridzoo-bad' 1.2)")
     assert info.value.distribution == "hybridzoo-bad"
 
 
@@ -173,7 +174,7 @@ def test_a_formula_or_factory_that_raises_is_a_plugin_error_naming_the_layer(con
 
     conv_registry.register(attrs.evolve(conv_spec("bad", "B"), factory=boom))
     conv_registry.register(attrs.evolve(conv_spec("odd", "O"), param_count=boom))
-    message = "layer 'bad' \\(registered at run time\\): its factory raised RuntimeError: boom"
+    message = "layer 'bad': its factory raised RuntimeError: boom .*\\(registered at run time\\)"
     with pytest.raises(PluginError, match=message) as e:
         hybridzoo.build("B", embed_dim=3)
     assert isinstance(e.value.__cause__, RuntimeError)
@@ -219,12 +220,11 @@ def test_the_public_surface():
         "param_count", "param_breakdown", "state_numel", "HybridZooError", "StateError",
     ):  # fmt: skip
         assert name in hybridzoo.__all__ and getattr(hybridzoo, name) is not None
-    assert "jamba_like" in hybridzoo.list_patterns("*like")
+    assert "jamba_like" in [info.name for info in hybridzoo.list_patterns("*like")]
     with pytest.raises(hybridzoo.UnknownLayerError, match="given by its name .*got None"):
         hybridzoo.get_layer(None)
-    for func in (hybridzoo.list_layers, hybridzoo.list_patterns):
-        with pytest.raises(hybridzoo.OptionError, match="shell-style pattern .*got None"):
-            func(None)
+    with pytest.raises(hybridzoo.OptionError, match="shell-style pattern .*got None"):
+        hybridzoo.list_layers(None)
 
 
 def test_deprecated_names_warn_and_agree():

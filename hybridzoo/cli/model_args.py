@@ -48,8 +48,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="a layer option, e.g. -o attention_window_size=128 (repeatable; see "
-        "`hybridzoo layers`)",
+        help="a layer option, e.g. -o conv_kernel_size=8 (repeatable; see `hybridzoo layers`)",
     )
 
 

@@ -15,7 +15,9 @@ __all__ = ["configure_parser", "run"]
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add the ``show`` subcommand's arguments to ``parser``."""
-    parser.add_argument("pattern", help='a pattern ("M M A G", "(MA)*3") or a named one')
+    parser.add_argument(
+        "pattern", help='a pattern ("C C P", "(CP)*3": symbols or names) or a named one'
+    )
     parser.add_argument(
         "-n", "--num-layers", type=int, default=None, help="layers, for a named pattern"
     )

@@ -1,8 +1,8 @@
 """What every ``hybridzoo`` command parses the same way (no torch here).
 
-- ``KEY=VALUE`` options (``-o attention_qk_norm=true``, ``--layer-option``, ``check-plugin
+- ``KEY=VALUE`` options (``-o conv_bias=true``, ``--layer-option``, ``check-plugin
   --option``): :func:`parse_assignment`, with values read by :func:`parse_value`;
-- shared layers (``--shared attention=2,4``): :func:`parse_shared`;
+- shared layers (``--shared conv=2,4``): :func:`parse_shared`;
 - modules that register layers at run time (``--import``, ``HYBRIDZOO_IMPORT``):
   :func:`import_modules`.
 
@@ -60,7 +60,7 @@ def parse_value(text: str) -> Any:
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
-    """``"attention-window-size=128"`` → ``("attention_window_size", 128)`` (dashes in the key
+    """``"conv-kernel-size=8"`` → ``("conv_kernel_size", 8)`` (dashes in the key
     become underscores); also usable as an ``argparse`` ``type=``."""
     key, sep, value = text.partition("=")
     key = key.strip().replace("-", "_")
@@ -82,7 +82,7 @@ def parse_assignments(items: Sequence[str], what: str = "--option") -> dict[str,
 
 
 def parse_shared(items: Sequence[str]) -> dict[str, list[int]] | None:
-    """``["attention=2,4"]`` → ``{"attention": [2, 4]}`` (``None`` when empty)."""
+    """``["conv=2,4"]`` → ``{"conv": [2, 4]}`` (``None`` when empty)."""
     if not items:
         return None
     out: dict[str, list[int]] = {}
@@ -94,7 +94,7 @@ def parse_shared(items: Sequence[str]) -> dict[str, list[int]] | None:
             sep = ""
         if not sep or not layer.strip():
             raise UsageError(
-                f"--shared takes LAYER=POS[,POS...] (1-based positions), e.g. attention=2,4; "
+                f"--shared takes LAYER=POS[,POS...] (1-based positions), e.g. conv=2,4; "
                 f"got {item!r}"
             )
     return out
