@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeVar
 
 import attrs
 
 from hybridzoo.formulas import layer_norm_param_count
+from hybridzoo.patterns import SharedLayers
 from hybridzoo.spec import option
 from hybridzoo.validate import at_least, in_range, is_integer, one_of, plain, positive
 
@@ -32,8 +33,6 @@ __all__ = [
     "with_model_options",
 ]
 
-#: ``(("conv", (2, 4)), ...)``: a layer applied after these 1-based positions.
-SharedLayers: TypeAlias = tuple[tuple[str, tuple[int, ...]], ...]
 
 #: The norms a model can use, with their parameter counts at width ``H`` (RMSNorm has no bias).
 NORMS: dict[str, Callable[[int], int]] = {

@@ -77,6 +77,17 @@ def test_every_model_option_is_a_flag(capsys):
     assert data["state_numel"] == data["state_size"] == 0
 
 
+def test_patterns_lists_the_named_patterns(capsys):
+    assert main(["patterns", "-n", "4"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("jamba_like"))
+    assert "M A M A" in line
+    assert main(["show", "jamba_like", "-n", "2", "--hidden-size", "8", "--json"]) == 0
+    assert [r["name"] for r in json.loads(capsys.readouterr().out)["rows"]][:2] == [
+        "mamba",
+        "attention",
+    ]
+
+
 def test_show_reports_errors(capsys):
     assert main(["show", "F", "-o", "ffn_expnd=2"]) == 2
     assert "Did you mean 'ffn_expand_factor'" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""``hybridzoo patterns``: the named patterns and the rule of each."""
+"""``hybridzoo patterns``: the named patterns, each with its rule (or the layers it lacks)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print each named pattern at ``--num-layers`` layers, with its rule."""
-    from hybridzoo.patterns import describe_named_patterns, pattern
+    from hybridzoo.named_patterns import expand_named_pattern, list_patterns
     from hybridzoo.registry import get_registry
 
     registry = get_registry()
-    for name, rule in describe_named_patterns().items():
-        names = pattern(name, args.num_layers)
-        symbols = " ".join(registry.get(n).symbol if n in registry else f"<{n}>" for n in names)
-        print(f"{name:16} {symbols:24} {rule}")
+    for info in list_patterns():
+        if info.available:
+            names = expand_named_pattern(info.name, args.num_layers)
+            symbols = " ".join(registry.get(n).symbol for n in names)
+        else:
+            symbols = f"(unavailable: needs {', '.join(info.missing)})"
+        print(f"{info.name:16} {symbols:24} {info.rule}")
     return 0

@@ -28,13 +28,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the pattern, the parameters per layer and the step-mode state size."""
     from hybridzoo.counting import param_breakdown, state_numel
-    from hybridzoo.patterns import named_patterns, pattern, visualize
+    from hybridzoo.named_patterns import expand_named_pattern
+    from hybridzoo.patterns import named_patterns, visualize
 
     spec = args.pattern
     if spec in named_patterns():
         if args.num_layers is None:
             raise UsageError(f"{spec!r} is a named pattern: give --num-layers N")
-        spec = pattern(spec, args.num_layers)
+        spec = expand_named_pattern(spec, args.num_layers)
     options = model_options(args)
     rows = param_breakdown(spec, **options)
     total = sum(r.params for r in rows)
