@@ -53,8 +53,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     patterns = {
-        "full_hybrid x6": " ".join(hybridzoo.pattern("full_hybrid", 6)),
-        "jamba_like x6": " ".join(hybridzoo.pattern("jamba_like", 6)),
+        "full_hybrid x6": " ".join(hybridzoo.expand_named_pattern("full_hybrid", 6)),
+        "jamba_like x6": " ".join(hybridzoo.expand_named_pattern("jamba_like", 6)),
         "M x6": "M" * 6,
         "A x6": "A" * 6,
         "G x6": "G" * 6,
