@@ -1,16 +1,15 @@
 """``hybridzoo arena``: the command-line face of the arena.
 
-The core's CLI adds the ``arena`` subcommand with :func:`configure_parser` and calls :func:`run`
-with the parsed arguments. A run starts from a preset (``default``; ``--quick``, ``--paper`` or
-``--preset NAME``), contributed by a plugin; every option given on the command line overrides
-the preset's value. Under ``torchrun`` every rank runs the same command; rank 0 alone prints
-and writes files.
+The core's CLI (``hybridzoo/cli/``) adds the ``arena`` subcommand with :func:`configure_parser`
+and calls :func:`run` with the parsed arguments. A run starts from a preset (``default``;
+``--quick``, ``--paper`` or ``--preset NAME``), contributed by a plugin; every option given on
+the command line overrides the preset's value. Under ``torchrun`` every rank runs the same
+command; rank 0 alone prints and writes files.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import math
 import os
 import sys
@@ -18,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from hybridzoo.cli.values import parse_assignment
 from hybridzoo.validate import Validator, at_least, in_range, positive
 
 DEFAULT_PRESET = "default"
@@ -46,17 +46,6 @@ POSITIVE = _typed(float, positive)  # finite and > 0: `--lr inf` is a usage erro
 NON_NEGATIVE = _typed(float, in_range(0.0, math.inf, high_open=True))
 FRACTION = _typed(float, in_range(0.0, 1.0, high_open=True))
 TARGET = _typed(float, in_range(0.0, 1.0, low_open=True))
-
-
-def _key_value(text: str) -> tuple[str, Any]:
-    key, sep, raw = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    try:
-        value = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        value = raw
-    return key.strip().replace("-", "_"), value
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -104,7 +93,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     models.add_argument(
         "--layer-option",
         action="append",
-        type=_key_value,
+        type=parse_assignment,
         default=[],
         metavar="KEY=VALUE",
         help="a layer option for every model (repeatable)",
@@ -121,7 +110,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     task.add_argument(
         "--task-option",
         action="append",
-        type=_key_value,
+        type=parse_assignment,
         default=[],
         metavar="KEY=VALUE",
         help="any task parameter (repeatable)",
