@@ -192,7 +192,7 @@ class RunSpec:
         grows with the sequence (a full KV cache) or has no formula."""
         import hybridzoo
 
-        return hybridzoo.state_size(
+        return hybridzoo.state_numel(
             self.pattern, hidden_size=self.hidden_size, **self.layer_options
         )
 
