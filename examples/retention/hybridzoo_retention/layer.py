@@ -14,17 +14,15 @@ left out (the decay plays its role), and so are the parallel form's score normal
 norm is invariant to a per-position scale of each head).
 
 The sequence form is chunkwise (RetNet's "chunkwise recurrent" form): inside a chunk of ``C``
-positions the parallel form ``(Q Kᵀ ⊙ D) V`` with ``D_nm = γ^(n-m)``; across chunks the state
-``S``. Time ``O(L·C)`` and memory ``O(C²)`` per head and chunk; the result does not depend on
-``C`` (up to rounding).
+positions the parallel form ``(Q Kᵀ ⊙ D) V`` with ``D_nm = γ^(n-m)`` (computed by halves, so that a
+later position never enters an earlier output, not even times zero); across chunks the state
+``S``. Time ``O(L·C)`` per head; the result does not depend on ``C`` (up to rounding).
 
 Decoding state: ``(S, pos)`` with ``S: [B, heads, head_dim, value_dim]`` and ``pos`` a 0-dim
 int64 tensor (positions seen so far, shared by the batch, for the rotary angles).
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
@@ -55,6 +53,41 @@ def rotary_tables(
     return angles.cos().to(dtype), angles.sin().to(dtype)
 
 
+#: Blocks of at most this many positions are computed elementwise (see :func:`intra_chunk`).
+LEAF = 16
+
+
+def intra_chunk(q: Tensor, k: Tensor, v: Tensor, lg: Tensor) -> Tensor:
+    """``o_n = Σ_{m<=n, m in block} γ^(n-m) (q_n · k_m) v_m`` inside one block of positions.
+
+    Causal for any values, NaN and inf included: nothing at position ``m > n`` enters ``o_n``,
+    not even multiplied by zero. A block is split into halves: each half on its own, plus the
+    first half's contribution to the second (a product over earlier positions only). Blocks of
+    at most :data:`LEAF` positions select the terms ``m <= n`` elementwise.
+
+    Args:
+        q, k: ``[..., c, d_k]``; v: ``[..., c, d_v]``; lg: ``log γ``, broadcastable to
+            ``[..., 1, 1]``.
+    """
+    c = q.shape[-2]
+    if c <= LEAF:
+        pos = torch.arange(c, device=q.device)
+        gap = (pos[:, None] - pos[None, :]).to(q.dtype)  # [c, c], n - m
+        causal = gap >= 0
+        weights = (q @ k.transpose(-1, -2)) * torch.exp(gap.clamp(min=0) * lg)  # [..., c, c]
+        terms = weights[..., None] * v[..., None, :, :]  # [..., c(n), c(m), d_v]
+        return torch.where(causal[:, :, None], terms, 0.0).sum(-2)
+    h = c // 2
+    first = intra_chunk(q[..., :h, :], k[..., :h, :], v[..., :h, :], lg)
+    second = intra_chunk(q[..., h:, :], k[..., h:, :], v[..., h:, :], lg)
+    # the first half's state at its end, seen from the second half: γ^(n-m) = γ^(n-h+1) γ^(h-1-m)
+    pm = torch.arange(h, device=q.device, dtype=q.dtype)[:, None]
+    pn = torch.arange(c - h, device=q.device, dtype=q.dtype)[:, None]
+    state = (k[..., :h, :] * torch.exp((h - 1 - pm) * lg)).transpose(-1, -2) @ v[..., :h, :]
+    carried = (q[..., h:, :] * torch.exp((pn + 1) * lg)) @ state  # [..., c-h, d_v]
+    return torch.cat((first, second + carried), dim=-2)
+
+
 def chunk_retention(
     q: Tensor,
     k: Tensor,
@@ -65,6 +98,9 @@ def chunk_retention(
     initial_state: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Retention over a sequence, chunk by chunk.
+
+    Inside a chunk, :func:`intra_chunk`; between chunks, the state ``S``. Causal for any input
+    values: a NaN or inf at position ``s`` leaves every output before ``s`` bitwise unchanged.
 
     Args:
         q, k: ``[B, heads, T, d_k]`` (q already scaled, both rotated).
@@ -82,18 +118,13 @@ def chunk_retention(
     c_max = min(chunk_size, q.shape[2])
     pos = torch.arange(c_max, device=q.device, dtype=q.dtype)
     lg = log_decay.to(q.dtype)[:, None, None]  # [heads, 1, 1]
-    # D[h, n, m] = γ_h^(n-m) for n >= m, else 0 (exponent -inf before exp: never overflows)
-    gap = (pos[:, None] - pos[None, :]).expand(heads, c_max, c_max)
-    decay_matrix = torch.exp((gap * lg).masked_fill(gap < 0, -math.inf))  # [heads, C, C]
     outs = []
     # split (not indexing in a loop): one backward concatenation instead of one per chunk
     for qc, kc, vc in zip(q.split(c_max, 2), k.split(c_max, 2), v.split(c_max, 2), strict=True):
         c = qc.shape[2]
         p = pos[:c, None]  # [c, 1]
-        scores = (qc @ kc.transpose(-1, -2)) * decay_matrix[:, :c, :c]  # [B, heads, c, c]
-        inner = scores @ vc  # [B, heads, c, d_v]
         carried = (qc * torch.exp((p + 1) * lg)) @ state  # [B, heads, c, d_v]
-        outs.append(inner + carried)
+        outs.append(intra_chunk(qc, kc, vc, lg) + carried)
         k_to_end = kc * torch.exp((c - 1 - p) * lg)  # [B, heads, c, d_k]
         state = torch.exp(c * lg) * state + k_to_end.transpose(-1, -2) @ vc
     return torch.cat(outs, dim=2), state
