@@ -42,6 +42,9 @@ __all__ = [
     "patterns",
 ]
 
+# pytest hides the kit's own frames from tracebacks: the author sees the failure first
+__tracebackhide__ = True
+
 T = TypeVar("T")
 
 #: Default batch sizes, lengths and seeds of :func:`layer_cases` and :func:`inputs`.
