@@ -24,7 +24,7 @@ reproducible. On CPU a check runs with one intra-op thread (``torch.set_num_thre
 restored afterwards): the tensors are tiny and threads only add overhead.
 
     >>> from hybridzoo.testing import run_checks
-    >>> [r.status for r in run_checks("ffn", checks=["shape", "param_count_exact"])]
+    >>> [r.status for r in run_checks("mylayer", checks=["shape", "param_count_exact"])]
     ['passed', 'passed']
 """
 
