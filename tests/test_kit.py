@@ -24,7 +24,7 @@ from torch import nn
 
 import hybridzoo
 from hybridzoo import Capabilities, LayerSpec, Registry
-from hybridzoo.spec import int_at_least
+from hybridzoo.plugin import at_least
 from hybridzoo.testing import (
     API_VERSION,
     CHECKS,
@@ -155,7 +155,7 @@ class ToyOptions:
     width: int = hybridzoo.option(
         1,
         doc="A multiple of the hidden size (no effect).",
-        validator=int_at_least(1),
+        validator=at_least(1),
         examples=(2,),
     )
 
@@ -169,7 +169,7 @@ class ChunkedToyOptions:
     """The toy's options with a chunk size (the length of its kernel's chunks)."""
 
     chunk_size: int = hybridzoo.option(
-        4, doc="Positions per chunk.", validator=int_at_least(1), examples=(1, 8)
+        4, doc="Positions per chunk.", validator=at_least(1), examples=(1, 8)
     )
 
 
@@ -356,7 +356,7 @@ def test_invalid_option_examples_fail_and_undocumented_options_warn() -> None:
     @attrs.frozen
     class Bare:
         width: int = 1  # no doc, no validator
-        depth: int = hybridzoo.option(2, doc="Depth.", validator=int_at_least(1), examples=(0,))
+        depth: int = hybridzoo.option(2, doc="Depth.", validator=at_least(1), examples=(0,))
 
     result = run_checks(toy_spec(options=Bare), checks=["options_documented"])[0]
     assert result.failed
@@ -404,6 +404,55 @@ def test_options_that_do_not_survive_json_fail_the_round_trip() -> None:
     result = run_checks(toy_spec(options=Pair), checks=["config_round_trip"])[0]
     assert result.failed
     assert "the options record changed in the round trip" in result.reason
+
+
+# -- positionwise layers ------------------------------------------------------------------------
+
+
+class PerPosition(nn.Module):
+    """``y = W₂ tanh(W₁ x)`` at each position; with ``mixes_time``, plus a running mean of the
+    inputs (causal, but not per position)."""
+
+    def __init__(self, hidden_size: int, mixes_time: bool = False) -> None:
+        super().__init__()
+        self.up = nn.Linear(hidden_size, 2 * hidden_size)
+        self.down = nn.Linear(2 * hidden_size, hidden_size)
+        self.mixes_time = mixes_time
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.down(torch.tanh(self.up(x)))
+        if self.mixes_time:
+            steps = torch.arange(1, x.shape[1] + 1, dtype=x.dtype, device=x.device)
+            y = y + x.cumsum(1) / steps[:, None]
+        return y
+
+
+def positionwise_spec(mixes_time: bool = False) -> LayerSpec:
+    return LayerSpec(
+        name="pos",
+        symbol="P",
+        option_prefix="pos",
+        options=ToyOptions,
+        factory=lambda o, h: PerPosition(h, mixes_time),
+        param_count=lambda o, h: 4 * h * h + 3 * h,
+        capabilities=Capabilities(causal=True, positionwise=True),
+    )
+
+
+def test_a_positionwise_layer_gets_the_step_checks_through_the_core() -> None:
+    results = {r.check: r for r in run_checks(positionwise_spec())}
+    assert not [r for r in results.values() if r.failed]
+    for name in ("step_equals_parallel", "prefill_then_step", "chunked_prefill"):
+        assert results[name].passed, results[name]
+    assert results["state_size_formula"].skipped
+    assert "positionwise: it holds no state" in results["state_size_formula"].reason
+
+
+def test_a_layer_declared_positionwise_that_mixes_time_fails() -> None:
+    results = {r.check: r for r in run_checks(positionwise_spec(mixes_time=True))}
+    failed = {name for name, r in results.items() if r.failed}
+    assert failed == {"step_equals_parallel", "prefill_then_step", "chunked_prefill"}
+    assert "PerPosition: step outputs differ from forward" in results["step_equals_parallel"].reason
 
 
 # -- skips --------------------------------------------------------------------------------------
@@ -556,7 +605,7 @@ def test_strategies_validate_their_arguments_eagerly(make, message: str) -> None
 
 @attrs.frozen
 class _BadExample:
-    width: int = hybridzoo.option(1, doc="Width.", validator=int_at_least(1), examples=(-1,))
+    width: int = hybridzoo.option(1, doc="Width.", validator=at_least(1), examples=(-1,))
 
 
 # -- the pytest plugin ----------------------------------------------------------------------------

@@ -9,27 +9,69 @@ import attrs
 import torch
 from torch import nn
 
+from hybridzoo.nn.positionwise import positionwise_prefill, positionwise_step
 from hybridzoo.testing.case import LayerCase
 from hybridzoo.testing.compare import snapshot, state_tensors, tensor
 from hybridzoo.testing.results import CheckFailure, CheckSkipped
 
 __all__ = [
+    "CoreStep",
     "Steps",
     "forward",
     "label",
     "named",
     "require_stateful",
     "run_steps",
+    "step_bodies",
     "step_pair",
+    "unwrap",
 ]
 
 # pytest hides the kit's own frames from tracebacks: the author sees the failure first
 __tracebackhide__ = True
 
 
+class CoreStep:
+    """A body of a positionwise layer with the step mode the core runs for it (no state; a step
+    is ``forward`` on one position, a prefill is ``forward``): the step checks then prove that
+    each position alone gives what it gives in the sequence."""
+
+    def __init__(self, body: nn.Module) -> None:
+        self.body = body
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def init_state(self, batch_size: int) -> tuple[()]:
+        return ()
+
+    def step(self, x_t: torch.Tensor, state: tuple[()]) -> tuple[torch.Tensor, tuple[()]]:
+        return positionwise_step(self.body, x_t, state)
+
+    def prefill(
+        self, x: torch.Tensor, state: tuple[()] | None = None
+    ) -> tuple[torch.Tensor, tuple[()]]:
+        return positionwise_prefill(self.body, x, state)
+
+
+def unwrap(body: Any) -> nn.Module:
+    """The module itself (a :class:`CoreStep` holds one)."""
+    return body.body if isinstance(body, CoreStep) else body
+
+
 def label(body: nn.Module, index: int, count: int) -> str:
     """How messages name a body: its class, with its index when the layer has several."""
-    return f"body {index} ({type(body).__name__})" if count > 1 else type(body).__name__
+    kind = type(unwrap(body)).__name__
+    return f"body {index} ({kind})" if count > 1 else kind
+
+
+def step_bodies(case: LayerCase, **build: Any) -> list[Any]:
+    """The case's bodies for the step checks: as built, or in a :class:`CoreStep` for a
+    positionwise layer (``build``: arguments of :meth:`LayerCase.bodies`)."""
+    bodies = case.bodies(**build)
+    if case.spec.capabilities.positionwise:
+        return [CoreStep(body) for body in bodies]
+    return bodies
 
 
 def named(bodies: list[nn.Module]) -> list[tuple[str, nn.Module]]:
@@ -38,10 +80,12 @@ def named(bodies: list[nn.Module]) -> list[tuple[str, nn.Module]]:
 
 
 def require_stateful(case: LayerCase) -> None:
-    """Skip the check unless the layer declares a step mode."""
-    if not case.spec.capabilities.stateful:
+    """Skip the check unless the layer has a step mode (its own, or the core's for a
+    positionwise layer)."""
+    if not case.spec.capabilities.step_mode:
         raise CheckSkipped(
             f"layer {case.name!r} declares capabilities.stateful=False (no init_state/step/prefill)"
+            " and is not positionwise"
         )
 
 

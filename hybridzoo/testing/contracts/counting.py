@@ -8,7 +8,7 @@ from torch import nn
 from hybridzoo.testing.case import LayerCase, hidden_multiple
 from hybridzoo.testing.catalog import register
 from hybridzoo.testing.compare import state_tensors
-from hybridzoo.testing.protocol import require_stateful
+from hybridzoo.testing.protocol import require_stateful, step_bodies
 from hybridzoo.testing.results import CheckFailure, CheckSkipped
 
 # pytest hides the kit's own frames from tracebacks: the author sees the failure first
@@ -54,6 +54,10 @@ def check_state_size_formula(case: LayerCase) -> None:
     (a position counter) are not counted. Skipped when the formula returns ``None`` for the
     case's options (a state that grows with the sequence)."""
     require_stateful(case)
+    if case.spec.capabilities.positionwise and case.spec.state_size is None:
+        raise CheckSkipped(
+            f"layer {case.name!r} is positionwise: it holds no state (the core counts 0)"
+        )
     if case.spec.state_size is None:
         raise CheckSkipped(f"layer {case.name!r} declares no state_size formula")
     formula = case.spec.state_size(case.options, case.hidden_size)
@@ -66,7 +70,7 @@ def check_state_size_formula(case: LayerCase) -> None:
         raise CheckFailure(
             f"state_size(options, {case.hidden_size}) must be an int >= 0, got {formula!r}"
         )
-    bodies = case.bodies()
+    bodies = step_bodies(case)
     counts = {}
     for batch in (1, 3):
         counts[batch] = sum(

@@ -7,7 +7,7 @@ import torch
 from hybridzoo.testing.case import LayerCase
 from hybridzoo.testing.catalog import register
 from hybridzoo.testing.compare import assert_close, odd_one_out, tensor
-from hybridzoo.testing.protocol import forward, run_steps
+from hybridzoo.testing.protocol import CoreStep, forward, run_steps
 from hybridzoo.testing.results import CheckSkipped
 
 # pytest hides the kit's own frames from tracebacks: the author sees the failure first
@@ -29,11 +29,12 @@ def check_reference_matches(case: LayerCase) -> None:
         y_ref = tensor(case.spec.reference(body, x), "the reference's output")
 
         def hint() -> str:
-            if not case.spec.capabilities.stateful:
+            if not case.spec.capabilities.step_mode:
                 return odd_one_out(
                     {"forward": y, "the reference": y_ref}, missing="the layer has no step mode"
                 )
-            steps = run_steps(body, x, body.init_state(x.shape[0]), name).outputs
+            stepper = CoreStep(body) if case.spec.capabilities.positionwise else body
+            steps = run_steps(stepper, x, stepper.init_state(x.shape[0]), name).outputs
             return odd_one_out({"forward": y, "the reference": y_ref, "step": steps})
 
         assert_close(y, y_ref, what=f"{name}: forward != spec.reference", hint=hint)

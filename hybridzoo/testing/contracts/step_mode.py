@@ -20,7 +20,9 @@ from hybridzoo.testing.protocol import (
     named,
     require_stateful,
     run_steps,
+    step_bodies,
     step_pair,
+    unwrap,
 )
 from hybridzoo.testing.results import CheckFailure
 
@@ -34,7 +36,8 @@ def _third_opinion(
     """Which of ``outputs`` (and the reference, for the first body) is the odd one out."""
     missing = "the spec declares no reference"
     if index == 0 and case.spec.reference is not None:
-        outputs = {**outputs, "the reference": tensor(case.spec.reference(body, x), "reference")}
+        reference = case.spec.reference(unwrap(body), x)
+        outputs = {**outputs, "the reference": tensor(reference, "the reference's output")}
     elif index:
         missing = "the reference covers the first body only"
     return odd_one_out(outputs, missing=missing)
@@ -53,7 +56,7 @@ def check_step_equals_parallel(case: LayerCase) -> None:
     step and the reference is the odd one out, and names a state tensor that a step left
     unchanged."""
     require_stateful(case)
-    bodies = case.bodies()
+    bodies = step_bodies(case)
     x = case.inputs()
     x_copy = x.clone()
     with torch.no_grad():
@@ -92,7 +95,7 @@ def check_prefill_then_step(case: LayerCase) -> None:
     ``forward(x)`` (float64 tolerances)."""
     require_stateful(case)
     length = max(case.length, 2)
-    bodies = case.bodies()
+    bodies = step_bodies(case)
     x = case.inputs(length=length)
     splits = sorted({1, length // 2, length - 1})
     with torch.no_grad():
@@ -184,7 +187,7 @@ def check_chunked_prefill(case: LayerCase) -> None:
     (float64 tolerances)."""
     require_stateful(case)
     length = max(case.length, 4)
-    bodies = case.bodies()
+    bodies = step_bodies(case)
     x = case.inputs(length=length + _TAIL)
     with torch.no_grad():
         for name, body in named(bodies):
