@@ -24,11 +24,18 @@ int64 tensor (positions seen so far, shared by the batch, for the rotary angles)
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
+from hybridzoo.nn import FeedForward
+from hybridzoo.plugin import at_least
 from torch import Tensor, nn
 
 from hybridzoo_retention.formulas import head_log_decays
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hybridzoo_retention import RetentionOptions
 
 State = tuple[Tensor, Tensor]
 
@@ -141,7 +148,8 @@ class MultiScaleRetention(nn.Module):
         chunk_size: positions per chunk of the sequence form (speed only, not the result).
         rope_base: base of the rotary angles.
 
-    Parameter count: :func:`hybridzoo_retention.formulas.retention_param_count`.
+    Parameter count: :func:`hybridzoo_retention.formulas.retention_param_count` (of the options
+    record with these values).
     """
 
     def __init__(
@@ -155,17 +163,12 @@ class MultiScaleRetention(nn.Module):
         rope_base: float = 10000.0,
     ) -> None:
         super().__init__()
-        for name, value in (
-            ("hidden_size", hidden_size),
-            ("num_heads", num_heads),
-            ("head_dim", head_dim),
-            ("value_factor", value_factor),
-            ("chunk_size", chunk_size),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if head_dim % 2:
-            raise ValueError(f"head_dim must be even (rotary rotates pairs), got {head_dim}")
+        positive = at_least(1)
+        hidden_size = positive.check("hidden_size", hidden_size)
+        num_heads = positive.check("num_heads", num_heads)
+        head_dim = at_least(2, multiple_of=2).check("head_dim", head_dim)  # rotary: pairs
+        value_factor = positive.check("value_factor", value_factor)
+        chunk_size = positive.check("chunk_size", chunk_size)
         self.hidden_size = hidden_size
         self.num_heads = num_heads
         self.head_dim = head_dim
@@ -225,8 +228,7 @@ class MultiScaleRetention(nn.Module):
 
     def init_state(self, batch_size: int) -> State:
         """``S`` zeros ``[B, heads, head_dim, value_dim]`` and ``pos`` = 0 (int64)."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        batch_size = at_least(1).check("batch_size", batch_size)
         weight = self.q_proj.weight
         shape = (batch_size, self.num_heads, self.head_dim, self.value_dim)
         s = torch.zeros(shape, device=weight.device, dtype=weight.dtype)
@@ -262,3 +264,16 @@ class MultiScaleRetention(nn.Module):
         y = self._output(o.transpose(1, 2), x)
         new_pos = torch.full((), start + x.shape[1], device=x.device, dtype=torch.long)
         return y, (s, new_pos)
+
+
+def make_bodies(o: RetentionOptions, hidden_size: int) -> list[nn.Module]:
+    """The layer's two bodies (the spec's factory): retention, then a feed-forward."""
+    retention = MultiScaleRetention(
+        hidden_size,
+        num_heads=o.num_heads,
+        head_dim=o.head_dim,
+        value_factor=o.value_factor,
+        chunk_size=o.chunk_size,
+        rope_base=o.rope_base,
+    )
+    return [retention, FeedForward(hidden_size, o.ffn_expand_factor)]
