@@ -130,6 +130,8 @@ class Recurrence(nn.Module):
         h = a * state[0] + self._drive(x_t)
         if self.fault == "state_not_updated":
             return self._out(h, x_t), state
+        if self.fault == "state_reallocated":
+            return self._out(h, x_t), (h,)
         state[0].copy_(h)
         return self._out(h, x_t), state
 
@@ -304,6 +306,19 @@ def test_the_odd_one_out_of_forward_step_and_reference_is_named(
 def test_without_a_reference_the_tie_is_said_to_be_unbroken() -> None:
     reason = _reason("step_wrong_decay", "step_equals_parallel", reference=None)
     assert "no third computation to tell which is wrong: the spec declares no reference" in reason
+
+
+def test_a_step_that_does_not_update_in_place_passes_with_a_warning() -> None:
+    results = run_checks(toy_spec("state_reallocated"))
+    assert not [r for r in results if r.failed]
+    (step,) = [r for r in results if r.check == "step_equals_parallel"]
+    assert step.warnings == (
+        "Recurrence: the step at t=0 returned other state tensors than it was given instead of "
+        "updating them in place (allowed: the core keeps what step returns; but each step then "
+        "allocates)",
+    )
+    assert [r.check for r in results if r.warnings] == ["step_equals_parallel"]
+    assert not [r for r in run_checks(toy_spec()) if r.warnings]
 
 
 def test_a_causality_leak_says_how_far_it_reaches() -> None:

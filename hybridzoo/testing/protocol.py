@@ -115,11 +115,14 @@ class Steps:
         state: the state after the last step.
         unchanged: ``(t, i, shape)`` of the first step ``t`` (0-based) that left a non-empty
             floating state tensor ``i`` exactly as it was, or ``None``.
+        reallocated: the first step that returned other state tensors than it was given (not
+            an in-place update), or ``None``.
     """
 
     outputs: torch.Tensor
     state: Any
     unchanged: tuple[int, int, list[int]] | None
+    reallocated: int | None = None
 
     def hint(self, offset: int = 0) -> str:
         """A diagnosis for a failure, or ``""``: a state tensor that ``step`` did not change."""
@@ -146,10 +149,14 @@ def run_steps(body: nn.Module, x: torch.Tensor, state: Any, what: str) -> Steps:
     """Step ``body`` through ``x [B, T, H]`` from ``state``, always continuing from the state
     ``step`` returns; notes the first step that left a state tensor unchanged."""
     outs = []
-    unchanged = None
+    unchanged = reallocated = None
     for t in range(x.shape[1]):
         before = snapshot(state, f"{what}: state") if unchanged is None else None
+        given = [(id(s), s.data_ptr()) for s in state_tensors(state, f"{what}: state")]
         y_t, state = step_pair(body.step(x[:, t], state), f"{what}: step")
+        returned = [(id(s), s.data_ptr()) for s in state_tensors(state, f"{what}: state")]
+        if reallocated is None and returned != given:
+            reallocated = t
         y_t = tensor(y_t, f"{what}: step output")
         if y_t.shape != x[:, t].shape:
             raise CheckFailure(
@@ -161,4 +168,4 @@ def run_steps(body: nn.Module, x: torch.Tensor, state: Any, what: str) -> Steps:
             if i is not None:
                 unchanged = (t, i, list(before[i].shape))
         outs.append(y_t)
-    return Steps(torch.stack(outs, dim=1), state, unchanged)  # [B, T, H]
+    return Steps(torch.stack(outs, dim=1), state, unchanged, reallocated)  # [B, T, H]

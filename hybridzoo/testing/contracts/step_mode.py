@@ -4,6 +4,7 @@ sizes all equal the parallel forward; ``prefill`` leaves the state it is given a
 from __future__ import annotations
 
 import random
+import warnings
 from functools import partial
 from typing import Any
 
@@ -24,7 +25,7 @@ from hybridzoo.testing.protocol import (
     step_pair,
     unwrap,
 )
-from hybridzoo.testing.results import CheckFailure
+from hybridzoo.testing.results import CheckFailure, ConformanceWarning
 
 # pytest hides the kit's own frames from tracebacks: the author sees the failure first
 __tracebackhide__ = True
@@ -54,7 +55,8 @@ def check_step_equals_parallel(case: LayerCase) -> None:
     tolerances), steps leave the input unchanged; and a model of the layer stepped from
     ``init_state`` equals its ``forward(output="sequence")``. A failure says which of forward,
     step and the reference is the odd one out, and names a state tensor that a step left
-    unchanged."""
+    unchanged. A step that returns new state tensors instead of updating the given ones in
+    place is a :class:`ConformanceWarning` (allowed, but it allocates)."""
     require_stateful(case)
     bodies = step_bodies(case)
     x = case.inputs()
@@ -65,6 +67,15 @@ def check_step_equals_parallel(case: LayerCase) -> None:
             steps = run_steps(body, x, body.init_state(case.batch), name)
             if not torch.equal(x, x_copy):
                 raise CheckFailure(f"{name}: step modified its input x_t in place")
+            if steps.reallocated is not None:
+                warnings.warn(
+                    ConformanceWarning(
+                        f"{name}: the step at t={steps.reallocated} returned other state tensors "
+                        "than it was given instead of updating them in place (allowed: the core "
+                        "keeps what step returns; but each step then allocates)"
+                    ),
+                    stacklevel=2,
+                )
             assert_close(
                 steps.outputs,
                 y,
