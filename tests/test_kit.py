@@ -883,3 +883,25 @@ def test_parametrize_with_checks_marks_known_failures_strictly(pytester: pytest.
     result.assert_outcomes(passed=2, xfailed=1, failed=1)
     result.stdout.fnmatch_lines(["*[[]XPASS(strict)[]] fixed already*"])
     result.stdout.fnmatch_lines(["XFAIL*toy-batch_independent*rows are mixed, fix pending"])
+
+
+def test_the_kit_takes_a_factory_decorated_with_hybridzoo_layer() -> None:
+    registry = Registry(autoload=False)
+    with hybridzoo.use_registry(registry):
+
+        @hybridzoo.layer(
+            name="toy",
+            symbol="Q",
+            options=ToyOptions,
+            param_count=_count,
+            capabilities=Capabilities(causal=True, stateful=True),
+            state_size=lambda o, h: h,
+        )
+        def toy(options: ToyOptions, hidden_size: int) -> nn.Module:
+            """The toy recurrence."""
+            return Recurrence(hidden_size)
+
+        assert isinstance(toy.spec, LayerSpec) and toy.spec is registry.get("toy")
+        assert all(r.passed for r in run_checks(toy, checks=["shape", "step_equals_parallel"]))
+        mark = parametrize_with_checks(toy, checks=["shape"])
+        assert [p.id for p in mark.args[1]] == ["toy-shape"]

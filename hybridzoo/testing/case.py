@@ -49,9 +49,12 @@ DEFAULT_HIDDEN_TARGET = 16
 
 
 def resolve_spec(spec_or_name: LayerSpec | str, registry: Registry | None = None) -> LayerSpec:
-    """A spec given as itself, or by name or symbol in ``registry`` (default: the default one)."""
+    """A spec given as itself, by name or symbol in ``registry`` (default: the default one), or
+    as a factory decorated with :func:`hybridzoo.layer` (its ``spec`` attribute)."""
     if isinstance(spec_or_name, LayerSpec):
         return spec_or_name
+    if isinstance(getattr(spec_or_name, "spec", None), LayerSpec):
+        return spec_or_name.spec  # type: ignore[union-attr]
     if isinstance(spec_or_name, str):
         return (registry or get_registry()).resolve(spec_or_name)
     raise TypeError(

@@ -99,8 +99,9 @@ def parametrize_with_checks(
     :class:`BoundCheck` and calls it.
 
     Args:
-        *specs_or_names: layers, as :class:`hybridzoo.LayerSpec` objects or registered names
-            (looked up when the test runs, in the default registry of that moment).
+        *specs_or_names: layers, as :class:`hybridzoo.LayerSpec` objects, factories decorated
+            with :func:`hybridzoo.layer`, or registered names (looked up when the test runs, in
+            the default registry of that moment).
         checks: names of checks to run (default: every check of
             :data:`hybridzoo.testing.CHECKS`).
         argname: the test's argument (default ``"check"``).
@@ -121,11 +122,15 @@ def parametrize_with_checks(
 
     if not specs_or_names:
         raise ValueError("parametrize_with_checks needs at least one layer (a spec or a name)")
+    specs_or_names = tuple(
+        layer.spec if isinstance(getattr(layer, "spec", None), LayerSpec) else layer
+        for layer in specs_or_names
+    )
     for layer in specs_or_names:
         if not isinstance(layer, LayerSpec | str):
             raise TypeError(
-                f"parametrize_with_checks takes LayerSpec objects or layer names, got "
-                f"{type(layer).__name__}: {layer!r:.80}"
+                f"parametrize_with_checks takes LayerSpec objects, layer names or factories "
+                f"decorated with hybridzoo.layer, got {type(layer).__name__}: {layer!r:.80}"
             )
     names = [c.name for c in select(checks)]
     layers = [layer if isinstance(layer, str) else layer.name for layer in specs_or_names]
