@@ -905,3 +905,13 @@ def test_the_kit_takes_a_factory_decorated_with_hybridzoo_layer() -> None:
         assert all(r.passed for r in run_checks(toy, checks=["shape", "step_equals_parallel"]))
         mark = parametrize_with_checks(toy, checks=["shape"])
         assert [p.id for p in mark.args[1]] == ["toy-shape"]
+
+
+def test_the_command_line_treats_a_bad_device_as_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from hybridzoo.cli import main
+
+    assert main(["check-plugin", "ffn", "--check", "shape", "--device", "bogus"]) == 2
+    captured = capsys.readouterr()
+    assert "device 'bogus' cannot be used here" in captured.err and captured.out == ""
