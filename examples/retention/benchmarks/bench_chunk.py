@@ -1,6 +1,6 @@
-"""Speed of the retention example's chunkwise form: the causal one (halves, elementwise selection
-in small blocks; a NaN or inf never reaches an earlier output) against the masked product over a
-whole chunk that it replaced (``(Q Kᵀ ⊙ D) V``, where ``0 · NaN`` leaks), side by side.
+"""Speed of the retention example's chunkwise form, which selects the masked entries away (a NaN or
+inf never reaches an earlier output), against the masked product over a whole chunk that it
+replaced (``(Q Kᵀ ⊙ D) V`` with ``D`` zero above the diagonal: ``0 · NaN`` leaks), side by side.
 
     python examples/retention/benchmarks/bench_chunk.py [--length 2048] [--repeat 5]
 
@@ -70,7 +70,7 @@ def main() -> None:
     q, k = torch.randn(shape) * args.head_dim**-0.5, torch.randn(shape)
     v = torch.randn(args.batch, args.heads, args.length, 2 * args.head_dim)
     lg = torch.tensor(head_log_decays(args.heads))
-    forms = {"causal (halves)": chunk_retention, "masked (replaced)": masked_chunk_retention}
+    forms = {"selected (causal)": chunk_retention, "masked (replaced)": masked_chunk_retention}
     rows = []
     for name, form in forms.items():
         with torch.no_grad():

@@ -14,9 +14,10 @@ left out (the decay plays its role), and so are the parallel form's score normal
 norm is invariant to a per-position scale of each head).
 
 The sequence form is chunkwise (RetNet's "chunkwise recurrent" form): inside a chunk of ``C``
-positions the parallel form ``(Q Kᵀ ⊙ D) V`` with ``D_nm = γ^(n-m)`` (computed by halves, so that a
-later position never enters an earlier output, not even times zero); across chunks the state
-``S``. Time ``O(L·C)`` per head; the result does not depend on ``C`` (up to rounding).
+positions the parallel form ``(Q Kᵀ ⊙ D) V`` with ``D_nm = γ^(n-m)`` (the masked entries selected
+away, so that a later position never enters an earlier output, not even times zero); across
+chunks the state ``S``. Time ``O(L·C)`` and memory ``O(C²)`` per head and chunk; the result does
+not depend on ``C`` (up to rounding).
 
 Decoding state: ``(S, pos)`` with ``S: [B, heads, head_dim, value_dim]`` and ``pos`` a 0-dim
 int64 tensor (positions seen so far, shared by the batch, for the rotary angles).
@@ -60,41 +61,6 @@ def rotary_tables(
     return angles.cos().to(dtype), angles.sin().to(dtype)
 
 
-#: Blocks of at most this many positions are computed elementwise (see :func:`intra_chunk`).
-LEAF = 16
-
-
-def intra_chunk(q: Tensor, k: Tensor, v: Tensor, lg: Tensor) -> Tensor:
-    """``o_n = Σ_{m<=n, m in block} γ^(n-m) (q_n · k_m) v_m`` inside one block of positions.
-
-    Causal for any values, NaN and inf included: nothing at position ``m > n`` enters ``o_n``,
-    not even multiplied by zero. A block is split into halves: each half on its own, plus the
-    first half's contribution to the second (a product over earlier positions only). Blocks of
-    at most :data:`LEAF` positions select the terms ``m <= n`` elementwise.
-
-    Args:
-        q, k: ``[..., c, d_k]``; v: ``[..., c, d_v]``; lg: ``log γ``, broadcastable to
-            ``[..., 1, 1]``.
-    """
-    c = q.shape[-2]
-    if c <= LEAF:
-        pos = torch.arange(c, device=q.device)
-        gap = (pos[:, None] - pos[None, :]).to(q.dtype)  # [c, c], n - m
-        causal = gap >= 0
-        weights = (q @ k.transpose(-1, -2)) * torch.exp(gap.clamp(min=0) * lg)  # [..., c, c]
-        terms = weights[..., None] * v[..., None, :, :]  # [..., c(n), c(m), d_v]
-        return torch.where(causal[:, :, None], terms, 0.0).sum(-2)
-    h = c // 2
-    first = intra_chunk(q[..., :h, :], k[..., :h, :], v[..., :h, :], lg)
-    second = intra_chunk(q[..., h:, :], k[..., h:, :], v[..., h:, :], lg)
-    # the first half's state at its end, seen from the second half: γ^(n-m) = γ^(n-h+1) γ^(h-1-m)
-    pm = torch.arange(h, device=q.device, dtype=q.dtype)[:, None]
-    pn = torch.arange(c - h, device=q.device, dtype=q.dtype)[:, None]
-    state = (k[..., :h, :] * torch.exp((h - 1 - pm) * lg)).transpose(-1, -2) @ v[..., :h, :]
-    carried = (q[..., h:, :] * torch.exp((pn + 1) * lg)) @ state  # [..., c-h, d_v]
-    return torch.cat((first, second + carried), dim=-2)
-
-
 def chunk_retention(
     q: Tensor,
     k: Tensor,
@@ -106,8 +72,12 @@ def chunk_retention(
 ) -> tuple[Tensor, Tensor]:
     """Retention over a sequence, chunk by chunk.
 
-    Inside a chunk, :func:`intra_chunk`; between chunks, the state ``S``. Causal for any input
-    values: a NaN or inf at position ``s`` leaves every output before ``s`` bitwise unchanged.
+    Inside a chunk, the parallel form ``(Q Kᵀ ⊙ D) V``; between chunks, the state ``S``. Causal
+    for any input values: a NaN or inf at position ``s`` leaves every output before ``s``
+    bitwise unchanged. A product masked over the whole chunk would not be (``0 · NaN = NaN``):
+    the masked weights are selected away (``masked_fill``), the values' non-finite entries are
+    zeroed for the product, and ``(0 · v).cumsum`` (zero, or NaN from the first non-finite value
+    on) carries them forward to the outputs they belong to.
 
     Args:
         q, k: ``[B, heads, T, d_k]`` (q already scaled, both rotated).
@@ -125,13 +95,19 @@ def chunk_retention(
     c_max = min(chunk_size, q.shape[2])
     pos = torch.arange(c_max, device=q.device, dtype=q.dtype)
     lg = log_decay.to(q.dtype)[:, None, None]  # [heads, 1, 1]
+    gap = pos[:, None] - pos[None, :]  # [C, C], n - m
+    later = gap < 0  # m after n: never enters o_n
+    decay = torch.exp(gap.clamp(min=0) * lg)  # [heads, C, C], D_nm = γ^(n-m) where m <= n
     outs = []
     # split (not indexing in a loop): one backward concatenation instead of one per chunk
     for qc, kc, vc in zip(q.split(c_max, 2), k.split(c_max, 2), v.split(c_max, 2), strict=True):
         c = qc.shape[2]
         p = pos[:c, None]  # [c, 1]
+        weights = ((qc @ kc.transpose(-1, -2)) * decay[:, :c, :c]).masked_fill(later[:c, :c], 0)
+        finite = vc.nan_to_num(nan=0.0, posinf=0.0, neginf=0.0)
+        poison = (0.0 * vc).cumsum(2)  # [B, heads, c, d_v]: 0, or NaN from a non-finite v on
         carried = (qc * torch.exp((p + 1) * lg)) @ state  # [B, heads, c, d_v]
-        outs.append(intra_chunk(qc, kc, vc, lg) + carried)
+        outs.append(weights @ finite + poison + carried)
         k_to_end = kc * torch.exp((c - 1 - p) * lg)  # [B, heads, c, d_k]
         state = torch.exp(c * lg) * state + k_to_end.transpose(-1, -2) @ vc
     return torch.cat(outs, dim=2), state
