@@ -26,10 +26,6 @@ DRAWN_CHECKS = ("shape", "param_count_exact", "causal", "step_equals_parallel", 
 KNOWN_FAILURES = {
     ("attention", "backward_containment"): "scaled_dot_product_attention multiplies the masked "
     "(zero) probabilities by the later values: 0 · NaN = NaN reaches earlier outputs",
-    ("gla", "backward_containment"): "chunk_gla's masked products over a whole chunk let a NaN "
-    "or inf reach the outputs from the start of its chunk",
-    ("rwkv", "backward_containment"): "RWKV-6 runs on chunk_gla: its masked products over a "
-    "whole chunk let a NaN or inf reach the outputs from the start of its chunk",
 }
 
 
