@@ -34,7 +34,7 @@ def measure(pattern: str, *, embed_dim: int, hidden_size: int, steps: int, warmu
     return {
         "pattern": " ".join(model.config.pattern),
         "hidden_size": hidden_size,
-        "params": model.num_parameters(),
+        "params": model.param_count(),
         "median_ms": 1e3 * statistics.median(times),
         "p90_ms": 1e3 * times[int(0.9 * len(times))],
         "p99_ms": 1e3 * times[int(0.99 * len(times))],
