@@ -31,9 +31,10 @@ _FENCE = re.compile(r"^```(\w*)\s*$")
 _LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
 _RUNNER = """
-import json, sys, traceback
+import json, sys, traceback, warnings
 page, blocks = sys.argv[1], json.load(open(sys.argv[2]))
 namespace = {"__name__": "__docs__"}
+warnings.filterwarnings("error", category=DeprecationWarning, module="__docs__")
 for line, code in blocks:
     try:
         exec(compile("\\n" * (line - 1) + code, page, "exec"), namespace)

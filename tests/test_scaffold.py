@@ -215,7 +215,7 @@ def test_entry_point_discovery_and_a_mixed_build(
         model = hybridzoo.build(pattern, embed_dim=8, hidden_size=16, dropout=0.0)
         model.eval()
         x = torch.randn(2, 6, 8)
-        assert model.num_parameters() == hybridzoo.param_count(pattern, embed_dim=8, hidden_size=16)
+        assert model.param_count() == hybridzoo.param_count(pattern, embed_dim=8, hidden_size=16)
         seq = hybridzoo.build(
             pattern, embed_dim=8, hidden_size=16, dropout=0.0, output="sequence"
         ).eval()

@@ -101,7 +101,7 @@ def check_in_model(case: LayerCase) -> None:
                     f"{list(x.shape)} to {list(y.shape)}, expected {shape}"
                 )
             finite(y, f"model output ({output})")
-            counted, built = model_param_count(config), model.num_parameters()
+            counted, built = model_param_count(config), model.param_count()
             if counted != built:
                 raise CheckFailure(
                     f"hybridzoo.param_count gives {counted} for a model of two {case.name!r} "
