@@ -4,7 +4,8 @@ replaced (``(Q Kᵀ ⊙ D) V`` with ``D`` zero above the diagonal: ``0 · NaN`` 
 
     python examples/retention/benchmarks/bench_chunk.py [--length 2048] [--repeat 5]
 
-Prints a table and writes JSON to ``examples/retention/benchmarks/results/``.
+The forms are timed in interleaved rounds (the best of each). Prints a table and writes JSON to
+``examples/retention/benchmarks/results/``.
 """
 
 from __future__ import annotations
@@ -44,13 +45,16 @@ def masked_chunk_retention(q, k, v, log_decay, *, chunk_size=64):
     return torch.cat(outs, dim=2), state
 
 
-def timed(fn, repeat: int) -> float:
-    fn()  # warm-up
-    best = math.inf
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
+def best_of(fns: dict[str, object], repeat: int) -> dict[str, float]:
+    """The best wall time of each function, measured in interleaved rounds (one call of each per
+    round, after a warm-up round), so that neither form gains from running first."""
+    best = dict.fromkeys(fns, math.inf)
+    for round_ in range(repeat + 1):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            if round_:
+                best[name] = min(best[name], time.perf_counter() - start)
     return best
 
 
@@ -71,18 +75,19 @@ def main() -> None:
     v = torch.randn(args.batch, args.heads, args.length, 2 * args.head_dim)
     lg = torch.tensor(head_log_decays(args.heads))
     forms = {"selected (causal)": chunk_retention, "masked (replaced)": masked_chunk_retention}
-    rows = []
-    for name, form in forms.items():
-        with torch.no_grad():
-            fwd = timed(partial(form, q, k, v, lg, chunk_size=args.chunk_size), args.repeat)
-        leaves = [t.detach().requires_grad_(True) for t in (q, k, v)]
+    leaves = [t.detach().requires_grad_(True) for t in (q, k, v)]
 
-        def both(form=form, leaves=leaves) -> None:
-            out, _ = form(*leaves, lg, chunk_size=args.chunk_size)
-            out.sum().backward()
+    def both(form) -> None:
+        out, _ = form(*leaves, lg, chunk_size=args.chunk_size)
+        out.sum().backward()
 
-        fwd_bwd = timed(both, args.repeat)
-        rows.append({"form": name, "forward_ms": 1e3 * fwd, "fwd_bwd_ms": 1e3 * fwd_bwd})
+    with torch.no_grad():
+        fwd = best_of(
+            {n: partial(f, q, k, v, lg, chunk_size=args.chunk_size) for n, f in forms.items()},
+            args.repeat,
+        )
+    fwd_bwd = best_of({n: partial(both, f) for n, f in forms.items()}, args.repeat)
+    rows = [{"form": n, "forward_ms": 1e3 * fwd[n], "fwd_bwd_ms": 1e3 * fwd_bwd[n]} for n in forms]
     base = rows[1]
     head = ("form", "forward ms", "fwd+bwd ms", "fwd ratio", "fwd+bwd ratio")
     print(f"{head[0]:20} {head[1]:>11} {head[2]:>11} {head[3]:>10} {head[4]:>14}")

@@ -75,9 +75,10 @@ def chunk_retention(
     Inside a chunk, the parallel form ``(Q Kᵀ ⊙ D) V``; between chunks, the state ``S``. Causal
     for any input values: a NaN or inf at position ``s`` leaves every output before ``s``
     bitwise unchanged. A product masked over the whole chunk would not be (``0 · NaN = NaN``):
-    the masked weights are selected away (``masked_fill``), the values' non-finite entries are
-    zeroed for the product, and ``(0 · v).cumsum`` (zero, or NaN from the first non-finite value
-    on) carries them forward to the outputs they belong to.
+    the masked weights are selected away (``masked_fill``); when ``v`` holds a non-finite value,
+    it is zeroed for the product and ``(0 · v).cumsum`` (zero, or NaN from the first non-finite
+    value on) carries it to the outputs it belongs to. (Testing whether ``v`` is finite reads one
+    value back from the device.)
 
     Args:
         q, k: ``[B, heads, T, d_k]`` (q already scaled, both rotated).
@@ -98,19 +99,28 @@ def chunk_retention(
     gap = pos[:, None] - pos[None, :]  # [C, C], n - m
     later = gap < 0  # m after n: never enters o_n
     decay = torch.exp(gap.clamp(min=0) * lg)  # [heads, C, C], D_nm = γ^(n-m) where m <= n
+    # a non-finite value of v is zeroed for the intra-chunk product, where it would meet the
+    # zero weights of earlier outputs; (0 · v).cumsum then carries it to its own and later
+    # outputs. Both are skipped when every value is finite (they would change nothing); a
+    # finite sum proves that cheaply (an overflowing sum of finite values only takes the
+    # longer, equally exact way)
+    finite_values = bool(torch.isfinite(v.sum()))
+    product_v = v if finite_values else v.nan_to_num(nan=0.0, posinf=0.0, neginf=0.0)
+    chunks = zip(*(t.split(c_max, 2) for t in (q, k, v, product_v)), strict=True)
     outs = []
     # split (not indexing in a loop): one backward concatenation instead of one per chunk
-    for qc, kc, vc in zip(q.split(c_max, 2), k.split(c_max, 2), v.split(c_max, 2), strict=True):
+    for qc, kc, vc, pc in chunks:
         c = qc.shape[2]
         p = pos[:c, None]  # [c, 1]
         weights = ((qc @ kc.transpose(-1, -2)) * decay[:, :c, :c]).masked_fill(later[:c, :c], 0)
-        finite = vc.nan_to_num(nan=0.0, posinf=0.0, neginf=0.0)
-        poison = (0.0 * vc).cumsum(2)  # [B, heads, c, d_v]: 0, or NaN from a non-finite v on
         carried = (qc * torch.exp((p + 1) * lg)) @ state  # [B, heads, c, d_v]
-        outs.append(weights @ finite + poison + carried)
+        outs.append(weights @ pc + carried)
         k_to_end = kc * torch.exp((c - 1 - p) * lg)  # [B, heads, c, d_k]
         state = torch.exp(c * lg) * state + k_to_end.transpose(-1, -2) @ vc
-    return torch.cat(outs, dim=2), state
+    out = torch.cat(outs, dim=2)
+    if not finite_values:
+        out = out + (0.0 * v).cumsum(2)  # 0, or NaN from the first non-finite value on
+    return out, state
 
 
 class MultiScaleRetention(nn.Module):
