@@ -149,3 +149,16 @@ def test_the_contract_list_is_the_kits() -> None:
     checks = text.split("## The checks")[1].split("\n## ")[0]
     rows = re.findall(r"^\| `(\w+)` \| `(\w+)` \|", checks, flags=re.M)
     assert rows == [(name, check.contract) for name, check in CHECKS.items()]
+
+
+def test_the_not_run_marker_is_read_from_the_line_before_a_block() -> None:
+    text = (
+        "intro\n```python\nx = 1\n```\n"
+        "<!-- not run: it needs an installed plugin named mylayer -->\n```python\nbuild()\n```\n"
+        "```bash\nls\n```\n"
+    )
+    assert code_blocks(text) == [
+        ("python", 3, "x = 1\n", None),
+        ("python", 7, "build()\n", "it needs an installed plugin named mylayer"),
+        ("bash", 10, "ls\n", None),
+    ]
