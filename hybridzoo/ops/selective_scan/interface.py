@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from hybridzoo.errors import ShapeError
+from hybridzoo.ops._common import compute_dtype
 
 from .chunked import chunked_selective_scan
 from .fused import extension_error, fused_selective_scan, load_extension
@@ -42,11 +43,6 @@ BACKENDS = ("auto", "compiled", "torch")
 _DTYPES = (torch.float32, torch.float64)
 _LOW_PRECISION = (torch.bfloat16, torch.float16)  # computed in float32
 DTYPES_TEXT = "float32 and float64 (and bfloat16/float16, computed in float32)"
-
-
-def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The dtype the kernels compute in for inputs of ``dtype``."""
-    return torch.float32 if dtype in _LOW_PRECISION else dtype
 
 
 def check_dtypes(what: str, ref_name: str, ref: Tensor, named: dict[str, Tensor | None]) -> None:

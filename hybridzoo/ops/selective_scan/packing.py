@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from hybridzoo.errors import ShapeError
+from hybridzoo.ops._common import document_starts as _family_starts
 
 __all__ = ["check_seq_idx", "document_starts", "first_readable"]
 
@@ -24,38 +25,20 @@ def check_seq_idx(
     """Validates the packing argument; returns it as a contiguous int64 tensor (or None).
 
     Raises :class:`~hybridzoo.errors.ShapeError` unless ``seq_idx`` is an integer tensor of
-    shape ``[batch, length]`` on ``device``, non-decreasing along T in every row.
+    shape ``[batch, length]`` on ``device``, non-decreasing along T in every row (the checks of
+    the whole kernel family, :func:`hybridzoo.ops._common.document_starts`).
     """
     if seq_idx is None:
         return None
-    if not isinstance(seq_idx, Tensor):
-        raise ShapeError(
-            f"seq_idx must be an integer torch.Tensor [B, T], got {type(seq_idx).__name__}"
-        )
-    if seq_idx.dtype.is_floating_point or seq_idx.dtype.is_complex or seq_idx.dtype == torch.bool:
-        raise ShapeError(f"seq_idx must have an integer dtype (int32, int64), got {seq_idx.dtype}")
-    if tuple(seq_idx.shape) != (batch, length):
-        raise ShapeError(
-            f"seq_idx must have shape [B, T] = {(batch, length)}, got {tuple(seq_idx.shape)}"
-        )
+    _family_starts(seq_idx, batch, length)
     if seq_idx.device != device:
         raise ShapeError(f"seq_idx must be on the inputs' device {device}, got {seq_idx.device}")
-    seq = seq_idx.to(torch.int64).contiguous()
-    falls = seq[:, 1:] < seq[:, :-1]
-    if bool(falls.any()):
-        b, t = (int(i) for i in falls.nonzero()[0])
-        raise ShapeError(
-            f"seq_idx must be non-decreasing along T (documents numbered in order), but row {b} "
-            f"goes from {int(seq[b, t])} at t={t} to {int(seq[b, t + 1])} at t={t + 1}"
-        )
-    return seq
+    return seq_idx.to(torch.int64).contiguous()
 
 
 def document_starts(seq_idx: Tensor) -> Tensor:
     """``[B, T]`` bool: True where a document other than the row's first starts."""
-    starts = torch.zeros_like(seq_idx, dtype=torch.bool)
-    starts[:, 1:] = seq_idx[:, 1:] != seq_idx[:, :-1]
-    return starts
+    return _family_starts(seq_idx, *seq_idx.shape)
 
 
 def first_readable(seq_idx: Tensor | None, batch: int, length: int, size: int) -> Tensor:
