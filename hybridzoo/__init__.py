@@ -32,6 +32,7 @@ from hybridzoo.errors import (
     UnusedOptionWarning,
 )
 from hybridzoo.hookspecs import hookimpl
+from hybridzoo.losses import aux_losses
 from hybridzoo.patterns import pattern, visualize
 from hybridzoo.registry import Registry, get_registry, use_registry
 from hybridzoo.spec import PLUGIN_API_VERSION, Capabilities, LayerSpec, option
@@ -65,6 +66,7 @@ __all__ = [
     "UnknownLayerError",
     "UnusedOptionWarning",
     "__version__",
+    "aux_losses",
     "build",
     "build_pattern",
     "get_layer",
