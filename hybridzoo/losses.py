@@ -37,41 +37,48 @@ _SHARED_BODY = re.compile(r"^(?P<prefix>.*?)shared\.(?P<name>\w+)\.sub_blocks\.(
 
 
 class AuxLossRecorder:
-    """The auxiliary losses of one body, between two reads.
+    """The auxiliary losses of one body's current forward.
 
-    - :meth:`record` (from the body's forward) adds one call's losses. With gradients enabled
-      the calls since the last :meth:`read` add up (a shared body applied at several positions
-      reports them all); the first call after a read starts afresh. Without gradients (eval,
-      ``torch.no_grad()``) only the last call is kept, so an evaluation loop that never reads
-      keeps nothing growing.
+    - :meth:`record` (from the body's forward) adds one call's losses. Calls add up until the
+      losses are read, or a backward pass goes through the body's output (``output=`` of
+      :meth:`record`), or a call runs without gradients: the next call then starts afresh. So a
+      shared body applied at several positions of one forward reports them all, and each
+      training step reports its own forward, whether or not the previous one was read. Without
+      gradients (eval, ``torch.no_grad()``) only the last call is kept.
     - :meth:`read` returns the sums (the same again until the next call).
 
-    Losses recorded with gradients and never read keep their autograd graphs alive: after
-    ``max_unread`` such calls the recorder warns once and drops the older ones.
+    Losses recorded with gradients and never read nor back-propagated keep their autograd graphs
+    alive: after ``max_unread`` such calls the recorder warns once and drops the older ones.
     """
 
     def __init__(self, owner: str = "body", *, max_unread: int = 64) -> None:
         self.owner = owner
         self.max_unread = max_unread
         self._calls: list[dict[str, Tensor]] = []
-        self._read = False
+        self._done = False  # read, or back-propagated through: the next call starts afresh
         self._warned = False
 
-    def record(self, losses: dict[str, Tensor]) -> None:
-        """Add one forward call's losses (already scaled by their coefficients)."""
+    def _backward_seen(self, grad: Tensor) -> None:
+        self._done = True
+
+    def record(self, losses: dict[str, Tensor], output: Tensor | None = None) -> None:
+        """Add one forward call's losses (already scaled by their coefficients); ``output`` is
+        the call's output, watched for the backward pass that ends the step."""
         import torch
 
-        if self._read or not torch.is_grad_enabled():
+        if self._done or not torch.is_grad_enabled():
             self._calls.clear()
-            self._read = False
+            self._done = False
         self._calls.append(dict(losses))
+        if output is not None and output.requires_grad:
+            output.register_hook(self._backward_seen)
         if len(self._calls) > self.max_unread:
             if not self._warned:
                 warnings.warn(
                     f"{self.owner}: the auxiliary losses of {len(self._calls)} forward calls "
-                    "with gradients were never read: add hybridzoo.aux_losses(model) to the "
-                    "training loss after each forward (or set their coefficients to 0); the "
-                    "older ones are dropped",
+                    "with gradients were neither read nor back-propagated through: add "
+                    "hybridzoo.aux_losses(model) to the training loss after each forward (or "
+                    "set their coefficients to 0); the older ones are dropped",
                     RuntimeWarning,
                     stacklevel=3,
                 )
@@ -80,7 +87,7 @@ class AuxLossRecorder:
 
     def read(self) -> dict[str, Tensor]:
         """The losses of the calls since the last read, summed per name."""
-        self._read = True
+        self._done = True
         total: dict[str, Tensor] = {}
         for call in self._calls:
             for name, value in call.items():
@@ -90,7 +97,7 @@ class AuxLossRecorder:
     def clear(self) -> None:
         """Forget every recorded call."""
         self._calls.clear()
-        self._read = False
+        self._done = False
 
 
 def _label(model: nn.Module, path: str) -> str:

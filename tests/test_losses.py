@@ -13,7 +13,7 @@ from hybridzoo.nn import Positionwise
 
 
 class Scaled(Positionwise):
-    """A toy body ``x · w`` whose auxiliary loss is ``mean(x)²`` (training mode)."""
+    """A toy body ``x · w`` whose auxiliary loss is ``mean((x·w)²)`` (training mode)."""
 
     def __init__(self, hidden_size: int) -> None:
         super().__init__()
@@ -21,9 +21,10 @@ class Scaled(Positionwise):
         self._aux = AuxLossRecorder("scaled")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x * self.w
         if self.training:
-            self._aux.record({"square": (x * self.w).mean().square()})
-        return x * self.w
+            self._aux.record({"square": y.square().mean()}, output=y)
+        return y
 
     def aux_losses(self) -> dict[str, torch.Tensor]:
         return self._aux.read()
@@ -75,23 +76,31 @@ def test_shared_layer_sums_its_applications(layers) -> None:
     calls = []
     body.register_forward_hook(lambda m, args, out: calls.append(args[0]))
     model(x)
-    expected = sum(inp.mean().square() for inp in calls)
+    expected = sum(inp.square().mean() for inp in calls)
     torch.testing.assert_close(hybridzoo.aux_losses(model)["shared.scaled.square"], expected)
     assert len(calls) == 2
 
 
 def test_training_loop_adds_them_to_the_loss(layers) -> None:
-    model = hybridzoo.build("Q", embed_dim=4, hidden_size=4, dropout=0.0).train()
+    model = hybridzoo.build("Q", embed_dim=4, hidden_size=4, dropout=0.0, output="sequence")
+    model.train()
+    body = model.blocks[0].sub_blocks[0].body
     x = torch.randn(2, 3, 4)
-    for _ in range(3):
+    grads = []
+    for with_aux in (False, True, False):
+        # a step that does not read them must not leak into the next one
         model.zero_grad()
-        loss = model(x).sum() + sum(hybridzoo.aux_losses(model).values())
+        loss = model(x).square().sum()
+        if with_aux:
+            loss = loss + sum(hybridzoo.aux_losses(model).values())
         loss.backward()
-    only_task = hybridzoo.build("Q", embed_dim=4, hidden_size=4, dropout=0.0).train()
-    only_task.load_state_dict(model.state_dict())
-    only_task(x).sum().backward()
-    body, other = model.blocks[0].sub_blocks[0].body, only_task.blocks[0].sub_blocks[0].body
-    assert not torch.allclose(body.w.grad, other.w.grad)  # the auxiliary term reached w
+        grads.append(body.w.grad.clone())
+    torch.testing.assert_close(grads[0], grads[2])
+    model.zero_grad()
+    model(x)
+    sum(hybridzoo.aux_losses(model).values()).backward()
+    assert body.w.grad.abs().max() > 1e-3
+    torch.testing.assert_close(grads[1] - grads[0], body.w.grad)
 
 
 def test_model_without_aux_losses_gives_empty_dict() -> None:
@@ -109,7 +118,7 @@ def test_plain_module_paths() -> None:
     assert set(hybridzoo.aux_losses(holder)) == {"1.square"}
 
 
-def test_recorder_reads_sum_since_the_last_read() -> None:
+def test_recorder_sums_the_calls_of_one_step() -> None:
     rec = AuxLossRecorder()
     one, two, three = (torch.tensor(v, requires_grad=True) for v in (1.0, 2.0, 3.0))
     rec.record({"a": one})
@@ -118,6 +127,11 @@ def test_recorder_reads_sum_since_the_last_read() -> None:
     assert rec.read()["a"].item() == 3.0  # reading again gives the same
     rec.record({"a": three})  # the first call after a read starts afresh
     assert rec.read()["a"].item() == 3.0
+    out = torch.ones(2, requires_grad=True) * 2
+    rec.record({"a": one}, output=out)
+    out.sum().backward()  # a backward through the output ends the step
+    rec.record({"a": two})
+    assert rec.read()["a"].item() == 2.0
     with torch.no_grad():  # without gradients only the last call is kept
         rec.record({"a": torch.tensor(5.0)})
         rec.record({"a": torch.tensor(7.0)})
@@ -128,7 +142,7 @@ def test_recorder_reads_sum_since_the_last_read() -> None:
 
 def test_recorder_warns_when_never_read() -> None:
     rec = AuxLossRecorder("moe", max_unread=3)
-    with pytest.warns(RuntimeWarning, match="never read.*hybridzoo.aux_losses"):
+    with pytest.warns(RuntimeWarning, match="neither read nor back-propagated.*hybridzoo.aux_losses"):
         for _ in range(5):
             rec.record({"a": torch.ones((), requires_grad=True)})
     assert rec.read()["a"].item() == 3.0  # the older ones were dropped

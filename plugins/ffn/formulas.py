@@ -1,4 +1,4 @@
-"""Closed formulas of the ``ffn`` layer (no torch): exact parameter count, state size."""
+"""Closed formulas of the ``ffn`` layer (no torch): the exact parameter count."""
 
 from __future__ import annotations
 
@@ -20,8 +20,3 @@ def param_count(o: FFNOptions, hidden_size: int) -> int:
         bias=o.bias,
         inner_size=o.inner_size,
     )
-
-
-def state_size(o: FFNOptions, hidden_size: int) -> int:
-    """A position-wise layer keeps no decoding state: 0."""
-    return 0

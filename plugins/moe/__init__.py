@@ -106,11 +106,10 @@ SPEC = LayerSpec(
     reference="hybridzoo_plugins.moe.reference:reference_forward",
     param_count=formulas.param_count,
     active_param_count=formulas.active_param_count,
-    state_size=formulas.state_size,
     scale_options=formulas.scale_options,
     description="Dropless mixture of SwiGLU experts (top-k router, optional shared expert, "
     "load-balancing and z-loss).",
-    capabilities=Capabilities(causal=True, stateful=True, complexity="linear"),
+    capabilities=Capabilities(causal=True, positionwise=True),
 )
 
 

@@ -1,5 +1,5 @@
-"""Closed formulas of the ``moe`` layer (no torch): parameters (all, and used per token), state
-size and width scaling."""
+"""Closed formulas of the ``moe`` layer (no torch): parameters (all, and used per token) and
+width scaling. (A positionwise layer has no state: the core counts none.)"""
 
 from __future__ import annotations
 
@@ -28,11 +28,6 @@ def active_param_count(o: MoEOptions, hidden_size: int) -> int:
     """Parameters one token uses: the router, its ``top_k`` experts and the shared expert."""
     experts = o.top_k * 3 * o.expert_size * hidden_size
     return o.num_experts * hidden_size + experts + _shared(o, hidden_size)
-
-
-def state_size(o: MoEOptions, hidden_size: int) -> int:
-    """Each token is routed on its own: no decoding state (0)."""
-    return 0
 
 
 def scale_options(o: MoEOptions, hidden_size: int, *, seq_len: int | None = None) -> MoEOptions:

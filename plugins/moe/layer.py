@@ -153,11 +153,12 @@ class MixtureOfExperts(Positionwise):
             if self.shared_gate is not None:
                 shared = torch.sigmoid(self.shared_gate(flat)) * shared
             y = y + shared
+        y = y.view(x.shape)
         if self.training:
-            self._aux.record(self._losses(logits, experts))
+            self._aux.record(self._losses(logits, experts), output=y)
         else:
             self._aux.clear()
-        return y.view(x.shape)
+        return y
 
     # ------------------------------------------------------------------ auxiliary losses
     def _losses(self, logits: Tensor, experts: Tensor) -> dict[str, Tensor]:
@@ -178,9 +179,10 @@ class MixtureOfExperts(Positionwise):
         return losses
 
     def aux_losses(self) -> dict[str, Tensor]:
-        """The auxiliary losses of the training-mode forwards since the last read, scaled by
-        their coefficients: ``load_balancing`` and ``z_loss`` (each when its coefficient is not
-        0). Empty after an eval-mode forward. See :mod:`hybridzoo.losses`."""
+        """The auxiliary losses of the last training-mode forward (all its applications, for a
+        shared body), scaled by their coefficients: ``load_balancing`` and ``z_loss`` (each
+        when its coefficient is not 0). Empty after an eval-mode forward. See
+        :mod:`hybridzoo.losses`."""
         return self._aux.read()
 
     def extra_repr(self) -> str:

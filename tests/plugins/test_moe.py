@@ -134,6 +134,18 @@ def test_bf16_close_to_float64(variant: str) -> None:
     assert errors.max() < 3e-2, errors.max()
 
 
+def test_model_steps_equal_forward() -> None:
+    # positionwise: the core's step mode runs the body on one position at a time
+    model = hybridzoo.build(
+        "E F E", embed_dim=HIDDEN, hidden_size=HIDDEN, moe_expert_size=4, output="sequence"
+    )
+    model = model.double().eval()
+    x = tokens(2, 6)
+    state = model.init_state(2)
+    steps = torch.stack([model.step(x[:, t], state)[0] for t in range(6)], 1)
+    torch.testing.assert_close(steps, model(x), atol=1e-12, rtol=1e-12)
+
+
 # ---------------------------------------------------------------- auxiliary losses
 def test_aux_losses_match_mixtral_and_st_moe() -> None:
     mixtral = pytest.importorskip("transformers.models.mixtral.modeling_mixtral")
