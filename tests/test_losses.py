@@ -142,7 +142,8 @@ def test_recorder_sums_the_calls_of_one_step() -> None:
 
 def test_recorder_warns_when_never_read() -> None:
     rec = AuxLossRecorder("moe", max_unread=3)
-    with pytest.warns(RuntimeWarning, match="neither read nor back-propagated.*hybridzoo.aux_losses"):
+    match = "neither read nor back-propagated.*hybridzoo.aux_losses"
+    with pytest.warns(RuntimeWarning, match=match):
         for _ in range(5):
             rec.record({"a": torch.ones((), requires_grad=True)})
     assert rec.read()["a"].item() == 3.0  # the older ones were dropped
