@@ -473,3 +473,27 @@ def test_step_equals_mistral_cache_decode(window: int | None) -> None:
             y_t, state = ours.step(x[:, t], state)
             torch.testing.assert_close(y_t, y_theirs[:, 0], **TOL)
     assert cache.layers[0].keys.shape[1] == 1 and state[0].shape[1] == 1  # kv heads cached
+
+
+def test_equals_nemotron_h_attention() -> None:
+    # Nemotron-H's attention: grouped-query, no rotary, no QK-norm, no bias, full causal
+    tf = pytest.importorskip("transformers")
+    from transformers.models.nemotron_h.modeling_nemotron_h import NemotronHAttention
+
+    config = tf.NemotronHConfig(
+        hidden_size=HIDDEN, num_attention_heads=4, num_key_value_heads=1, head_dim=4
+    )
+    config._attn_implementation = "sdpa"
+    theirs = randomize(NemotronHAttention(config, layer_idx=0).double(), seed=6)
+    record = AttentionOptions(
+        num_heads=4, num_kv_heads=1, head_dim=4, window_size=None, qk_norm=False, rope_base=None
+    )
+    ours = SPEC.factory(record, HIDDEN)[0].double()
+    ours.load_state_dict(theirs.state_dict())
+    x = inputs(2, 12)
+    x1, x2 = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    y1, y2 = ours(x1), theirs(x2, attention_mask=None)[0]
+    torch.testing.assert_close(y1, y2, **TOL)
+    y1.square().sum().backward()
+    y2.square().sum().backward()
+    torch.testing.assert_close(x1.grad, x2.grad, **TOL)

@@ -104,3 +104,20 @@ def test_bad_options() -> None:
         hybridzoo.build("F", embed_dim=4, hidden_size=4, ffn_activation="relu_2")
     with pytest.raises(hybridzoo.OptionError, match="not both"):
         hybridzoo.build("F", embed_dim=4, hidden_size=4, ffn_inner_size=8, ffn_expand_factor=2)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_equals_nemotron_h_mlp(bias: bool) -> None:
+    # squared ReLU, an inner width that is no multiple of H (from a checkpoint)
+    tf = pytest.importorskip("transformers")
+    from transformers.models.nemotron_h.modeling_nemotron_h import NemotronHMLP
+
+    config = tf.NemotronHConfig(
+        hidden_size=6, intermediate_size=14, mlp_hidden_act="relu2", mlp_bias=bias
+    )
+    theirs = randomize(NemotronHMLP(config).double(), seed=2)
+    options = FFNOptions(activation="relu2", bias=bias, inner_size=14)
+    ours = SPEC.factory(options, 6)[0].double()
+    ours.load_state_dict({k.replace("_proj", ""): v for k, v in theirs.state_dict().items()})
+    x = torch.randn(2, 5, 6, dtype=torch.float64)
+    torch.testing.assert_close(ours(x), theirs(x), atol=1e-12, rtol=1e-12)
