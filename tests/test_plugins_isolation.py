@@ -186,11 +186,11 @@ FAULTS: dict[str, Fault] = {
     "claims_existing_pattern": Fault(
         textwrap.dedent(
             """
-            from hybridzoo.plugin import NamedPattern, hookimpl
+            import hybridzoo
 
-            @hookimpl
-            def hybridzoo_named_patterns():
-                return [NamedPattern("jamba_like", ("ffn",), "all ffn")]
+            @hybridzoo.hookimpl
+            def hybridzoo_named_patterns():  # the version-1 form: a dict of name -> function
+                return {"jamba_like": lambda n: ["ffn"] * n}
             """
         ),
         ("named pattern 'jamba_like'", "already used", "'hybridzoo'", "DISABLE_PLUGINS="),

@@ -8,11 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hybridzoo.formulas import feedforward_param_count
 from hybridzoo.nn.positionwise import Positionwise
 from hybridzoo.validate import at_least, boolean, one_of
 
-__all__ = ["ACTIVATIONS", "FeedForward", "activate", "feedforward_param_count"]
+__all__ = ["ACTIVATIONS", "FeedForward", "activate"]
 
 #: The activations of :class:`FeedForward` (and of the experts of a mixture built on it).
 ACTIVATIONS = ("gelu", "relu2", "swiglu")
