@@ -112,42 +112,58 @@ class MixtureOfExperts(Positionwise):
             self.down.uniform_(-(self.down.shape[-1] ** -0.5), self.down.shape[-1] ** -0.5)
 
     # ------------------------------------------------------------------ routing
-    def route(self, flat: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Router logits ``[N, E]`` (float32 or float64), top-k weights ``[N, k]`` (same dtype)
-        and expert indices ``[N, k]`` for the tokens ``flat [N, H]``."""
+    def route(self, flat: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """For the tokens ``flat [N, H]``: router logits and scores ``[N, E]`` (in float32 or
+        float64), top-k weights ``[N, k]`` (same dtype) and expert indices ``[N, k]``."""
         dtype = torch.promote_types(flat.dtype, torch.float32)
         logits = F.linear(flat.to(dtype), self.router.weight.to(dtype))
         scores = logits.softmax(-1) if self.router_kind == "softmax" else logits.sigmoid()
         weights, experts = scores.topk(self.top_k, dim=-1)
         if self.normalize_top_k:
             weights = weights / weights.sum(-1, keepdim=True)
-        return logits, weights, experts
+        return logits, scores, weights, experts
 
-    def _experts(self, flat: Tensor, weights: Tensor, experts: Tensor) -> Tensor:
-        """``Σ_j w_nj E_e_nj(x_n)`` for every token, expert by expert (``[N, H]``)."""
-        tokens, k = experts.shape
+    def _experts(self, flat: Tensor, weights: Tensor, experts: Tensor) -> tuple[Tensor, Tensor]:
+        """``Σ_j w_nj E_e_nj(x_n)`` for every token ``[N, H]``, expert by expert, and the number
+        of tokens of each expert ``[E]``."""
+        k = experts.shape[1]
         assignment = experts.reshape(-1)  # [N·k], token n's j-th choice at n·k + j
         order = assignment.argsort(stable=True)  # the assignments grouped by expert
-        counts = torch.bincount(assignment, minlength=self.num_experts).tolist()
-        rows = flat.index_select(0, order // k)  # [N·k, H], in expert order
-        scale = weights.reshape(-1, 1).index_select(0, order).to(flat.dtype)
-        outs = []
+        counts = torch.bincount(assignment, minlength=self.num_experts)
+        sizes = counts.tolist()
+        token = order // k
+        rows = flat.index_select(0, token)  # [N·k, H], in expert order
+        scale = weights.reshape(-1, 1)[order].to(flat.dtype)
         gate_ups, downs = self.gate_up.unbind(0), self.down.unbind(0)
-        for e, block in enumerate(torch.split(rows, counts)):
-            if counts[e]:
-                outs.append(F.linear(activate(F.linear(block, gate_ups[e]), "swiglu"), downs[e]))
-        sorted_out = torch.cat(outs) * scale  # [N·k, H]
-        # back to the assignment order, then each token sums its own k rows
-        out = torch.empty_like(sorted_out).index_copy_(0, order, sorted_out)
-        return out.view(tokens, k, -1).sum(1)
+        tracked = (flat, self.gate_up, self.down)
+        if torch.is_grad_enabled() and any(t.requires_grad for t in tracked):
+            outs = [
+                F.linear(activate(F.linear(block, gate_ups[e]), "swiglu"), downs[e])
+                for e, block in enumerate(torch.split(rows, sizes))
+                if sizes[e]
+            ]
+            weighted = torch.cat(outs) * scale  # [N·k, H]
+        else:  # inference: the same products, in place, into one buffer
+            weighted = torch.empty_like(rows)
+            start = 0
+            for e, n in enumerate(sizes):
+                if n:
+                    h = torch.mm(rows[start : start + n], gate_ups[e].t())  # [n, 2·I]
+                    gate, up = h.chunk(2, dim=-1)
+                    F.silu(gate, inplace=True).mul_(up)
+                    torch.mm(gate, downs[e].t(), out=weighted[start : start + n])
+                    start += n
+            weighted.mul_(scale)
+        # each token sums its own k rows (in expert order, as Mixtral's block)
+        return flat.new_zeros(flat.shape).index_add_(0, token, weighted), counts
 
     def forward(self, x: Tensor) -> Tensor:
         """``x [B, L, H] -> [B, L, H]``; in training mode also records the auxiliary losses."""
         flat = x.reshape(-1, x.shape[-1])
         if flat.shape[0] == 0:
             return torch.zeros_like(x)
-        logits, weights, experts = self.route(flat)
-        y = self._experts(flat, weights, experts)
+        logits, scores, weights, experts = self.route(flat)
+        y, counts = self._experts(flat, weights, experts)
         if self.shared is not None:
             shared = self.shared(flat)
             if self.shared_gate is not None:
@@ -155,22 +171,17 @@ class MixtureOfExperts(Positionwise):
             y = y + shared
         y = y.view(x.shape)
         if self.training:
-            self._aux.record(self._losses(logits, experts), output=y)
+            self._aux.record(self._losses(logits, scores, counts), output=y)
         else:
             self._aux.clear()
         return y
 
     # ------------------------------------------------------------------ auxiliary losses
-    def _losses(self, logits: Tensor, experts: Tensor) -> dict[str, Tensor]:
+    def _losses(self, logits: Tensor, scores: Tensor, counts: Tensor) -> dict[str, Tensor]:
         losses: dict[str, Tensor] = {}
         if self.aux_loss_coef:
             tokens = logits.shape[0]
-            if self.router_kind == "softmax":
-                probs = logits.softmax(-1)
-            else:
-                scores = logits.sigmoid()
-                probs = scores / scores.sum(-1, keepdim=True)
-            counts = torch.bincount(experts.reshape(-1), minlength=self.num_experts)
+            probs = scores if self.router_kind == "softmax" else scores / scores.sum(-1, True)
             fraction = counts.to(probs.dtype) / tokens  # f_e, summing to k
             balance = self.num_experts * (fraction * probs.mean(0)).sum()
             losses["load_balancing"] = self.aux_loss_coef * balance

@@ -49,6 +49,16 @@ def test_matches_reference(variant: str) -> None:
     torch.testing.assert_close(body(x), reference_forward(body, x), atol=1e-12, rtol=1e-12)
 
 
+@pytest.mark.parametrize("variant", ["softmax", "shared"])
+def test_inference_path_equals_autograd_path(variant: str) -> None:
+    # without autograd the experts run in place into one buffer
+    body = make_body(**VARIANTS[variant])
+    x = tokens(3, 10)
+    with_grad = body(x)
+    with torch.no_grad():
+        torch.testing.assert_close(body(x), with_grad, atol=1e-13, rtol=1e-13)
+
+
 # ---------------------------------------------------------------- counts and compute
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_param_counts(variant: str) -> None:
@@ -72,7 +82,7 @@ def test_gradients_touch_only_the_chosen_experts() -> None:
     body = make_body(num_experts=5, top_k=2)
     x = tokens(1, 1)
     body(x).sum().backward()
-    _, _, chosen = body.route(x.view(1, -1))
+    chosen = body.route(x.view(1, -1))[3]
     used = set(chosen.view(-1).tolist())
     for e in range(5):
         touched = bool(body.gate_up.grad[e].any()) and bool(body.down.grad[e].any())
@@ -98,7 +108,7 @@ def test_dropless_when_every_token_picks_one_expert() -> None:
         body.router.weight[:2] = 0.0
         body.router.weight[2:] = -5.0 * body.router.weight.new_ones(2, HIDDEN)
     x = tokens(2, 30).abs()
-    assert set(body.route(x.view(-1, HIDDEN))[2].view(-1).tolist()) == {0, 1}
+    assert set(body.route(x.view(-1, HIDDEN))[3].view(-1).tolist()) == {0, 1}
     torch.testing.assert_close(body(x), reference_forward(body, x), atol=1e-12, rtol=1e-12)
 
 
