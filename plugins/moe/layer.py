@@ -134,9 +134,10 @@ class MixtureOfExperts(Positionwise):
         token = order // k
         rows = flat.index_select(0, token)  # [N·k, H], in expert order
         scale = weights.reshape(-1, 1)[order].to(flat.dtype)
-        gate_ups, downs = self.gate_up.unbind(0), self.down.unbind(0)
         tracked = (flat, self.gate_up, self.down)
         if torch.is_grad_enabled() and any(t.requires_grad for t in tracked):
+            # unbind and split: their backward stacks and concatenates once
+            gate_ups, downs = self.gate_up.unbind(0), self.down.unbind(0)
             outs = [
                 F.linear(activate(F.linear(block, gate_ups[e]), "swiglu"), downs[e])
                 for e, block in enumerate(torch.split(rows, sizes))
@@ -148,10 +149,10 @@ class MixtureOfExperts(Positionwise):
             start = 0
             for e, n in enumerate(sizes):
                 if n:
-                    h = torch.mm(rows[start : start + n], gate_ups[e].t())  # [n, 2·I]
+                    h = torch.mm(rows[start : start + n], self.gate_up[e].t())  # [n, 2·I]
                     gate, up = h.chunk(2, dim=-1)
                     F.silu(gate, inplace=True).mul_(up)
-                    torch.mm(gate, downs[e].t(), out=weighted[start : start + n])
+                    torch.mm(gate, self.down[e].t(), out=weighted[start : start + n])
                     start += n
             weighted.mul_(scale)
         # each token sums its own k rows (in expert order, as Mixtral's block)
