@@ -8,9 +8,16 @@ form (4-d tensors, a mask that is small or broadcast), which never materialises 
 masks built here hold ``O(L·window)`` (banded) or ``O(block·keys)`` (full, after a cache) values.
 Keys are never repeated per query head: a group's heads are folded into the query rows, or SDPA
 reads the kv heads directly (``enable_gqa``).
+
+Containment: SDPA computes the scores of masked keys too, so a NaN key at position ``s`` would
+reach the outputs before ``s`` (``NaN + -inf`` is NaN). :func:`contain` zeroes non-finite keys
+and values before the attention (a masked finite key contributes exactly 0) and
+:func:`poison` gives NaN to the queries that do see one, as the attention itself would.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -55,6 +62,7 @@ def banded_attention(
     prev_k: Tensor | None = None,
     prev_v: Tensor | None = None,
     start: Tensor | None = None,
+    seq_idx: Tensor | None = None,
 ) -> Tensor:
     """Sliding-window causal attention in ``O(L·window)`` time and memory.
 
@@ -67,12 +75,13 @@ def banded_attention(
     ``L <= window``); block ``j`` attends to the ``window + qb`` keys that precede and overlap it
     under a band mask shared by all rows. Only the first block can reach negative positions
     (``qb = window`` whenever there are several blocks): after a cache it runs on its own, with a
-    mask per row.
+    mask per row. ``seq_idx [B, L]`` (a fresh start only) numbers packed documents: a query sees
+    keys of its own document only (the mask is then one per row).
     """
     batch, heads, length, dim = q.shape
     kv_heads = k.shape[1]
     if prev_k is None or prev_v is None:
-        if length <= window:
+        if length <= window and seq_idx is None:
             return causal_attention(q, k, v)
         prev_k = prev_v = k.new_zeros(batch, kv_heads, window, dim)
     qb = window if length > window else length
@@ -96,6 +105,12 @@ def banded_attention(
     if start is None:
         first = torch.arange(nb, device=device)[:, None, None] * qb
         mask = band & (first + c >= window)  # [nb, g·qb, w + qb]: no key before position 0
+        if seq_idx is not None:  # and no key of another document
+            key_docs = F.pad(seq_idx, (window, pad), value=-1).unfold(1, span, qb)  # [B, nb, s]
+            query_docs = F.pad(seq_idx, (0, pad), value=-1).view(batch, nb, qb)  # pads see pads
+            same = query_docs.repeat(1, 1, groups)[..., None] == key_docs[:, :, None, :]
+            mask = (mask & same).unsqueeze(1).expand(-1, kv_heads, -1, -1, -1)
+            mask = mask.reshape(batch * kv_heads, nb, groups * qb, span)
         out = _sdpa_blocks(queries, keys, values, mask)
     else:
         # block 0, per row: keys at positions start - window + c >= 0
@@ -113,16 +128,41 @@ def banded_attention(
 
 def _sdpa_blocks(queries: Tensor, keys: Tensor, values: Tensor, mask: Tensor) -> Tensor:
     """SDPA over ``[B, kvh, nb, n, d]`` blocks (the block axis as SDPA's head axis, so that one
-    4-d mask ``[nb, n, keys]`` or ``[n, keys]`` serves every row and kv head)."""
+    mask ``[nb, n, keys]`` or ``[n, keys]`` serves every row and kv head; or one per row and kv
+    head, ``[B·kvh, nb, n, keys]``)."""
     batch, kv_heads, nb, n, dim = queries.shape
     span = keys.shape[-2]
     out = F.scaled_dot_product_attention(
         queries.reshape(batch * kv_heads, nb, n, dim),
         keys.reshape(batch * kv_heads, nb, span, dim),
         values.reshape(batch * kv_heads, nb, span, dim),
-        attn_mask=mask if mask.dim() == 2 else mask.unsqueeze(0),
+        attn_mask=mask if mask.dim() != 3 else mask.unsqueeze(0),
     )
     return out.view(batch, kv_heads, nb, n, dim)
+
+
+def _in_blocks(
+    q: Tensor, keys: Tensor, values: Tensor, offset: int, mask_of: Callable[[int, int], Tensor]
+) -> Tensor:
+    """Queries ``q [B, h, L, d]`` (key indices ``offset + 0..L-1``) in blocks ``lo..hi-1`` over
+    the keys ``[:offset + hi]``, under ``mask_of(lo, hi)`` (``[B, 1, hi-lo, offset+hi]`` bool);
+    each block's mask holds at most :data:`MASK_BUDGET` values."""
+    batch, _, length, _ = q.shape
+    block = max(1, min(length, MASK_BUDGET // max(1, batch * (offset + length))))
+    outs = []
+    for lo in range(0, length, block):
+        hi = min(length, lo + block)
+        end = offset + hi
+        outs.append(
+            F.scaled_dot_product_attention(
+                q[:, :, lo:hi],
+                keys[:, :, :end],
+                values[:, :, :end],
+                attn_mask=mask_of(lo, hi),
+                enable_gqa=True,
+            )
+        )
+    return torch.cat(outs, 2)
 
 
 def cached_attention(
@@ -132,34 +172,34 @@ def cached_attention(
 
     ``q [B, h, L, d]``, ``k, v [B, kvh, L, d]`` at positions ``lengths[b] + 0..L-1``;
     ``cache_k, cache_v [B, kvh, P, d]`` hold row ``b``'s earlier keys in slots
-    ``0 .. lengths[b]-1`` (later slots are ignored). Queries run in blocks whose masks stay within
-    :data:`MASK_BUDGET` values.
+    ``0 .. lengths[b]-1`` (later slots are ignored).
     """
-    batch, _, length, _ = q.shape
-    cached = cache_k.shape[2]
+    batch, cached = q.shape[0], cache_k.shape[2]
     keys = torch.cat((cache_k, k), 2)  # [B, kvh, P + L, d]
     values = torch.cat((cache_v, v), 2)
-    device = q.device
-    cols = torch.arange(cached + length, device=device)
-    block = max(1, min(length, MASK_BUDGET // max(1, batch * (cached + length))))
-    outs = []
-    for lo in range(0, length, block):
-        hi = min(length, lo + block)
-        rows = torch.arange(lo, hi, device=device)[:, None]  # new positions lo..hi-1
-        new_ok = (cols[None, :] >= cached) & (cols[None, :] - cached <= rows)  # [n, P + L]
-        old_ok = cols.view(1, 1, -1) < lengths.view(batch, 1, 1)  # [B, 1, P + L]
-        mask = (old_ok | new_ok).unsqueeze(1)  # [B, 1, n, P + hi]
+    cols = torch.arange(cached + q.shape[2], device=q.device)
+    old_ok = cols.view(1, 1, -1) < lengths.view(batch, 1, 1)  # [B, 1, P + L]
+
+    def mask_of(lo: int, hi: int) -> Tensor:
+        rows = torch.arange(lo, hi, device=q.device)[:, None]  # new positions lo..hi-1
         end = cached + hi
-        outs.append(
-            F.scaled_dot_product_attention(
-                q[:, :, lo:hi],
-                keys[:, :, :end],
-                values[:, :, :end],
-                attn_mask=mask[..., :end],
-                enable_gqa=True,
-            )
-        )
-    return torch.cat(outs, 2)
+        new_ok = (cols[:end] >= cached) & (cols[:end] - cached <= rows)  # [n, P + hi]
+        return (old_ok[..., :end] | new_ok).unsqueeze(1)  # [B, 1, n, P + hi]
+
+    return _in_blocks(q, keys, values, cached, mask_of)
+
+
+def packed_attention(q: Tensor, k: Tensor, v: Tensor, seq_idx: Tensor) -> Tensor:
+    """Full causal attention within documents: query ``t`` sees keys ``s <= t`` with
+    ``seq_idx[b, s] == seq_idx[b, t]`` (``seq_idx [B, L]``, non-decreasing per row)."""
+    cols = torch.arange(q.shape[2], device=q.device)
+
+    def mask_of(lo: int, hi: int) -> Tensor:
+        causal = cols[:hi] <= cols[lo:hi, None]  # [n, hi]
+        same = seq_idx[:, lo:hi, None] == seq_idx[:, None, :hi]  # [B, n, hi]
+        return (causal & same).unsqueeze(1)
+
+    return _in_blocks(q, k, v, 0, mask_of)
 
 
 def decode_attention(q: Tensor, cache_k: Tensor, cache_v: Tensor, valid: Tensor) -> Tensor:
@@ -171,3 +211,31 @@ def decode_attention(q: Tensor, cache_k: Tensor, cache_v: Tensor, valid: Tensor)
     mask = valid.view(batch, 1, 1, -1)
     out = F.scaled_dot_product_attention(folded, cache_k, cache_v, attn_mask=mask)
     return out.view(batch, heads, 1, dim)
+
+
+def contain(x: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+    """``k, v`` with their non-finite rows zeroed, and those rows ``[B, kvh, L]`` (bool); ``None``
+    (and ``k, v`` unchanged) when the input ``x`` is finite, the common case (one check)."""
+    if bool(torch.isfinite(x).all()):
+        return k, v, None
+    bad = ~(torch.isfinite(k).all(-1) & torch.isfinite(v).all(-1))
+    mask = bad.unsqueeze(-1)
+    return k.masked_fill(mask, 0.0), v.masked_fill(mask, 0.0), bad
+
+
+def poison(out: Tensor, bad: Tensor, window: int | None, offsets: Tensor) -> Tensor:
+    """NaN for the queries of ``out [B, h, L, d]`` that see a non-finite key: query ``t`` sees
+    keys ``t - min(offsets[t], window - 1) .. t``, with ``offsets [L]`` or ``[B, L]`` its
+    distance to the start of its document (or of the chunk)."""
+    batch, heads, length, _ = out.shape
+    kv_heads = bad.shape[1]
+    ends = torch.arange(1, length + 1, device=out.device)
+    reach = offsets if window is None else offsets.clamp(max=window - 1)
+    starts = (ends - 1 - reach).expand(batch, length)  # first key index each query sees
+    counts = F.pad(bad.long().cumsum(-1), (1, 0))  # [B, kvh, L + 1]
+    ends = ends.expand(batch, length)
+    seen = counts.gather(-1, ends.unsqueeze(1).expand(-1, kv_heads, -1)) - counts.gather(
+        -1, starts.unsqueeze(1).expand(-1, kv_heads, -1)
+    )
+    seen = (seen > 0).repeat_interleave(heads // kv_heads, dim=1)  # [B, h, L]
+    return out.masked_fill(seen.unsqueeze(-1), float("nan"))

@@ -42,7 +42,10 @@ from hybridzoo_plugins.attention.kernels import (
     banded_attention,
     cached_attention,
     causal_attention,
+    contain,
     decode_attention,
+    packed_attention,
+    poison,
 )
 from hybridzoo_plugins.attention.rotary import apply_rotary
 
@@ -150,14 +153,56 @@ class SlidingWindowAttention(nn.Module):
         return self.o_proj(out.transpose(1, 2).reshape(batch, length, -1))
 
     # ------------------------------------------------------------------ protocol
-    def forward(self, x: Tensor) -> Tensor:
-        """``x [B, L, H] -> [B, L, H]`` from a fresh start (position 0)."""
+    def forward(self, x: Tensor, seq_idx: Tensor | None = None) -> Tensor:
+        """``x [B, L, H] -> [B, L, H]`` from a fresh start (position 0).
+
+        ``seq_idx [B, L]`` (integers, non-decreasing along each row) numbers documents packed in
+        a row: each attends within itself and its rotary positions restart at 0, so the output
+        equals separate forwards of the documents. (Not yet with ``conv_size``: the short
+        convolution kernel takes no document boundaries.)
+        """
+        positions = torch.arange(x.shape[1], device=x.device)
+        if seq_idx is not None:
+            positions = self._check_packing(x, seq_idx)
         if self.conv is not None:
             x = self._short_conv(x)[0]
-        q, k, v = self._project(x, torch.arange(x.shape[1], device=x.device))
-        if self.window_size is None:
-            return self._merge(causal_attention(q, k, v))
-        return self._merge(banded_attention(q, k, v, self.window_size))
+        q, k, v = self._project(x, positions)
+        k, v, bad = contain(x, k, v)
+        if self.window_size is not None:
+            out = banded_attention(q, k, v, self.window_size, seq_idx=seq_idx)
+        elif seq_idx is not None:
+            out = packed_attention(q, k, v, seq_idx)
+        else:
+            out = causal_attention(q, k, v)
+        if bad is not None:
+            out = poison(out, bad, self.window_size, positions)
+        return self._merge(out)
+
+    def _check_packing(self, x: Tensor, seq_idx: Tensor) -> Tensor:
+        """Validate ``seq_idx``; each position's offset in its document ``[B, L]``."""
+        if (
+            not isinstance(seq_idx, Tensor)
+            or seq_idx.shape != x.shape[:2]
+            or seq_idx.is_floating_point()
+            or seq_idx.is_complex()
+        ):
+            shape = tuple(getattr(seq_idx, "shape", ()))
+            raise ValueError(
+                f"seq_idx must be an integer tensor of shape [B, L] = {tuple(x.shape[:2])}, "
+                f"got {type(seq_idx).__name__} {shape}"
+            )
+        if seq_idx.shape[1] > 1 and bool((seq_idx.diff(dim=1) < 0).any()):
+            raise ValueError("seq_idx must be non-decreasing along each row (documents in order)")
+        if self.conv is not None:
+            raise NotImplementedError(
+                "packed documents (seq_idx) with attention_conv_size > 0: the short convolution "
+                "kernel (hybridzoo.ops.causal_conv1d) takes no document boundaries yet"
+            )
+        index = torch.arange(x.shape[1], device=x.device).expand_as(seq_idx)
+        starts = torch.ones_like(seq_idx, dtype=torch.bool)
+        starts[:, 1:] = seq_idx[:, 1:] != seq_idx[:, :-1]
+        first = torch.where(starts, index, 0).cummax(dim=1).values  # each document's first index
+        return index - first
 
     def init_state(self, batch_size: int) -> State:
         """Empty caches, ``pos`` zeros and (with a convolution) a zero input window."""
@@ -213,52 +258,65 @@ class SlidingWindowAttention(nn.Module):
         positions = pos.unsqueeze(1) + torch.arange(length, device=pos.device)  # [B, L]
         q, k, v = self._project(x, positions)
         new_pos = pos + length
+        # the chunk attends to contained keys; the cache keeps them as they are
+        ka, va, bad = contain(x, k, v)
         if self.window_size is None:
-            out, new_k, new_v = self._prefill_full(q, k, v, k_cache, v_cache, pos)
+            out = self._prefill_full(q, ka, va, k_cache, v_cache, pos)
+            new_k, new_v = self._store_full(k, v, k_cache, v_cache, pos)
         else:
-            out, new_k, new_v = self._prefill_window(q, k, v, k_cache, v_cache, pos, new_pos)
+            out = self._prefill_window(q, ka, va, k_cache, v_cache, pos)
+            new_k, new_v = self._store_window(k, v, k_cache, v_cache, pos, new_pos)
+        if bad is not None:
+            out = poison(out, bad, self.window_size, torch.arange(length, device=x.device))
         return self._merge(out), (new_k, new_v, new_pos, *extra)
 
     def _prefill_full(
         self, q: Tensor, k: Tensor, v: Tensor, k_cache: Tensor, v_cache: Tensor, pos: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        length = q.shape[2]
+    ) -> Tensor:
         seen = int(pos.max())
         if seen == 0:
-            out = causal_attention(q, k, v)
-        else:
-            out = cached_attention(q, k, v, k_cache[:, :, :seen], v_cache[:, :, :seen], pos)
+            return causal_attention(q, k, v)
+        return cached_attention(q, k, v, k_cache[:, :, :seen], v_cache[:, :, :seen], pos)
+
+    def _store_full(
+        self, k: Tensor, v: Tensor, k_cache: Tensor, v_cache: Tensor, pos: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """The cache with the chunk's keys at each row's positions (grown by doubling)."""
+        length = k.shape[2]
         capacity = k_cache.shape[2]
-        while capacity < seen + length:
+        while capacity < int(pos.max()) + length:
             capacity *= 2
         slots = (pos.unsqueeze(1) + torch.arange(length, device=pos.device)).view(-1, 1, length, 1)
         slots = slots.expand(-1, self.num_kv_heads, -1, self.head_dim)
-        new_k = _grow(k_cache, capacity).scatter_(2, slots, k)
-        new_v = _grow(v_cache, capacity).scatter_(2, slots, v)
-        return out, new_k, new_v
+        return _grow(k_cache, capacity).scatter_(2, slots, k), _grow(v_cache, capacity).scatter_(
+            2, slots, v
+        )
+
+    def _chronological(self, cache: Tensor, pos: Tensor) -> Tensor:
+        """The ring buffer in time order: entry ``c`` holds position ``pos - window + c``."""
+        window = cache.shape[2]
+        return _gather_slots(
+            cache, (pos.unsqueeze(1) + torch.arange(window, device=pos.device)) % window
+        )
 
     def _prefill_window(
-        self,
-        q: Tensor,
-        k: Tensor,
-        v: Tensor,
-        k_cache: Tensor,
-        v_cache: Tensor,
-        pos: Tensor,
-        new_pos: Tensor,
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        window = self.window_size
-        assert window is not None
-        slots = torch.arange(window, device=pos.device)
-        # the cache in chronological order: entry c holds position pos - window + c (< 0: unused)
-        chrono = (pos.unsqueeze(1) + slots) % window  # [B, w]
-        prev_k, prev_v = _gather_slots(k_cache, chrono), _gather_slots(v_cache, chrono)
-        out = banded_attention(q, k, v, window, prev_k=prev_k, prev_v=prev_v, start=pos)
-        # the new ring buffer: position s in slot s % window
-        last_k = torch.cat((prev_k, k), 2)[:, :, -window:]  # positions new_pos - w + c
-        last_v = torch.cat((prev_v, v), 2)[:, :, -window:]
-        ring = (slots - new_pos.unsqueeze(1)) % window  # [B, w]
-        return out, _gather_slots(last_k, ring), _gather_slots(last_v, ring)
+        self, q: Tensor, k: Tensor, v: Tensor, k_cache: Tensor, v_cache: Tensor, pos: Tensor
+    ) -> Tensor:
+        assert self.window_size is not None
+        prev_k, prev_v = self._chronological(k_cache, pos), self._chronological(v_cache, pos)
+        return banded_attention(q, k, v, self.window_size, prev_k=prev_k, prev_v=prev_v, start=pos)
+
+    def _store_window(
+        self, k: Tensor, v: Tensor, k_cache: Tensor, v_cache: Tensor, pos: Tensor, new_pos: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """The new ring buffer: the last ``window`` keys, position ``s`` in slot ``s % window``."""
+        window = k_cache.shape[2]
+        ring = (torch.arange(window, device=pos.device) - new_pos.unsqueeze(1)) % window  # [B, w]
+        stored = []
+        for cache, new in ((k_cache, k), (v_cache, v)):
+            last = torch.cat((self._chronological(cache, pos), new), 2)[:, :, -window:]
+            stored.append(_gather_slots(last, ring))
+        return stored[0], stored[1]
 
 
 def _gather_slots(cache: Tensor, index: Tensor) -> Tensor:

@@ -130,6 +130,84 @@ def test_bf16_close_to_float64_at_length_600(window: int | None, rope) -> None:
     assert errors[:, 256:].mean() < 2e-2
 
 
+# ---------------------------------------------------------------- containment and packing
+@pytest.mark.parametrize("window", [2, 5, None])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_input_never_reaches_earlier_outputs(window, dtype, value) -> None:
+    # SDPA scores masked keys too: a NaN there would leak into earlier outputs (NaN + -inf)
+    layer = make_layer(window, num_heads=4, num_kv_heads=2, conv_size=2).to(dtype)
+    x = inputs(2, 13).to(dtype)
+    _, state = layer.prefill(x[:, :4])
+    with torch.no_grad():
+        y, y_pre = layer(x), layer.prefill(x[:, 4:], state)[0]
+        for s in (1, 6, 12):
+            x2 = x.clone()
+            x2[:, s] = value
+            y2 = layer(x2)
+            assert torch.equal(y2[:, :s], y[:, :s]), s
+            assert torch.isnan(y2[:, s]).all()  # the query that sees it is NaN, as it should
+            if s > 4:
+                y2_pre = layer.prefill(x2[:, 4:], state)[0]
+                assert torch.equal(y2_pre[:, : s - 4], y_pre[:, : s - 4]), s
+
+
+def _documents(lengths: list[int], seed: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """One packed row of documents of ``lengths`` and its ``seq_idx``."""
+    x = inputs(1, sum(lengths), seed=seed)
+    seq_idx = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
+    return x, seq_idx.view(1, -1) + 5
+
+
+@pytest.mark.parametrize("window", [1, 3, 16, None])
+def test_packed_documents_equal_separate_forwards(window: int | None) -> None:
+    layer = make_layer(window, num_heads=4, num_kv_heads=2)
+    lengths = [3, 1, 7, 5]
+    x, seq_idx = _documents(lengths)
+    x1 = x.clone().requires_grad_(True)
+    packed = layer(x1, seq_idx=seq_idx)
+    weight = torch.randn_like(packed)
+    (packed * weight).sum().backward()
+    grads = {n: p.grad.clone() for n, p in layer.named_parameters()}
+    layer.zero_grad()
+    x2 = x.clone().requires_grad_(True)
+    separate = torch.cat([layer(part) for part in x2.split(lengths, 1)], 1)
+    (separate * weight).sum().backward()
+    torch.testing.assert_close(packed, separate, **TOL)
+    torch.testing.assert_close(x1.grad, x2.grad, **TOL)
+    for name, p in layer.named_parameters():
+        torch.testing.assert_close(grads[name], p.grad, **TOL, msg=name)
+
+
+def test_packed_rows_and_blocks(monkeypatch) -> None:
+    # two rows with different boundaries; full attention in several query blocks
+    monkeypatch.setattr(kernels, "MASK_BUDGET", 40)
+    layer = make_layer(None, num_kv_heads=1)
+    x = inputs(2, 12)
+    seq_idx = torch.tensor([[0] * 5 + [1] * 7, [0] * 11 + [2]])
+    packed = layer(x, seq_idx=seq_idx)
+    for b, cuts in ((0, [5, 7]), (1, [11, 1])):
+        parts = x[b : b + 1].split(cuts, 1)
+        torch.testing.assert_close(
+            packed[b : b + 1], torch.cat([layer(p) for p in parts], 1), **TOL
+        )
+
+
+@pytest.mark.parametrize(
+    ("seq_idx", "error", "match"),
+    [
+        (torch.zeros(2, 5), ValueError, "integer tensor of shape"),
+        (torch.zeros(2, 4, dtype=torch.long), ValueError, r"\[B, L\] = \(2, 5\)"),
+        (torch.tensor([[0, 1, 1, 0, 2]] * 2), ValueError, "non-decreasing"),
+    ],
+)
+def test_bad_seq_idx(seq_idx, error, match) -> None:
+    with pytest.raises(error, match=match):
+        make_layer(3)(inputs(2, 5), seq_idx=seq_idx)
+    with pytest.raises(NotImplementedError, match="causal_conv1d"):
+        make_layer(3, conv_size=2)(inputs(2, 5), seq_idx=torch.zeros(2, 5, dtype=torch.long))
+
+
 # ---------------------------------------------------------------- decoding state
 CACHE_CASES = [
     pytest.param({"window": w, "num_kv_heads": kv}, id=f"w{w}-kv{kv}")
