@@ -132,7 +132,8 @@ class SlidingWindowAttention(nn.Module):
             activation=None,
             output_final_window=True,
         )
-        return out.to(x.dtype), final.to(x.dtype)
+        # a copy: the kernel may hand back a view of its input as the window
+        return out.to(x.dtype), final.to(x.dtype, copy=True)
 
     def _project(self, x: Tensor, positions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """q ``[B, heads, L, d]`` and k, v ``[B, kv_heads, L, d]`` for ``x [B, L, H]`` at

@@ -309,6 +309,18 @@ def test_prefill_leaves_given_state_unchanged(window: int | None) -> None:
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("conv", [2, 3])
+def test_state_never_aliases_the_input(conv: int) -> None:
+    # the convolution kernel can return a view of its input as the final window; stepping on
+    # from the state must not write into the caller's tensor
+    layer = SlidingWindowAttention(1, num_heads=1, head_dim=2, conv_size=conv).double()
+    x = torch.randn(1, 4, 1, dtype=torch.float64)
+    saved = x.clone()
+    _, state = layer.prefill(x)
+    layer.step(torch.randn(1, 1, dtype=torch.float64), state)
+    assert torch.equal(x, saved)
+
+
 def test_step_updates_ring_buffer_in_place() -> None:
     layer = make_layer(4, conv_size=2)
     state = layer.init_state(2)
