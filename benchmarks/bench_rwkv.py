@@ -37,7 +37,8 @@ from typing import Any
 
 import torch
 
-from hybridzoo_plugins.rwkv.layer import make_rwkv_bodies
+from hybridzoo_plugins.rwkv import RWKVOptions
+from hybridzoo_plugins.rwkv.layer import make_bodies
 from hybridzoo_plugins.rwkv.reference import channel_mix_reference, time_mix_reference
 
 # -- measurement helpers -------------------------------------------------------------------------
@@ -169,7 +170,8 @@ def _setup(
     """The two bodies (seeded) and an input and output gradient of length ``length``."""
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     torch.manual_seed(0)
-    tm, cm = make_rwkv_bodies(args.hidden, head_size=args.head_size, device=device, dtype=dtype)
+    options = RWKVOptions(head_size=args.head_size)
+    tm, cm = make_bodies(options, args.hidden, device=device, dtype=dtype)
     x = torch.randn(args.batch, length, args.hidden, device=device, dtype=dtype)
     return tm, cm, x, torch.randn_like(x)
 

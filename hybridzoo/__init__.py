@@ -1,8 +1,10 @@
 """hybridzoo: hybrid sequence models (Mamba, attention, GLA, RWKV, FFN, KAN, ...) from a pattern.
 
     >>> import hybridzoo
-    >>> model = hybridzoo.build("M M A G", embed_dim=287, attention_window_size=128)
-    >>> hybridzoo.param_count("M M A G", embed_dim=287, attention_window_size=128)
+    >>> model = hybridzoo.build("C C P", embed_dim=287, conv_kernel_size=8)  # doctest: +SKIP
+    >>> hybridzoo.param_count("C C P", embed_dim=287, conv_kernel_size=8)  # doctest: +SKIP
+
+(``C`` and ``P`` stand for any two layers; ``hybridzoo layers`` lists the installed ones.)
 
 Every layer type is a plugin (entry-point group ``hybridzoo.layers``). Importing this package does
 not import torch; building a model does.
@@ -32,6 +34,7 @@ from hybridzoo.errors import (
     UnusedOptionWarning,
 )
 from hybridzoo.hookspecs import hookimpl
+from hybridzoo.named_patterns import PatternInfo, expand_named_pattern, list_patterns
 from hybridzoo.patterns import pattern, visualize
 from hybridzoo.registry import Registry, get_registry, use_registry
 from hybridzoo.spec import PLUGIN_API_VERSION, Capabilities, LayerSpec, option
@@ -57,6 +60,7 @@ __all__ = [
     "LayerSpec",
     "OptionError",
     "PatternError",
+    "PatternInfo",
     "PluginConflictError",
     "PluginError",
     "Registry",
@@ -67,11 +71,13 @@ __all__ = [
     "__version__",
     "build",
     "build_pattern",
+    "expand_named_pattern",
     "get_layer",
     "get_registry",
     "hookimpl",
     "layer",
     "list_layers",
+    "list_patterns",
     "option",
     "param_breakdown",
     "param_count",
@@ -110,7 +116,8 @@ def list_layers(glob: str = "*") -> list[str]:
 
 @contextlib.contextmanager
 def temporary_layers(*specs: LayerSpec, replace: bool = False) -> Iterator[list[LayerSpec]]:
-    """Register ``specs`` in the default registry inside a ``with`` block only (tests)."""
+    """Register ``specs`` (layer specs or named patterns) in the default registry inside a
+    ``with`` block only (tests); on exit only what the block added is removed."""
     with get_registry().registered(*specs, replace=replace) as registered:
         yield registered
 
@@ -132,10 +139,26 @@ def layer(
         @hybridzoo.layer(name="conv", symbol="C", options=ConvOptions,
                          param_count=lambda o, h: h * o.kernel_size + h)
         def conv(options, hidden_size):
+            \"\"\"Depthwise causal convolution.\"\"\"
             return CausalConv(hidden_size, options.kernel_size)
 
-    ``option_prefix`` defaults to ``name``; other :class:`LayerSpec` fields go in ``spec_fields``.
-    The function is returned unchanged.
+        hybridzoo.testing.assert_conforms(conv.spec)   # the kit takes the attached spec
+
+    The factory is called as ``factory(options, hidden_size)``, with ``options`` an instance of
+    the ``options`` record (the user's ``<option_prefix>_<field>`` values, validated), and returns
+    one body ``[B, L, H] -> [B, L, H]`` or a list of ``sub_blocks`` bodies.
+
+    Args:
+        name, symbol, options, param_count: as in :class:`LayerSpec`.
+        option_prefix: defaults to ``name``.
+        replace: replace a registered layer of the same name (as :func:`register_layer`).
+        **spec_fields: any other :class:`LayerSpec` field (``capabilities``, ``state_size``,
+            ``sub_blocks``, ``reference``, ``hidden_size_multiple``, ``scale_options``,
+            ``active_param_count``, ``api_version``; ``description`` defaults to the function's
+            docstring).
+
+    Returns the function itself, registered in the default registry, with its spec attached as
+    ``function.spec``.
     """
 
     def decorate(factory: Callable[..., Any]) -> Callable[..., Any]:
@@ -150,6 +173,7 @@ def layer(
             **spec_fields,
         )
         register_layer(spec, replace=replace)
+        factory.spec = spec  # type: ignore[attr-defined]
         return factory
 
     return decorate

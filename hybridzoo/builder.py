@@ -6,7 +6,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hybridzoo.config import HybridConfig
-from hybridzoo.patterns import PatternLike, pattern
+from hybridzoo.named_patterns import expand_named_pattern
+from hybridzoo.patterns import PatternLike
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybridzoo.model import HybridModel
@@ -29,18 +30,18 @@ def build(
     """Build a hybrid model.
 
     Args:
-        pattern: ``"M M A G"``, ``"(MMA)*4"``, ``["mamba", "attention"]`` or a
+        pattern: ``"C C P"``, ``"(CCP)*4"``, ``["conv", "mlp"]`` (layer names or symbols) or a
             :class:`HybridConfig` (then no other argument is accepted).
         embed_dim: width of the input ``[B, L, embed_dim]`` (required unless a config is given).
         hidden_size: width of the residual stream (default 256).
         dropout: on each block's output (default 0.1).
-        shared_layers: ``{"attention": [2, 4]}``: one attention block, one set of weights, applied
+        shared_layers: ``{"conv": [2, 4]}``: one block of that layer, one set of weights, applied
             after positions 2 and 4 (1-based).
         output: ``"last"`` → ``[B, hidden]`` or ``"sequence"`` → ``[B, L, hidden]``.
         positional_encoding: ``None`` (default) or ``"sinusoidal"``.
         norm_eps: LayerNorm epsilon.
         **layer_options: ``<prefix>_<field>`` options of the layers, e.g.
-            ``attention_window_size=128`` (see ``hybridzoo layers``).
+            ``conv_kernel_size=8`` for a layer with prefix ``conv`` (see ``hybridzoo layers``).
 
     Raises:
         HybridZooError: (subclasses) for an unknown layer, a bad pattern or bad options; every
@@ -84,5 +85,6 @@ def build(
 
 
 def build_pattern(name: str, num_layers: int, **options: Any) -> HybridModel:
-    """``build(pattern(name, num_layers), **options)``: a named pattern (``"jamba_like"``)."""
-    return build(pattern(name, num_layers), **options)
+    """``build(expand_named_pattern(name, num_layers), **options)``: a named pattern
+    (``"jamba_like"``)."""
+    return build(expand_named_pattern(name, num_layers), **options)

@@ -64,7 +64,7 @@ def parse_assignments(items: Sequence[str], what: str) -> dict[str, Any]:
 
 
 def parse_shared(items: Sequence[str]) -> dict[str, list[int]] | None:
-    """``["attention=2,4"]`` → ``{"attention": [2, 4]}``."""
+    """``["conv=2,4"]`` → ``{"conv": [2, 4]}``."""
     if not items:
         return None
     out: dict[str, list[int]] = {}
@@ -96,7 +96,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="a layer option, e.g. -o attention_window_size=128 (repeatable)",
+        help="a layer option <prefix>_<field>=VALUE, e.g. -o conv_kernel_size=8 (repeatable)",
     )
 
 
@@ -175,7 +175,9 @@ def _run_layers(args: argparse.Namespace) -> int:
 
 
 def _configure_show(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("pattern", help='a pattern ("M M A G", "(MA)*3") or a named one')
+    parser.add_argument(
+        "pattern", help='a pattern ("C C P", "(CP)*3": symbols or names) or a named one'
+    )
     parser.add_argument(
         "-n", "--num-layers", type=int, default=None, help="layers, for a named pattern"
     )
@@ -185,13 +187,14 @@ def _configure_show(parser: argparse.ArgumentParser) -> None:
 
 def _run_show(args: argparse.Namespace) -> int:
     from hybridzoo.counting import param_breakdown, state_size
-    from hybridzoo.patterns import named_patterns, pattern, visualize
+    from hybridzoo.named_patterns import expand_named_pattern
+    from hybridzoo.patterns import named_patterns, visualize
 
     spec = args.pattern
     if spec in named_patterns():
         if args.num_layers is None:
             raise SystemExit(f"hybridzoo: {spec!r} is a named pattern: give --num-layers N")
-        spec = pattern(spec, args.num_layers)
+        spec = expand_named_pattern(spec, args.num_layers)
     shared = parse_shared(args.shared)
     options = parse_assignments(args.option, "--option")
     kwargs = dict(
@@ -232,14 +235,17 @@ def _configure_patterns(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_patterns(args: argparse.Namespace) -> int:
-    from hybridzoo.patterns import describe_named_patterns, pattern
+    from hybridzoo.named_patterns import expand_named_pattern, list_patterns
     from hybridzoo.registry import get_registry
 
     registry = get_registry()
-    for name, rule in describe_named_patterns().items():
-        names = pattern(name, args.num_layers)
-        symbols = " ".join(registry.get(n).symbol if n in registry else f"<{n}>" for n in names)
-        print(f"{name:16} {symbols:24} {rule}")
+    for info in list_patterns():
+        if info.available:
+            names = expand_named_pattern(info.name, args.num_layers)
+            symbols = " ".join(registry.get(n).symbol for n in names)
+        else:
+            symbols = f"(unavailable: needs {', '.join(info.missing)})"
+        print(f"{info.name:16} {symbols:24} {info.rule}")
     return 0
 
 

@@ -16,9 +16,9 @@ from typing import Any, Literal
 
 import attrs
 
-from hybridzoo.errors import ConfigError, HybridZooError, OptionError, did_you_mean
+from hybridzoo.errors import ConfigError, OptionError, did_you_mean
 from hybridzoo.options import split_options
-from hybridzoo.patterns import PatternLike, resolve_pattern
+from hybridzoo.patterns import PatternLike, resolve_pattern, resolve_shared_layers
 from hybridzoo.registry import Registry, get_registry
 from hybridzoo.spec import LayerSpec
 
@@ -124,46 +124,11 @@ class HybridConfig:
         if not isinstance(norm_eps, int | float) or not norm_eps > 0:
             problems.append(f"norm_eps must be a positive number, got {norm_eps!r}")
 
-        shared: list[tuple[str, tuple[int, ...]]] = []
-        shared_specs: list[LayerSpec] = []
-        if shared_layers is not None:
-            if not isinstance(shared_layers, Mapping):
-                problems.append(
-                    "shared_layers must be a mapping {layer: [positions]}, e.g. "
-                    f"{{'attention': [2, 4]}}; got {shared_layers!r}"
-                )
-                shared_layers = {}
-            for layer, positions in shared_layers.items():
-                try:
-                    spec = registry.resolve(layer)
-                except HybridZooError as exc:
-                    problems.append(f"shared_layers: {exc}")
-                    continue
-                if isinstance(positions, int):
-                    positions = [positions]
-                if not isinstance(positions, Sequence) or not positions:
-                    problems.append(
-                        f"shared_layers[{layer!r}] must be a non-empty list of 1-based positions, "
-                        f"got {positions!r}"
-                    )
-                    continue
-                bad = [
-                    p
-                    for p in positions
-                    if isinstance(p, bool) or not isinstance(p, int) or not 1 <= p <= len(names)
-                ]
-                if bad:
-                    problems.append(
-                        f"shared_layers[{layer!r}]: positions {bad} are out of range; the pattern "
-                        f"has {len(names)} layers, so positions run 1..{len(names)}"
-                    )
-                    continue
-                if len(set(positions)) != len(positions):
-                    problems.append(f"shared_layers[{layer!r}]: repeated positions {positions}")
-                    continue
-                shared.append((spec.name, tuple(sorted(positions))))
-                shared_specs.append(spec)
-
+        shared, shared_problems = resolve_shared_layers(
+            shared_layers, len(names), registry=registry
+        )
+        problems.extend(shared_problems)
+        shared_specs = [registry.get(name) for name, _ in shared]
         used = [registry.get(n) for n in dict.fromkeys(names)] + shared_specs
         records: dict[str, Any] = {}
         try:
@@ -188,7 +153,7 @@ class HybridConfig:
             embed_dim=embed_dim,
             hidden_size=hidden_size,
             dropout=float(dropout),
-            shared_layers=tuple(shared),
+            shared_layers=shared,
             output=output,  # type: ignore[arg-type]
             positional_encoding=positional_encoding,  # type: ignore[arg-type]
             norm_eps=float(norm_eps),
@@ -204,7 +169,7 @@ class HybridConfig:
         return {n: registry.get(n) for n in dict.fromkeys(names)}
 
     def flat_options(self, registry: Registry | None = None) -> dict[str, Any]:
-        """The layer options as the user spells them (``attention_window_size``), non-defaults."""
+        """The layer options as the user spells them (``conv_kernel_size``), non-defaults."""
         registry = registry or get_registry()
         out: dict[str, Any] = {}
         for name, record in self.layer_options.items():

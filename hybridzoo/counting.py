@@ -45,7 +45,8 @@ def _config(
 def _block_params(config: HybridConfig, name: str, registry: Registry) -> int:
     spec = registry.get(name)
     H = config.hidden_size
-    return spec.param_count(config.layer_options[name], H) + spec.sub_blocks * 2 * H
+    options = config.layer_options[name]
+    return spec.param_count(options, H) + spec.num_sub_blocks(options) * 2 * H
 
 
 def param_breakdown(
@@ -94,11 +95,7 @@ def state_size(
     total = 0
     for name, _ in config.schedule():
         spec = registry.get(name)
-        size = (
-            None
-            if spec.state_size is None
-            else spec.state_size(config.layer_options[name], config.hidden_size)
-        )
+        size = spec.step_state_size(config.layer_options[name], config.hidden_size)
         if size is None:  # no formula, or a state that grows with the sequence
             return None
         total += size

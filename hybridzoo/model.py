@@ -20,6 +20,7 @@ from torch import nn
 
 from hybridzoo.config import HybridConfig
 from hybridzoo.errors import PluginError, ShapeError, StateError
+from hybridzoo.nn.positionwise import positionwise_prefill, positionwise_step
 from hybridzoo.registry import Registry, get_registry
 from hybridzoo.spec import LayerSpec
 
@@ -33,32 +34,53 @@ def build_bodies(spec: LayerSpec, options: Any, hidden_size: int) -> list[nn.Mod
     """Call a spec's factory and check what it returns (a body or ``sub_blocks`` bodies)."""
     made = spec.factory(options, hidden_size)
     bodies = list(made) if isinstance(made, Sequence) else [made]
-    if len(bodies) != spec.sub_blocks or not all(isinstance(b, nn.Module) for b in bodies):
+    count = spec.num_sub_blocks(options)
+    if len(bodies) != count or not all(isinstance(b, nn.Module) for b in bodies):
         raise PluginError(
-            f"layer {spec.name!r}: the factory must return {spec.sub_blocks} nn.Module "
-            f"bod{'y' if spec.sub_blocks == 1 else 'ies'} (spec.sub_blocks), got {made!r:.120}"
+            f"layer {spec.name!r}: the factory must return {count} nn.Module "
+            f"bod{'y' if count == 1 else 'ies'} (spec.sub_blocks), got {made!r:.120}"
         )
     return bodies
 
 
 class ResidualBlock(nn.Module):
-    """``x + dropout(body(LayerNorm(x)))``, with the body's step protocol passed through."""
+    """``x + dropout(body(LayerNorm(x)))``, with the body's step protocol passed through (or the
+    core's, for a body of a positionwise layer)."""
 
-    def __init__(self, body: nn.Module, hidden_size: int, dropout: float, eps: float) -> None:
+    def __init__(
+        self,
+        body: nn.Module,
+        hidden_size: int,
+        dropout: float,
+        eps: float,
+        *,
+        positionwise: bool = False,
+    ) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(hidden_size, eps=eps)
         self.body = body
         self.dropout = nn.Dropout(dropout)
+        self.positionwise = positionwise
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.dropout(self.body(self.norm(x)))
 
+    def init_state(self, batch_size: int) -> Any:
+        return () if self.positionwise else self.body.init_state(batch_size)
+
     def step(self, x_t: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
-        y, state = self.body.step(self.norm(x_t), state)
+        h = self.norm(x_t)
+        y, state = (
+            positionwise_step(self.body, h) if self.positionwise else self.body.step(h, state)
+        )
         return x_t + self.dropout(y), state
 
     def prefill(self, x: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
-        y, state = self.body.prefill(self.norm(x), state)
+        h = self.norm(x)
+        if self.positionwise:
+            y, state = positionwise_prefill(self.body, h)
+        else:
+            y, state = self.body.prefill(h, state)
         return x + self.dropout(y), state
 
 
@@ -68,10 +90,14 @@ class LayerBlock(nn.Module):
     def __init__(self, spec: LayerSpec, options: Any, config: HybridConfig) -> None:
         super().__init__()
         self.layer = spec.name
-        self.stateful = spec.capabilities.stateful
+        self.stateful = spec.capabilities.step_mode
         bodies = build_bodies(spec, options, config.hidden_size)
+        positionwise = spec.capabilities.positionwise
         self.sub_blocks = nn.ModuleList(
-            ResidualBlock(b, config.hidden_size, config.dropout, config.norm_eps) for b in bodies
+            ResidualBlock(
+                b, config.hidden_size, config.dropout, config.norm_eps, positionwise=positionwise
+            )
+            for b in bodies
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -80,7 +106,7 @@ class LayerBlock(nn.Module):
         return x
 
     def init_state(self, batch_size: int) -> list[Any]:
-        return [block.body.init_state(batch_size) for block in self.sub_blocks]
+        return [block.init_state(batch_size) for block in self.sub_blocks]
 
     def step(self, x_t: torch.Tensor, state: list[Any]) -> tuple[torch.Tensor, list[Any]]:
         for i, block in enumerate(self.sub_blocks):

@@ -1,9 +1,15 @@
-"""Route the user's flat options (``attention_window_size=128``) to each plugin's options record.
+"""Route the user's flat options (``conv_kernel_size=8``) to each plugin's options record.
 
 An option is ``<prefix>_<field>``: the prefix is a layer's ``option_prefix`` and the field one of
-its options record. Every problem of one call (unknown names, invalid values) is collected and
-raised together in one :class:`OptionError`. A valid option of a registered layer that the model
-does not use (``attention_window_size`` for an all-mamba stack: one set of options for several
+its options record. Routing is unambiguous: two layers whose option names would collide (prefix
+``p`` with a field ``x_y`` and prefix ``p_x`` with a field ``y``) cannot both be registered (the
+registry refuses the second, naming both), and :func:`option_table` refuses such a pair of specs
+given directly. For a name that is no option, the layer with the longest matching prefix is the
+one the error message speaks of.
+
+Every problem of one call (unknown names, invalid values) is collected and raised together in one
+:class:`OptionError`. A valid option of a registered layer that the model does not use
+(``mlp_expand_factor`` for a model with no ``mlp`` layer: one set of options for several
 patterns) is validated, then dropped with an :class:`UnusedOptionWarning` that names it.
 """
 
@@ -15,20 +21,40 @@ from typing import Any
 
 import attrs
 
-from hybridzoo.errors import OptionError, UnusedOptionWarning, close_matches
+from hybridzoo.errors import OptionError, PluginConflictError, UnusedOptionWarning, close_matches
 from hybridzoo.registry import Registry
 from hybridzoo.spec import LayerSpec
 
-__all__ = ["make_options", "option_table", "split_options"]
+__all__ = ["make_options", "option_owner", "option_table", "split_options"]
 
 
 def option_table(specs: Iterable[LayerSpec]) -> dict[str, tuple[LayerSpec, str]]:
-    """``{user option name: (spec, field name)}`` for the given layers."""
+    """``{user option name: (spec, field name)}`` for the given layers.
+
+    Two layers that would share an option name are a :class:`~hybridzoo.PluginConflictError`
+    naming both (never a silent choice of one).
+    """
     table: dict[str, tuple[LayerSpec, str]] = {}
-    for spec in specs:
+    for spec in dict.fromkeys(specs):
         for field in attrs.fields(spec.options):
-            table[f"{spec.option_prefix}_{field.name}"] = (spec, field.name)
+            name = f"{spec.option_prefix}_{field.name}"
+            other = table.get(name)
+            if other is not None and other[0].name != spec.name:
+                raise PluginConflictError(
+                    f"the option {name!r} is ambiguous: field {other[1]!r} of layer "
+                    f"{other[0].name!r} (prefix {other[0].option_prefix!r}) and field "
+                    f"{field.name!r} of layer {spec.name!r} (prefix {spec.option_prefix!r}); "
+                    "rename one prefix or field"
+                )
+            table[name] = (spec, field.name)
     return table
+
+
+def option_owner(option: str, specs: Iterable[LayerSpec]) -> LayerSpec | None:
+    """The layer among ``specs`` whose prefix is the longest that ``option`` starts with
+    (``<prefix>_``), or ``None``: who an option belongs to, or would belong to."""
+    hits = [s for s in specs if option.startswith(f"{s.option_prefix}_")]
+    return max(hits, key=lambda s: len(s.option_prefix), default=None)
 
 
 def make_options(spec: LayerSpec, values: Mapping[str, Any]) -> tuple[Any, list[str]]:
@@ -80,11 +106,13 @@ def split_options(
     """
     used = list(dict.fromkeys(used))
     used_table = option_table(used)
-    all_table = option_table(registry.specs())
+    all_specs = registry.specs()
+    all_table = option_table(all_specs)
     problems: list[str] = []
     per_layer: dict[str, dict[str, Any]] = {spec.name: {} for spec in used}
     unused: dict[LayerSpec, dict[str, Any]] = {}
     for key, value in options.items():
+        registry.check_option(key)  # two installed plugins claim this option name
         hit = used_table.get(key)
         if hit is not None:
             per_layer[hit[0].name][hit[1]] = value
@@ -92,6 +120,10 @@ def split_options(
         other = all_table.get(key)
         if other is not None:
             unused.setdefault(other[0], {})[other[1]] = value
+            continue
+        owner = option_owner(key, [*used, *all_specs])
+        if owner is not None:  # the layer it would belong to: its own fields are the matches
+            problems.append(make_options(owner, {key[len(owner.option_prefix) + 1 :]: value})[1][0])
             continue
         candidates = list(dict.fromkeys([*used_table, *all_table, *extra_valid]))
         hint = close_matches(key, candidates)

@@ -1,9 +1,9 @@
-"""Layer patterns: the named ones of Edifice, the pattern mini-language, and ``visualize``.
+"""Layer patterns: the pattern mini-language, shared layers and ``visualize``.
 
 A pattern given to :func:`hybridzoo.build` may be
 
-- a list of layer names or symbols: ``["mamba", "mamba", "attention"]`` or ``["M", "M", "A"]``;
-- a string in the pattern language below: ``"MMAG"``, ``"M M A G"``, ``"(MMA)*4 F"``.
+- a list of layer names or symbols: ``["conv", "conv", "mlp"]`` or ``["C", "C", "P"]``;
+- a string in the pattern language below: ``"CCP"``, ``"C C P"``, ``"(CCP)*4 C"``.
 
 Grammar of the string form (whitespace, ``,``, ``→`` and ``->`` separate items and are
 otherwise ignored)::
@@ -13,73 +13,75 @@ otherwise ignored)::
     atom     := WORD | "(" pattern ")"
     WORD     := letter (letter | digit | "_")*
 
-A ``WORD`` that is a registered layer name stands for that layer (``"mamba attention"``);
-otherwise every letter of it must be a layer symbol (``"MMA"`` is mamba, mamba, attention).
-Errors point at the offending character.
+A ``WORD`` that is a registered layer name stands for that layer (``"conv mlp"``); otherwise every
+letter of it must be a layer symbol (``"CCP"`` is conv, conv, mlp). Errors point at the offending
+character. (The examples use two toy layers, ``conv`` with symbol ``C`` and ``mlp`` with ``P``.)
+
+Named patterns (``"jamba_like"``) come from plugins: see :mod:`hybridzoo.named_patterns`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from hybridzoo.errors import PatternError, UnknownLayerError, close_matches, did_you_mean
+from hybridzoo.errors import (
+    HybridZooError,
+    OptionError,
+    PatternError,
+    UnknownLayerError,
+    did_you_mean,
+)
+from hybridzoo.named_patterns import NamedPattern, expand_named_pattern
 from hybridzoo.registry import Registry, get_registry
+from hybridzoo.validate import is_integer
 
-__all__ = ["NAMED_PATTERNS", "parse_pattern", "pattern", "resolve_pattern", "visualize"]
+__all__ = [
+    "PatternLike",
+    "describe_named_patterns",
+    "parse_pattern",
+    "resolve_pattern",
+    "resolve_shared_layers",
+    "visualize",
+]
 
 PatternLike = str | Sequence[str]
+SharedLayers = tuple[tuple[str, tuple[int, ...]], ...]
 
 
-def _every(k: int, hit: str, other: str) -> Callable[[int], list[str]]:
-    return lambda n: [hit if i % k == 0 else other for i in range(1, n + 1)]
+def named_patterns(registry: Registry | None = None) -> dict[str, NamedPattern]:
+    """Every registered named pattern (``{name: pattern}``, each callable as
+    ``pattern(num_layers)``)."""
+    return (registry or get_registry()).named_patterns()
 
 
-_FULL_CYCLE = ("mamba", "attention", "gla", "rwkv", "mamba", "ffn")
-
-#: The named patterns of Edifice (positions counted 1..n).
-NAMED_PATTERNS: dict[str, Callable[[int], list[str]]] = {
-    "jamba_like": _every(2, "attention", "mamba"),
-    "zamba_like": lambda n: ["mamba"] * n,
-    "mamba_gla": _every(3, "gla", "mamba"),
-    "rwkv_attention": _every(4, "attention", "rwkv"),
-    "full_hybrid": lambda n: [_FULL_CYCLE[(i - 1) % 6] for i in range(1, n + 1)],
-    "ssm_stack": lambda n: ["mamba"] * n,
-}
-
-_NAMED_DOCS = {
-    "jamba_like": "attention at even positions, mamba at odd ones",
-    "zamba_like": "all mamba (meant for use with a shared attention block)",
-    "mamba_gla": "gla every 3rd layer, else mamba",
-    "rwkv_attention": "attention every 4th layer, else rwkv",
-    "full_hybrid": "cycle mamba, attention, gla, rwkv, mamba, ffn",
-    "ssm_stack": "all mamba",
-}
-
-
-def named_patterns(registry: Registry | None = None) -> dict[str, Callable[[int], list[str]]]:
-    """The builtin named patterns plus those that plugins contribute."""
-    registry = registry or get_registry()
-    merged = dict(NAMED_PATTERNS)
-    for name, rule in registry.named_patterns().items():
-        merged.setdefault(name, rule)
-    return merged
+def describe_named_patterns(registry: Registry | None = None) -> dict[str, str]:
+    """``{name: one-line rule}`` of the registered named patterns (for the CLI)."""
+    return {name: p.rule for name, p in named_patterns(registry).items()}
 
 
 def pattern(name: str, num_layers: int, *, registry: Registry | None = None) -> list[str]:
-    """The layer names of the named pattern ``name`` with ``num_layers`` layers.
+    """Deprecated alias of :func:`hybridzoo.expand_named_pattern` (``pattern`` elsewhere means any
+    pattern, while this expands a *named* one)."""
+    warnings.warn(
+        "hybridzoo.pattern() is deprecated; use hybridzoo.expand_named_pattern(name, num_layers)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return expand_named_pattern(name, num_layers, registry=registry)
 
-    >>> pattern("jamba_like", 4)
-    ['mamba', 'attention', 'mamba', 'attention']
-    """
-    rules = named_patterns(registry)
-    if name not in rules:
-        raise PatternError(
-            f"unknown named pattern {name!r}.{did_you_mean(name, rules)} "
-            f"Named patterns: {', '.join(sorted(rules))}"
+
+def __getattr__(name: str) -> Any:
+    if name == "NAMED_PATTERNS":
+        warnings.warn(
+            "hybridzoo.patterns.NAMED_PATTERNS is deprecated; use hybridzoo.list_patterns() or "
+            "hybridzoo.get_registry().named_patterns()",
+            DeprecationWarning,
+            stacklevel=2,
         )
-    if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
-        raise PatternError(f"num_layers must be an integer >= 1, got {num_layers!r}")
-    return list(rules[name](num_layers))
+        return named_patterns()
+    raise AttributeError(f"module 'hybridzoo.patterns' has no attribute {name!r}")
 
 
 # -- the string language -----------------------------------------------------------------------
@@ -214,6 +216,64 @@ def resolve_pattern(value: PatternLike, *, registry: Registry | None = None) -> 
     return names
 
 
+def resolve_shared_layers(
+    shared_layers: Mapping[str, Sequence[int] | int] | None,
+    num_layers: int,
+    *,
+    registry: Registry | None = None,
+) -> tuple[SharedLayers, list[str]]:
+    """Check ``{layer: [1-based positions]}`` for a pattern of ``num_layers`` layers.
+
+    Returns ``(((layer name, sorted positions), ...), problems)``: one line per problem (a key
+    that is not a registered layer name or symbol, positions that are not integers in
+    ``1..num_layers``, repeated or missing); the caller raises them (``build`` with the other
+    problems of its call, :func:`visualize` alone).
+    """
+    if shared_layers is None:
+        return (), []
+    example = "e.g. {'conv': [2, 4]}"
+    if not isinstance(shared_layers, Mapping):
+        return (), [
+            f"shared_layers must be a mapping {{layer: [positions]}}, {example}; got "
+            f"{shared_layers!r}"
+        ]
+    registry = registry or get_registry()
+    shared: list[tuple[str, tuple[int, ...]]] = []
+    problems: list[str] = []
+    for layer, positions in shared_layers.items():
+        if not isinstance(layer, str):
+            problems.append(
+                f"shared_layers: a key must be a layer name or symbol (a string), got {layer!r} "
+                f"({type(layer).__name__}); {example}"
+            )
+            continue
+        try:
+            spec = registry.resolve(layer)
+        except HybridZooError as exc:
+            problems.append(f"shared_layers: {exc}")
+            continue
+        if is_integer(positions):
+            positions = [positions]  # type: ignore[list-item]
+        if isinstance(positions, str) or not isinstance(positions, Sequence) or not positions:
+            problems.append(
+                f"shared_layers[{layer!r}] must be a non-empty list of 1-based positions, "
+                f"got {positions!r}"
+            )
+            continue
+        bad = [p for p in positions if not is_integer(p) or not 1 <= p <= num_layers]
+        if bad:
+            problems.append(
+                f"shared_layers[{layer!r}]: positions {bad} are out of range; the pattern "
+                f"has {num_layers} layers, so positions run 1..{num_layers}"
+            )
+            continue
+        if len(set(positions)) != len(positions):
+            problems.append(f"shared_layers[{layer!r}]: repeated positions {list(positions)}")
+            continue
+        shared.append((spec.name, tuple(sorted(int(p) for p in positions))))
+    return tuple(shared), problems
+
+
 def visualize(
     value: PatternLike,
     *,
@@ -222,12 +282,18 @@ def visualize(
 ) -> str:
     """Edifice's text picture of a pattern, plus a line for shared layers when there are any.
 
-    >>> print(visualize("MAGF"))
-    Layer pattern: M → A → G → F
-    Legend: M=mamba, A=attention, G=gla, F=ffn
+    The shared layers are checked as :func:`hybridzoo.build` checks them (an
+    :class:`~hybridzoo.OptionError` naming the bad value). With two toy layers::
+
+        >>> print(visualize("CPCP"))  # doctest: +SKIP
+        Layer pattern: C → P → C → P
+        Legend: C=conv, P=mlp
     """
     registry = registry or get_registry()
     names = resolve_pattern(value, registry=registry)
+    shared, problems = resolve_shared_layers(shared_layers, len(names), registry=registry)
+    if problems:
+        raise OptionError(problems)
     specs = [registry.get(n) for n in names]
     legend: dict[str, str] = {}
     for spec in specs:
@@ -236,24 +302,11 @@ def visualize(
         "Layer pattern: " + " → ".join(s.symbol for s in specs),
         "Legend: " + ", ".join(f"{sym}={name}" for sym, name in legend.items()),
     ]
-    if shared_layers:
+    if shared:
         parts = []
-        for layer, positions in shared_layers.items():
+        for layer, positions in shared:
             spec = registry.get(layer)
             where = ", ".join(str(p) for p in positions)
             parts.append(f"{spec.symbol}={spec.name} (one set of weights) after layers {where}")
         lines.append("Shared: " + "; ".join(parts))
     return "\n".join(lines)
-
-
-def describe_named_patterns(registry: Registry | None = None) -> dict[str, str]:
-    """``{name: one-line rule}`` of the named patterns (for the CLI)."""
-    out = dict(_NAMED_DOCS)
-    for name in named_patterns(registry):
-        out.setdefault(name, "(from a plugin)")
-    return out
-
-
-def suggest_pattern_name(name: str, registry: Registry | None = None) -> list[str]:
-    """Close matches among the named patterns."""
-    return close_matches(name, named_patterns(registry))

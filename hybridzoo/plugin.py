@@ -4,16 +4,19 @@ Everything a layer plugin needs, in one import::
 
     from hybridzoo.plugin import LayerSpec, Capabilities, option, hookimpl, at_least
 
-- :class:`LayerSpec`, :class:`Capabilities`, :func:`option`: what a plugin declares;
+- :class:`LayerSpec`, :class:`Capabilities`, :func:`option`: what a layer plugin declares;
+- :class:`NamedPattern`: what a named-pattern plugin declares;
 - :data:`hookimpl`: marks the plugin's hook functions (see :mod:`hybridzoo.hookspecs`);
-- :func:`register_layer`, :func:`unregister_layer`: run-time registration;
+- :func:`register_layer`, :func:`unregister_layer`, :func:`register_pattern`,
+  :func:`unregister_pattern`: run-time registration;
 - the validators of :mod:`hybridzoo.validate` (``at_least``, ``power_of_two``, ``boolean``,
   ``in_range``, ``positive``, ``one_of``), for options records and module constructors alike;
 - the shared parameter formulas of :mod:`hybridzoo.formulas`;
 - :class:`Body` and :class:`StatefulBody`: the protocols of what a factory returns.
 
 The kernels a plugin may build on are :mod:`hybridzoo.ops`; the conformance kit is
-:mod:`hybridzoo.testing`. Within one API version names are only added, never removed or changed.
+:mod:`hybridzoo.testing`. Within one API version names are only added, never removed or changed;
+what version 2 added is listed in :mod:`hybridzoo.spec`.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from hybridzoo.formulas import feedforward_param_count, layer_norm_param_count, linear_param_count
 from hybridzoo.hookspecs import hookimpl
+from hybridzoo.named_patterns import NamedPattern
 from hybridzoo.spec import PLUGIN_API_VERSION, Capabilities, LayerSpec, option
 from hybridzoo.validate import at_least, boolean, in_range, one_of, positive, power_of_two
 
@@ -33,6 +37,7 @@ __all__ = [
     "Body",
     "Capabilities",
     "LayerSpec",
+    "NamedPattern",
     "StatefulBody",
     "at_least",
     "boolean",
@@ -46,7 +51,9 @@ __all__ = [
     "positive",
     "power_of_two",
     "register_layer",
+    "register_pattern",
     "unregister_layer",
+    "unregister_pattern",
 ]
 
 
@@ -92,3 +99,18 @@ def unregister_layer(name: str) -> LayerSpec:
     from hybridzoo import unregister_layer as unregister
 
     return unregister(name)
+
+
+def register_pattern(pattern: NamedPattern, *, replace: bool = False) -> NamedPattern:
+    """Register a named pattern with the default registry; a taken name is an error unless
+    ``replace=True``."""
+    from hybridzoo.registry import get_registry
+
+    return get_registry().register_pattern(pattern, replace=replace)
+
+
+def unregister_pattern(name: str) -> NamedPattern:
+    """Remove a named pattern from the default registry; returns it."""
+    from hybridzoo.registry import get_registry
+
+    return get_registry().unregister_pattern(name)

@@ -1,8 +1,10 @@
 """``hybridzoo plugins``: every plugin the registry saw, where it came from and what it provides.
 
-For each entry point of the group ``hybridzoo.layers`` (and one row for layers registered at run
-time): the plugin's name, its distribution and version, its status (``loaded``, ``failed`` or
-``disabled``, with the reason), and the layers it provides with their symbols and option prefixes.
+For each entry point of the group ``hybridzoo.layers`` (and one row for what was registered at
+run time): the plugin's name, its distribution and version, its status (``loaded``, ``failed`` or
+``disabled``, with the reason), the layers it provides with their symbols and option prefixes,
+and its named patterns. A plugin whose import raises ``SystemExit`` is a failed row; one whose
+import is interrupted (Ctrl-C) is named on stderr, with exit status 130.
 ``--json`` prints the same as one JSON document for tools.
 
 Listing loads each plugin's module (that is where its specs live) but builds nothing: a plugin
@@ -23,8 +25,6 @@ from hybridzoo.registry import PluginRecord, Registry, get_registry
 from hybridzoo.spec import PLUGIN_API_VERSION
 
 __all__ = ["collect", "configure_parser", "format_table", "main", "run"]
-
-HELP = "list the installed plugins, their distributions, layers and status"
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -106,7 +106,10 @@ def format_table(report: dict[str, Any]) -> str:
         layers = [
             f"{layer['name']} ({layer['symbol']}, {layer['option_prefix']}_*)"
             for layer in plugin["layers"]
-        ] or ["-"]
+        ]
+        if plugin["patterns"]:
+            layers.append(f"named patterns: {', '.join(plugin['patterns'])}")
+        layers = layers or ["-"]
         rows.append((plugin["name"], dist, plugin["status"], layers[0]))
         rows.extend(("", "", "", extra) for extra in layers[1:])
         if plugin["error"]:
@@ -153,7 +156,8 @@ def run(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
     """Run ``hybridzoo plugins``; returns the exit status.
 
     0 on success (a failed plugin is listed, not an error, unless ``--fail-on-error``); 1 when
-    strict mode turned a plugin failure into an error, or with ``--fail-on-error`` and a failure.
+    strict mode turned a plugin failure into an error, or with ``--fail-on-error`` and a failure;
+    130 when interrupted while loading a plugin (the plugin is named).
     """
     stdout = stdout or sys.stdout
     try:
@@ -161,6 +165,17 @@ def run(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
     except PluginError as exc:
         sys.stderr.write(f"hybridzoo plugins: error: {exc}\n")
         return 1
+    except KeyboardInterrupt:
+        culprit = get_registry().interrupted
+        where = (
+            f" while loading plugin {culprit.name!r} ({culprit.target}) from distribution "
+            f"{culprit.distribution or '?'!r}; skip it with "
+            f"HYBRIDZOO_DISABLE_PLUGINS={culprit.name}"
+            if culprit is not None
+            else ""
+        )
+        sys.stderr.write(f"hybridzoo plugins: interrupted{where}\n")
+        return 130
     if getattr(args, "json", False):
         stdout.write(json.dumps(report, indent=2) + "\n")
     else:

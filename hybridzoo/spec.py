@@ -1,37 +1,58 @@
-"""What a plugin hands the registry: one :class:`LayerSpec` per layer type.
+"""What a plugin hands the registry: a :class:`LayerSpec` per layer type (and a
+:class:`~hybridzoo.named_patterns.NamedPattern` per named pattern).
 
 A spec is plain data and a few callables; importing it must not import torch, so that listing the
-registered layers stays cheap (the factory imports the layer's module when called).
+registered layers stays cheap (the factory imports the layer's module when called, or is named by
+an import string).
 
 Example (a complete, minimal spec)::
 
+    import attrs
+    from hybridzoo.plugin import LayerSpec, at_least, option
+
     @attrs.frozen
     class ConvOptions:
-        kernel_size: int = hybridzoo.option(
-            4, doc="Causal kernel length.", validator=int_at_least(1)
-        )
+        kernel_size: int = option(4, doc="Causal kernel length.", validator=at_least(1))
 
-    spec = hybridzoo.LayerSpec(
+    spec = LayerSpec(
         name="conv", symbol="C", option_prefix="conv", options=ConvOptions,
-        factory=lambda o, h: CausalConv(h, o.kernel_size),
+        factory="my_plugin.layer:make_bodies",          # (options, hidden_size) -> body
         param_count=lambda o, h: h * o.kernel_size + h,
         description="Depthwise causal convolution.",
     )
 
 The user's option ``conv_kernel_size=8`` reaches the field ``kernel_size`` of ``ConvOptions``.
+
+What plugin API version 2 added (additive: a version-1 spec keeps working):
+
+- ``LayerSpec.scale_options`` (width scaling for budget matching) and
+  ``LayerSpec.active_param_count`` (mixtures of experts);
+- ``factory`` and ``reference`` may be import strings ``"package.module:function"``;
+- ``Capabilities.positionwise``: a layer acting on each position alone declares only this; the
+  core supplies its step mode and a zero state size;
+- ``LayerSpec.sub_blocks`` may be a function of the options;
+- :class:`~hybridzoo.named_patterns.NamedPattern`, the record that a ``hybridzoo_named_patterns``
+  hook returns (the old form, a dict of name -> function, still works);
+- stricter checks: a symbol is one ASCII uppercase letter ``A``-``Z``; two layers whose option
+  names would collide (prefix ``p`` with field ``x_y`` and prefix ``p_x`` with field ``y``) are a
+  conflict; a named pattern whose name is taken is a conflict;
+- the validators live in :mod:`hybridzoo.validate` (``at_least``, ``in_range``, ``one_of``, ...);
+  this module's ``int_at_least``, ``float_in``, ``choice``, ``boolean`` and ``power_of_two`` are
+  deprecated aliases of them.
 """
 
 from __future__ import annotations
 
-import math
 import re
+import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import attrs
 
+from hybridzoo import validate
 from hybridzoo.errors import PluginError
-from hybridzoo.validate import plain
+from hybridzoo.validate import is_integer, plain
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -40,13 +61,7 @@ __all__ = [
     "PLUGIN_API_VERSION",
     "Capabilities",
     "LayerSpec",
-    "boolean",
-    "choice",
-    "float_in",
-    "int_at_least",
     "option",
-    "option_fields",
-    "power_of_two",
     "validate_spec",
 ]
 
@@ -59,6 +74,7 @@ Factory: TypeAlias = "Callable[[Any, int], nn.Module | Sequence[nn.Module]]"
 Formula: TypeAlias = Callable[[Any, int], int]
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+_SYMBOL_RE = re.compile(r"^[A-Z]$")
 _TARGET_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
@@ -74,7 +90,8 @@ def option(
     Args:
         default: the value used when the user gives none (every option has one).
         doc: one sentence shown by ``hybridzoo layers`` and in the docs.
-        validator: an ``attrs`` validator; raise ``ValueError``/``TypeError`` naming the value.
+        validator: a validator of :mod:`hybridzoo.validate` (``at_least(1)``, ...) or any
+            ``attrs`` validator; it raises ``ValueError``/``TypeError`` naming the value.
         examples: a few small valid values that the conformance kit draws from in property tests
             (the default is always included). Without them the kit uses the default only.
     """
@@ -83,87 +100,12 @@ def option(
     return attrs.field(default=default, validator=validator, converter=plain, metadata=metadata)
 
 
-def option_fields(options_cls: type) -> tuple[attrs.Attribute, ...]:
-    """The fields of an options record, in declaration order."""
-    return attrs.fields(options_cls)
-
-
-# -- validators with messages that say what was expected -------------------------------------
-
-
-def int_at_least(
-    minimum: int, *, allow_none: bool = False, multiple_of: int = 1
-) -> Callable[..., None]:
-    """Validator: an ``int`` (not a bool) ``>= minimum`` and a multiple of ``multiple_of``
-    (or ``None`` when ``allow_none``)."""
-    what = f"an integer >= {minimum}" + (
-        f" and a multiple of {multiple_of}" if multiple_of > 1 else ""
-    )
-    what += " or None" if allow_none else ""
-
-    def check(_inst: Any, attribute: attrs.Attribute, value: Any) -> None:
-        if value is None and allow_none:
-            return
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"must be {what}, got {value!r} ({type(value).__name__})")
-        if value < minimum or value % multiple_of:
-            raise ValueError(f"must be {what}, got {value!r}")
-
-    return check
-
-
-def power_of_two(_inst: Any, attribute: attrs.Attribute, value: Any) -> None:
-    """Validator: a power of two (1, 2, 4, ...)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"must be a power of two (1, 2, 4, ...), got {value!r}")
-    if value < 1 or value & (value - 1):
-        raise ValueError(f"must be a power of two (1, 2, 4, ...), got {value!r}")
-
-
-def boolean(_inst: Any, attribute: attrs.Attribute, value: Any) -> None:
-    """Validator: ``True`` or ``False``."""
-    if not isinstance(value, bool):
-        raise TypeError(f"must be True or False, got {value!r} ({type(value).__name__})")
-
-
-def float_in(
-    low: float, high: float, *, low_open: bool = False, high_open: bool = False
-) -> Callable[..., None]:
-    """Validator: a real number in ``[low, high]`` (ends open as asked)."""
-
-    lb, rb = ("(" if low_open else "["), (")" if high_open else "]")
-
-    def check(_inst: Any, attribute: attrs.Attribute, value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise TypeError(f"must be a number in {lb}{low}, {high}{rb}, got {value!r}")
-        ok = (value > low if low_open else value >= low) and (
-            value < high if high_open else value <= high
-        )
-        if not ok or math.isnan(value):
-            raise ValueError(f"must be in {lb}{low}, {high}{rb}, got {value!r}")
-
-    return check
-
-
-def choice(*values: Any) -> Callable[..., None]:
-    """Validator: one of ``values``."""
-
-    def check(_inst: Any, attribute: attrs.Attribute, value: Any) -> None:
-        if value not in values:
-            raise ValueError(f"must be one of {', '.join(map(repr, values))}; got {value!r}")
-
-    return check
-
-
-# -- the spec ----------------------------------------------------------------------------------
-
-
 @attrs.frozen
 class lazy:
     """A function named by an import string ``"package.module:function"``, imported on its
     first call, so that a plugin's top-level module need not import torch.
 
-    ``LayerSpec(factory="hybridzoo_plugins.gla.layer:make_bodies")`` stores one of these.
+    ``LayerSpec(factory="my_plugin.layer:make_bodies")`` stores one of these.
     """
 
     target: str
@@ -191,6 +133,10 @@ class lazy:
         return self.resolve()(*args, **kwargs)
 
 
+def _lazy(value: Any) -> Any:
+    return lazy(value) if isinstance(value, str) else value
+
+
 @attrs.frozen
 class Capabilities:
     """What a layer can do; the core and the conformance kit act on these.
@@ -200,43 +146,55 @@ class Capabilities:
         stateful: every body implements ``init_state``/``step``/``prefill`` (step mode).
         complexity: time along the sequence: ``"linear"`` (incl. windowed attention) or
             ``"quadratic"``.
+        positionwise: the layer acts on each position alone (a feed-forward, a KAN, a mixture
+            of experts): its bodies implement ``forward`` only, the core runs step mode through
+            ``forward`` on one position and counts no state. Declare nothing else (no
+            ``stateful``, no ``state_size``). Added in API version 2.
     """
 
     causal: bool = True
     stateful: bool = False
     complexity: Literal["linear", "quadratic"] = attrs.field(
-        default="linear", validator=attrs.validators.in_(("linear", "quadratic"))
+        default="linear", validator=validate.one_of("linear", "quadratic")
     )
+    positionwise: bool = attrs.field(default=False, validator=validate.boolean)
+
+    @property
+    def step_mode(self) -> bool:
+        """The layer runs in step mode: its bodies are stateful, or it is positionwise."""
+        return self.stateful or self.positionwise
 
 
 @attrs.frozen
 class LayerSpec:
     """Everything the core knows about one layer type.
 
-    A user can write a spec with the first seven fields; the rest have defaults.
+    A user can write a spec with the first six fields; the rest have defaults.
 
     Attributes:
-        name: lower-case identifier used in patterns and configs (``"mamba"``).
-        symbol: one letter used in pattern strings and ``visualize`` (``"M"``).
+        name: lower-case identifier used in patterns and configs (``"conv"``).
+        symbol: one ASCII uppercase letter ``A``-``Z`` used in pattern strings and
+            ``visualize`` (``"C"``); lowercase, non-ASCII and fullwidth letters are refused.
         option_prefix: the user's option ``<prefix>_<field>`` sets ``field`` of ``options``.
         options: a frozen ``attrs`` class; every field has a default (declare with
             :func:`option`).
         factory: ``(options, hidden_size) -> body | [body, ...]``, or the import string of such a
             function (``"my_plugin.layer:make_bodies"``, imported on first use): the block bodies
             ``[B, L, H] -> [B, L, H]``; the core wraps each one in a pre-norm residual block
-            ``x + dropout(body(LayerNorm(x)))``. A list gives sub-blocks (attention then FFN).
+            ``x + dropout(body(LayerNorm(x)))``. A list gives sub-blocks (a mixer then an FFN).
         param_count: ``(options, hidden_size) -> int``: the exact number of parameters of the
             bodies the factory returns (without the core's norms), a closed formula.
         description: one line shown by ``hybridzoo layers``.
         capabilities: see :class:`Capabilities`.
         state_size: ``(options, hidden_size) -> int``: elements of step-mode state per sequence
-            (``None`` when unknown).
+            (``None`` when unknown; a positionwise layer needs none: it holds no state).
         hidden_size_multiple: ``options -> int``: hidden sizes must be a multiple of it
-            (e.g. RWKV's head size); ``None`` means any.
-        sub_blocks: how many bodies the factory returns (their pre-norms are counted by the core).
+            (e.g. a head size); ``None`` means any.
+        sub_blocks: how many bodies the factory returns (their pre-norms are counted by the
+            core): an integer, or ``options -> int`` (API version 2) when an option changes it.
         reference: ``(first_body, x) -> y`` (or its import string): a slow, obvious time-step
-            evaluation of the first body
-            (the sequence mixer) with its own weights; the kit compares the fast path with it.
+            evaluation of the first body (the sequence mixer) with its own weights; the kit
+            compares the fast path with it.
         api_version: :data:`PLUGIN_API_VERSION` the spec was written for.
         scale_options: ``(options, hidden_size, *, seq_len=None) -> options``: the options
             sized for a model of width ``hidden_size`` on sequences of ``seq_len`` positions
@@ -253,16 +211,14 @@ class LayerSpec:
     symbol: str
     option_prefix: str
     options: type
-    factory: Factory = attrs.field(converter=lambda f: lazy(f) if isinstance(f, str) else f)
+    factory: Factory = attrs.field(converter=_lazy)
     param_count: Formula
     description: str = ""
     capabilities: Capabilities = Capabilities()
     state_size: Formula | None = None
     hidden_size_multiple: Callable[[Any], int] | None = None
-    sub_blocks: int = 1
-    reference: Callable[[Any, Any], Any] | None = attrs.field(
-        default=None, converter=lambda f: lazy(f) if isinstance(f, str) else f
-    )
+    sub_blocks: int | Callable[[Any], int] = 1
+    reference: Callable[[Any, Any], Any] | None = attrs.field(default=None, converter=_lazy)
     api_version: int = PLUGIN_API_VERSION
     scale_options: Callable[..., Any] | None = None
     active_param_count: Formula | None = None
@@ -275,19 +231,46 @@ class LayerSpec:
         """The user-facing option names, ``<prefix>_<field>``."""
         return [f"{self.option_prefix}_{f.name}" for f in attrs.fields(self.options)]
 
+    def num_sub_blocks(self, options: Any) -> int:
+        """How many bodies the factory returns for ``options`` (checked: an integer >= 1)."""
+        count = self.sub_blocks(options) if callable(self.sub_blocks) else self.sub_blocks
+        if not is_integer(count) or count < 1:
+            raise PluginError(
+                f"layer {self.name!r}: sub_blocks must be >= 1 (an integer), got {count!r}",
+                plugin=self.name,
+            )
+        return int(count)
 
-def validate_spec(spec: object, *, plugin: str | None = None, distribution: str | None = None):
-    """Check that ``spec`` keeps the plugin contract; raise :class:`PluginError` saying how not.
+    def step_state_size(self, options: Any, hidden_size: int) -> int | None:
+        """Elements of step-mode state per sequence: the ``state_size`` formula's result, 0 for a
+        positionwise layer that declares none, ``None`` when unknown."""
+        if self.state_size is None:
+            return 0 if self.capabilities.positionwise else None
+        return self.state_size(options, hidden_size)
 
-    This is run on every spec, from an entry point or registered at run time.
-    """
+
+def plugin_failure(
+    kind: str, name: object, plugin: str | None, distribution: str | None
+) -> Callable[[str], PluginError]:
+    """``fail(problem)`` -> a :class:`PluginError` naming the ``kind`` ``name`` and its origin."""
 
     def fail(problem: str) -> PluginError:
-        who = f"layer {getattr(spec, 'name', '?')!r}"
+        who = f"{kind} {name!r}"
         if distribution:
             who += f" from distribution {distribution!r}"
         return PluginError(f"{who}: {problem}", plugin=plugin, distribution=distribution)
 
+    return fail
+
+
+def validate_spec(
+    spec: object, *, plugin: str | None = None, distribution: str | None = None
+) -> None:
+    """Check that ``spec`` keeps the plugin contract; raise :class:`PluginError` saying how not.
+
+    This is run on every spec, from an entry point or registered at run time.
+    """
+    fail = plugin_failure("layer", getattr(spec, "name", "?"), plugin, distribution)
     if not isinstance(spec, LayerSpec):
         raise fail(
             f"a plugin must return hybridzoo.LayerSpec objects, got {type(spec).__name__}: "
@@ -303,8 +286,11 @@ def validate_spec(spec: object, *, plugin: str | None = None, distribution: str 
             f"name {spec.name!r} must be a lower-case identifier "
             "(letters, digits, underscores; starting with a letter)"
         )
-    if not (isinstance(spec.symbol, str) and len(spec.symbol) == 1 and spec.symbol.isalpha()):
-        raise fail(f"symbol {spec.symbol!r} must be exactly one letter")
+    if not isinstance(spec.symbol, str) or not _SYMBOL_RE.match(spec.symbol):
+        raise fail(
+            f"symbol {spec.symbol!r} must be exactly one letter, an ASCII uppercase one A-Z "
+            "(lowercase, non-ASCII and fullwidth letters are refused: 'Ｘ' looks like 'X')"
+        )
     if not isinstance(spec.option_prefix, str) or not _NAME_RE.match(spec.option_prefix):
         raise fail(f"option_prefix {spec.option_prefix!r} must be a lower-case identifier")
     if not (isinstance(spec.options, type) and attrs.has(spec.options)):
@@ -313,28 +299,59 @@ def validate_spec(spec: object, *, plugin: str | None = None, distribution: str 
     if missing:
         raise fail(
             f"every option needs a default; {', '.join(missing)} has none "
-            "(declare fields with hybridzoo.option(default, doc=...))"
+            "(declare fields with hybridzoo.plugin.option(default, doc=...))"
         )
     try:
-        spec.options()
+        defaults = spec.options()
     except Exception as exc:
         raise fail(f"its default options do not validate: {exc}") from exc
     for attr in ("factory", "param_count"):
         if not callable(getattr(spec, attr)):
             raise fail(f"{attr} must be callable, got {getattr(spec, attr)!r}")
-    for attr in (
-        "state_size",
-        "hidden_size_multiple",
-        "reference",
-        "scale_options",
-        "active_param_count",
-    ):
+    optional = ("state_size", "hidden_size_multiple", "reference", "scale_options")
+    for attr in (*optional, "active_param_count"):
         value = getattr(spec, attr)
         if value is not None and not callable(value):
             raise fail(f"{attr} must be callable or None, got {value!r}")
     if not isinstance(spec.capabilities, Capabilities):
         raise fail(f"capabilities must be hybridzoo.Capabilities, got {spec.capabilities!r}")
-    if isinstance(spec.sub_blocks, bool) or not isinstance(spec.sub_blocks, int):
-        raise fail(f"sub_blocks must be an integer >= 1, got {spec.sub_blocks!r}")
-    if spec.sub_blocks < 1:
-        raise fail(f"sub_blocks must be >= 1, got {spec.sub_blocks}")
+    if not callable(spec.sub_blocks) and not (is_integer(spec.sub_blocks) and spec.sub_blocks >= 1):
+        raise fail(
+            "sub_blocks must be >= 1 (an integer, or a function of the options), got "
+            f"{spec.sub_blocks!r}"
+        )
+    try:
+        spec.num_sub_blocks(defaults)
+    except PluginError as exc:
+        raise fail(str(exc).partition(": ")[2]) from None
+
+
+# -- deprecated spellings ------------------------------------------------------------------------
+
+
+def _int_at_least(minimum: int, *, allow_none: bool = False, multiple_of: int = 1) -> Any:
+    return validate.at_least(minimum, multiple_of=multiple_of, allow_none=allow_none)
+
+
+def _float_in(low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> Any:
+    return validate.in_range(low, high, low_open=low_open, high_open=high_open)
+
+
+_DEPRECATED: dict[str, tuple[Any, str]] = {
+    "int_at_least": (_int_at_least, "hybridzoo.plugin.at_least"),
+    "float_in": (_float_in, "hybridzoo.plugin.in_range"),
+    "choice": (validate.one_of, "hybridzoo.plugin.one_of"),
+    "boolean": (validate.boolean, "hybridzoo.plugin.boolean"),
+    "power_of_two": (validate.power_of_two, "hybridzoo.plugin.power_of_two"),
+    "option_fields": (attrs.fields, "attrs.fields"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _DEPRECATED:
+        value, new = _DEPRECATED[name]
+        warnings.warn(
+            f"hybridzoo.spec.{name} is deprecated; use {new}", DeprecationWarning, stacklevel=2
+        )
+        return value
+    raise AttributeError(f"module 'hybridzoo.spec' has no attribute {name!r}")

@@ -9,6 +9,8 @@ Each validator is a small, reprable object that serves two uses:
   becomes the Python number) or raises with the name in front: ``"num_heads must be an integer
   >= 1, got 0"``. Module constructors use this form for their one cheap check per invariant.
 
+``a | b`` accepts what either accepts (``one_of("auto") | at_least(1)``).
+
 Numbers: ``bool`` is never a number here; numpy integer and floating scalars are accepted wherever
 Python ``int`` and ``float`` are (:func:`plain` turns them into Python numbers).
 
@@ -25,6 +27,7 @@ import numbers
 from typing import Any
 
 __all__ = [
+    "AnyOf",
     "Validator",
     "at_least",
     "boolean",
@@ -97,6 +100,29 @@ class Validator:
         if exc is not None:
             raise type(exc)(f"{name} {exc}")
         return plain(value)
+
+    def __or__(self, other: Validator) -> AnyOf:
+        return AnyOf(self, other)
+
+
+class AnyOf(Validator):
+    """Valid when one of ``validators`` accepts the value (``a | b``); a ``ValueError`` when one
+    of them accepts its type, else a ``TypeError``."""
+
+    def __init__(self, *validators: Validator) -> None:
+        self.validators = validators
+        self.expected = " or ".join(v.expected for v in validators)
+
+    def problem(self, value: Any) -> Exception | None:
+        problems = [v.problem(value) for v in self.validators]
+        if any(p is None for p in problems):
+            return None
+        kind = TypeError if all(isinstance(p, TypeError) for p in problems) else ValueError
+        suffix = f" ({type(value).__name__})" if kind is TypeError else ""
+        return kind(f"must be {self.expected}, got {value!r}{suffix}")
+
+    def __repr__(self) -> str:
+        return " | ".join(map(repr, self.validators))
 
 
 class at_least(Validator):  # lower-case: used like a function, as attrs validators are

@@ -48,32 +48,36 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def spec_module(
-    name: str, symbol: str, prefix: str, *, api_version: int = PLUGIN_API_VERSION
+    name: str,
+    symbol: str,
+    prefix: str,
+    *,
+    api_version: int = PLUGIN_API_VERSION,
+    field: str = "width",
 ) -> str:
     """Source of a plugin module with one valid, buildable spec (a small feed-forward)."""
     return textwrap.dedent(
         f"""
         import attrs
         import hybridzoo
-        from hybridzoo import Capabilities, LayerSpec, hookimpl, option
-        from hybridzoo.spec import int_at_least
+        from hybridzoo.plugin import (
+            Capabilities, LayerSpec, at_least, feedforward_param_count, hookimpl, option
+        )
 
 
         @attrs.frozen
         class Options:
-            width: int = option(1, doc="inner width factor", validator=int_at_least(1))
+            {field}: int = option(1, doc="inner width factor", validator=at_least(1))
 
 
         def factory(options, hidden_size):
             from hybridzoo.nn import FeedForward
 
-            return FeedForward(hidden_size, options.width)
+            return FeedForward(hidden_size, options.{field})
 
 
         def count(options, hidden_size):
-            from hybridzoo.nn.feedforward import feedforward_param_count
-
-            return feedforward_param_count(hidden_size, options.width)
+            return feedforward_param_count(hidden_size, options.{field})
 
 
         SPEC = LayerSpec(
@@ -162,6 +166,40 @@ FAULTS: dict[str, Fault] = {
     "no_hook": Fault(
         "VALUE = 'a module with no hybridzoo hook'\n",
         ("implements no hybridzoo hook", "@hybridzoo.hookimpl"),
+    ),
+    "import_exits": Fault(
+        "import sys\nsys.exit(3)\n",
+        ("failed to import", "SystemExit: 3", "must not exit the process"),
+    ),
+    "misspelt_hook": Fault(
+        textwrap.dedent(
+            """
+            import hybridzoo
+
+            @hybridzoo.hookimpl
+            def hybridzoo_layer_spec():
+                return []
+            """
+        ),
+        ("has invalid hooks", "hybridzoo_layer_spec"),
+    ),
+    "claims_existing_pattern": Fault(
+        textwrap.dedent(
+            """
+            import hybridzoo
+
+            @hybridzoo.hookimpl
+            def hybridzoo_named_patterns():  # the version-1 form: a dict of name -> function
+                return {"jamba_like": lambda n: ["ffn"] * n}
+            """
+        ),
+        ("named pattern 'jamba_like'", "already used", "'hybridzoo'", "DISABLE_PLUGINS="),
+        conflict=True,
+    ),
+    "claims_overlapping_option": Fault(
+        spec_module("fakeover", "Q", "ffn_expand", field="factor"),
+        ("the option name 'ffn_expand_factor'", "the prefixes overlap", "'ffn'"),
+        conflict=True,
     ),
     "newer_api_version": Fault(
         spec_module("fromthefuture", "Q", "fromthefuture", api_version=PLUGIN_API_VERSION + 1),
@@ -346,6 +384,64 @@ def test_a_contested_name_is_an_error_when_used(
     assert any(dist in (p.error or "") for p in registry.failures())
     with pytest.raises(PluginConflictError, match=dist):
         registry.get("ffn")
+
+
+def test_a_contested_named_pattern_or_option_is_an_error_when_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_fault(tmp_path, "claims_existing_pattern", monkeypatch)
+    install_fault(tmp_path / "more", "claims_overlapping_option", monkeypatch)
+    registry = Registry()
+    with pytest.raises(PluginConflictError, match="hybridzoo-fake-claims-existing-pattern"):
+        hybridzoo.expand_named_pattern("jamba_like", 2, registry=registry)
+    contested = registry.contested()
+    assert {"pattern:jamba_like", "option:ffn_expand_factor", "name:fakeover"} <= set(contested)
+    with hybridzoo.use_registry(registry):
+        hybridzoo.build("F F", embed_dim=4, hidden_size=8)  # ffn itself is fine
+        with pytest.raises(PluginConflictError, match="ffn_expand_factor"):
+            hybridzoo.build("F F", embed_dim=4, hidden_size=8, ffn_expand_factor=2)
+
+
+def test_ctrl_c_while_a_plugin_loads_leaves_nothing_half_loaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dist, ep_name = "hybridzoo-fake-slow", "fake_slow"
+    make_distribution(tmp_path, dist, "fake_slow_plugin", "raise KeyboardInterrupt\n", ep_name)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = Registry()
+    with pytest.raises(KeyboardInterrupt):
+        registry.names()
+    assert "not loaded" in repr(registry)
+    assert registry.interrupted is not None
+    assert (registry.interrupted.name, registry.interrupted.distribution) == (ep_name, dist)
+    with pytest.raises(KeyboardInterrupt):  # loads again on the next use: never silently empty
+        registry.get("ffn")
+    assert "ffn" in Registry(disabled=[ep_name]).names()
+    done = cli(tmp_path, "plugins")
+    assert done.returncode == 130
+    assert f"plugin {ep_name!r}" in done.stderr and dist in done.stderr
+    assert f"HYBRIDZOO_DISABLE_PLUGINS={ep_name}" in done.stderr
+
+
+def test_the_version_1_named_pattern_form_still_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = textwrap.dedent(
+        """
+        import hybridzoo
+
+        @hybridzoo.hookimpl
+        def hybridzoo_named_patterns():
+            return {"ffn_pairs": lambda n: ["ffn"] * (2 * n)}
+        """
+    )
+    make_distribution(tmp_path, "hybridzoo-fake-v1", "fake_v1_plugin", source, "fakev1")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = Registry()
+    assert record_of(registry, "fakev1").patterns == ["ffn_pairs"]
+    assert hybridzoo.expand_named_pattern("ffn_pairs", 2, registry=registry) == ["ffn"] * 4
+    (info,) = hybridzoo.list_patterns("ffn_pairs", registry=registry)
+    assert info.available and info.source == "hybridzoo-fake-v1"
 
 
 # -- a working fake plugin, and the switches -------------------------------------------------------

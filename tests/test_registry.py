@@ -9,7 +9,16 @@ import pytest
 from toy_layers import ConvOptions, conv_spec
 
 import hybridzoo
-from hybridzoo import LayerSpec, PluginConflictError, PluginError, Registry, UnknownLayerError
+from hybridzoo import (
+    LayerSpec,
+    OptionError,
+    PluginConflictError,
+    PluginError,
+    Registry,
+    UnknownLayerError,
+)
+from hybridzoo.options import option_table
+from hybridzoo.plugin import at_least, option
 
 
 def test_builtins_are_entry_points():
@@ -94,6 +103,10 @@ def test_unknown_layer_suggests_close_names():
         ({"name": "Bad Name"}, "lower-case identifier"),
         ({"symbol": "XY"}, "exactly one letter"),
         ({"symbol": "1"}, "exactly one letter"),
+        ({"symbol": "x"}, "ASCII uppercase"),
+        ({"symbol": "Ｘ"}, "ASCII uppercase"),  # fullwidth X
+        ({"symbol": "É"}, "ASCII uppercase"),
+        ({"symbol": "Σ"}, "ASCII uppercase"),
         ({"option_prefix": "9x"}, "option_prefix"),
         ({"options": dict}, "attrs class"),
         ({"factory": 3}, "factory must be callable"),
@@ -157,3 +170,69 @@ def test_factory_and_reference_may_be_import_strings() -> None:
     broken = attrs.evolve(ffn, factory="hybridzoo.nn:NoSuchThing")
     with pytest.raises(hybridzoo.PluginError, match=r"cannot import 'hybridzoo\.nn:NoSuchThing'"):
         broken.factory(ffn.options(), 8)
+
+
+def test_a_permanent_registration_inside_a_temporary_block_survives_it() -> None:
+    registry = Registry(autoload=False)
+    with hybridzoo.use_registry(registry):
+        hybridzoo.register_layer(conv_spec())
+        with hybridzoo.temporary_layers(conv_spec(name="temp", symbol="T")):
+            hybridzoo.register_layer(conv_spec(name="kept", symbol="K"))
+            assert {"temp", "kept"} <= set(registry.names())
+        assert registry.names() == ["conv", "kept"]
+        # a replaced layer comes back, and a layer replaced again inside the block stays
+        with hybridzoo.temporary_layers(conv_spec(symbol="Q"), replace=True):
+            assert registry.get("conv").symbol == "Q"
+        assert registry.get("conv").symbol == "C"
+        with hybridzoo.temporary_layers(conv_spec(symbol="Q"), replace=True):
+            hybridzoo.register_layer(conv_spec(symbol="R"), replace=True)
+        assert registry.get("conv").symbol == "R"
+
+
+def _options_with(field: str) -> type:
+    return attrs.make_class(
+        "Opts", {field: option(2, doc="a field", validator=at_least(1))}, frozen=True
+    )
+
+
+def _overlapping(prefix: str, field: str, symbol: str) -> LayerSpec:
+    return attrs.evolve(
+        conv_spec(name=prefix, symbol=symbol),
+        options=_options_with(field),
+        param_count=lambda o, h: 0,
+    )
+
+
+@pytest.mark.parametrize("short_first", [True, False])
+def test_overlapping_option_prefixes_are_refused_naming_both(short_first: bool) -> None:
+    # "base" + field "state_size" and "base_state" + field "size" both spell base_state_size
+    short, long = _overlapping("base", "state_size", "B"), _overlapping("base_state", "size", "S")
+    first, second = (short, long) if short_first else (long, short)
+    registry = Registry(autoload=False)
+    registry.register(first)
+    with pytest.raises(PluginConflictError) as info:
+        registry.register(second)
+    message = str(info.value)
+    assert "'base_state_size'" in message and f"'{first.name}'" in message
+    assert f"layer '{second.name}'" in message
+    with pytest.raises(PluginConflictError, match="'base_state_size' is ambiguous"):
+        option_table([short, long])
+    # prefixes that overlap without a shared option name are fine, and route exactly
+    registry = Registry(autoload=False)
+    registry.register(short)
+    registry.register(_overlapping("base_state", "width", "W"))
+    table = {k: (spec.name, field) for k, (spec, field) in option_table(registry.specs()).items()}
+    assert table == {
+        "base_state_size": ("base", "state_size"),
+        "base_state_width": ("base_state", "width"),
+    }
+
+
+def test_unknown_option_is_reported_for_the_longest_matching_prefix() -> None:
+    registry = Registry(autoload=False)
+    registry.register(_overlapping("base", "depth", "B"))
+    registry.register(_overlapping("base_state", "width", "S"))
+    with hybridzoo.use_registry(registry), pytest.raises(OptionError) as info:
+        hybridzoo.build("B S", embed_dim=4, hidden_size=4, base_state_widht=3)
+    assert "for layer 'base_state'" in str(info.value)
+    assert "Did you mean 'base_state_width'" in str(info.value)

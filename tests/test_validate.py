@@ -28,6 +28,9 @@ from hybridzoo.validate import at_least, boolean, in_range, one_of, plain, posit
         (in_range(0, 1, high_open=True), 1.0, ValueError, "[0, 1)"),
         (one_of("gelu", "relu2"), "gelo", ValueError, "Did you mean 'gelu'?"),
         (one_of("gelu", "relu2"), 3, ValueError, "one of 'gelu', 'relu2', got 3"),
+        (one_of("auto") | at_least(1), 0, ValueError, "one of 'auto' or an integer >= 1, got 0"),
+        (one_of("auto") | at_least(1), "big", ValueError, "got 'big'"),
+        (at_least(1) | boolean, 1.5, TypeError, "or True or False, got 1.5 (float)"),
     ],
 )
 def test_bad_values_say_what_is_valid(validator, value, error, message) -> None:
@@ -48,6 +51,8 @@ def test_bad_values_say_what_is_valid(validator, value, error, message) -> None:
         (positive, np.float32(0.5), 0.5),
         (in_range(-1, 1), np.int16(0), 0),
         (one_of(None, "sinusoidal"), None, None),
+        (one_of("auto") | at_least(1), np.int8(3), 3),
+        (one_of("auto") | at_least(1), "auto", "auto"),
     ],
 )
 def test_numpy_scalars_are_plain_numbers(validator, value, expected) -> None:
@@ -64,6 +69,7 @@ def test_validators_are_reprable_attrs_validators() -> None:
 
     assert repr(at_least(2, multiple_of=2)) == "at_least(2, multiple_of=2)"
     assert repr(boolean) == "boolean" and repr(power_of_two) == "power_of_two"
+    assert repr(one_of("auto") | at_least(1)) == "one_of('auto') | at_least(1)"
     with pytest.raises(ValueError, match="got 0"):
         Options(heads=0)
     with pytest.raises(TypeError, match="True or False"):

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import hybridzoo
-from hybridzoo.spec import int_at_least
+from hybridzoo.plugin import Capabilities, at_least
 
 
 class CausalConv(nn.Module):
@@ -41,7 +41,7 @@ class CausalConv(nn.Module):
 @attrs.frozen
 class ConvOptions:
     kernel_size: int = hybridzoo.option(
-        3, doc="Causal kernel length.", validator=int_at_least(1), examples=(1, 2, 4)
+        3, doc="Causal kernel length.", validator=at_least(1), examples=(1, 2, 4)
     )
 
 
@@ -56,4 +56,32 @@ def conv_spec(name: str = "conv", symbol: str = "C", prefix: str | None = None):
         description="Depthwise causal convolution.",
         capabilities=hybridzoo.Capabilities(causal=True, stateful=True),
         state_size=lambda o, h: (o.kernel_size - 1) * h,
+    )
+
+
+@attrs.frozen
+class MLPOptions:
+    inner: int = hybridzoo.option(8, doc="Inner width.", validator=at_least(1), examples=(2, 4))
+
+
+def make_mlp(options: MLPOptions, hidden_size: int) -> nn.Module:
+    """A per-position body with ``forward`` only (no step protocol of its own)."""
+    return nn.Sequential(
+        nn.Linear(hidden_size, options.inner), nn.GELU(), nn.Linear(options.inner, hidden_size)
+    )
+
+
+def mlp_spec(name: str = "mlp", symbol: str = "P"):
+    """A positionwise layer: declares ``Capabilities(positionwise=True)`` and nothing else about
+    its step mode; its width follows the model width when scaled (``inner = hidden // 2``)."""
+    return hybridzoo.LayerSpec(
+        name=name,
+        symbol=symbol,
+        option_prefix=name,
+        options=MLPOptions,
+        factory=make_mlp,
+        param_count=lambda o, h: 2 * h * o.inner + o.inner + h,
+        description="Two-layer perceptron at each position.",
+        capabilities=Capabilities(positionwise=True),
+        scale_options=lambda o, h, *, seq_len=None: attrs.evolve(o, inner=max(1, h // 2)),
     )

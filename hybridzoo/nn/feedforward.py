@@ -5,16 +5,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hybridzoo.formulas import feedforward_param_count
 from hybridzoo.nn.positionwise import Positionwise
 
-__all__ = ["FeedForward", "feedforward_param_count"]
+__all__ = ["FeedForward"]
 
 
 class FeedForward(Positionwise):
     """``Linear(H, e·H) → GELU (exact, erf) → Linear(e·H, H)``, both with bias.
 
-    Parameters: ``2·e·H² + e·H + H`` (see :func:`feedforward_param_count`).
+    Parameters: ``2·e·H² + e·H + H`` (see :func:`hybridzoo.plugin.feedforward_param_count`).
     """
 
     def __init__(self, hidden_size: int, expand_factor: int = 4) -> None:

@@ -2,7 +2,7 @@
 plugin and the ``hybridzoo check-plugin`` command.
 
     >>> from hybridzoo.testing import assert_conforms
-    >>> results = assert_conforms("ffn")          # raises AssertionError listing every failure
+    >>> results = assert_conforms("mylayer")      # raises AssertionError listing every failure
 
 A plugin's whole test file::
 

@@ -19,7 +19,7 @@ reproducible. On CPU a check runs with one intra-op thread (``torch.set_num_thre
 restored afterwards): the tensors are tiny and threads only add overhead.
 
     >>> from hybridzoo.testing import run_checks
-    >>> [r.status for r in run_checks("ffn", checks=["shape", "param_count_exact"])]
+    >>> [r.status for r in run_checks("mylayer", checks=["shape", "param_count_exact"])]
     ['passed', 'passed']
 """
 
@@ -96,8 +96,8 @@ def resolve_spec(spec_or_name: LayerSpec | str, registry: Registry | None = None
 def resolve_options(spec: LayerSpec, options: Any = None) -> Any:
     """``spec``'s options record from ``None`` (defaults), a record, or a mapping.
 
-    A mapping may use field names (``window_size``) or user option names
-    (``attention_window_size``). Invalid values raise :class:`hybridzoo.OptionError`.
+    A mapping may use field names (``width``) or user option names (``mylayer_width``).
+    Invalid values raise :class:`hybridzoo.OptionError`.
     """
     if options is None:
         return spec.options()

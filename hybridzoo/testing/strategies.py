@@ -7,7 +7,7 @@ value or a strategy for that value, and bad arguments raise
     from hypothesis import given
     from hybridzoo.testing import strategies as hzst
 
-    @given(hzst.layer_cases("attention"))
+    @given(hzst.layer_cases("mylayer"))
     def test_shape(case):
         CHECKS["shape"](case)
 

@@ -12,35 +12,28 @@ The body maps ``[B, L, H] -> [B, L, H]``:
 - a per-head RMSNorm on ``o`` (one weight of ``dv`` shared by the heads), a swish output gate
   ``o ⊙ silu(W_g x)`` and the output projection ``heads·dv → H``.
 
-Decoding state: ``(S,)`` with ``S: [B, heads, dk, dv]`` (constant size, updated in place by step).
+Decoding state: ``(S,)`` with ``S: [B, heads, dk, dv]`` (constant size, updated in place by step;
+step mode is for inference, autograd does not go through the update).
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hybridzoo.nn import FeedForward
 from hybridzoo.ops.gla import chunk_gla, gla_step
-from hybridzoo_plugins.gla.formulas import key_head_dim
+from hybridzoo.plugin import at_least, positive, power_of_two
+from hybridzoo_plugins.gla.formulas import key_width
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hybridzoo_plugins.gla import GLAOptions
+
+__all__ = ["GatedLinearAttention", "State", "make_bodies"]
 
 State = tuple[Tensor]
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer >= 1, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return value
-
-
-def _positive_float(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number > 0, got {value!r}")
-    if not value > 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    return float(value)
 
 
 class GatedLinearAttention(nn.Module):
@@ -76,27 +69,21 @@ class GatedLinearAttention(nn.Module):
         chunk_size: int = 64,
     ) -> None:
         super().__init__()
-        self.hidden_size = _positive_int("hidden_size", hidden_size)
-        self.num_heads = _positive_int("num_heads", num_heads)
-        self.head_v_dim = _positive_int("head_dim", head_dim)
-        self.head_k_dim = key_head_dim(head_dim, expand_k)
-        self.gate_logit_normalizer = _positive_float("gate_logit_normalizer", gate_logit_normalizer)
-        self.chunk_size = _positive_int("chunk_size", chunk_size)
-        if chunk_size & (chunk_size - 1):
-            raise ValueError(f"chunk_size must be a power of two, got {chunk_size}")
-        _positive_int("gate_low_rank_dim", gate_low_rank_dim)
-        _positive_float("norm_eps", norm_eps)
-        keys = num_heads * self.head_k_dim
-        values = num_heads * self.head_v_dim
+        self.hidden_size = at_least(1).check("hidden_size", hidden_size)
+        self.num_heads = at_least(1).check("num_heads", num_heads)
+        self.head_v_dim, self.head_k_dim = head_dim, key_width(head_dim, expand_k)
+        self.gate_logit_normalizer = positive.check("gate_logit_normalizer", gate_logit_normalizer)
+        self.chunk_size = power_of_two.check("chunk_size", chunk_size)
+        rank = at_least(1).check("gate_low_rank_dim", gate_low_rank_dim)
+        keys, values = num_heads * self.head_k_dim, num_heads * head_dim
         self.q_proj = nn.Linear(hidden_size, keys, bias=False)
         self.k_proj = nn.Linear(hidden_size, keys, bias=False)
         self.v_proj = nn.Linear(hidden_size, values, bias=False)
         self.g_proj = nn.Linear(hidden_size, values, bias=False)
         self.gk_proj = nn.Sequential(
-            nn.Linear(hidden_size, gate_low_rank_dim, bias=False),
-            nn.Linear(gate_low_rank_dim, keys, bias=True),
+            nn.Linear(hidden_size, rank, bias=False), nn.Linear(rank, keys, bias=True)
         )
-        self.g_norm = nn.RMSNorm(head_dim, eps=norm_eps)
+        self.g_norm = nn.RMSNorm(head_dim, eps=positive.check("norm_eps", norm_eps))
         self.o_proj = nn.Linear(values, hidden_size, bias=False)
 
     def _inputs(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -120,10 +107,9 @@ class GatedLinearAttention(nn.Module):
 
     def init_state(self, batch_size: int) -> State:
         """``(S,)``, ``S = 0: [B, heads, dk, dv]`` on the module's device and dtype."""
-        _positive_int("batch_size", batch_size)
-        weight = self.q_proj.weight
+        at_least(1).check("batch_size", batch_size)
         shape = (batch_size, self.num_heads, self.head_k_dim, self.head_v_dim)
-        return (weight.new_zeros(shape),)
+        return (self.q_proj.weight.new_zeros(shape),)
 
     def prefill(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """``y [B, L, H]`` from ``state`` (None = zeros) and the state after the last position."""
@@ -146,31 +132,17 @@ class GatedLinearAttention(nn.Module):
         return self._output(o, x_t), state
 
 
-def make_gla_bodies(
-    hidden_size: int,
-    *,
-    num_heads: int = 4,
-    head_dim: int = 64,
-    expand_k: float = 0.5,
-    gate_low_rank_dim: int = 16,
-    gate_logit_normalizer: float = 16.0,
-    norm_eps: float = 1e-5,
-    chunk_size: int = 64,
-    ffn_expand_factor: int = 4,
-) -> list[nn.Module]:
+def make_bodies(o: GLAOptions, hidden_size: int) -> list[nn.Module]:
     """The gla layer's bodies: ``[GatedLinearAttention, FeedForward]`` (each its own residual)."""
-    return [
-        GatedLinearAttention(
-            hidden_size,
-            num_heads=num_heads,
-            head_dim=head_dim,
-            expand_k=expand_k,
-            gate_low_rank_dim=gate_low_rank_dim,
-            gate_logit_normalizer=gate_logit_normalizer,
-            norm_eps=norm_eps,
-            chunk_size=chunk_size,
-        ),
-        FeedForward(
-            hidden_size, expand_factor=_positive_int("ffn_expand_factor", ffn_expand_factor)
-        ),
-    ]
+    mixer = GatedLinearAttention(
+        hidden_size,
+        num_heads=o.num_heads,
+        head_dim=o.head_dim,
+        expand_k=o.expand_k,
+        gate_low_rank_dim=o.gate_low_rank_dim,
+        gate_logit_normalizer=o.gate_logit_normalizer,
+        norm_eps=o.norm_eps,
+        chunk_size=o.chunk_size,
+    )
+    ffn_expand = at_least(1).check("ffn_expand_factor", o.ffn_expand_factor)
+    return [mixer, FeedForward(hidden_size, ffn_expand)]

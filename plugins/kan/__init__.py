@@ -1,18 +1,19 @@
 """The ``kan`` layer (symbol ``K``): a Kolmogorov–Arnold layer ``H → H`` at each position, with a
-SiLU base path and a cubic B-spline path over ``kan_grid_size`` intervals (Liu et al. 2024)."""
+SiLU base path and a cubic B-spline path over ``kan_grid_size`` intervals (Liu et al. 2024).
+
+It acts on each position alone: ``Capabilities(positionwise=True)``, so the core runs its step
+mode and counts no state."""
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import attrs
 
-from hybridzoo import Capabilities, LayerSpec, hookimpl, option
-from hybridzoo.spec import boolean, float_in, int_at_least
+from hybridzoo.plugin import Capabilities, LayerSpec, at_least, boolean, hookimpl, in_range, option
 from hybridzoo_plugins.kan import formulas
 
-_REAL = float_in(-math.inf, math.inf, low_open=True, high_open=True)
+_FINITE = in_range(-math.inf, math.inf, low_open=True, high_open=True)
 
 
 @attrs.frozen
@@ -22,19 +23,19 @@ class KANOptions:
     grid_size: int = option(
         5,
         doc="Number of grid intervals G of each spline (Edifice: 5).",
-        validator=int_at_least(1),
+        validator=at_least(1),
         examples=(1, 3),
     )
     spline_order: int = option(
         3,
         doc="B-spline degree (3 = cubic, C² continuous).",
-        validator=int_at_least(0),
+        validator=at_least(0),
         examples=(1, 2),
     )
     grid_low: float = option(
-        -2.0, doc="Left end of the grid (inputs are LayerNorm-ed).", validator=_REAL
+        -2.0, doc="Left end of the grid (inputs are LayerNorm-ed).", validator=_FINITE
     )
-    grid_high: float = option(2.0, doc="Right end of the grid.", validator=_REAL, examples=(1.0,))
+    grid_high: float = option(2.0, doc="Right end of the grid.", validator=_FINITE, examples=(1.0,))
     spline_scaler: bool = option(
         True, doc="Learn a scale per (output, input) spline.", validator=boolean, examples=(False,)
     )
@@ -45,38 +46,17 @@ class KANOptions:
                 f"kan_grid_low must be < kan_grid_high, got {self.grid_low} and {self.grid_high}"
             )
 
-    def layer_kwargs(self) -> dict[str, Any]:
-        return {
-            "grid_size": self.grid_size,
-            "spline_order": self.spline_order,
-            "grid_range": (self.grid_low, self.grid_high),
-            "spline_scaler": self.spline_scaler,
-        }
-
-
-def _factory(options: KANOptions, hidden_size: int) -> Any:
-    from hybridzoo_plugins.kan.layer import KANLayer
-
-    return KANLayer(hidden_size, **options.layer_kwargs())
-
-
-def _reference(body: Any, x: Any) -> Any:
-    from hybridzoo_plugins.kan.reference import reference_forward
-
-    return reference_forward(body, x)
-
 
 SPEC = LayerSpec(
     name="kan",
     symbol="K",
     option_prefix="kan",
     options=KANOptions,
-    factory=_factory,
-    param_count=lambda o, h: formulas.param_count(h, **o.layer_kwargs()),
+    factory="hybridzoo_plugins.kan.layer:make_bodies",
+    param_count=formulas.param_count,
     description="KAN layer per position: SiLU base path + cubic B-spline path.",
-    capabilities=Capabilities(causal=True, stateful=True, complexity="linear"),
-    state_size=lambda o, h: 0,
-    reference=_reference,
+    capabilities=Capabilities(causal=True, positionwise=True, complexity="linear"),
+    reference="hybridzoo_plugins.kan.reference:reference_forward",
 )
 
 

@@ -1,30 +1,18 @@
-"""Closed formulas for the KAN layer: parameter count and state size (no torch)."""
+"""Closed formula for the KAN layer, from its options record (no torch)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
-def param_count(
-    hidden_size: int,
-    *,
-    grid_size: int = 5,
-    spline_order: int = 3,
-    grid_range: tuple[float, float] = (-2.0, 2.0),
-    spline_scaler: bool = True,
-) -> int:
-    """Exact parameter count of one :class:`KANLayer` ``H → H``.
+if TYPE_CHECKING:  # pragma: no cover
+    from hybridzoo_plugins.kan import KANOptions
 
-    - base weight ``[H, H]``: ``H²``;
-    - spline coefficients ``[H, H, grid_size + spline_order]``: ``H²·(grid_size + spline_order)``;
-    - per-(output, input) spline scaler ``[H, H]`` (if on): ``H²``.
+__all__ = ["param_count"]
 
-    No biases. ``grid_range`` does not change the count.
-    """
-    del grid_range
-    per_edge = 1 + (grid_size + spline_order) + (1 if spline_scaler else 0)
+
+def param_count(o: KANOptions, hidden_size: int) -> int:
+    """Parameters of one :class:`~hybridzoo_plugins.kan.layer.KANLayer` ``H → H`` (no biases):
+    the base weight ``[H, H]``, the spline coefficients ``[H, H, grid_size + spline_order]`` and,
+    with ``spline_scaler``, a scale per (output, input) ``[H, H]``. The grid ends do not count."""
+    per_edge = 1 + (o.grid_size + o.spline_order) + (1 if o.spline_scaler else 0)
     return hidden_size * hidden_size * per_edge
-
-
-def state_size(hidden_size: int, **_options: object) -> int:
-    """The KAN layer acts on each position alone: no decoding state (0 values)."""
-    del hidden_size
-    return 0

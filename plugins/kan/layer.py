@@ -18,7 +18,9 @@ Behaviour in and out of the grid (cubic, the default):
   path contributes nothing and only the SiLU base path remains.
 
 The layer's inputs are pre-normalised by the core's LayerNorm, so ``(-2, 2)`` with the extension
-``(-4.4, 4.4)`` covers them.
+``(-4.4, 4.4)`` covers them. The layer acts on each position alone and has no step methods of its
+own: the plugin declares ``Capabilities(positionwise=True)`` and the core runs its step mode
+(:func:`hybridzoo.nn.positionwise.positionwise_step`).
 
 Fast path: the basis is evaluated by the Cox–de Boor recursion vectorised over the knots (``[..., H,
 grid_size + spline_order]``), then the spline path is one matmul ``[..., H·(G+k)] × [H·(G+k), H]``.
@@ -27,33 +29,18 @@ grid_size + spline_order]``), then the spline path is one matmul ``[..., H·(G+k
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hybridzoo.nn import Positionwise
+from hybridzoo.validate import at_least, boolean, is_real
 
+if TYPE_CHECKING:  # pragma: no cover
+    from hybridzoo_plugins.kan import KANOptions
 
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-def _check_grid_range(grid_range: object) -> tuple[float, float]:
-    if (
-        not isinstance(grid_range, (tuple, list))
-        or len(grid_range) != 2
-        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in grid_range)
-    ):
-        raise TypeError(f"grid_range must be a pair of numbers (lo, hi), got {grid_range!r}")
-    lo, hi = float(grid_range[0]), float(grid_range[1])
-    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise ValueError(f"grid_range must be finite with lo < hi, got {grid_range!r}")
-    return lo, hi
+__all__ = ["KANLayer", "b_spline_basis", "grid_knots", "make_bodies"]
 
 
 def grid_knots(
@@ -97,7 +84,7 @@ def b_spline_basis(
     return basis  # [..., G + k]
 
 
-class KANLayer(Positionwise):
+class KANLayer(nn.Module):
     """KAN layer ``H → H`` applied at each position (a body: no outer norm or residual).
 
     Args:
@@ -124,15 +111,18 @@ class KANLayer(Positionwise):
         spline_scaler: bool = True,
     ) -> None:
         super().__init__()
-        _check_int("hidden_size", hidden_size, 1)
-        _check_int("grid_size", grid_size, 1)
-        _check_int("spline_order", spline_order, 0)
-        self.hidden_size = hidden_size
-        self.grid_size = grid_size
-        self.spline_order = spline_order
-        self.grid_range = _check_grid_range(grid_range)
-        if not isinstance(spline_scaler, bool):
-            raise TypeError(f"spline_scaler must be a bool, got {spline_scaler!r}")
+        self.hidden_size = at_least(1).check("hidden_size", hidden_size)
+        self.grid_size = at_least(1).check("grid_size", grid_size)
+        self.spline_order = at_least(0).check("spline_order", spline_order)
+        if not (isinstance(grid_range, tuple | list) and len(grid_range) == 2) or not all(
+            map(is_real, grid_range)
+        ):
+            raise TypeError(f"grid_range must be a pair of numbers (lo, hi), got {grid_range!r}")
+        lo, hi = (float(v) for v in grid_range)
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise ValueError(f"grid_range must be finite with lo < hi, got {grid_range!r}")
+        self.grid_range = (lo, hi)
+        boolean.check("spline_scaler", spline_scaler)
         num_basis = grid_size + spline_order
         self.base_weight = nn.Parameter(torch.empty(hidden_size, hidden_size))
         self.spline_weight = nn.Parameter(torch.empty(hidden_size, hidden_size, num_basis))
@@ -169,3 +159,14 @@ class KANLayer(Positionwise):
         basis = self.basis(x).flatten(-2)  # [..., H·(G + k)]
         weight = self.spline_coefficients().flatten(1)  # [H, H·(G + k)]
         return base + F.linear(basis, weight)
+
+
+def make_bodies(o: KANOptions, hidden_size: int) -> KANLayer:
+    """The kan layer's body: one :class:`KANLayer`."""
+    return KANLayer(
+        hidden_size,
+        grid_size=o.grid_size,
+        spline_order=o.spline_order,
+        grid_range=(o.grid_low, o.grid_high),
+        spline_scaler=o.spline_scaler,
+    )

@@ -23,7 +23,7 @@ convolution and the SSM state.
 from __future__ import annotations
 
 import math
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -35,25 +35,18 @@ from hybridzoo.ops.selective_scan import (
     selective_scan,
     selective_state_update,
 )
-from hybridzoo_plugins.mamba.formulas import (
-    check_positive_int,
-    intermediate_size,
-    resolve_dt_rank,
-)
+from hybridzoo.plugin import at_least, in_range, one_of, positive
+from hybridzoo_plugins.mamba.formulas import intermediate_size, resolve_dt_rank
 
-__all__ = ["MambaMixer", "MambaState"]
+if TYPE_CHECKING:  # pragma: no cover
+    from hybridzoo_plugins.mamba import MambaOptions
+
+__all__ = ["MambaMixer", "MambaState", "make_bodies"]
 
 MambaState = tuple[Tensor, Tensor]
 """``(conv_window [B, I, K-1], ssm_state [B, I, N])``."""
 
-
-def _positive_float(name: str, value: Any, *, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    if not (value >= 0 if allow_zero else value > 0) or not math.isfinite(value):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
-    return float(value)
+_NON_NEGATIVE = in_range(0.0, math.inf, high_open=True)
 
 
 class MambaMixer(nn.Module):
@@ -97,20 +90,18 @@ class MambaMixer(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        self.hidden_size = check_positive_int("hidden_size", hidden_size)
-        self.state_size = check_positive_int("state_size", state_size)
-        self.conv_size = check_positive_int("conv_size", conv_size)
+        self.hidden_size = at_least(1).check("hidden_size", hidden_size)
+        self.state_size = at_least(1).check("state_size", state_size)
+        self.conv_size = at_least(1).check("conv_size", conv_size)
         self.intermediate_size = intermediate_size(hidden_size, expand_factor)
         self.expand_factor = expand_factor
         self.dt_rank = resolve_dt_rank(hidden_size, dt_rank)
-        self.dt_min = _positive_float("dt_min", dt_min)
-        self.dt_max = _positive_float("dt_max", dt_max)
+        self.dt_min = float(positive.check("dt_min", dt_min))
+        self.dt_max = float(positive.check("dt_max", dt_max))
         if self.dt_max < self.dt_min:
             raise ValueError(f"dt_max must be >= dt_min, got dt_min={dt_min!r}, dt_max={dt_max!r}")
-        self.dt_init_floor = _positive_float("dt_init_floor", dt_init_floor, allow_zero=True)
-        if scan_backend not in BACKENDS:
-            raise ValueError(f"scan_backend must be one of {BACKENDS}, got {scan_backend!r}")
-        self.scan_backend = scan_backend
+        self.dt_init_floor = float(_NON_NEGATIVE.check("dt_init_floor", dt_init_floor))
+        self.scan_backend = one_of(*BACKENDS).check("scan_backend", scan_backend)
         fk: dict[str, Any] = {"device": device, "dtype": dtype}
         inner, n, k, rank = self.intermediate_size, self.state_size, self.conv_size, self.dt_rank
 
@@ -208,7 +199,7 @@ class MambaMixer(nn.Module):
 
     def init_state(self, batch_size: int) -> MambaState:
         """Zero state ``(conv_window [B, I, K-1], ssm [B, I, N])`` on the module's device/dtype."""
-        check_positive_int("batch_size", batch_size)
+        at_least(1).check("batch_size", batch_size)
         fk = {"device": self.A_log.device, "dtype": self.A_log.dtype}
         inner = self.intermediate_size
         return (
@@ -262,3 +253,19 @@ class MambaMixer(nn.Module):
             backend=self.scan_backend,
         )  # [B, I]; ssm updated in place
         return self.out_proj(y), state
+
+
+def make_bodies(o: MambaOptions, hidden_size: int) -> MambaMixer:
+    """The mamba layer's body: one :class:`MambaMixer`."""
+    return MambaMixer(
+        hidden_size,
+        state_size=o.state_size,
+        expand_factor=o.expand_factor,
+        conv_size=o.conv_size,
+        dt_rank=o.dt_rank,
+        dt_min=o.dt_min,
+        dt_max=o.dt_max,
+        dt_init_floor=o.dt_init_floor,
+        conv_bias=o.conv_bias,
+        bias=o.bias,
+    )

@@ -34,40 +34,24 @@ weight 1, bias 0.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from hybridzoo.ops import gla as gla_ops
-from hybridzoo_plugins.rwkv.formulas import (
-    NUM_MIXES,
-    check_head_size,
-    ffn_size,
-    split_options,
-)
+from hybridzoo.plugin import at_least, in_range, positive, power_of_two
+from hybridzoo_plugins.rwkv.formulas import NUM_MIXES, check_head_size, ffn_size
 
-__all__ = ["RWKV6ChannelMix", "RWKV6TimeMix", "make_rwkv_bodies"]
+if TYPE_CHECKING:  # pragma: no cover
+    from hybridzoo_plugins.rwkv import RWKVOptions
+
+__all__ = ["RWKV6ChannelMix", "RWKV6TimeMix", "make_bodies"]
 
 TimeMixState = tuple[torch.Tensor, torch.Tensor]
 ChannelMixState = tuple[torch.Tensor]
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer >= 1, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return value
-
-
-def _check_depth(init_depth: Any) -> float:
-    if isinstance(init_depth, bool) or not isinstance(init_depth, int | float):
-        raise TypeError(f"init_depth must be a number in [0, 1], got {init_depth!r}")
-    if not 0.0 <= init_depth <= 1.0:
-        raise ValueError(f"init_depth must be in [0, 1], got {init_depth!r}")
-    return float(init_depth)
+_DEPTH = in_range(0.0, 1.0)  # init_depth
 
 
 def _shifted(x: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
@@ -90,8 +74,8 @@ class RWKV6TimeMix(nn.Module):
             Default 8, i.e. eps = 6.4e-4.
         init_depth: relative depth in [0, 1] for RWKV-LM's depth-dependent initial values.
             Default 0.5.
-        chunk_size: chunk length of the WKV kernel (speed only): at most 16 or a multiple of 16
-            (``chunk_gla`` checks). Default 64.
+        chunk_size: chunk length of the WKV kernel (speed only; the same results): a power of
+            two. Default 64.
         device, dtype: where and how to create the parameters.
 
     State (step mode): ``(shift [B, H], wkv [B, H/head_size, head_size, head_size])``.
@@ -114,17 +98,11 @@ class RWKV6TimeMix(nn.Module):
         self.num_heads = check_head_size(hidden_size, head_size)
         self.hidden_size = hidden_size
         self.head_size = head_size
-        self.mix_rank = _positive_int("mix_rank", mix_rank)
-        self.decay_rank = _positive_int("decay_rank", decay_rank)
-        self.chunk_size = _positive_int("chunk_size", chunk_size)
-        if (
-            isinstance(head_size_divisor, bool)
-            or not isinstance(head_size_divisor, int | float)
-            or not head_size_divisor > 0
-        ):
-            raise ValueError(f"head_size_divisor must be a number > 0, got {head_size_divisor!r}")
-        self.head_size_divisor = head_size_divisor
-        depth = _check_depth(init_depth)
+        self.mix_rank = at_least(1).check("mix_rank", mix_rank)
+        self.decay_rank = at_least(1).check("decay_rank", decay_rank)
+        self.chunk_size = power_of_two.check("chunk_size", chunk_size)
+        self.head_size_divisor = positive.check("head_size_divisor", head_size_divisor)
+        depth = _DEPTH.check("init_depth", init_depth)
         fk = {"device": device, "dtype": dtype}
         h, r, d = hidden_size, self.mix_rank, self.decay_rank
 
@@ -155,7 +133,7 @@ class RWKV6TimeMix(nn.Module):
     @torch.no_grad()
     def reset_parameters(self, init_depth: float = 0.5) -> None:
         """RWKV-LM's initial values for a layer at relative depth ``init_depth`` (module doc)."""
-        depth = _check_depth(init_depth)
+        depth = _DEPTH.check("init_depth", init_depth)
         h = self.hidden_size
         ratio_0_to_1 = depth
         ratio_1_to_0 = 1.0 - depth
@@ -300,9 +278,9 @@ class RWKV6ChannelMix(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        self.hidden_size = _positive_int("hidden_size", hidden_size)
+        self.hidden_size = at_least(1).check("hidden_size", hidden_size)
         self.ffn_size = ffn_size(hidden_size, expand, multiple_of)
-        depth = _check_depth(init_depth)
+        depth = _DEPTH.check("init_depth", init_depth)
         fk = {"device": device, "dtype": dtype}
         h, f = hidden_size, self.ffn_size
         self.time_maa_k = nn.Parameter(torch.empty(1, 1, h, **fk))
@@ -315,7 +293,7 @@ class RWKV6ChannelMix(nn.Module):
     @torch.no_grad()
     def reset_parameters(self, init_depth: float = 0.5) -> None:
         """RWKV-LM's initial values (small instead of zero value/receptance; see module doc)."""
-        depth = _check_depth(init_depth)
+        depth = _DEPTH.check("init_depth", init_depth)
         h = self.hidden_size
         ramp = (torch.arange(h, dtype=torch.float64) / h).view(1, 1, h)
         self.time_maa_k.copy_(1.0 - ramp.pow(1.0 - depth))
@@ -356,19 +334,32 @@ class RWKV6ChannelMix(nn.Module):
         return y, state
 
 
-def make_rwkv_bodies(hidden_size: int, **kw: Any) -> list[nn.Module]:
-    """The bodies of one ``rwkv`` block: ``[RWKV6TimeMix, RWKV6ChannelMix]``.
-
-    Keyword options (see :mod:`hybridzoo_plugins.rwkv.formulas`): ``head_size``, ``mix_rank``,
-    ``decay_rank``, ``head_size_divisor``, ``chunk_size`` go to the time-mix; ``expand``,
-    ``multiple_of`` to the channel-mix; ``init_depth``, ``device``, ``dtype`` to both.
-    Unknown names raise ``TypeError``.
-    """
-    shared = {k: kw.pop(k) for k in ("device", "dtype") if k in kw}
-    time_kw, chan_kw = split_options(kw)
-    if "init_depth" in time_kw:
-        chan_kw["init_depth"] = time_kw["init_depth"]
-    return [
-        RWKV6TimeMix(hidden_size, **time_kw, **shared),
-        RWKV6ChannelMix(hidden_size, **chan_kw, **shared),
-    ]
+def make_bodies(
+    o: RWKVOptions,
+    hidden_size: int,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> list[nn.Module]:
+    """The bodies of one ``rwkv`` block: ``[RWKV6TimeMix, RWKV6ChannelMix]`` (``init_depth``,
+    ``device`` and ``dtype`` go to both)."""
+    time_mix = RWKV6TimeMix(
+        hidden_size,
+        head_size=o.head_size,
+        mix_rank=o.mix_rank,
+        decay_rank=o.decay_rank,
+        head_size_divisor=o.head_size_divisor,
+        init_depth=o.init_depth,
+        chunk_size=o.chunk_size,
+        device=device,
+        dtype=dtype,
+    )
+    channel_mix = RWKV6ChannelMix(
+        hidden_size,
+        expand=o.expand,
+        multiple_of=o.multiple_of,
+        init_depth=o.init_depth,
+        device=device,
+        dtype=dtype,
+    )
+    return [time_mix, channel_mix]

@@ -8,8 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hybridzoo.nn import FeedForward
-from hybridzoo_plugins.gla.formulas import gla_param_count, key_head_dim, param_count, state_size
-from hybridzoo_plugins.gla.layer import GatedLinearAttention, make_gla_bodies
+from hybridzoo_plugins.gla import GLAOptions
+from hybridzoo_plugins.gla.formulas import gla_param_count, key_width, param_count, state_size
+from hybridzoo_plugins.gla.layer import GatedLinearAttention, make_bodies
 from hybridzoo_plugins.gla.reference import reference_forward, reference_scan
 
 TOL = {"atol": 1e-10, "rtol": 1e-10}  # float64
@@ -104,7 +105,7 @@ def test_init_state_shape_dtype() -> None:
     layer = make_layer(heads=3, head_dim=4, expand_k=0.5)
     (s,) = layer.init_state(5)
     assert s.shape == (5, 3, 2, 4) and s.dtype == torch.float64 and not s.any()
-    assert s[0].numel() == state_size(HIDDEN, num_heads=3, head_dim=4, expand_k=0.5)
+    assert s[0].numel() == state_size(GLAOptions(num_heads=3, head_dim=4, expand_k=0.5), HIDDEN)
 
 
 @pytest.mark.parametrize(
@@ -116,18 +117,18 @@ def test_init_state_shape_dtype() -> None:
     ],
 )
 def test_param_count_equals_numel(hidden: int, kwargs: dict) -> None:
-    bodies = make_gla_bodies(hidden, **kwargs)
+    options = GLAOptions(**kwargs)
+    bodies = make_bodies(options, hidden)
     assert isinstance(bodies[0], GatedLinearAttention) and isinstance(bodies[1], FeedForward)
     numel = [sum(p.numel() for p in body.parameters()) for body in bodies]
-    body_kwargs = {k: v for k, v in kwargs.items() if k != "ffn_expand_factor"}
-    assert gla_param_count(hidden, **body_kwargs) == numel[0]
-    assert param_count(hidden, **kwargs) == sum(numel)
+    assert gla_param_count(options, hidden) == numel[0]
+    assert param_count(options, hidden) == sum(numel)
 
 
 def test_edifice_defaults_are_fla_widths() -> None:
     layer = GatedLinearAttention(256)
     assert layer.q_proj.out_features == 128 and layer.v_proj.out_features == 256
-    assert key_head_dim(64, 0.5) == 32
+    assert key_width(64, 0.5) == 32
 
 
 def test_gradients_reach_every_parameter() -> None:
@@ -156,4 +157,8 @@ def test_bad_options_are_named() -> None:
     with pytest.raises(ValueError, match="gate_logit_normalizer"):
         GatedLinearAttention(HIDDEN, gate_logit_normalizer=0)
     with pytest.raises(ValueError, match="expand_k"):
-        param_count(HIDDEN, head_dim=3, expand_k=0.5)
+        GLAOptions(head_dim=3, expand_k=0.5)
+    with pytest.raises(ValueError, match="gate_low_rank_dim"):
+        GatedLinearAttention(HIDDEN, gate_low_rank_dim=0)
+    with pytest.raises(ValueError, match="norm_eps"):
+        GatedLinearAttention(HIDDEN, norm_eps=-1.0)

@@ -7,8 +7,11 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hybridzoo_plugins.kan.formulas import param_count, state_size
-from hybridzoo_plugins.kan.layer import KANLayer, b_spline_basis, grid_knots
+import hybridzoo
+from hybridzoo.nn.positionwise import positionwise_prefill, positionwise_step
+from hybridzoo_plugins.kan import SPEC, KANOptions
+from hybridzoo_plugins.kan.formulas import param_count
+from hybridzoo_plugins.kan.layer import KANLayer, b_spline_basis, grid_knots, make_bodies
 from hybridzoo_plugins.kan.reference import knot_list, reference_basis, reference_forward
 
 TOL = {"atol": 1e-12, "rtol": 1e-12}  # float64
@@ -173,13 +176,20 @@ def test_outside_extended_grid_only_base_path_remains() -> None:
 
 
 def test_step_and_prefill_equal_forward() -> None:
+    # the layer is positionwise: the core supplies its step mode (and holds no state for it)
     layer = make_layer(3)
     x = torch.randn(2, 5, 3, dtype=torch.float64)
     y = layer(x)
-    assert layer.init_state(2) == ()
-    steps = torch.stack([layer.step(x[:, t], ())[0] for t in range(5)], 1)
+    assert SPEC.capabilities.positionwise and not hasattr(layer, "step")
+    steps = torch.stack([positionwise_step(layer, x[:, t])[0] for t in range(5)], 1)
     torch.testing.assert_close(steps, y, **TOL)
-    torch.testing.assert_close(layer.prefill(x)[0], y, **TOL)
+    torch.testing.assert_close(positionwise_prefill(layer, x)[0], y, **TOL)
+    model = hybridzoo.build("K K", embed_dim=3, hidden_size=3, dropout=0.0, output="sequence")
+    model = model.double().eval()
+    state = model.init_state(2)
+    assert state.layers == [[()], [()]]
+    model_steps = torch.stack([model.step(x[:, t], state)[0] for t in range(5)], 1)
+    torch.testing.assert_close(model_steps, model(x), **TOL)
 
 
 def test_float32_matches_float64() -> None:
@@ -210,13 +220,14 @@ def test_gradients_reach_every_parameter() -> None:
 )
 @pytest.mark.parametrize("hidden", [1, 7])
 def test_param_count(hidden: int, kwargs: dict) -> None:
-    layer = KANLayer(hidden, **kwargs)
-    assert param_count(hidden, **kwargs) == sum(p.numel() for p in layer.parameters())
-    assert state_size(hidden, **kwargs) == 0
+    options = KANOptions(**kwargs)
+    layer = make_bodies(options, hidden)
+    assert param_count(options, hidden) == sum(p.numel() for p in layer.parameters())
+    assert SPEC.step_state_size(options, hidden) == 0
 
 
 def test_default_param_count() -> None:
-    assert param_count(256) == 256 * 256 * (1 + 8 + 1)
+    assert param_count(KANOptions(), 256) == 256 * 256 * (1 + 8 + 1)
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,9 @@ import torch
 
 from hybridzoo.ops.selective_scan import selective_scan_backend
 from hybridzoo.ops.selective_scan.fused import extension_error
-from hybridzoo_plugins.mamba import formulas
+from hybridzoo_plugins.mamba import MambaOptions, formulas
 from hybridzoo_plugins.mamba.convert import mixer_from_transformers
-from hybridzoo_plugins.mamba.layer import MambaMixer
+from hybridzoo_plugins.mamba.layer import MambaMixer, make_bodies
 from hybridzoo_plugins.mamba.reference import mixer_reference
 
 F64 = torch.float64
@@ -174,10 +174,12 @@ def test_causal_and_batch_rows_independent() -> None:
 
 @pytest.mark.parametrize(("hidden", "opts"), [*CONFIGS, (64, {}), (40, {"bias": True})])
 def test_param_count_and_state_size(hidden: int, opts: dict) -> None:
-    mixer = MambaMixer(hidden, **opts)
-    assert formulas.param_count(hidden, **opts) == sum(p.numel() for p in mixer.parameters())
+    mixer = make_bodies(MambaOptions(**opts), hidden)
+    assert isinstance(mixer, MambaMixer)
+    options = MambaOptions(**opts)
+    assert formulas.param_count(options, hidden) == sum(p.numel() for p in mixer.parameters())
     state = mixer.init_state(1)
-    assert formulas.state_size(hidden, **opts) == sum(t.numel() for t in state)
+    assert formulas.state_size(options, hidden) == sum(t.numel() for t in state)
     assert state[0].shape == (1, mixer.intermediate_size, mixer.conv_size - 1)
 
 
@@ -216,6 +218,10 @@ def test_formulas_and_errors() -> None:
         MambaMixer(16, dt_min=0.1, dt_max=0.01)
     with pytest.raises(ValueError, match="scan_backend"):
         MambaMixer(16, scan_backend="gpu")
+    with pytest.raises(ValueError, match="dt_init_floor"):
+        MambaMixer(16, dt_init_floor=-1e-4)
+    with pytest.raises(ValueError, match="'auto' or an integer >= 1, got 0"):
+        MambaOptions(dt_rank=0)
 
 
 def _hf_mixer(**config):

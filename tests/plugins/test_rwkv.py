@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hybridzoo_plugins.rwkv import formulas
-from hybridzoo_plugins.rwkv.layer import RWKV6ChannelMix, RWKV6TimeMix, make_rwkv_bodies
+from hybridzoo_plugins.rwkv import RWKVOptions, formulas
+from hybridzoo_plugins.rwkv.layer import RWKV6ChannelMix, RWKV6TimeMix, make_bodies
 from hybridzoo_plugins.rwkv.reference import channel_mix_reference, time_mix_reference
 
 F64 = torch.float64
@@ -20,7 +20,7 @@ CONFIGS = [
 
 def _bodies(hidden: int, opts: dict, dtype: torch.dtype = F64, seed: int = 0) -> list:
     torch.manual_seed(seed)
-    return make_rwkv_bodies(hidden, dtype=dtype, **opts)
+    return make_bodies(RWKVOptions(**opts), hidden, dtype=dtype)
 
 
 @torch.no_grad()
@@ -163,11 +163,12 @@ def test_param_count_is_exact(hidden: int, opts: dict) -> None:
     tm, cm = _bodies(hidden, opts, dtype=torch.float32)
     n_tm = sum(p.numel() for p in tm.parameters())
     n_cm = sum(p.numel() for p in cm.parameters())
-    assert formulas.time_mix_param_count(hidden, **opts) == n_tm
-    assert formulas.channel_mix_param_count(hidden, **opts) == n_cm
-    assert formulas.param_count(hidden, **opts) == n_tm + n_cm
+    options = RWKVOptions(**opts)
+    assert formulas.time_mix_param_count(options, hidden) == n_tm
+    assert formulas.channel_mix_param_count(options, hidden) == n_cm
+    assert formulas.param_count(options, hidden) == n_tm + n_cm
     n_state = sum(t.numel() for body in (tm, cm) for t in body.init_state(1))
-    assert formulas.state_size(hidden, **opts) == n_state
+    assert formulas.state_size(options, hidden) == n_state
 
 
 def test_ffn_size_follows_rwkv6() -> None:
@@ -181,7 +182,7 @@ def test_ffn_size_follows_rwkv6() -> None:
 
 def test_gradients_reach_every_parameter() -> None:
     """With the default initialisation (no scrambling)."""
-    tm, cm = make_rwkv_bodies(32, head_size=16, mix_rank=4, decay_rank=4)
+    tm, cm = make_bodies(RWKVOptions(head_size=16, mix_rank=4, decay_rank=4), 32)
     x = torch.randn(2, 5, 32, generator=torch.Generator().manual_seed(0))
     loss = (cm(tm(x) + x).square()).sum()
     loss.backward()
@@ -195,20 +196,24 @@ def test_bad_head_size_names_both() -> None:
     with pytest.raises(ValueError, match=r"hidden_size=100.*head_size=64"):
         RWKV6TimeMix(100)
     with pytest.raises(ValueError, match=r"hidden_size=100.*head_size=64"):
-        make_rwkv_bodies(100, head_size=64)
+        make_bodies(RWKVOptions(head_size=64), 100)
     with pytest.raises(ValueError, match=r"hidden_size=100.*head_size=64"):
-        formulas.param_count(100, head_size=64)
+        formulas.param_count(RWKVOptions(head_size=64), 100)
     with pytest.raises(ValueError, match="head_size"):
         RWKV6TimeMix(64, head_size=0)
 
 
 def test_bad_options() -> None:
     with pytest.raises(TypeError, match="head_sise"):
-        make_rwkv_bodies(64, head_sise=8)
+        RWKVOptions(head_sise=8)
     with pytest.raises(TypeError, match="head_sise"):
-        formulas.param_count(64, head_sise=8)
+        RWKV6TimeMix(64, head_sise=8)
     with pytest.raises(ValueError, match="mix_rank"):
         RWKV6TimeMix(64, mix_rank=0)
+    with pytest.raises(ValueError, match="chunk_size must be a power of two"):
+        RWKV6TimeMix(64, chunk_size=48)
+    with pytest.raises(ValueError, match="head_size_divisor"):
+        RWKV6TimeMix(64, head_size_divisor=0)
     with pytest.raises(ValueError, match="init_depth"):
         RWKV6TimeMix(64, init_depth=1.5)
     with pytest.raises(ValueError, match="expand"):
@@ -216,7 +221,7 @@ def test_bad_options() -> None:
 
 
 def test_parameter_names_follow_rwkv_lm() -> None:
-    tm, cm = make_rwkv_bodies(64, head_size=16)
+    tm, cm = make_bodies(RWKVOptions(head_size=16), 64)
     assert {n for n, _ in tm.named_parameters()} == {
         *(f"time_maa_{s}" for s in "xwkvrg"),
         "time_maa_w1",
