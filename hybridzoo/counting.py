@@ -46,7 +46,7 @@ def _block_params(config: HybridConfig, name: str, registry: Registry) -> int:
     spec = registry.get(name)
     H = config.hidden_size
     options = config.layer_options[name]
-    return spec.param_count(options, H) + spec.num_sub_blocks(options) * 2 * H
+    return spec.params(options, H) + spec.num_sub_blocks(options) * 2 * H
 
 
 def param_breakdown(

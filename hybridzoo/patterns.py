@@ -39,7 +39,6 @@ from hybridzoo.validate import is_integer
 
 __all__ = [
     "PatternLike",
-    "describe_named_patterns",
     "parse_pattern",
     "resolve_pattern",
     "resolve_shared_layers",
@@ -54,11 +53,6 @@ def named_patterns(registry: Registry | None = None) -> dict[str, NamedPattern]:
     """Every registered named pattern (``{name: pattern}``, each callable as
     ``pattern(num_layers)``)."""
     return (registry or get_registry()).named_patterns()
-
-
-def describe_named_patterns(registry: Registry | None = None) -> dict[str, str]:
-    """``{name: one-line rule}`` of the registered named patterns (for the CLI)."""
-    return {name: p.rule for name, p in named_patterns(registry).items()}
 
 
 def pattern(name: str, num_layers: int, *, registry: Registry | None = None) -> list[str]:

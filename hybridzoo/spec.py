@@ -241,12 +241,28 @@ class LayerSpec:
             )
         return int(count)
 
+    def params(self, options: Any, hidden_size: int) -> int:
+        """``param_count(options, hidden_size)``, checked: an integer >= 0 (else a
+        :class:`~hybridzoo.PluginError` naming the layer)."""
+        return self._checked("param_count", self.param_count(options, hidden_size))
+
     def step_state_size(self, options: Any, hidden_size: int) -> int | None:
-        """Elements of step-mode state per sequence: the ``state_size`` formula's result, 0 for a
-        positionwise layer that declares none, ``None`` when unknown."""
+        """Elements of step-mode state per sequence: the ``state_size`` formula's result
+        (checked: an integer >= 0, or ``None`` for a state that grows with the sequence), 0 for
+        a positionwise layer that declares none, ``None`` when unknown."""
         if self.state_size is None:
             return 0 if self.capabilities.positionwise else None
-        return self.state_size(options, hidden_size)
+        size = self.state_size(options, hidden_size)
+        return None if size is None else self._checked("state_size", size)
+
+    def _checked(self, formula: str, value: Any) -> int:
+        if is_integer(value) and value >= 0:
+            return int(value)
+        raise PluginError(
+            f"layer {self.name!r}: its {formula} formula returned {value!r} "
+            f"({type(value).__name__}), not an integer >= 0; the plugin must be fixed",
+            plugin=self.name,
+        )
 
 
 def plugin_failure(

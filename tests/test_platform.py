@@ -242,3 +242,20 @@ def test_the_core_names_no_builtin_layer() -> None:
         for line, what in builtin_mentions(path.read_text(), names, options, symbols):
             problems.append(f"{path.relative_to(CORE.parent)}:{line}: {what}")
     assert not problems, "the core names builtin layers:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize(
+    ("formula", "bad"),
+    [("param_count", b) for b in (-5, 2.5, "12", None, True)]
+    + [("state_size", b) for b in (-3, 1.5, "8", False)],  # None: a state that grows, valid
+)
+def test_formula_results_are_checked(formula: str, bad: object) -> None:
+    spec = attrs.evolve(conv_spec(name="liar", symbol="L"), **{formula: lambda o, h: bad})
+    registry = Registry(autoload=False)
+    registry.register(spec)
+    count = hybridzoo.param_count if formula == "param_count" else hybridzoo.state_size
+    with (
+        hybridzoo.use_registry(registry),
+        pytest.raises(hybridzoo.PluginError, match=f"layer 'liar': its {formula} formula returned"),
+    ):
+        count("L", hidden_size=4)

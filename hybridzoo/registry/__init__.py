@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 
 import pluggy
 
-from hybridzoo.errors import PatternError, UnknownLayerError, did_you_mean
+from hybridzoo.errors import PatternError, PluginError, UnknownLayerError, did_you_mean
 from hybridzoo.named_patterns import NamedPattern, validate_named_pattern
 from hybridzoo.registry.index import Claim, Index, LayerEntry, PatternEntry
 from hybridzoo.registry.loader import ENTRY_POINT_GROUP, Loader, PluginRecord, env_flag, env_list
@@ -154,7 +154,11 @@ class Registry:
         Returns the spec, so the call can be used as an expression.
         """
         if isinstance(spec, NamedPattern):
-            raise TypeError("register() takes a LayerSpec; use register_pattern() for patterns")
+            raise PluginError(
+                f"register() takes a LayerSpec; register the named pattern {spec.name!r} with "
+                "register_pattern()",
+                plugin=RUNTIME,
+            )
         self._add(spec, replace)
         return spec
 

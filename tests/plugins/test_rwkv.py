@@ -203,21 +203,21 @@ def test_bad_head_size_names_both() -> None:
         RWKV6TimeMix(64, head_size=0)
 
 
-def test_bad_options() -> None:
-    with pytest.raises(TypeError, match="head_sise"):
-        RWKVOptions(head_sise=8)
-    with pytest.raises(TypeError, match="head_sise"):
-        RWKV6TimeMix(64, head_sise=8)
-    with pytest.raises(ValueError, match="mix_rank"):
-        RWKV6TimeMix(64, mix_rank=0)
-    with pytest.raises(ValueError, match="chunk_size must be a power of two"):
-        RWKV6TimeMix(64, chunk_size=48)
-    with pytest.raises(ValueError, match="head_size_divisor"):
-        RWKV6TimeMix(64, head_size_divisor=0)
-    with pytest.raises(ValueError, match="init_depth"):
-        RWKV6TimeMix(64, init_depth=1.5)
-    with pytest.raises(ValueError, match="expand"):
-        RWKV6ChannelMix(64, expand=0)
+@pytest.mark.parametrize(
+    ("make", "kwargs", "error", "match"),
+    [
+        (RWKVOptions, {"head_sise": 8}, TypeError, "head_sise"),
+        (lambda **kw: RWKV6TimeMix(64, **kw), {"head_sise": 8}, TypeError, "head_sise"),
+        (lambda **kw: RWKV6TimeMix(64, **kw), {"mix_rank": 0}, ValueError, "mix_rank"),
+        (lambda **kw: RWKV6TimeMix(64, **kw), {"chunk_size": 48}, ValueError, "chunk_size must"),
+        (lambda **kw: RWKV6TimeMix(64, **kw), {"head_size_divisor": 0}, ValueError, "size_divisor"),
+        (lambda **kw: RWKV6TimeMix(64, **kw), {"init_depth": 1.5}, ValueError, "init_depth"),
+        (lambda **kw: RWKV6ChannelMix(64, **kw), {"expand": 0}, ValueError, "expand"),
+    ],
+)
+def test_bad_options(make, kwargs: dict, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        make(**kwargs)
 
 
 def test_parameter_names_follow_rwkv_lm() -> None:
