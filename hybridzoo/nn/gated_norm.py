@@ -39,10 +39,87 @@ def _grouped(t: Tensor, group_size: int) -> Tensor:
     return t.unflatten(-1, (-1, group_size))
 
 
-def _silu_grad(g: Tensor) -> Tensor:
-    """d silu(g) / dg = σ(g) · (1 + g · (1 - σ(g)))."""
+#: elements per block of rows: each pass over a block stays in the cache, and the temporaries of
+#: one block are reused by the next instead of allocating (and page-faulting) full-size ones
+_BLOCK = 1 << 16
+
+
+def _row_blocks(rows: int, width: int) -> list[slice]:
+    step = max(1, _BLOCK // width)
+    return [slice(r, min(r + step, rows)) for r in range(0, rows, step)]
+
+
+def _rstd(u: Tensor, group_size: int, eps: float) -> Tensor:
+    """``1 / sqrt(mean(u²) + eps)`` per group: ``[n, C] -> [n, groups, 1]``."""
+    ss = torch.linalg.vector_norm(_grouped(u, group_size), dim=-1, keepdim=True)
+    return torch.rsqrt(ss.square_().div_(group_size).add_(eps))
+
+
+def _forward_rows(
+    x: Tensor, g: Tensor, w: Tensor, out: Tensor, group_size: int, eps: float, before: bool
+) -> Tensor:
+    """One block ``[n, C]`` in the compute dtype: writes ``out``, returns ``rstd [n, G, 1]``."""
+    s = F.silu(g)
+    u = x if before else s.mul_(x)  # gate first: s becomes x·s
+    rstd = _rstd(u, group_size, eps)
+    torch.mul(_grouped(u, group_size), rstd, out=_grouped(out, group_size))
+    out.mul_(w)
+    if before:
+        out.mul_(s)
+    return rstd
+
+
+def _backward_rows(
+    x: Tensor,
+    g: Tensor,
+    w: Tensor,
+    rstd: Tensor,
+    do: Tensor,
+    dx: Tensor,
+    dg: Tensor,
+    group_size: int,
+    before: bool,
+) -> Tensor:
+    """One block: writes ``dx`` and ``dg``, returns the block's part of ``dweight [C]``."""
     sig = torch.sigmoid(g)
-    return sig * (1 + g * (1 - sig))
+    s = g * sig  # silu(g)
+    dsilu = torch.rsub(sig, 1).mul_(g).add_(1).mul_(sig)  # σ(g)·(1 + g·(1 - σ(g)))
+    y = x.clone() if before else x * s
+    _grouped(y, group_size).mul_(rstd)  # the normalised input of the RMS
+    tmp = torch.empty_like(y)
+    if before:  # out = y · w · s
+        dy = do * s
+        dweight = torch.mul(dy, y, out=tmp).sum(0)
+        dy.mul_(w)
+        torch.mul(do, y, out=dg).mul_(w).mul_(dsilu)
+    else:  # out = y · w with y = rms_norm(x · s)
+        dy = do * w
+        dweight = torch.mul(do, y, out=tmp).sum(0)
+    # through the RMS of each group: du = rstd · (dy - y · mean(dy · y))
+    mean = _grouped(torch.mul(dy, y, out=tmp), group_size).mean(-1, keepdim=True)
+    torch.mul(_grouped(y, group_size), mean, out=_grouped(tmp, group_size))
+    du = _grouped(dy.sub_(tmp), group_size).mul_(rstd).flatten(-2)
+    if before:
+        dx.copy_(du)
+    else:
+        torch.mul(du, s, out=dx)
+        torch.mul(du, x, out=dg).mul_(dsilu)
+    return dweight
+
+
+def _forward(
+    x: Tensor, gate: Tensor, weight: Tensor, group_size: int, eps: float, before: bool
+) -> tuple[Tensor, Tensor]:
+    """``(out in x's dtype, rstd [rows, groups, 1])``, block by block."""
+    dtype, width = _compute_dtype(x.dtype), x.shape[-1]
+    x2, g2 = x.reshape(-1, width), gate.reshape(-1, width)
+    w = weight.to(dtype)
+    out = torch.empty(x2.shape, dtype=dtype, device=x.device)
+    rstd = torch.empty(x2.shape[0], width // group_size, 1, dtype=dtype, device=x.device)
+    for rows in _row_blocks(x2.shape[0], width):
+        xb, gb = x2[rows].to(dtype), g2[rows].to(dtype)
+        rstd[rows] = _forward_rows(xb, gb, w, out[rows], group_size, eps, before)
+    return out.view(x.shape).to(x.dtype), rstd
 
 
 class _GatedRMSNorm(torch.autograd.Function):
@@ -56,44 +133,28 @@ class _GatedRMSNorm(torch.autograd.Function):
         eps: float,
         norm_before_gate: bool,
     ) -> Tensor:
-        dtype = _compute_dtype(x.dtype)
-        xc, gc, wc = x.to(dtype), gate.to(dtype), weight.to(dtype)
-        s = F.silu(gc)
-        u = xc if norm_before_gate else xc * s
-        ug = _grouped(u, group_size)
-        rstd = torch.rsqrt(ug.square().mean(-1, keepdim=True) + eps)  # [..., groups, 1]
-        y = (ug * rstd).flatten(-2)
-        out = y * wc * s if norm_before_gate else y * wc
+        out, rstd = _forward(x, gate, weight, group_size, eps, norm_before_gate)
         ctx.save_for_backward(x, gate, weight, rstd)
         ctx.group_size, ctx.norm_before_gate = group_size, norm_before_gate
-        return out.to(x.dtype)
+        return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, dout: Tensor) -> tuple[Tensor | None, ...]:
         x, gate, weight, rstd = ctx.saved_tensors
-        group_size, before = ctx.group_size, ctx.norm_before_gate
-        dtype = _compute_dtype(x.dtype)
-        xc, gc, wc, do = x.to(dtype), gate.to(dtype), weight.to(dtype), dout.to(dtype)
-        s = F.silu(gc)
-        u = xc if before else xc * s
-        y = (_grouped(u, group_size) * rstd).flatten(-2)  # the normalised u
-        if before:
-            dy = do * wc * s
-            dweight = (do * y * s).reshape(-1, weight.shape[0]).sum(0)
-            dgate = do * y * wc * _silu_grad(gc)
-        else:
-            dy = do * wc
-            dweight = (do * y).reshape(-1, weight.shape[0]).sum(0)
-        # through the RMS of each group: du = rstd · (dy - y · mean(dy · y))
-        dyg, yg = _grouped(dy, group_size), _grouped(y, group_size)
-        du = (rstd * (dyg - yg * (dyg * yg).mean(-1, keepdim=True))).flatten(-2)
-        if before:
-            dx = du
-        else:
-            dx = du * s
-            dgate = du * xc * _silu_grad(gc)
-        return dx.to(x.dtype), dgate.to(gate.dtype), dweight.to(weight.dtype), None, None, None
+        dtype, width = _compute_dtype(x.dtype), x.shape[-1]
+        x2, g2, do2 = (t.reshape(-1, width) for t in (x, gate, dout))
+        w = weight.to(dtype)
+        dx = torch.empty(x2.shape, dtype=dtype, device=x.device)
+        dg = torch.empty_like(dx)
+        dweight = torch.zeros(width, dtype=dtype, device=x.device)
+        for rows in _row_blocks(x2.shape[0], width):
+            xb, gb, dob = (t[rows].to(dtype) for t in (x2, g2, do2))
+            dweight += _backward_rows(
+                xb, gb, w, rstd[rows], dob, dx[rows], dg[rows], ctx.group_size, ctx.norm_before_gate
+            )
+        grads = (dx.view(x.shape).to(x.dtype), dg.view(gate.shape).to(gate.dtype))
+        return (*grads, dweight.to(weight.dtype), None, None, None)
 
 
 def gated_rms_norm(
@@ -128,7 +189,9 @@ def gated_rms_norm(
         raise ValueError(f"group_size must divide the {channels} channels, got {group_size!r}")
     if x.numel() == 0:
         return x * weight  # an empty result of the right shape, dtype and device
-    return _GatedRMSNorm.apply(x, gate, weight, group, float(eps), bool(norm_before_gate))
+    if torch.is_grad_enabled() and (x.requires_grad or gate.requires_grad or weight.requires_grad):
+        return _GatedRMSNorm.apply(x, gate, weight, group, float(eps), bool(norm_before_gate))
+    return _forward(x, gate, weight, group, float(eps), bool(norm_before_gate))[0]
 
 
 class GatedRMSNorm(nn.Module):
