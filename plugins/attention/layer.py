@@ -144,8 +144,7 @@ class SlidingWindowAttention(nn.Module):
         k = self.k_norm(self.k_proj(x).view(batch, length, self.num_kv_heads, d)).transpose(1, 2)
         v = self.v_proj(x).view(batch, length, self.num_kv_heads, d).transpose(1, 2)
         if self.rope_base is not None:
-            q = apply_rotary(q, positions, self.rope_base)
-            k = apply_rotary(k, positions, self.rope_base)
+            q, k = apply_rotary(q, k, positions, self.rope_base)
         return q, k, v
 
     def _merge(self, out: Tensor) -> Tensor:

@@ -35,11 +35,16 @@ def rotate_half(x: Tensor) -> Tensor:
     return torch.cat((-x2, x1), dim=-1)
 
 
-def apply_rotary(x: Tensor, positions: Tensor, base: float) -> Tensor:
-    """Rotate ``x [B, heads, L, d]`` at ``positions`` (``[L]``, or ``[B, L]`` per row)."""
-    compute = torch.promote_types(x.dtype, torch.float32)
-    cos, sin = rotary_tables(positions, x.shape[-1], base, compute)
+def apply_rotary(q: Tensor, k: Tensor, positions: Tensor, base: float) -> tuple[Tensor, Tensor]:
+    """Rotate ``q [B, heads, L, d]`` and ``k [B, kv_heads, L, d]`` at ``positions`` (``[L]``, or
+    ``[B, L]`` per row); one table serves both."""
+    compute = torch.promote_types(q.dtype, torch.float32)
+    cos, sin = rotary_tables(positions, q.shape[-1], base, compute)
     if positions.dim() == 2:  # one row of positions per batch row: broadcast over heads
         cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
-    xc = x.to(compute)
-    return (xc * cos + rotate_half(xc) * sin).to(x.dtype)
+
+    def rotate(x: Tensor) -> Tensor:
+        xc = x.to(compute)
+        return (xc * cos + rotate_half(xc) * sin).to(x.dtype)
+
+    return rotate(q), rotate(k)
