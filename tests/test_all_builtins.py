@@ -75,7 +75,7 @@ def test_steps_equal_the_parallel_forward() -> None:
     torch.manual_seed(1)
     model = hybridzoo.build(PATTERN, embed_dim=HIDDEN + 3, output="sequence", **SMALL)
     model = model.double().eval()
-    assert model.num_parameters() == hybridzoo.param_count(PATTERN, embed_dim=HIDDEN + 3, **SMALL)
+    assert model.param_count() == hybridzoo.param_count(PATTERN, embed_dim=HIDDEN + 3, **SMALL)
     x = torch.randn(2, 10, HIDDEN + 3, dtype=torch.float64)
     with torch.no_grad():
         expected = model(x)

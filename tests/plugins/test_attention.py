@@ -424,7 +424,7 @@ def test_paper_mode_has_no_ffn_sub_block() -> None:
         "A A", embed_dim=8, hidden_size=8, attention_ffn_expand_factor=0, attention_head_dim=4
     )
     assert all(len(block.sub_blocks) == 1 for block in model.blocks)
-    assert model.num_parameters() == hybridzoo.param_count(
+    assert model.param_count() == hybridzoo.param_count(
         "A A", embed_dim=8, hidden_size=8, attention_ffn_expand_factor=0, attention_head_dim=4
     )
     with_ffn = SPEC.factory(AttentionOptions(ffn_activation="relu2"), 8)
