@@ -30,6 +30,8 @@ def scripts(quick: bool) -> list[tuple[str, list[str]]]:
         ("attention", ["bench_attention.py", "--lengths", *lengths, "--windows", "60"]),
         ("mamba2", ["bench_mamba2.py", *scaling]),
         ("gated_deltanet", ["bench_gated_deltanet.py", *scaling]),
+        ("moe", ["bench_moe.py"]),
+        ("scaling", ["bench_scaling.py", *(["--lengths", "1024", "4096"] if quick else [])]),
         ("step", ["bench_step.py"]),
     ]
 
