@@ -16,6 +16,9 @@ __all__ = ["ACTIVATIONS", "FeedForward", "activate"]
 #: The activations of :class:`FeedForward` (and of the experts of a mixture built on it).
 ACTIVATIONS = ("gelu", "relu2", "swiglu")
 
+#: Positions per block of an inference forward (see :meth:`FeedForward.forward`).
+INFERENCE_BLOCK = 1024
+
 
 def activate(h: torch.Tensor, activation: str) -> torch.Tensor:
     """The activation applied to the up projection ``h [..., n]``.
@@ -74,7 +77,20 @@ class FeedForward(Positionwise):
         self.down = nn.Linear(inner, hidden_size, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(activate(self.up(x), self.activation))
+        """``x [..., H] -> [..., H]``. Without autograd, long inputs run in blocks of
+        :data:`INFERENCE_BLOCK` positions (the same products; the inner activations stay small
+        and in cache)."""
+        tracked = torch.is_grad_enabled() and (x.requires_grad or self.up.weight.requires_grad)
+        flat = x.reshape(-1, x.shape[-1])
+        if tracked or flat.shape[0] <= INFERENCE_BLOCK:
+            return self.down(activate(self.up(x), self.activation))
+        out = torch.empty_like(flat)
+        for start in range(0, flat.shape[0], INFERENCE_BLOCK):
+            block = flat[start : start + INFERENCE_BLOCK]
+            out[start : start + INFERENCE_BLOCK] = self.down(
+                activate(self.up(block), self.activation)
+            )
+        return out.view(x.shape)
 
     def extra_repr(self) -> str:
         return f"activation={self.activation!r}, inner_size={self.inner_size}"

@@ -49,6 +49,18 @@ def test_matches_reference(activation: str) -> None:
     torch.testing.assert_close(body(x), reference_forward(body, x), atol=1e-12, rtol=1e-12)
 
 
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_inference_in_blocks_equals_one_product(activation: str, monkeypatch) -> None:
+    import hybridzoo.nn.feedforward as ff
+
+    monkeypatch.setattr(ff, "INFERENCE_BLOCK", 4)
+    body = randomize(FeedForward(5, 2, activation=activation).double())
+    x = torch.randn(3, 7, 5, dtype=torch.float64)
+    with_grad = body(x)
+    with torch.no_grad():
+        torch.testing.assert_close(body(x), with_grad, atol=1e-13, rtol=1e-13)
+
+
 def test_activations_are_the_named_functions() -> None:
     # one input channel, identity-like weights: the output is the activation itself
     h = torch.linspace(-3, 3, 13, dtype=torch.float64)
