@@ -158,20 +158,36 @@ class MixtureOfExperts(Positionwise):
         # each token sums its own k rows (in expert order, as Mixtral's block)
         return flat.new_zeros(flat.shape).index_add_(0, token, weighted), counts
 
+    def _one_token(self, flat: Tensor, weights: Tensor, experts: Tensor) -> Tensor:
+        """The inference path for one token ``flat [1, H]``: its ``k`` experts one after the
+        other (no grouping to do), in the order of the grouped path."""
+        chosen = sorted(zip(experts[0].tolist(), weights[0].tolist(), strict=True))
+        out = torch.zeros_like(flat)
+        for e, w in chosen:
+            h = torch.mm(flat, self.gate_up[e].t())
+            gate, up = h.chunk(2, dim=-1)
+            F.silu(gate, inplace=True).mul_(up)
+            out.add_(torch.mm(gate, self.down[e].t()), alpha=w)
+        return out
+
     def forward(self, x: Tensor) -> Tensor:
         """``x [B, L, H] -> [B, L, H]``; in training mode also records the auxiliary losses."""
         flat = x.reshape(-1, x.shape[-1])
         if flat.shape[0] == 0:
             return torch.zeros_like(x)
         logits, scores, weights, experts = self.route(flat)
-        y, counts = self._experts(flat, weights, experts)
+        tracked = torch.is_grad_enabled() and (flat.requires_grad or self.gate_up.requires_grad)
+        if flat.shape[0] == 1 and not (tracked or self.training):
+            y, counts = self._one_token(flat, weights, experts), None  # decoding at batch 1
+        else:
+            y, counts = self._experts(flat, weights, experts)
         if self.shared is not None:
             shared = self.shared(flat)
             if self.shared_gate is not None:
                 shared = torch.sigmoid(self.shared_gate(flat)) * shared
             y = y + shared
         y = y.view(x.shape)
-        if self.training:
+        if self.training and counts is not None:
             self._aux.record(self._losses(logits, scores, counts), output=y)
         else:
             self._aux.clear()
