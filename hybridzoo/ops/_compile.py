@@ -1,14 +1,15 @@
-"""Compiling a C++ CPU kernel on first use, into a private per-user cache.
+"""Compiling a C++ CPU kernel of the linear-recurrence family on first use, into the same private
+per-user cache as the selective-scan kernels (:mod:`hybridzoo.ops.selective_scan.build`).
 
 A kernel is built with ``torch.utils.cpp_extension.load`` (a C++ compiler and ``ninja``) the
-first time it is needed in a process, never at import. The build lives in
-``$HYBRIDZOO_KERNEL_CACHE/<name>_<hash>`` (default ``~/.cache/hybridzoo/kernels``), the hash
-covering the source, the compiler flags, the host CPU's model and flags and the torch version;
-later processes only load the shared library. Because that library is loaded and run, the
-cache directory and the kernel's directory in it must belong to the user and not be writable by
-group or others: otherwise the kernel is refused (the reason names the directory) and the
-pure-torch backend runs. If compiling fails, the reason is kept (:attr:`Kernel.error`) and a
-``RuntimeWarning`` says it once per process.
+first time it is needed in a process, never at import, into
+``<cache>/<namespace>_<hash>`` where ``<cache>`` is ``$TORCH_EXTENSIONS_DIR`` or torch's default
+(``~/.cache/torch_extensions/...``) and the hash covers the sources, the compiler flags, the host
+CPU's model and flags and the torch version; later processes only load the shared library.
+Because that library is loaded and run, the directory must be private: the selective scan's
+:func:`~hybridzoo.ops.selective_scan.build.check_cache_dir` refuses it otherwise (the reason names
+the directory and the fix) and the pure-torch backend runs. If compiling fails, the reason is
+kept (:attr:`Kernel.error`) and a ``RuntimeWarning`` says it once per process.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import hashlib
 import logging
 import os
 import platform
-import stat
 import sys
 import threading
 import time
@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from hybridzoo.ops.selective_scan.build import check_cache_dir, kernel_cache_dir
 
 _NATIVE = ["-march=native", "-mprefer-vector-width=512"]  # AVX-512 where the host has it
 _FLAG_SETS: tuple[tuple[list[str], list[str]], ...] = (
@@ -37,33 +39,18 @@ _FLAG_SETS: tuple[tuple[list[str], list[str]], ...] = (
 
 
 def cache_root() -> Path:
-    """Where compiled kernels are cached: ``$HYBRIDZOO_KERNEL_CACHE`` or
-    ``~/.cache/hybridzoo/kernels``."""
-    env = os.environ.get("HYBRIDZOO_KERNEL_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "hybridzoo" / "kernels"
+    """Where compiled kernels are cached (shared with the selective-scan kernels)."""
+    return kernel_cache_dir().parent
 
 
-def private_directory(path: Path) -> Path:
-    """``path``, created (mode 0700) if missing; raises ``PermissionError`` unless it is a
-    directory owned by this user and not writable by group or others."""
-    if not path.is_dir() and not path.is_symlink():
-        if path.exists():
-            raise PermissionError(f"kernel cache {path} is not a directory")
-        path.mkdir(mode=0o700, parents=True)
-    info = path.lstat()
-    if not stat.S_ISDIR(info.st_mode):
-        raise PermissionError(f"kernel cache {path} is not a directory (a link or a file)")
-    if hasattr(os, "getuid") and info.st_uid != os.getuid():
-        raise PermissionError(
-            f"kernel cache {path} belongs to another user (uid {info.st_uid}); set "
-            "HYBRIDZOO_KERNEL_CACHE to a directory of your own"
-        )
-    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise PermissionError(
-            f"kernel cache {path} is writable by group or others (mode "
-            f"{stat.S_IMODE(info.st_mode):o}); run `chmod go-w {path}` or set "
-            "HYBRIDZOO_KERNEL_CACHE to a private directory"
-        )
+def _private_directory(path: Path) -> Path:
+    """``path``, created with mode 0700 if missing, after the cache checks (before and after)."""
+    check_cache_dir(path)
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for p in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            p.mkdir(mode=0o700)
+    check_cache_dir(path)
     return path
 
 
@@ -96,7 +83,7 @@ class Kernel:
         flags = repr(_FLAG_SETS).encode()
         digest = hashlib.sha256(code + flags + _cpu_fingerprint() + torch.__version__.encode())
         name = f"{self.namespace}_{digest.hexdigest()[:12]}"
-        directory = private_directory(private_directory(cache_root()) / name)
+        directory = _private_directory(cache_root() / name)
         with contextlib.redirect_stdout(sys.stderr):
             logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
             from torch.utils.cpp_extension import load
