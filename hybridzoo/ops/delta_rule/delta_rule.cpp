@@ -129,8 +129,8 @@ void grad_block(const Dims& d, int64_t i0, const T* q, const T* k, const T* prev
   };
   add_row_sums<T, Vec>(d.V, column, du);
   for (int n = 0; n < NB; ++n) {
-    store(dq + i0 + n * L, scale * adq[n]);
-    store(dk + i0 + n * L, adk[n]);
+    put(dq + i0 + n * L, scale * adq[n], d.R > 1);
+    put(dk + i0 + n * L, adk[n], d.R > 1);
     *dwsum += hsum<T>(adw[n]);
   }
 }
@@ -172,7 +172,7 @@ void backward_impl(const Dims& d, const at::Tensor& q, const at::Tensor& k, cons
                    const at::Tensor& ckpt, const at::Tensor& dout, const at::Tensor& ds_end,
                    double scale_d, std::vector<at::Tensor>& out) {
   Seq<T> Q(q), Kt(k), Vt(v), Wt(w), Bt(beta), DO(dout);
-  Seq<T> DQ(out[0]), DK(out[1]), DV(out[2]), DW(out[3]), DB(out[4]);
+  Seq<T> DV(out[2]), DW(out[3]), DB(out[4]);
   const bool* st = d.has_starts ? starts.data_ptr<bool>() : nullptr;
   const T* CK = ckpt.data_ptr<T>();
   const T* DSE = ds_end.numel() ? ds_end.data_ptr<T>() : nullptr;
@@ -210,7 +210,8 @@ void backward_impl(const Dims& d, const at::Tensor& q, const at::Tensor& k, cons
                   *dot = DO.at(b, t, h), w0 = *Wt.at(b, t, h), bt = *Bt.at(b, t, h);
           const T *prev = before(t, t0), *post = buf.data() + (t - t0 + 1) * KV;
           const T *u = ub.data() + (t - t0) * V, *r = rb.data() + (t - t0) * V;
-          T *dqt = DQ.at(b, t, h), *dkt = DK.at(b, t, h), *dvt = DV.at(b, t, h);
+          T *dqt = qk_grad_row<T>(d, out[0], b, t, h), *dkt = qk_grad_row<T>(d, out[1], b, t, h);
+          T* dvt = DV.at(b, t, h);
           std::fill(du.begin(), du.end(), T(0));
           T dwsum = 0;
           over_channels<T>(d, [&]<typename Vec, int NB>(int64_t i0) {
@@ -244,12 +245,14 @@ std::vector<at::Tensor> bwd(const at::Tensor& q, const at::Tensor& k, const at::
   const Dims d = delta_dims(q, v, w, starts, chunk);
   auto opts = v.options();
   std::vector<at::Tensor> out = {
-      at::empty({d.B, d.T, d.H, d.K}, opts), at::empty({d.B, d.T, d.H, d.K}, opts),
+      qk_grad_buffer(d, opts),               qk_grad_buffer(d, opts),
       at::empty({d.B, d.T, d.H, d.V}, opts), at::empty({d.B, d.T, d.H, 1}, opts),
       at::empty({d.B, d.T, d.H, 1}, opts),   at::empty({d.B, d.H, d.K, d.V}, opts)};
   AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "gated_delta_rule_bwd", [&] {
     backward_impl<scalar_t>(d, q, k, v, w, beta, starts, ckpt, dout, ds_end, scale, out);
   });
+  out[0] = finish_qk_grad(d, out[0]);
+  out[1] = finish_qk_grad(d, out[1]);
   return out;
 }
 

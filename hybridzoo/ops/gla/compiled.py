@@ -113,10 +113,6 @@ class _Recurrence(torch.autograd.Function):
         dq, dk, dv, dw, dx, ds0 = ctx.kernel.ops.bwd(
             q, k, v, w, x, starts, ckpt, do, ds_end, ctx.scale, ctx.interval
         )
-        b, t, g, d_k = q.shape
-        r = v.shape[2] // g
-        if r > 1:  # a query/key head serves r value heads: sum their gradients
-            dq, dk = (y.view(b, t, g, r, d_k).sum(3) for y in (dq, dk))
         dx = None if not x.numel() else dx.sum(0) if dx.dim() > x.dim() else dx  # bonus: per row
         ds0 = ds0 if ctx.has_s0 else None
         return None, dq, dk, dv, dw.mul_(w), dx, ds0, None, None, None

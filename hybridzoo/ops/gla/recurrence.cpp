@@ -22,8 +22,8 @@
 //              dw_i = Σ_j dS_ij S_{t-1,ij};  dS ← diag(w) dS
 //   bonus:     dk = dS v + scale (q ⊙ u) (do · v);  dv = dSᵀ k + scale (q · (u ⊙ k)) do;
 //              dw as above;  dS ← diag(w) dS + scale qᵀ do;  dq = scale (S_{t-1} do + u ⊙ k (do · v))
-// and at a document start dS ← 0. dq and dk come per value head (the caller sums a group's heads),
-// du per batch row, dw per channel (Kw = 1: summed over the channels).
+// and at a document start dS ← 0. dq and dk are summed over a group's value heads
+// (qk_grad_buffer), du comes per batch row, dw per channel (Kw = 1: summed over the channels).
 
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -56,23 +56,31 @@ void forward_impl(const Dims& d, const at::Tensor& q, const at::Tensor& k, const
   const T scale = static_cast<T>(scale_d);
   const int64_t KV = d.K * d.V;
   at::parallel_for(0, d.B * d.H, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t b = task / d.H, h = task % d.H, g = h / d.R;
-      T* S = SE + task * KV;  // the final state buffer doubles as the running state
+    for (int64_t task = begin; task < end; ++task) {  // the final state doubles as the running one
+      T* S = SE + task * KV;
       if (S0) std::copy(S0 + task * KV, S0 + (task + 1) * KV, S);
       else std::fill(S, S + KV, T(0));
-      const T* u = U ? U + h * d.K : nullptr;
-      for (int64_t t = 0; t < d.T; ++t) {
-        if (is_start(d, st, b, t)) std::fill(S, S + KV, T(0));
-        if (CK && t % d.chunk == 0) std::copy(S, S + KV, CK + (task * d.nc + t / d.chunk) * KV);
-        if (t + kAhead < d.T) {
-          prefetch_row(Q.at(b, t + kAhead, g), d.K);
-          prefetch_row(Kt.at(b, t + kAhead, g), d.K);
-          prefetch_row(Vt.at(b, t + kAhead, h), d.V);
-          prefetch_row(W.at(b, t + kAhead, h), d.Kw);
+    }
+    // block by block of `chunk` positions, every head of this thread in turn: the query and key
+    // rows of a block stay in cache for all the heads that share them
+    for (int64_t c = 0; c < d.nc; ++c) {
+      const int64_t t0 = c * d.chunk, t1 = std::min(d.T, t0 + d.chunk);
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t b = task / d.H, h = task % d.H, g = h / d.R;
+        T* S = SE + task * KV;
+        const T* u = U ? U + h * d.K : nullptr;
+        for (int64_t t = t0; t < t1; ++t) {
+          if (is_start(d, st, b, t)) std::fill(S, S + KV, T(0));
+          if (CK && t == t0) std::copy(S, S + KV, CK + (task * d.nc + c) * KV);
+          if (t + kAhead < d.T) {
+            prefetch_row(Q.at(b, t + kAhead, g), d.K);
+            prefetch_row(Kt.at(b, t + kAhead, g), d.K);
+            prefetch_row(Vt.at(b, t + kAhead, h), d.V);
+            prefetch_row(W.at(b, t + kAhead, h), d.Kw);
+          }
+          step_forward<T>(d, S, Q.at(b, t, g), Kt.at(b, t, g), Vt.at(b, t, h), W.at(b, t, h), u,
+                          scale, O.at(b, t, h));
         }
-        step_forward<T>(d, S, Q.at(b, t, g), Kt.at(b, t, g), Vt.at(b, t, h), W.at(b, t, h), u,
-                        scale, O.at(b, t, h));
       }
     }
   });
@@ -139,12 +147,12 @@ inline void grad_block(const Dims& d, const StepGrad<T>& a, int64_t i0, T* dw_su
     const int64_t i = i0 + n * L;
     if (d.bonus) {
       const Vec uk = load<Vec>(a.u + i) * k[n];
-      store(a.dq + i, a.scale * dq[n] + (a.scale * a.dov) * uk);
-      store(a.dk + i, dk[n] + a.dov * sq[n] * load<Vec>(a.u + i));
+      put(a.dq + i, a.scale * dq[n] + (a.scale * a.dov) * uk, d.R > 1);
+      put(a.dk + i, dk[n] + a.dov * sq[n] * load<Vec>(a.u + i), d.R > 1);
       store(a.du + i, load<Vec>(a.du + i) + a.dov * sq[n] * k[n]);
     } else {
-      store(a.dq + i, a.scale * dq[n]);
-      store(a.dk + i, dk[n]);
+      put(a.dq + i, a.scale * dq[n], d.R > 1);
+      put(a.dk + i, dk[n], d.R > 1);
     }
     if (d.Kw == 1) *dw_sum += hsum<T>(dw[n]);
     else store(a.dw + i, dw[n]);
@@ -170,7 +178,7 @@ void backward_impl(const Dims& d, const at::Tensor& q, const at::Tensor& k, cons
                    const at::Tensor& ckpt, const at::Tensor& dout, const at::Tensor& ds_end,
                    double scale_d, at::Tensor& dq, at::Tensor& dk, at::Tensor& dv,
                    at::Tensor& dw, at::Tensor& du, at::Tensor& ds0) {
-  Seq<T> Q(q), Kt(k), Vt(v), W(w), DO(dout), DQ(dq), DK(dk), DV(dv), DW(dw);
+  Seq<T> Q(q), Kt(k), Vt(v), W(w), DO(dout), DV(dv), DW(dw);
   const T* U = d.bonus ? u.data_ptr<T>() : nullptr;
   const bool* st = d.has_starts ? starts.data_ptr<bool>() : nullptr;
   const T* CK = ckpt.data_ptr<T>();
@@ -220,7 +228,8 @@ void backward_impl(const Dims& d, const at::Tensor& q, const at::Tensor& k, cons
           a.q = Q.at(b, t, g), a.k = Kt.at(b, t, g), a.v = Vt.at(b, t, h), a.w = W.at(b, t, h);
           a.u = U ? U + h * K : nullptr, a.dout = DO.at(b, t, h);
           a.prev = before(t, t0), a.post = buf.data() + (t - t0 + 1) * KV;
-          a.dST = dST.data(), a.dq = DQ.at(b, t, h), a.dk = DK.at(b, t, h), a.dw = DW.at(b, t, h);
+          a.dST = dST.data(), a.dq = qk_grad_row<T>(d, dq, b, t, h),
+          a.dk = qk_grad_row<T>(d, dk, b, t, h), a.dw = DW.at(b, t, h);
           a.du = du_row, a.dv_part = dv_part.data(), a.scale = scale;
           const T qk = d.bonus ? dot3(a.q, a.u, a.k, K) : T(0);
           a.dov = dot3<T>(a.dout, a.v, nullptr, V);
@@ -241,8 +250,7 @@ std::vector<at::Tensor> bwd(const at::Tensor& q, const at::Tensor& k, const at::
                             const at::Tensor& ds_end, double scale, int64_t chunk) {
   const Dims d = dims_of(q, v, w, u, starts, chunk);
   auto opts = v.options();
-  at::Tensor dq = at::empty({d.B, d.T, d.H, d.K}, opts);
-  at::Tensor dk = at::empty({d.B, d.T, d.H, d.K}, opts);
+  at::Tensor dq = qk_grad_buffer(d, opts), dk = qk_grad_buffer(d, opts);
   at::Tensor dv = at::empty({d.B, d.T, d.H, d.V}, opts);
   at::Tensor dw = at::empty({d.B, d.T, d.H, d.Kw}, opts);
   at::Tensor du = at::empty({d.bonus ? d.B : 0, d.H, d.K}, opts);
@@ -251,7 +259,7 @@ std::vector<at::Tensor> bwd(const at::Tensor& q, const at::Tensor& k, const at::
     backward_impl<scalar_t>(d, q, k, v, w, u, starts, ckpt, dout, ds_end, scale, dq, dk, dv, dw,
                             du, ds0);
   });
-  return {dq, dk, dv, dw, du, ds0};
+  return {finish_qk_grad(d, dq), finish_qk_grad(d, dk), dv, dw, du, ds0};
 }
 
 }  // namespace

@@ -2,7 +2,10 @@
 // extensions: one cache line per vector, loads and stores at any address).
 #pragma once
 
+#include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/zeros.h>
+#include <ATen/ops/empty.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -178,6 +181,30 @@ inline void add_row_sums(int64_t n, F&& f, T* out) {
     }
   }
   for (; j < n; ++j) out[j] += hsum<T>(f(j));
+}
+
+// Gradients of the queries and keys. Heads in groups (R > 1 value heads per query/key head):
+// every thread adds the gradients of its heads into its own [B, T, G, K] slice of a zeroed
+// [threads, B, T, G, K] buffer, summed at the end (finish_qk_grad), never one slice per value
+// head; without groups, [B, T, H, K] written once.
+inline at::Tensor qk_grad_buffer(const Dims& d, const at::TensorOptions& opts) {
+  if (d.R == 1) return at::empty({d.B, d.T, d.H, d.K}, opts);
+  return at::zeros({at::get_num_threads(), d.B, d.T, d.G, d.K}, opts);
+}
+template <typename T>
+inline T* qk_grad_row(const Dims& d, const at::Tensor& buf, int64_t b, int64_t t, int64_t h) {
+  T* p = buf.data_ptr<T>();
+  if (d.R == 1) return p + ((b * d.T + t) * d.H + h) * d.K;
+  const int64_t slice = d.B * d.T * d.G * d.K;
+  return p + at::get_thread_num() * slice + ((b * d.T + t) * d.G + h / d.R) * d.K;
+}
+inline at::Tensor finish_qk_grad(const Dims& d, const at::Tensor& buf) {
+  return d.R == 1 ? buf : buf.sum(0);
+}
+// Store x at p, or add it to what is there (the grouped gradients accumulate).
+template <typename Vec, typename T>
+inline void put(T* p, const Vec& x, bool add) {
+  store(p, add ? load<Vec>(p) + x : x);
 }
 
 constexpr int64_t kAhead = 4;  // positions to prefetch ahead
