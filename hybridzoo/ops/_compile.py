@@ -18,7 +18,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import platform
 import sys
 import threading
 import time
@@ -28,7 +27,7 @@ from typing import Any
 
 import torch
 
-from hybridzoo.ops.selective_scan.build import check_cache_dir, kernel_cache_dir
+from hybridzoo.ops.selective_scan.build import check_cache_dir, extension_name, kernel_cache_dir
 
 _NATIVE = ["-march=native", "-mprefer-vector-width=512"]  # AVX-512 where the host has it
 _FLAG_SETS: tuple[tuple[list[str], list[str]], ...] = (
@@ -54,15 +53,6 @@ def _private_directory(path: Path) -> Path:
     return path
 
 
-def _cpu_fingerprint() -> bytes:
-    try:
-        with open("/proc/cpuinfo", "rb") as f:
-            lines = [ln for ln in f.read().splitlines() if ln.startswith((b"model name", b"flags"))]
-        return b"\n".join(sorted(set(lines)))
-    except OSError:
-        return platform.processor().encode() + platform.machine().encode()
-
-
 class Kernel:
     """A C++ source compiled at most once per process (thread-safe), remembering the outcome.
 
@@ -81,7 +71,9 @@ class Kernel:
     def _build(self) -> Any:
         code = b"".join(p.read_bytes() for p in (self.source, *self.headers))
         flags = repr(_FLAG_SETS).encode()
-        digest = hashlib.sha256(code + flags + _cpu_fingerprint() + torch.__version__.encode())
+        # the selective scan's build name already covers the host CPU, torch and Python
+        host = extension_name().encode()
+        digest = hashlib.sha256(code + flags + host)
         name = f"{self.namespace}_{digest.hexdigest()[:12]}"
         directory = _private_directory(cache_root() / name)
         with contextlib.redirect_stdout(sys.stderr):
