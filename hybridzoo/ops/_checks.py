@@ -50,19 +50,31 @@ def bind(*specs: Spec) -> dict[str, int]:
 
 
 LAYOUTS: dict[str, tuple[tuple[str, str], ...]] = {
-    "gla": (("q", "B T H K"), ("k", "B T H K"), ("v", "B T H V"), ("log_decay", "B T H K"),
-            ("bonus", "H K"), ("initial_state", "B H K V")),
-    "simple_gla": (("q", "B T G K"), ("k", "B T G K"), ("v", "B T H V"), ("log_decay", "B T H"),
-                   ("initial_state", "B H K V")),
-    "ssd": (("x", "B T H P"), ("dt", "B T H"), ("A", "H"), ("B", "B T G N"), ("C", "B T G N"),
-            ("initial_state", "B H P N")),
-    "delta": (("q", "B T G K"), ("k", "B T G K"), ("v", "B T H V"), ("log_decay", "B T H"),
-              ("beta", "B T H"), ("initial_state", "B H K V")),
+    "chunk_gla": (
+        ("q", "B T H K"), ("k", "B T H K"), ("v", "B T H V"), ("log_decay", "B T H K"),
+        ("bonus", "H K"), ("initial_state", "B H K V"),
+    ),
+    "chunk_simple_gla": (
+        ("q", "B T G K"), ("k", "B T G K"), ("v", "B T H V"), ("log_decay", "B T H"),
+        ("initial_state", "B H K V"),
+    ),
+    "chunk_ssd": (
+        ("x", "B T H P"), ("dt", "B T H"), ("A", "H"), ("B", "B T G N"), ("C", "B T G N"),
+        ("initial_state", "B H P N"),
+    ),
+    "chunk_gated_delta_rule": (
+        ("q", "B T G K"), ("k", "B T G K"), ("v", "B T H V"), ("log_decay", "B T H"),
+        ("beta", "B T H"), ("initial_state", "B H K V"),
+    ),
 }  # fmt: skip
 """Each kernel's tensor arguments, in order, with their layouts (the step functions take the
 same without ``T``: names get ``_t``, and ``initial_state`` is the ``state`` updated in place)."""
 
-_GROUPED = {"simple_gla": "q and k", "ssd": "B and C", "delta": "q and k"}
+_GROUPED = {
+    "chunk_simple_gla": "q and k",
+    "chunk_ssd": "B and C",
+    "chunk_gated_delta_rule": "q and k",
+}
 
 
 def sizes(kernel: str, *tensors: Opt, step: bool = False) -> dict[str, int]:

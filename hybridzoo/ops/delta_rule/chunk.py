@@ -82,7 +82,7 @@ def chunk_gated_delta_rule(
         ``(o [B, T, H, V] in v's dtype, S_T [B, H, K, V] or None)``, computed in float64 for
         float64 inputs and in float32 otherwise. Differentiable in every tensor argument.
     """
-    n = sizes("delta", q, k, v, log_decay, beta, initial_state)
+    n = sizes("chunk_gated_delta_rule", q, k, v, log_decay, beta, initial_state)
     b, t_len, h, d_k, d_v = (n[x] for x in "BTHKV")
     scale = resolve_scale(scale, d_k)
     chunk = chunk_length(chunk_size, t_len)

@@ -7,10 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from hybridzoo.ops._compile import Kernel
+from hybridzoo.ops.gla import compiled as linear
 
-_HERE = Path(__file__).parent
 KERNEL = Kernel(
-    _HERE / "delta_rule.cpp",
-    "hybridzoo_gated_delta_rule",
-    headers=(_HERE.parent / "gla" / "recurrence.h",),
+    Path(__file__).with_name("delta_rule.cpp"), "hybridzoo_gated_delta_rule", linear.KERNEL.headers
 )

@@ -26,4 +26,4 @@ def naive_gated_delta_rule(q, k, v, log_decay, beta, *, scale=None, **run):
         return s, scale * (s * q_t.unsqueeze(-1)).sum(-2)  # Sᵀ q: [B, H, V]
 
     shape = lambda n: (n["B"], n["H"], n["K"], n["V"])  # noqa: E731
-    return run_steps("delta", step, (q, k, v, log_decay, beta), shape, **run)
+    return run_steps("chunk_gated_delta_rule", step, (q, k, v, log_decay, beta), shape, **run)

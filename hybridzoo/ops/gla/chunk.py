@@ -94,7 +94,7 @@ def chunk_gla(
         for float64 inputs and in float32 otherwise; the state is returned in that dtype.
         Differentiable with respect to q, k, v, log_decay, bonus and initial_state.
     """
-    n = sizes("gla", q, k, v, log_decay, bonus, initial_state)
+    n = sizes("chunk_gla", q, k, v, log_decay, bonus, initial_state)
     b, t_len, h, d_k, d_v = (n[x] for x in "BTHKV")
     scale = resolve_scale(scale, d_k)
     chunk = chunk_length(chunk_size, t_len)

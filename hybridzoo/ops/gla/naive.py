@@ -24,4 +24,4 @@ def naive_gla(q, k, v, log_decay, *, scale=None, bonus=None, **run):
         return state, o_t * scale
 
     shape = lambda n: (n["B"], n["H"], n["K"], n["V"])  # noqa: E731
-    return run_steps("gla", step, (q, k, v, log_decay, bonus), shape, **run)
+    return run_steps("chunk_gla", step, (q, k, v, log_decay, bonus), shape, **run)

@@ -34,7 +34,7 @@ def gla_step(
     Returns:
         ``o_t [B, H, V]`` in ``q_t``'s dtype. Nothing larger than ``[B, H, K]`` is allocated.
     """
-    sizes("gla", q_t, k_t, v_t, log_decay_t, bonus, state, step=True)
+    sizes("chunk_gla", q_t, k_t, v_t, log_decay_t, bonus, state, step=True)
     scale = resolve_scale(scale, q_t.shape[-1])
     dt = state.dtype
     q, k, v, g = (x.to(dt) for x in (q_t, k_t, v_t, log_decay_t))

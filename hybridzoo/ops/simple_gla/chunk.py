@@ -72,7 +72,7 @@ def chunk_simple_gla(
         for float64 inputs, in float32 otherwise; ``S_T`` is in that dtype. Differentiable in
         q, k, v, log_decay and initial_state.
     """
-    n = sizes("simple_gla", q, k, v, log_decay, initial_state)
+    n = sizes("chunk_simple_gla", q, k, v, log_decay, initial_state)
     b, t_len, g, d_k, h, d_v = (n[x] for x in "BTGKHV")
     scale = resolve_scale(scale, d_k)
     chunk = chunk_length(chunk_size, t_len)

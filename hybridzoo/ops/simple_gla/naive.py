@@ -22,4 +22,4 @@ def naive_simple_gla(q, k, v, log_decay, *, scale=None, **run):
         return state, (q_t.unsqueeze(-1) * state).sum(-2) * scale
 
     shape = lambda n: (n["B"], n["H"], n["K"], n["V"])  # noqa: E731
-    return run_steps("simple_gla", step, (q, k, v, log_decay), shape, **run)
+    return run_steps("chunk_simple_gla", step, (q, k, v, log_decay), shape, **run)

@@ -32,7 +32,7 @@ def simple_gla_step(
     Returns:
         ``o_t [B, H, V]`` in ``v_t``'s dtype.
     """
-    n = sizes("simple_gla", q_t, k_t, v_t, log_decay_t, state, step=True)
+    n = sizes("chunk_simple_gla", q_t, k_t, v_t, log_decay_t, state, step=True)
     scale = resolve_scale(scale, n["K"])
     b, g, r = n["B"], n["G"], n["H"] // n["G"]
     dt = state.dtype

@@ -44,7 +44,7 @@ def chunk_ssd(
         ``(y [B, T, H, P] in x's dtype, h_T [B, H, P, N] or None)``, computed in float64 for
         float64 inputs and in float32 otherwise. Differentiable in every tensor argument.
     """
-    sizes("ssd", x, dt, A, B, C, initial_state)
+    sizes("chunk_ssd", x, dt, A, B, C, initial_state)
     state = None if initial_state is None else initial_state.transpose(-1, -2)
     y, final = chunk_simple_gla(
         C,
@@ -75,7 +75,7 @@ def ssd_step(
     [B, H]``, ``A [H]``, ``B_t, C_t [B, G, N]``. The maths runs in the state's dtype; inference
     only (no autograd through the in-place update). Returns ``y_t [B, H, P]`` in x_t's dtype.
     """
-    n = sizes("ssd", x_t, dt_t, A, B_t, C_t, state, step=True)
+    n = sizes("chunk_ssd", x_t, dt_t, A, B_t, C_t, state, step=True)
     b, g, r = n["B"], n["G"], n["H"] // n["G"]
     ds = state.dtype
     x, d, a, bt, ct = (t.to(ds) for t in (x_t, dt_t, A, B_t, C_t))

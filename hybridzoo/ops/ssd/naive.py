@@ -20,4 +20,4 @@ def naive_ssd(x, dt, A, B, C, **run):
         return h, (h * c_t[..., None, :]).sum(-1)  # [B, H, P]
 
     shape = lambda n: (n["B"], n["H"], n["P"], n["N"])  # noqa: E731
-    return run_steps("ssd", step, (x, dt, A, B, C), shape, **run)
+    return run_steps("chunk_ssd", step, (x, dt, A, B, C), shape, **run)
