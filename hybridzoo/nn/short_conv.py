@@ -17,7 +17,20 @@ from torch import Tensor, nn
 from hybridzoo.ops import causal_conv1d
 from hybridzoo.validate import at_least, boolean, one_of
 
-__all__ = ["ShortConvolution"]
+__all__ = ["ShortConvolution", "conv_step"]
+
+
+def conv_step(
+    x_t: Tensor, window: Tensor, weight: Tensor, bias: Tensor | None, activation: str | None
+) -> Tensor:
+    """One position of a depthwise causal convolution: ``x_t [B, C]``, ``weight [C, K]``;
+    ``window [B, C, K-1]`` (the previous inputs, oldest first) is updated in place."""
+    full = torch.cat([window, x_t.unsqueeze(-1)], dim=-1)  # [B, C, K]
+    y = (full * weight).sum(-1)
+    if bias is not None:
+        y = y + bias
+    window.copy_(full[:, :, 1:])
+    return F.silu(y) if activation == "silu" else y
 
 
 class ShortConvolution(nn.Module):
@@ -88,12 +101,7 @@ class ShortConvolution(nn.Module):
     def step(self, x_t: Tensor, window: Tensor) -> Tensor:
         """One position: ``x_t [B, C] -> y_t [B, C]``; ``window [B, C, K-1]`` is updated in place
         (inference only: autograd does not go through the update)."""
-        full = torch.cat([window, x_t.unsqueeze(-1)], dim=-1)  # [B, C, K]
-        y = (full * self.weight.squeeze(1)).sum(-1)
-        if self.bias is not None:
-            y = y + self.bias
-        window.copy_(full[:, :, 1:])
-        return F.silu(y) if self.activation == "silu" else y
+        return conv_step(x_t, window, self.weight.squeeze(1), self.bias, self.activation)
 
     def extra_repr(self) -> str:
         return (

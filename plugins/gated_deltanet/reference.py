@@ -30,9 +30,9 @@ def _conv_step(past: list[Tensor], weight: Tensor) -> Tensor:
 
 def reference_scan(
     layer: GatedDeltaNet, u: Tensor, state: tuple[Tensor, ...] | None = None
-) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor, Tensor]]:
-    """``layer`` applied to ``u [B, T, H]`` from ``state = (q_window, k_window, v_window, S)``
-    (None: zeros); returns ``(y [B, T, H], the state after the last position)``."""
+) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    """``layer`` applied to ``u [B, T, H]`` from ``state = (window [B, 2K + V, c-1], S)`` (None:
+    zeros); returns ``(y [B, T, H], the state after the last position)``."""
     batch, length, _ = u.shape
     h, hv, dk, dv = layer.num_heads, layer.num_v_heads, layer.head_k_dim, layer.head_v_dim
     convs = (layer.q_conv1d, layer.k_conv1d, layer.v_conv1d)
@@ -42,8 +42,9 @@ def reference_scan(
         pasts = [[u.new_zeros(batch, c) for _ in range(k_size - 1)] for c in widths]
         S = u.new_zeros(batch, hv, dk, dv)
     else:
-        pasts = [[w[:, :, j] for j in range(k_size - 1)] for w in state[:3]]
-        S = state[3]
+        windows = state[0].split(widths, dim=1)  # q, k, v channels
+        pasts = [[w[:, :, j] for j in range(k_size - 1)] for w in windows]
+        S = state[1]
     scale = dk**-0.5
     outputs = []
     for t in range(length):
@@ -78,11 +79,11 @@ def reference_scan(
         o = (o * _silu(gate)).reshape(batch, hv * dv)
         outputs.append(o @ layer.o_proj.weight.T)
     y = torch.stack(outputs, 1) if outputs else u.new_zeros(batch, 0, layer.hidden_size)
-    windows = tuple(
-        torch.stack(p, -1) if k_size > 1 else u.new_zeros(batch, c, 0)
-        for p, c in zip(pasts, widths, strict=True)
-    )
-    return y, (*windows, S)  # type: ignore[return-value]
+    if k_size > 1:  # the last inputs of the q, k, v channels, oldest first
+        window = torch.stack([torch.cat(p, dim=1) for p in zip(*pasts, strict=True)], -1)
+    else:
+        window = u.new_zeros(batch, sum(widths), 0)
+    return y, (window, S)
 
 
 def reference_forward(layer: GatedDeltaNet, u: Tensor) -> Tensor:

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from hybridzoo.nn.gated_norm import GatedRMSNorm
 from hybridzoo.nn.init import log_uniform_, time_step_bias_
 from hybridzoo.nn.short_conv import ShortConvolution
+from hybridzoo.nn.step_cache import DerivedTensors
 from hybridzoo.ops import chunk_ssd, ssd_step
 from hybridzoo.plugin import at_least, boolean, in_range, positive, power_of_two
 from hybridzoo_plugins.mamba2.formulas import conv_channels, inner_width, num_heads
@@ -126,6 +127,7 @@ class Mamba2Mixer(nn.Module):
         self.out_proj = nn.Linear(inner, hidden_size, bias=bias, **fk)
         for p in (self.dt_bias, self.A_log, self.D):
             p._no_weight_decay = True  # type: ignore[attr-defined]
+        self._derived = DerivedTensors()  # step mode's A = -exp(A_log)
         self.reset_ssm_parameters()
 
     @torch.no_grad()
@@ -229,7 +231,8 @@ class Mamba2Mixer(nn.Module):
         sizes = [self.intermediate_size, self.conv_dim, self.num_heads]
         z, xbc, dt = self.in_proj(x_t).split(sizes, dim=-1)  # one product for one position
         x, b, c = self._split(self.conv1d.step(xbc, window))
-        y = ssd_step(x, self._time_step(dt), -torch.exp(self.A_log), b, c, ssm)
+        A = self._derived.get("A", (self.A_log,), lambda: -torch.exp(self.A_log))
+        y = ssd_step(x, self._time_step(dt), A, b, c, ssm)
         return self._output(y, x, z), state
 
 

@@ -164,3 +164,18 @@ def float32_conformance(layer: str) -> Callable[..., None]:
         check()
 
     return test_conformance_kit_in_float32
+
+
+def check_step_sees_parameter_updates(layer: nn.Module, other: nn.Module, x: Tensor) -> None:
+    """Step mode caches tensors derived from the weights; an in-place update (as an optimizer
+    makes) and ``load_state_dict`` must both reach the next steps."""
+    updates = (
+        lambda: [p.add_(0.1) for p in layer.parameters()],
+        lambda: layer.load_state_dict(other.state_dict()),
+    )
+    with torch.no_grad():
+        for update in updates:
+            steps(layer, x[:, :2], layer.init_state(x.shape[0]))  # fills the caches
+            update()
+            y, _ = steps(layer, x, layer.init_state(x.shape[0]))
+            torch.testing.assert_close(y, layer(x), **TOL64)

@@ -76,6 +76,11 @@ def test_step_and_prefill_agree_with_forward(cut: int) -> None:
     )
 
 
+def test_step_sees_parameter_updates() -> None:
+    first, second = (layer(seed=0), layer(seed=3))
+    rc.check_step_sees_parameter_updates(first, second, rc.randn(2, 6, HIDDEN))
+
+
 def test_gradients_match_reference() -> None:
     rc.check_gradients(layer(num_v_heads=4), reference_scan, rc.randn(2, 7, HIDDEN))
 
@@ -99,9 +104,9 @@ def test_float32_keeps_dtype_and_matches_float64() -> None:
 def test_empty_batch_and_state_layout() -> None:
     body = layer(num_v_heads=4, expand_v=2, conv_size=3)
     assert body(rc.randn(0, 5, HIDDEN)).shape == (0, 5, HIDDEN)
-    q_w, k_w, v_w, s = body.init_state(3)
-    assert q_w.shape == k_w.shape == (3, 6, 2) and v_w.shape == (3, 24, 2)
-    assert s.shape == (3, 4, 3, 6) and not s.any()
+    window, s = body.init_state(3)
+    assert window.shape == (3, 6 + 6 + 24, 2) and s.shape == (3, 4, 3, 6)
+    assert not window.any() and not s.any()
 
 
 test_conformance_kit_in_float32 = rc.float32_conformance("gated_deltanet")
@@ -209,11 +214,9 @@ def test_step_equals_qwen3_next_cache_decoding(config: dict) -> None:
         y_pre, state = ours.prefill(x[:, :5])
         y_steps, state = rc.steps(ours, x[:, 5:], state)
     torch.testing.assert_close(torch.cat([y_pre, y_steps], 1), torch.cat(expected, 1), **rc.TOL32)
-    # their conv cache: the last 3 inputs of the q, k, v channels; ours the last 2 of each
-    windows = cache.get_conv_state(0)[..., 1:].split(
-        [ours.key_dim, ours.key_dim, ours.value_dim], 1
-    )
-    rc.assert_states_close(state, (*windows, cache.get_recurrent_state(0)), **rc.TOL32)
+    # their conv cache: the last 3 inputs of the q, k, v channels; ours the last 2
+    theirs = (cache.get_conv_state(0)[..., 1:], cache.get_recurrent_state(0))
+    rc.assert_states_close(state, theirs, **rc.TOL32)
 
 
 @pytest.mark.filterwarnings("ignore")

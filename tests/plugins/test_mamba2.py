@@ -72,6 +72,11 @@ def test_time_step_clamp_matches_reference() -> None:
     assert not torch.allclose(layer(rc.randn(2, 10, 8)), unclamped(rc.randn(2, 10, 8)))
 
 
+def test_step_sees_parameter_updates() -> None:
+    first, second = (mixer(8, seed=0), mixer(8, seed=3))
+    rc.check_step_sees_parameter_updates(first, second, rc.randn(2, 6, 8))
+
+
 def test_gradients_match_reference() -> None:
     rc.check_gradients(mixer(8, num_groups=2, bias=True), reference_scan, rc.randn(2, 7, 8))
 
