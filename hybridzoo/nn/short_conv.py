@@ -82,9 +82,12 @@ class ShortConvolution(nn.Module):
         initial_window: Tensor | None = None,
         *,
         output_final_window: bool = False,
+        seq_idx: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """``x [B, T, C]`` (any strides) → ``(y [B, T, C], the last K-1 inputs [B, C, K-1] or
-        None)``, from ``initial_window`` (None: zeros)."""
+        None)``, from ``initial_window`` (None: zeros). With ``seq_idx [B, T]`` (packed
+        documents) no output reads another document's inputs; the window belongs to a row's
+        first document, the final window to its last."""
         return causal_conv1d(
             x,
             self.weight.squeeze(1),
@@ -92,6 +95,7 @@ class ShortConvolution(nn.Module):
             initial_window=initial_window,
             activation=self.activation,
             output_final_window=output_final_window,
+            seq_idx=seq_idx,
         )
 
     def init_window(self, batch_size: int) -> Tensor:

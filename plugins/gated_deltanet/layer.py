@@ -158,14 +158,14 @@ class GatedDeltaNet(nn.Module):
     # -- sequence mode ------------------------------------------------------------------------
 
     def _mix(
-        self, u: Tensor, state: GatedDeltaNetState | None, want_state: bool
+        self, u: Tensor, state: GatedDeltaNetState | None, want_state: bool, seq_idx: Tensor | None
     ) -> tuple[Tensor, GatedDeltaNetState | None]:
         widths = [self.key_dim, self.key_dim, self.value_dim]
         windows = [None] * 3 if state is None else state[0].split(widths, dim=1)
         convs = (self.q_conv1d, self.k_conv1d, self.v_conv1d)
         projs = (self.q_proj, self.k_proj, self.v_proj)
         conv_out = [
-            conv(proj(u), window, output_final_window=want_state)
+            conv(proj(u), window, output_final_window=want_state, seq_idx=seq_idx)
             for conv, proj, window in zip(convs, projs, windows, strict=True)
         ]
         q, k, v = self._heads(*(y for y, _ in conv_out))
@@ -178,6 +178,7 @@ class GatedDeltaNet(nn.Module):
             initial_state=None if state is None else state[1],
             output_final_state=want_state,
             chunk_size=self.chunk_size,
+            seq_idx=seq_idx,
         )
         out = self._output(o, self.g_proj(u))
         if not want_state:
@@ -185,16 +186,25 @@ class GatedDeltaNet(nn.Module):
         window = torch.cat([cast(Tensor, w) for _, w in conv_out], dim=1)
         return out, (window, cast(Tensor, final).to(u.dtype))
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``x [B, L, H] -> [B, L, H]`` from a zero state."""
-        return self._mix(x, None, False)[0]
+    def forward(self, x: Tensor, *, seq_idx: Tensor | None = None) -> Tensor:
+        """``x [B, L, H] -> [B, L, H]`` from a zero state; ``seq_idx``: see :meth:`prefill`."""
+        return self._mix(x, None, False, seq_idx)[0]
 
     def prefill(
-        self, x: Tensor, state: GatedDeltaNetState | None = None
+        self,
+        x: Tensor,
+        state: GatedDeltaNetState | None = None,
+        *,
+        seq_idx: Tensor | None = None,
     ) -> tuple[Tensor, GatedDeltaNetState]:
         """``(y [B, L, H], the state after the last position)`` from ``state`` (None: zeros);
-        the given state is not modified."""
-        out, new_state = self._mix(x, state, True)
+        the given state is not modified.
+
+        ``seq_idx [B, L]`` (integers, non-decreasing along L) packs several documents in a row:
+        at each change the state restarts from zero, as if each document ran on its own; the
+        given state belongs to a row's first document, the returned one to its last.
+        """
+        out, new_state = self._mix(x, state, True, seq_idx)
         return out, cast(GatedDeltaNetState, new_state)
 
     # -- step mode ----------------------------------------------------------------------------

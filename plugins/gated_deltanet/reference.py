@@ -29,10 +29,14 @@ def _conv_step(past: list[Tensor], weight: Tensor) -> Tensor:
 
 
 def reference_scan(
-    layer: GatedDeltaNet, u: Tensor, state: tuple[Tensor, ...] | None = None
+    layer: GatedDeltaNet,
+    u: Tensor,
+    state: tuple[Tensor, ...] | None = None,
+    seq_idx: Tensor | None = None,
 ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
     """``layer`` applied to ``u [B, T, H]`` from ``state = (window [B, 2K + V, c-1], S)`` (None:
-    zeros); returns ``(y [B, T, H], the state after the last position)``."""
+    zeros); returns ``(y [B, T, H], the state after the last position)``. With ``seq_idx [B,
+    T]``, the convolutions' past and the memory are zeroed where a new document starts."""
     batch, length, _ = u.shape
     h, hv, dk, dv = layer.num_heads, layer.num_v_heads, layer.head_k_dim, layer.head_v_dim
     convs = (layer.q_conv1d, layer.k_conv1d, layer.v_conv1d)
@@ -48,6 +52,10 @@ def reference_scan(
     scale = dk**-0.5
     outputs = []
     for t in range(length):
+        if seq_idx is not None and t > 0:  # a new document forgets everything before it
+            keep = seq_idx[:, t] == seq_idx[:, t - 1]  # [B]; where: a NaN never crosses
+            pasts = [[torch.where(keep[:, None], p_j, 0.0) for p_j in p] for p in pasts]
+            S = torch.where(keep[:, None, None, None], S, 0.0)
         u_t = u[:, t]
         conv_out = []
         projs = (layer.q_proj, layer.k_proj, layer.v_proj)

@@ -182,11 +182,11 @@ class Mamba2Mixer(nn.Module):
     # -- sequence mode ------------------------------------------------------------------------
 
     def _mix(
-        self, u: Tensor, state: Mamba2State | None, want_state: bool
+        self, u: Tensor, state: Mamba2State | None, want_state: bool, seq_idx: Tensor | None
     ) -> tuple[Tensor, Mamba2State | None]:
         z, xbc, dt = self._projections(u)
         window, ssm0 = (None, None) if state is None else state
-        xbc, new_window = self.conv1d(xbc, window, output_final_window=want_state)
+        xbc, new_window = self.conv1d(xbc, window, output_final_window=want_state, seq_idx=seq_idx)
         x, b, c = self._split(xbc)
         y, ssm = chunk_ssd(
             x,
@@ -197,20 +197,28 @@ class Mamba2Mixer(nn.Module):
             initial_state=ssm0,
             output_final_state=want_state,
             chunk_size=self.chunk_size,
+            seq_idx=seq_idx,
         )
         out = self._output(y, x, z)
         if not want_state:
             return out, None
         return out, (cast(Tensor, new_window), cast(Tensor, ssm).to(u.dtype))
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``x [B, L, H] -> [B, L, H]`` from a zero state."""
-        return self._mix(x, None, False)[0]
+    def forward(self, x: Tensor, *, seq_idx: Tensor | None = None) -> Tensor:
+        """``x [B, L, H] -> [B, L, H]`` from a zero state; ``seq_idx``: see :meth:`prefill`."""
+        return self._mix(x, None, False, seq_idx)[0]
 
-    def prefill(self, x: Tensor, state: Mamba2State | None = None) -> tuple[Tensor, Mamba2State]:
+    def prefill(
+        self, x: Tensor, state: Mamba2State | None = None, *, seq_idx: Tensor | None = None
+    ) -> tuple[Tensor, Mamba2State]:
         """``(y [B, L, H], the state after the last position)`` from ``state`` (None: zeros);
-        the given state is not modified."""
-        out, new_state = self._mix(x, state, True)
+        the given state is not modified.
+
+        ``seq_idx [B, L]`` (integers, non-decreasing along L) packs several documents in a row:
+        at each change the state restarts from zero, as if each document ran on its own; the
+        given state belongs to a row's first document, the returned one to its last.
+        """
+        out, new_state = self._mix(x, state, True, seq_idx)
         return out, cast(Mamba2State, new_state)
 
     # -- step mode ----------------------------------------------------------------------------

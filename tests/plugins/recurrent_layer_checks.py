@@ -4,6 +4,7 @@ gradients, and the same weights in transformers."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping
 
 import torch
@@ -179,3 +180,47 @@ def check_step_sees_parameter_updates(layer: nn.Module, other: nn.Module, x: Ten
             update()
             y, _ = steps(layer, x, layer.init_state(x.shape[0]))
             torch.testing.assert_close(y, layer(x), **TOL64)
+
+
+def documents(seq_idx: Tensor) -> list[list[tuple[int, int]]]:
+    """Per row, the ``(start, end)`` of each packed document."""
+    out = []
+    for row in seq_idx.tolist():
+        cuts = [0, *(t for t in range(1, len(row)) if row[t] != row[t - 1]), len(row)]
+        out.append(list(itertools.pairwise(cuts)))
+    return out
+
+
+def check_packing(
+    layer: nn.Module, reference: ReferenceScan, x: Tensor, seq_idx: Tensor, state: State
+) -> None:
+    """A packed prefill (``seq_idx``) equals prefills of each document on its own, the given
+    state seen by a row's first document only: outputs, final states (the last document's) and
+    the gradients of the input, of the state and of every parameter; and equals the reference
+    run packed."""
+    inputs = [x.clone().requires_grad_(True), *(t.clone().requires_grad_(True) for t in state)]
+    params = list(layer.parameters())
+    w = randn(*x.shape, seed=97, dtype=x.dtype)
+    y, final = layer.prefill(inputs[0], tuple(inputs[1:]), seq_idx=seq_idx)
+    y_ref, final_ref = reference(layer, x, state, seq_idx)
+    torch.testing.assert_close(y, y_ref, **TOL64)
+    assert_states_close(final, final_ref)
+    grads = torch.autograd.grad((y * w).sum(), inputs + params)
+
+    parts, finals, loss = [], [], 0.0
+    for b, docs in enumerate(documents(seq_idx)):
+        for i, (start, end) in enumerate(docs):
+            first = tuple(t[b : b + 1] for t in inputs[1:]) if i == 0 else None
+            y_doc, s_doc = layer.prefill(inputs[0][b : b + 1, start:end], first)
+            parts.append(y_doc)
+            loss = loss + (y_doc * w[b : b + 1, start:end]).sum()
+        finals.append(s_doc)
+    lengths = [end - start for docs in documents(seq_idx) for start, end in docs]
+    separate = torch.cat(parts, dim=1).view(-1, x.shape[-1])
+    torch.testing.assert_close(y.reshape(-1, x.shape[-1]), separate, **TOL64)
+    assert sum(lengths) == x.shape[0] * x.shape[1]
+    assert_states_close(final, tuple(torch.cat(ts) for ts in zip(*finals, strict=True)))
+    grads_separate = torch.autograd.grad(loss, inputs + params, allow_unused=True)
+    for i, (g, g_sep) in enumerate(zip(grads, grads_separate, strict=True)):
+        expected = torch.zeros_like(g) if g_sep is None else g_sep
+        torch.testing.assert_close(g, expected, **TOL64, msg=lambda m, i=i: f"gradient {i}: {m}")

@@ -77,6 +77,17 @@ def test_step_sees_parameter_updates() -> None:
     rc.check_step_sees_parameter_updates(first, second, rc.randn(2, 6, 8))
 
 
+@given(cuts=st.lists(st.integers(1, 12), max_size=4), seed=st.integers(0, 100))
+def test_packed_documents_equal_separate_prefills(cuts: list[int], seed: int) -> None:
+    """Random boundaries (documents of length 1 included) in row 0, one document in row 1."""
+    body = mixer(8, num_groups=2, conv_size=3, chunk_size=4)
+    seq_idx = torch.zeros(2, 13, dtype=torch.int64)
+    for cut in cuts:
+        seq_idx[0, cut:] += 1
+    state = tuple(rc.randn(*t.shape, seed=seed + i) for i, t in enumerate(body.init_state(2)))
+    rc.check_packing(body, reference_scan, rc.randn(2, 13, 8, seed=seed), seq_idx, state)
+
+
 def test_gradients_match_reference() -> None:
     rc.check_gradients(mixer(8, num_groups=2, bias=True), reference_scan, rc.randn(2, 7, 8))
 
