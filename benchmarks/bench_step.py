@@ -34,7 +34,7 @@ def measure(pattern: str, *, embed_dim: int, hidden_size: int, steps: int, warmu
     return {
         "pattern": " ".join(model.config.pattern),
         "hidden_size": hidden_size,
-        "params": model.num_parameters(),
+        "params": model.param_count(),
         "median_ms": 1e3 * statistics.median(times),
         "p90_ms": 1e3 * times[int(0.9 * len(times))],
         "p99_ms": 1e3 * times[int(0.99 * len(times))],
@@ -53,8 +53,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     patterns = {
-        "full_hybrid x6": " ".join(hybridzoo.pattern("full_hybrid", 6)),
-        "jamba_like x6": " ".join(hybridzoo.pattern("jamba_like", 6)),
+        "full_hybrid x6": " ".join(hybridzoo.expand_named_pattern("full_hybrid", 6)),
+        "jamba_like x6": " ".join(hybridzoo.expand_named_pattern("jamba_like", 6)),
         "M x6": "M" * 6,
         "A x6": "A" * 6,
         "G x6": "G" * 6,

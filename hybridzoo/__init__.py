@@ -7,19 +7,28 @@
 (``C`` and ``P`` stand for any two layers; ``hybridzoo layers`` lists the installed ones.)
 
 Every layer type is a plugin (entry-point group ``hybridzoo.layers``). Importing this package does
-not import torch; building a model does.
+not import torch; building a model does. This module is the user API; plugin authors import
+:mod:`hybridzoo.plugin`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from hybridzoo.builder import build, build_pattern
 from hybridzoo.config import HybridConfig
-from hybridzoo.counting import LayerCount, param_breakdown, param_count, state_size
+from hybridzoo.counting import (
+    LayerCount,
+    active_param_count,
+    param_breakdown,
+    param_count,
+    state_numel,
+    state_size,
+)
 from hybridzoo.errors import (
     CheckpointError,
     ConfigError,
@@ -30,17 +39,22 @@ from hybridzoo.errors import (
     PluginError,
     ShapeError,
     StateError,
+    StepModeWarning,
     UnknownLayerError,
     UnusedOptionWarning,
 )
 from hybridzoo.hookspecs import hookimpl
+from hybridzoo.model_options import ModelOptions
 from hybridzoo.named_patterns import PatternInfo, expand_named_pattern, list_patterns
 from hybridzoo.patterns import pattern, visualize
 from hybridzoo.registry import Registry, get_registry, use_registry
 from hybridzoo.spec import PLUGIN_API_VERSION, Capabilities, LayerSpec, option
+from hybridzoo.state import HybridState
 
 if TYPE_CHECKING:  # pragma: no cover
-    from hybridzoo.model import HybridModel, HybridState
+    import torch
+
+    from hybridzoo.model import HybridModel
 
 try:
     __version__ = version("hybridzoo")
@@ -58,6 +72,7 @@ __all__ = [
     "HybridZooError",
     "LayerCount",
     "LayerSpec",
+    "ModelOptions",
     "OptionError",
     "PatternError",
     "PatternInfo",
@@ -66,9 +81,11 @@ __all__ = [
     "Registry",
     "ShapeError",
     "StateError",
+    "StepModeWarning",
     "UnknownLayerError",
     "UnusedOptionWarning",
     "__version__",
+    "active_param_count",
     "build",
     "build_pattern",
     "expand_named_pattern",
@@ -78,11 +95,13 @@ __all__ = [
     "layer",
     "list_layers",
     "list_patterns",
+    "load",
     "option",
     "param_breakdown",
     "param_count",
     "pattern",
     "register_layer",
+    "state_numel",
     "state_size",
     "temporary_layers",
     "unregister_layer",
@@ -105,13 +124,41 @@ def unregister_layer(name: str) -> LayerSpec:
 
 
 def get_layer(name: str) -> LayerSpec:
-    """The spec of a registered layer, by name or symbol."""
-    return get_registry().resolve(name)
+    """The spec of a registered layer, by name or symbol (:class:`UnknownLayerError` with the
+    close matches otherwise)."""
+    registry = get_registry()
+    if not isinstance(name, str):
+        raise UnknownLayerError(name, registry.names())
+    return registry.resolve(name)
+
+
+def _glob(glob: object, what: str) -> str:
+    if not isinstance(glob, str):
+        raise OptionError(
+            f"{what} takes a shell-style pattern (a str) such as '*' or '*attn*', got {glob!r}"
+        )
+    return glob
 
 
 def list_layers(glob: str = "*") -> list[str]:
     """Registered layer names matching a shell-style pattern, e.g. ``list_layers("*attn*")``."""
-    return get_registry().list(glob)
+    return get_registry().list(_glob(glob, "list_layers"))
+
+
+def load(
+    path: str | os.PathLike[str],
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> Any:
+    """Load any model saved by its ``save(directory)`` (today :class:`HybridModel`): the class
+    is named in its ``config.json`` (``kind``). The weights come back in the dtype they were
+    saved in (or ``dtype``), on ``device`` (default CPU), **in eval mode**; they are checked
+    against the digest recorded at save (:class:`CheckpointError` naming the file otherwise).
+    """
+    from hybridzoo.checkpoint import load as load_checkpoint
+
+    return load_checkpoint(path, device=device, dtype=dtype)
 
 
 @contextlib.contextmanager
@@ -180,9 +227,9 @@ def layer(
 
 
 def __getattr__(name: str) -> Any:
-    # torch is imported only when the model classes are first needed
-    if name in ("HybridModel", "HybridState"):
-        from hybridzoo import model
+    # torch is imported only when the model class is first needed
+    if name == "HybridModel":
+        from hybridzoo.model import HybridModel
 
-        return getattr(model, name)
+        return HybridModel
     raise AttributeError(f"module 'hybridzoo' has no attribute {name!r}")

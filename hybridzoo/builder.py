@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hybridzoo.config import HybridConfig
+from hybridzoo.errors import OptionError
+from hybridzoo.model_options import describe_model_options, with_model_options
 from hybridzoo.named_patterns import expand_named_pattern
 from hybridzoo.patterns import PatternLike
+from hybridzoo.registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybridzoo.model import HybridModel
@@ -15,73 +17,46 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["build", "build_pattern"]
 
 
+@with_model_options
 def build(
-    pattern: PatternLike | HybridConfig,
-    *,
-    embed_dim: int | None = None,
-    hidden_size: int = 256,
-    dropout: float = 0.1,
-    shared_layers: Mapping[str, Sequence[int]] | None = None,
-    output: str = "last",
-    positional_encoding: str | None = None,
-    norm_eps: float = 1e-5,
-    **layer_options: Any,
+    pattern: PatternLike | HybridConfig, *, registry: Registry | None = None, **options: Any
 ) -> HybridModel:
     """Build a hybrid model.
 
     Args:
         pattern: ``"C C P"``, ``"(CCP)*4"``, ``["conv", "mlp"]`` (layer names or symbols) or a
-            :class:`HybridConfig` (then no other argument is accepted).
-        embed_dim: width of the input ``[B, L, embed_dim]`` (required unless a config is given).
-        hidden_size: width of the residual stream (default 256).
-        dropout: on each block's output (default 0.1).
-        shared_layers: ``{"conv": [2, 4]}``: one block of that layer, one set of weights, applied
-            after positions 2 and 4 (1-based).
-        output: ``"last"`` → ``[B, hidden]`` or ``"sequence"`` → ``[B, L, hidden]``.
-        positional_encoding: ``None`` (default) or ``"sinusoidal"``.
-        norm_eps: LayerNorm epsilon.
-        **layer_options: ``<prefix>_<field>`` options of the layers, e.g.
-            ``conv_kernel_size=8`` for a layer with prefix ``conv`` (see ``hybridzoo layers``).
+            :class:`HybridConfig` (then no option is accepted, whatever its value: use
+            ``build(config.replace(...))`` to change one).
+        registry: where layers are looked up (default: :func:`hybridzoo.get_registry`).
+        **options: the model options below (``embed_dim`` is required) and the layers'
+            ``<prefix>_<field>`` options, e.g. ``conv_kernel_size=8`` for a layer with prefix
+            ``conv`` (see ``hybridzoo layers``).
+
+    Model options (:class:`hybridzoo.ModelOptions`):
+        {model_options}
 
     Raises:
         HybridZooError: (subclasses) for an unknown layer, a bad pattern or bad options; every
             problem of the call is reported at once.
     """
-    from hybridzoo.errors import OptionError
     from hybridzoo.model import HybridModel
 
     if isinstance(pattern, HybridConfig):
-        given = {
-            "embed_dim": embed_dim is not None,
-            "hidden_size": hidden_size != 256,
-            "dropout": dropout != 0.1,
-            "shared_layers": shared_layers is not None,
-            "output": output != "last",
-            "positional_encoding": positional_encoding is not None,
-            "norm_eps": norm_eps != 1e-5,
-            **dict.fromkeys(layer_options, True),
-        }
-        extra = [name for name, passed in given.items() if passed]
-        if extra:
+        if options:
             raise OptionError(
-                f"build(config) takes no other arguments, got {', '.join(extra)}; "
+                f"build(config) takes no other arguments, got {', '.join(options)}; "
                 "use build(config.replace(...)) to change a config"
             )
-        return HybridModel(pattern)
-    if embed_dim is None:
+        return HybridModel(pattern, registry=registry)
+    if options.get("embed_dim") is None:
         raise OptionError("build() needs embed_dim, the width of the input [B, L, embed_dim]")
-    config = HybridConfig.create(
-        pattern,
-        embed_dim=embed_dim,
-        hidden_size=hidden_size,
-        dropout=dropout,
-        shared_layers=shared_layers,
-        output=output,
-        positional_encoding=positional_encoding,
-        norm_eps=norm_eps,
-        **layer_options,
-    )
-    return HybridModel(config)
+    config = HybridConfig.create(pattern, registry=registry, **options)
+    return HybridModel(config, registry=registry)
+
+
+build.__doc__ = (build.__doc__ or "").replace(
+    "{model_options}", describe_model_options(indent=" " * 8).lstrip()
+)
 
 
 def build_pattern(name: str, num_layers: int, **options: Any) -> HybridModel:

@@ -1,172 +1,251 @@
-"""``HybridConfig``: everything needed to rebuild a model, validated, frozen, JSON round trip.
+"""``HybridConfig``: everything needed to rebuild a model; validated, immutable, hashable.
 
-:meth:`HybridConfig.create` is where a user's call is checked: the pattern is resolved against
-the registry, the flat options are routed to the plugins (:mod:`hybridzoo.options`), the shared
-layers and the model options are validated, and every problem is reported with what is valid.
-Creating a config needs no torch.
+A config is the pattern (layer names), the model options (the fields of
+:class:`~hybridzoo.ModelOptions`) and one options record per layer type (``layer_options``, an
+immutable mapping). Every way of making one validates it against the registry and reports every
+problem at once: :meth:`HybridConfig.create` (a user's flat ``<prefix>_<field>`` options),
+the constructor (records), :meth:`~HybridConfig.from_dict`, :meth:`~HybridConfig.replace` and
+``attrs.evolve``. Creating a config needs no torch.
+
+The layers of the model read their options through :meth:`HybridConfig.options_of` (a layer
+name and a pattern position), so that per-position options can later be one more field
+(``position_options``, written by ``to_dict`` only when not empty) without changing this API.
+
+``to_dict`` writes ``config_version`` 2; version 1 (no ``norm``: LayerNorm) is still read.
 """
 
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import attrs
 
-from hybridzoo.errors import ConfigError, OptionError, did_you_mean
-from hybridzoo.options import split_options
+from hybridzoo.errors import ConfigError, HybridZooError, OptionError, did_you_mean
+from hybridzoo.model_options import (
+    MODEL_OPTIONS,
+    ModelOptions,
+    check_model_options,
+    with_model_options,
+)
+from hybridzoo.options import make_options, split_options
 from hybridzoo.patterns import PatternLike, resolve_pattern, resolve_shared_layers
+from hybridzoo.plugin_calls import call_formula
 from hybridzoo.registry import Registry, get_registry
 from hybridzoo.spec import LayerSpec
 
-__all__ = ["CONFIG_VERSION", "MODEL_OPTIONS", "HybridConfig"]
+__all__ = ["CONFIG_VERSION", "MODEL_OPTIONS", "HybridConfig", "LayerOptions"]
 
-CONFIG_VERSION = 1
-OUTPUTS = ("last", "sequence")
-POSITIONAL_ENCODINGS = (None, "sinusoidal")
-
-#: Model-level keyword arguments (everything else is a ``<prefix>_<field>`` layer option).
-MODEL_OPTIONS = (
-    "embed_dim",
-    "hidden_size",
-    "dropout",
-    "shared_layers",
-    "output",
-    "positional_encoding",
-    "norm_eps",
-)
+CONFIG_VERSION = 2
+#: the ``config_version`` values :meth:`HybridConfig.from_dict` reads
+READABLE_VERSIONS = (1, 2)
 
 
-def _freeze_options(value: Mapping[str, Any]) -> Mapping[str, Any]:
-    return dict(value)
+class LayerOptions(Mapping[str, Any]):
+    """An immutable, hashable mapping ``{layer name: options record}``."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, items: Mapping[str, Any] = ()) -> None:  # type: ignore[assignment]
+        self._data = dict(items)
+
+    def __getitem__(self, name: str) -> Any:
+        return self._data[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._data.items()))
+
+    def __repr__(self) -> str:
+        return f"LayerOptions({self._data!r})"
 
 
-@attrs.frozen
-class HybridConfig:
-    """A validated model configuration. Build one with :meth:`create` (or :meth:`from_dict`).
+def _layer_records(
+    given: Any, used: list[LayerSpec], registry: Registry, problems: list[str]
+) -> dict[str, Any]:
+    """Records for ``used`` from ``{layer: record or {field: value}}`` (defaults elsewhere)."""
+    records = {spec.name: None for spec in used}
+    if given is None:
+        given = {}
+    if not isinstance(given, Mapping):
+        problems.append(
+            f"layer_options must be a mapping {{layer: options}}, got {type(given).__name__}: "
+            f"{given!r:.80}"
+        )
+        given = {}
+    for key, value in given.items():
+        try:
+            spec = registry.resolve(key)
+        except HybridZooError as exc:
+            problems.append(f"layer_options: {exc}")
+            continue
+        if spec.name not in records:
+            layers = ", ".join(records)
+            problems.append(
+                f"layer_options[{key!r}]: the model has no {spec.name} layer (layers: {layers})"
+            )
+        elif records[spec.name] is not None:
+            problems.append(f"layer_options: {spec.name!r} is given twice ({key!r})")
+        elif isinstance(value, spec.options):
+            records[spec.name] = value
+        elif isinstance(value, Mapping):
+            records[spec.name], errs = make_options(spec, value)
+            problems.extend(errs)
+        else:
+            problems.append(
+                f"layer_options[{key!r}] must be a {spec.options.__name__} record or a mapping "
+                f"{{field: value}}, got {type(value).__name__}: {value!r:.80}"
+            )
+    return {s.name: s.options() if records[s.name] is None else records[s.name] for s in used}
+
+
+def _shared_mapping(value: Any) -> Any:
+    """The frozen form ``(("layer", (2, 4)), ...)`` (a config's own) as a mapping."""
+    if isinstance(value, tuple) and all(isinstance(i, tuple) and len(i) == 2 for i in value):
+        return dict(value)
+    return value
+
+
+def _validated(
+    pattern: Any,
+    model: Mapping[str, Any],
+    *,
+    records: Any = None,
+    flat: Mapping[str, Any] | None = None,
+    registry: Registry | None = None,
+) -> dict[str, Any]:
+    """The checked fields of a config; raises one :class:`OptionError` with every problem."""
+    registry = registry or get_registry()
+    names = resolve_pattern(pattern, registry=registry)
+    problems: list[str] = []
+    for key in model:
+        if key not in MODEL_OPTIONS:
+            problems.append(
+                f"unknown model option {key!r}.{did_you_mean(str(key), MODEL_OPTIONS)} "
+                f"Model options: {', '.join(MODEL_OPTIONS)}"
+            )
+    values, errs = check_model_options(model)
+    problems.extend(errs)
+    shared, errs = resolve_shared_layers(
+        _shared_mapping(model.get("shared_layers")), len(names), registry=registry
+    )
+    problems.extend(errs)
+    twice = sorted({n for n, _ in shared if [m for m, _ in shared].count(n) > 1})
+    problems.extend(f"shared_layers: {n!r} is given twice; list its positions once" for n in twice)
+    used = [registry.get(n) for n in dict.fromkeys([*names, *(n for n, _ in shared)])]
+    layer_options: dict[str, Any] = {}
+    if flat:
+        try:
+            layer_options = split_options(flat, used, registry, extra_valid=MODEL_OPTIONS)
+        except OptionError as exc:
+            problems.extend(exc.problems)
+    else:
+        layer_options = _layer_records(records, used, registry, problems)
+    hidden = values.get("hidden_size")
+    if not problems:
+        for spec in used:
+            if spec.hidden_size_multiple is None:
+                continue
+            record = layer_options[spec.name]
+            multiple = call_formula(
+                spec, "hidden_size_multiple", record, registry=registry, minimum=1
+            )
+            if hidden % multiple:
+                problems.append(
+                    f"hidden_size={hidden} must be a multiple of {multiple} for layer "
+                    f"{spec.name!r} (set by its options, e.g. a head size); nearest valid: "
+                    f"{max(multiple, hidden // multiple * multiple)}"
+                )
+    if problems:
+        raise OptionError(problems)
+    if values["embed_dim"] is None:
+        values["embed_dim"] = hidden
+    return {
+        "pattern": tuple(names),
+        **values,
+        "shared_layers": tuple(shared),
+        "layer_options": LayerOptions(layer_options),
+    }
+
+
+@attrs.frozen(kw_only=True, init=False, repr=False)
+class HybridConfig(ModelOptions):
+    """A validated, immutable model configuration.
+
+    Make one with :meth:`create` (a pattern and flat options, as :func:`hybridzoo.build` takes
+    them), with the constructor (``HybridConfig(pattern=("conv",), embed_dim=8)``; layer
+    options as records or ``{field: value}`` mappings), or with :meth:`from_dict`.
 
     Attributes:
         pattern: layer names, one per block.
-        embed_dim: width of the input ``[B, L, embed_dim]``.
-        hidden_size: width of the residual stream.
-        dropout: dropout probability on each block's output (before the residual add).
-        shared_layers: ``((layer, (pos, ...)), ...)``: one block of that layer type, applied after
-            each listed 1-based position, one set of weights.
-        output: ``"last"`` (``[B, hidden]``, the last position) or ``"sequence"``.
-        positional_encoding: ``None`` or ``"sinusoidal"`` (added after the input projection).
-        norm_eps: epsilon of every LayerNorm.
-        layer_options: ``{layer name: options record}`` for every layer type used.
+        layer_options: ``{layer name: options record}`` for every layer type used (immutable).
+        embed_dim, hidden_size, dropout, shared_layers, output, positional_encoding, norm,
+            norm_eps: the model options (:class:`~hybridzoo.ModelOptions`); ``embed_dim`` is
+            resolved (never ``None``) and ``shared_layers`` is ``((layer, (pos, ...)), ...)``.
     """
 
     pattern: tuple[str, ...]
-    embed_dim: int
-    hidden_size: int = 256
-    dropout: float = 0.1
-    shared_layers: tuple[tuple[str, tuple[int, ...]], ...] = ()
-    output: Literal["last", "sequence"] = "last"
-    positional_encoding: Literal["sinusoidal"] | None = None
-    norm_eps: float = 1e-5
-    layer_options: Mapping[str, Any] = attrs.field(factory=dict, converter=_freeze_options)
+    layer_options: LayerOptions
 
-    # -- creation ----------------------------------------------------------------------------
+    def __init__(
+        self,
+        *,
+        pattern: PatternLike,
+        layer_options: Mapping[str, Any] | None = None,
+        registry: Registry | None = None,
+        **model_options: Any,
+    ) -> None:
+        fields = _validated(pattern, model_options, records=layer_options, registry=registry)
+        self.__attrs_init__(**fields)  # type: ignore[attr-defined]
 
     @classmethod
+    def _from_fields(cls, fields: dict[str, Any]) -> HybridConfig:
+        config = cls.__new__(cls)
+        config.__attrs_init__(**fields)  # type: ignore[attr-defined]
+        return config
+
+    @classmethod
+    @with_model_options
     def create(
-        cls,
-        pattern: PatternLike,
-        *,
-        embed_dim: int | None = None,
-        hidden_size: int = 256,
-        dropout: float = 0.1,
-        shared_layers: Mapping[str, Sequence[int]] | None = None,
-        output: str = "last",
-        positional_encoding: str | None = None,
-        norm_eps: float = 1e-5,
-        registry: Registry | None = None,
-        **layer_options: Any,
+        cls, pattern: PatternLike, *, registry: Registry | None = None, **options: Any
     ) -> HybridConfig:
-        """Validate a user's call and return the config (all problems reported together).
+        """Validate a user's call (as :func:`hybridzoo.build` takes it) and return the config.
 
-        ``embed_dim=None`` means ``embed_dim = hidden_size`` (no input projection).
+        ``options`` are the model options (:class:`~hybridzoo.ModelOptions`) and the layers'
+        ``<prefix>_<field>`` options; every problem is reported at once (:class:`OptionError`).
+        ``embed_dim=None`` (the default here) means ``embed_dim = hidden_size``.
         """
-        registry = registry or get_registry()
-        names = resolve_pattern(pattern, registry=registry)
-        problems: list[str] = []
-
-        def check_int(name: str, value: Any, minimum: int) -> None:
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                problems.append(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-        if embed_dim is None:
-            embed_dim = hidden_size
-        check_int("embed_dim", embed_dim, 1)
-        check_int("hidden_size", hidden_size, 1)
-        if (
-            isinstance(dropout, bool)
-            or not isinstance(dropout, int | float)
-            or not 0.0 <= dropout < 1.0
-            or math.isnan(dropout)
-        ):
-            problems.append(f"dropout must be a number in [0, 1), got {dropout!r}")
-        if output not in OUTPUTS:
-            problems.append(
-                f"output must be one of {', '.join(map(repr, OUTPUTS))}, got {output!r}"
-                + did_you_mean(str(output), OUTPUTS)
-            )
-        if positional_encoding not in POSITIONAL_ENCODINGS:
-            problems.append(
-                "positional_encoding must be None or 'sinusoidal', got "
-                f"{positional_encoding!r}" + did_you_mean(str(positional_encoding), ["sinusoidal"])
-            )
-        if not isinstance(norm_eps, int | float) or not norm_eps > 0:
-            problems.append(f"norm_eps must be a positive number, got {norm_eps!r}")
-
-        shared, shared_problems = resolve_shared_layers(
-            shared_layers, len(names), registry=registry
-        )
-        problems.extend(shared_problems)
-        shared_specs = [registry.get(name) for name, _ in shared]
-        used = [registry.get(n) for n in dict.fromkeys(names)] + shared_specs
-        records: dict[str, Any] = {}
-        try:
-            records = split_options(layer_options, used, registry, extra_valid=MODEL_OPTIONS)
-        except OptionError as exc:
-            problems.extend(exc.problems)
-
-        if not problems:
-            for spec in dict.fromkeys(used):
-                if spec.hidden_size_multiple is not None:
-                    multiple = spec.hidden_size_multiple(records[spec.name])
-                    if hidden_size % multiple:
-                        problems.append(
-                            f"hidden_size={hidden_size} must be a multiple of {multiple} for layer "
-                            f"{spec.name!r} (set by its options, e.g. a head size); nearest valid: "
-                            f"{max(multiple, hidden_size // multiple * multiple)}"
-                        )
-        if problems:
-            raise OptionError(problems)
-        return cls(
-            pattern=tuple(names),
-            embed_dim=embed_dim,
-            hidden_size=hidden_size,
-            dropout=float(dropout),
-            shared_layers=shared,
-            output=output,  # type: ignore[arg-type]
-            positional_encoding=positional_encoding,  # type: ignore[arg-type]
-            norm_eps=float(norm_eps),
-            layer_options=records,
-        )
+        model = {k: options.pop(k) for k in list(options) if k in MODEL_OPTIONS}
+        return cls._from_fields(_validated(pattern, model, flat=options, registry=registry))
 
     # -- views ---------------------------------------------------------------------------------
+
+    @property
+    def model_options(self) -> ModelOptions:
+        """The model options as a :class:`~hybridzoo.ModelOptions` record."""
+        return ModelOptions(**{name: getattr(self, name) for name in MODEL_OPTIONS})
+
+    def layer_names(self) -> list[str]:
+        """Every layer type of the model, in first-use order (pattern, then shared layers)."""
+        return list(dict.fromkeys([*self.pattern, *(n for n, _ in self.shared_layers)]))
 
     def specs(self, registry: Registry | None = None) -> dict[str, LayerSpec]:
         """``{layer name: spec}`` for every layer type of the model."""
         registry = registry or get_registry()
-        names = [*self.pattern, *(n for n, _ in self.shared_layers)]
-        return {n: registry.get(n) for n in dict.fromkeys(names)}
+        return {n: registry.get(n) for n in self.layer_names()}
+
+    def options_of(self, name: str, index: int | None = None) -> Any:
+        """The options record of layer ``name`` at pattern index ``index`` (0-based; ``None``
+        for a shared layer): what the model builds and counts with. Every position of a layer
+        type shares one record today."""
+        return self.layer_options[name]
 
     def flat_options(self, registry: Registry | None = None) -> dict[str, Any]:
         """The layer options as the user spells them (``conv_kernel_size``), non-defaults."""
@@ -174,15 +253,19 @@ class HybridConfig:
         out: dict[str, Any] = {}
         for name, record in self.layer_options.items():
             spec = registry.get(name)
-            defaults = attrs.asdict(spec.options())
-            for key, value in attrs.asdict(record).items():
+            defaults = attrs.asdict(spec.options(), recurse=False)
+            for key, value in attrs.asdict(record, recurse=False).items():
                 if defaults.get(key) != value:
                     out[f"{spec.option_prefix}_{key}"] = value
         return out
 
     def schedule(self) -> list[tuple[str, int | None]]:
-        """The order blocks run in: ``("block", i)`` for pattern entries, ``("shared", None)``
-        with the layer name for shared blocks, e.g. ``[(mamba, 0), (attention, None), ...]``."""
+        """The blocks in the order they run, as ``(layer name, pattern index)`` pairs.
+
+        The index is 0-based for a pattern entry and ``None`` for an application of a shared
+        layer (which follows the entry at its 1-based position): ``"C C"`` with
+        ``shared_layers={"mlp": [1]}`` runs ``[("conv", 0), ("mlp", None), ("conv", 1)]``.
+        """
         after: dict[int, list[str]] = {}
         for layer, positions in self.shared_layers:
             for p in positions:
@@ -193,41 +276,41 @@ class HybridConfig:
             order.extend((layer, None) for layer in after.get(i + 1, []))
         return order
 
-    def replace(self, **changes: Any) -> HybridConfig:
-        """A copy with model options changed (re-validated through :meth:`create`)."""
-        data = self.to_dict()
-        data.update({k: v for k, v in changes.items() if k in MODEL_OPTIONS})
-        layer = {k: v for k, v in changes.items() if k not in MODEL_OPTIONS and k != "pattern"}
-        return HybridConfig.create(
-            list(changes.get("pattern", self.pattern)),
-            embed_dim=data["embed_dim"],
-            hidden_size=data["hidden_size"],
-            dropout=data["dropout"],
-            shared_layers=dict(data["shared_layers"]) or None,
-            output=data["output"],
-            positional_encoding=data["positional_encoding"],
-            norm_eps=data["norm_eps"],
-            **{**self.flat_options(), **layer},
+    def replace(self, *, registry: Registry | None = None, **changes: Any) -> HybridConfig:
+        """A copy with some options changed, re-validated; every other option is kept.
+
+        ``changes`` are what :meth:`create` takes: ``pattern`` (any form: a string is parsed
+        as by :func:`hybridzoo.build`), model options and ``<prefix>_<field>`` layer options.
+        ``shared_layers=None`` (or ``{}``) removes the shared layers, as it means none in
+        :func:`hybridzoo.build`. ``embed_dim`` keeps its value when ``hidden_size`` changes.
+        Options of a layer the new pattern no longer has are dropped with an
+        :class:`~hybridzoo.UnusedOptionWarning`.
+        """
+        pattern = changes.pop("pattern", self.pattern)
+        model = {name: getattr(self, name) for name in MODEL_OPTIONS}
+        model["shared_layers"] = dict(self.shared_layers)
+        model.update({k: changes.pop(k) for k in list(changes) if k in MODEL_OPTIONS})
+        layers = {**self.flat_options(registry), **changes}
+        return HybridConfig.create(pattern, registry=registry, **model, **layers)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in MODEL_OPTIONS)
+        return (
+            f"HybridConfig(pattern={self.pattern!r}, {fields}, "
+            f"layer_options={dict(self.layer_options)!r})"
         )
 
     # -- serialisation ---------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (every layer option spelt out, defaults included)."""
-        return {
-            "config_version": CONFIG_VERSION,
-            "pattern": list(self.pattern),
-            "embed_dim": self.embed_dim,
-            "hidden_size": self.hidden_size,
-            "dropout": self.dropout,
-            "shared_layers": {k: list(v) for k, v in self.shared_layers},
-            "output": self.output,
-            "positional_encoding": self.positional_encoding,
-            "norm_eps": self.norm_eps,
-            "layer_options": {
-                name: attrs.asdict(record) for name, record in self.layer_options.items()
-            },
+        """A JSON-ready dict (every option spelt out, defaults included)."""
+        out: dict[str, Any] = {"config_version": CONFIG_VERSION, "pattern": list(self.pattern)}
+        out.update({name: getattr(self, name) for name in MODEL_OPTIONS})
+        out["shared_layers"] = {k: list(v) for k, v in self.shared_layers}
+        out["layer_options"] = {
+            name: attrs.asdict(record) for name, record in self.layer_options.items()
         }
+        return out
 
     @classmethod
     def from_dict(
@@ -237,41 +320,66 @@ class HybridConfig:
         if not isinstance(data, Mapping):
             raise ConfigError(f"a config must be a mapping, got {type(data).__name__}")
         version = data.get("config_version", CONFIG_VERSION)
-        if version != CONFIG_VERSION:
+        if type(version) is not int or version not in READABLE_VERSIONS:
+            readable = " or ".join(map(str, READABLE_VERSIONS))
             raise ConfigError(
-                f"config_version {version!r} is not supported (this hybridzoo reads "
-                f"{CONFIG_VERSION})"
+                f"config_version must be the integer {readable} (the versions this hybridzoo "
+                f"reads), got {version!r} ({type(version).__name__}); a config from a newer "
+                "hybridzoo needs that one (pip install -U hybridzoo)"
             )
         known = {"config_version", "pattern", "layer_options", *MODEL_OPTIONS}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(map(str, set(data) - known))
         if unknown:
             raise ConfigError(
-                f"unknown config keys {unknown}{did_you_mean(unknown[0], known)}; "
-                f"valid: {', '.join(sorted(known))}"
+                f"unknown config keys {unknown}.{did_you_mean(unknown[0], known)} "
+                f"Valid: {', '.join(sorted(known))}"
             )
         if "pattern" not in data or "embed_dim" not in data:
             raise ConfigError("a config needs at least 'pattern' and 'embed_dim'")
-        registry = registry or get_registry()
-        flat: dict[str, Any] = {}
-        for name, values in (data.get("layer_options") or {}).items():
-            spec = registry.get(name)
-            for key, value in values.items():
-                flat[f"{spec.option_prefix}_{key}"] = value
-        pattern = list(data["pattern"])
+        pattern = data["pattern"]
+        if isinstance(pattern, str):
+            try:
+                names = json.dumps(resolve_pattern(pattern, registry=registry))
+            except HybridZooError:
+                names = "a JSON list of layer names"
+            raise ConfigError(
+                f"'pattern' must be a list of layer names, got the string {pattern!r}; write "
+                f"it as to_dict() does: {names}"
+            )
+        if not isinstance(pattern, list | tuple):
+            raise ConfigError(
+                f"'pattern' must be a list of layer names, got {type(pattern).__name__}: "
+                f"{pattern!r:.80}"
+            )
         model = {k: data[k] for k in MODEL_OPTIONS if k in data}
-        model["shared_layers"] = model.get("shared_layers") or None
-        return cls.create(pattern, registry=registry, **model, **flat)
+        records = data.get("layer_options")
+        fields = _validated(pattern, model, records=records, registry=registry)
+        return cls._from_fields(fields)
 
     def to_json(self, **kwargs: Any) -> str:
+        """:meth:`to_dict` as JSON text (indented by 2 unless told otherwise)."""
         return json.dumps(self.to_dict(), **({"indent": 2} | kwargs))
 
     @classmethod
-    def from_json(cls, text: str) -> HybridConfig:
-        return cls.from_dict(json.loads(text))
+    def from_json(cls, text: str, *, registry: Registry | None = None) -> HybridConfig:
+        """:meth:`from_dict` of JSON text (a :class:`ConfigError` for text that is not JSON)."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"not a JSON config: {exc}") from exc
+        return cls.from_dict(data, registry=registry)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_json() + "\n")
+        """Write :meth:`to_json` to ``path`` (through a temporary file and a rename)."""
+        from hybridzoo.checkpoint import write_atomic
+
+        write_atomic(Path(path), (self.to_json() + "\n").encode())
 
     @classmethod
-    def load(cls, path: str | Path) -> HybridConfig:
-        return cls.from_json(Path(path).read_text())
+    def load(cls, path: str | Path, *, registry: Registry | None = None) -> HybridConfig:
+        """Read a config written by :meth:`save`; errors name the file."""
+        path = Path(path)
+        try:
+            return cls.from_json(path.read_text(), registry=registry)
+        except (OSError, HybridZooError) as exc:
+            raise ConfigError(f"{path}: {exc}") from exc

@@ -19,6 +19,7 @@ __all__ = [
     "PluginError",
     "ShapeError",
     "StateError",
+    "StepModeWarning",
     "UnknownLayerError",
     "UnusedOptionWarning",
     "close_matches",
@@ -47,14 +48,22 @@ class UnknownLayerError(HybridZooError, KeyError):
     """A layer name or symbol that no registered plugin provides.
 
     Attributes: ``name`` (what was asked for) and ``matches`` (close registered names).
+    ``hint``, when given, says how to get the layer (e.g. the distribution that provided it).
     """
 
-    def __init__(self, name: str, known: Sequence[str], *, what: str = "layer") -> None:
+    def __init__(
+        self, name: object, known: Sequence[str], *, what: str = "layer", hint: str = ""
+    ) -> None:
         self.name = name
-        self.matches = close_matches(name, known)
         listing = ", ".join(sorted(known)) or "(none registered)"
-        msg = f"unknown {what} {name!r}.{did_you_mean(name, known)} Registered: {listing}."
-        super().__init__(msg)
+        if isinstance(name, str):
+            self.matches = close_matches(name, known)
+            msg = f"unknown {what} {name!r}.{did_you_mean(name, known)}"
+        else:
+            self.matches = []
+            msg = f"a {what} must be given by its name or symbol (a str), got {name!r}."
+        msg += f" {hint}" if hint else ""
+        super().__init__(f"{msg} Registered: {listing}.")
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0])
@@ -98,7 +107,8 @@ class CheckpointError(HybridZooError, ValueError):
 
 
 class ShapeError(HybridZooError, ValueError):
-    """An input tensor whose shape (or dtype) does not fit the model."""
+    """An input that does not fit the model: not a tensor, or a tensor of the wrong shape or
+    dtype."""
 
 
 class StateError(HybridZooError, ValueError):
@@ -122,6 +132,13 @@ class PluginError(HybridZooError):
 
 class PluginConflictError(PluginError):
     """Two plugins claim one layer name, symbol or option prefix."""
+
+
+class StepModeWarning(UserWarning):
+    """Step mode used in a way that cannot match ``forward`` (dropout active in training mode).
+
+    Step mode (``init_state``/``step``/``prefill``) is for inference: states are updated in place
+    and autograd does not run through them."""
 
 
 class UnusedOptionWarning(UserWarning):

@@ -1,16 +1,19 @@
 """``HybridModel``: input projection, residual blocks from plugins, shared blocks, final norm.
 
 Every pattern entry is a block of one or more pre-norm residual sub-blocks
-``x + dropout(body(LayerNorm(x)))``, whose bodies the layer's plugin builds. A shared layer is one
-block (one set of weights) applied after each of its listed positions. The model runs in three
-modes that agree with each other: ``forward`` (parallel over the sequence), ``step`` (one position
-at a time, from :meth:`HybridModel.init_state`) and ``prefill`` (parallel over a chunk, from and to
-a state).
+``x + dropout(body(norm(x)))``, whose bodies the layer's plugin builds; ``norm`` is LayerNorm or
+RMSNorm (the ``norm`` model option), as is the final norm. A shared layer is one block (one set
+of weights) applied after each of its listed positions. The model runs in three modes that agree
+with each other: ``forward`` (parallel over the sequence), ``step`` (one position at a time, from
+:meth:`HybridModel.init_state`) and ``prefill`` (parallel over a chunk, from and to a state).
+
+Step mode (``init_state``, ``step``, ``prefill``) is for inference: states are updated in place
+and autograd does not run through them; train with ``forward``.
 """
 
 from __future__ import annotations
 
-import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,32 +22,50 @@ import torch
 from torch import nn
 
 from hybridzoo.config import HybridConfig
-from hybridzoo.errors import PluginError, ShapeError, StateError
+from hybridzoo.errors import ConfigError, ShapeError, StateError, StepModeWarning
 from hybridzoo.nn.positionwise import positionwise_prefill, positionwise_step
+from hybridzoo.norms import make_norm
+from hybridzoo.plugin_calls import plugin_call, plugin_error
 from hybridzoo.registry import Registry, get_registry
 from hybridzoo.spec import LayerSpec
+from hybridzoo.state import HybridState, check_state, state_fingerprint
+from hybridzoo.validate import at_least
 
-__all__ = ["HybridModel", "HybridState", "LayerBlock", "ResidualBlock", "build_bodies"]
+__all__ = [
+    "HybridModel",
+    "HybridState",
+    "LayerBlock",
+    "ResidualBlock",
+    "build_bodies",
+]
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 
+def build_bodies(
+    spec: LayerSpec, options: Any, hidden_size: int, *, registry: Registry | None = None
+) -> list[nn.Module]:
+    """Call a spec's factory and check what it returns (a body or ``sub_blocks`` bodies).
 
-def build_bodies(spec: LayerSpec, options: Any, hidden_size: int) -> list[nn.Module]:
-    """Call a spec's factory and check what it returns (a body or ``sub_blocks`` bodies)."""
-    made = spec.factory(options, hidden_size)
+    A factory that raises, or returns anything else, is a :class:`~hybridzoo.PluginError`
+    naming the layer and its distribution (the original exception chained)."""
+    try:
+        made = spec.factory(options, hidden_size)
+    except Exception as exc:
+        problem = f"its factory raised {type(exc).__name__}: {exc} (options {options!r:.200})"
+        raise plugin_error(spec, problem, registry) from exc
     bodies = list(made) if isinstance(made, Sequence) else [made]
-    count = spec.num_sub_blocks(options)
+    count = plugin_call(spec, "sub_blocks", spec.num_sub_blocks, options, registry=registry)
     if len(bodies) != count or not all(isinstance(b, nn.Module) for b in bodies):
-        raise PluginError(
-            f"layer {spec.name!r}: the factory must return {count} nn.Module "
-            f"bod{'y' if count == 1 else 'ies'} (spec.sub_blocks), got {made!r:.120}"
+        raise plugin_error(
+            spec,
+            f"the factory must return {count} nn.Module "
+            f"bod{'y' if count == 1 else 'ies'} (spec.sub_blocks), got {made!r:.120}",
+            registry,
         )
     return bodies
 
 
 class ResidualBlock(nn.Module):
-    """``x + dropout(body(LayerNorm(x)))``, with the body's step protocol passed through (or the
+    """``x + dropout(body(norm(x)))``, with the body's step protocol passed through (or the
     core's, for a body of a positionwise layer)."""
 
     def __init__(
@@ -53,11 +74,12 @@ class ResidualBlock(nn.Module):
         hidden_size: int,
         dropout: float,
         eps: float,
+        norm: str = "layernorm",
         *,
         positionwise: bool = False,
     ) -> None:
         super().__init__()
-        self.norm = nn.LayerNorm(hidden_size, eps=eps)
+        self.norm = make_norm(norm, hidden_size, eps)
         self.body = body
         self.dropout = nn.Dropout(dropout)
         self.positionwise = positionwise
@@ -87,17 +109,22 @@ class ResidualBlock(nn.Module):
 class LayerBlock(nn.Module):
     """The block of one pattern entry: its sub-blocks in order."""
 
-    def __init__(self, spec: LayerSpec, options: Any, config: HybridConfig) -> None:
+    def __init__(
+        self,
+        spec: LayerSpec,
+        options: Any,
+        config: HybridConfig,
+        *,
+        registry: Registry | None = None,
+    ) -> None:
         super().__init__()
         self.layer = spec.name
         self.stateful = spec.capabilities.step_mode
-        bodies = build_bodies(spec, options, config.hidden_size)
+        bodies = build_bodies(spec, options, config.hidden_size, registry=registry)
         positionwise = spec.capabilities.positionwise
+        H, p, eps, norm = config.hidden_size, config.dropout, config.norm_eps, config.norm
         self.sub_blocks = nn.ModuleList(
-            ResidualBlock(
-                b, config.hidden_size, config.dropout, config.norm_eps, positionwise=positionwise
-            )
-            for b in bodies
+            ResidualBlock(b, H, p, eps, norm, positionwise=positionwise) for b in bodies
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -121,35 +148,22 @@ class LayerBlock(nn.Module):
         return x, new
 
 
-class HybridState:
-    """Step-mode state of a :class:`HybridModel`: one entry per block application, plus the
-    number of positions consumed so far (used by the sinusoidal encoding)."""
-
-    __slots__ = ("batch_size", "layers", "position")
-
-    def __init__(self, layers: list[Any], batch_size: int, position: int = 0) -> None:
-        self.layers = layers
-        self.batch_size = batch_size
-        self.position = position
-
-    def __repr__(self) -> str:
-        return (
-            f"HybridState(batch_size={self.batch_size}, position={self.position}, "
-            f"{len(self.layers)} blocks)"
-        )
-
-
 class HybridModel(nn.Module):
     """A hybrid sequence model; build one with :func:`hybridzoo.build`.
 
     ``forward(x [B, L, embed_dim])`` returns ``[B, hidden_size]`` (``output="last"``: the final
-    norm at the last position) or ``[B, L, hidden_size]`` (``output="sequence"``).
+    norm at the last position) or ``[B, L, hidden_size]`` (``output="sequence"``). The input is
+    a tensor of the model's dtype (a clear :class:`~hybridzoo.ShapeError` otherwise).
     """
+
+    #: the ``kind`` of a saved model (see :mod:`hybridzoo.checkpoint`)
+    checkpoint_kind = "HybridModel"
+    config_class = HybridConfig
 
     def __init__(self, config: HybridConfig, *, registry: Registry | None = None) -> None:
         super().__init__()
         if not isinstance(config, HybridConfig):
-            raise TypeError(
+            raise ConfigError(
                 f"HybridModel takes a HybridConfig, got {type(config).__name__}; "
                 "use hybridzoo.build(pattern, embed_dim=...) to build from a pattern"
             )
@@ -157,22 +171,25 @@ class HybridModel(nn.Module):
         self.config = config
         specs = config.specs(registry)
         H = config.hidden_size
+
+        def block(name: str, index: int | None) -> LayerBlock:
+            options = config.options_of(name, index)
+            return LayerBlock(specs[name], options, config, registry=registry)
+
         self.input_proj = nn.Linear(config.embed_dim, H) if config.embed_dim != H else None
-        self.blocks = nn.ModuleList(
-            LayerBlock(specs[name], config.layer_options[name], config) for name in config.pattern
-        )
-        self.shared = nn.ModuleDict(
-            {
-                name: LayerBlock(specs[name], config.layer_options[name], config)
-                for name, _ in config.shared_layers
-            }
-        )
-        self.norm = nn.LayerNorm(H, eps=config.norm_eps)
+        self.blocks = nn.ModuleList(block(name, i) for i, name in enumerate(config.pattern))
+        self.shared = nn.ModuleDict({name: block(name, None) for name, _ in config.shared_layers})
+        self.norm = make_norm(config.norm, H, config.norm_eps)
         self._order: list[LayerBlock] = [
             self.blocks[i] if i is not None else self.shared[name]  # type: ignore[misc]
             for name, i in config.schedule()
         ]
         self._stateless = sorted({b.layer for b in self._order if not b.stateful})
+        self._fingerprint = state_fingerprint(config)
+        # the module whose weights the input meets first (in a tuple: not a submodule again)
+        entry = self.input_proj if self.input_proj is not None else self._order[0].sub_blocks[0]
+        self._entry = (entry if self.input_proj is not None else entry.norm,)
+        self._warned_step_dropout = False
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -187,14 +204,42 @@ class HybridModel(nn.Module):
         pe[:, 1::2] = torch.cos(angle[:, : H // 2])
         return pe.to(like.dtype)
 
-    def _embed(self, x: torch.Tensor, start: int) -> torch.Tensor:
-        if x.dim() != 3 or x.shape[-1] != self.config.embed_dim:
+    def _input_dtype(self) -> torch.dtype:
+        """The dtype of the first weights the input meets (read from ``_parameters``: a plain
+        dict lookup, not ``nn.Module.__getattr__``, on this per-step path)."""
+        return self._entry[0]._parameters["weight"].dtype
+
+    def _check_input(self, x: Any, ndim: int) -> None:
+        """``x`` is a tensor ``[batch, seq_len, embed_dim]`` (``ndim=3``) or ``[batch,
+        embed_dim]`` (``ndim=2``) of the model's dtype (unless autocast is on)."""
+        E = self.config.embed_dim
+        if (
+            isinstance(x, torch.Tensor)
+            and x.dim() == ndim
+            and x.shape[-1] == E
+            and x.dtype == self._input_dtype()
+            and (ndim == 2 or x.shape[1] >= 1)
+        ):
+            return  # the common case, cheap: step latency matters
+        shape = f"[batch, seq_len, {E}] (embed_dim)" if ndim == 3 else f"[batch, {E}]"
+        if not isinstance(x, torch.Tensor):
+            kind = f"{type(x).__module__}.{type(x).__qualname__}".removeprefix("builtins.")
             raise ShapeError(
-                f"expected input [batch, seq_len, {self.config.embed_dim}] (embed_dim), got "
-                f"shape {list(x.shape)}"
+                f"expected a torch.Tensor {shape}, got a {kind}: convert it first, e.g. "
+                f"torch.as_tensor(x, dtype={self._input_dtype()})"
             )
-        if x.shape[1] < 1:
+        if x.dim() != ndim or x.shape[-1] != E:
+            raise ShapeError(f"expected input {shape}, got shape {list(x.shape)}")
+        if ndim == 3 and x.shape[1] < 1:
             raise ShapeError("the sequence length must be >= 1, got an empty sequence")
+        dtype = self._input_dtype()
+        if not torch.is_autocast_enabled(x.device.type):
+            raise ShapeError(
+                f"the input has dtype {x.dtype} but the model's parameters are {dtype}: convert "
+                f"the input (x.to({dtype})) or the model (model.to({x.dtype}))"
+            )
+
+    def _embed(self, x: torch.Tensor, start: int) -> torch.Tensor:
         h = self.input_proj(x) if self.input_proj is not None else x
         if self.config.positional_encoding == "sinusoidal":
             h = h + self._positions(start, x.shape[1], h)
@@ -209,6 +254,7 @@ class HybridModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, L, embed_dim]`` → ``[B, hidden]`` (``output="last"``) or ``[B, L, hidden]``."""
+        self._check_input(x, 3)
         h = self._embed(x, 0)
         for block in self._order:
             h = block(h)
@@ -217,35 +263,47 @@ class HybridModel(nn.Module):
     def _require_step_mode(self) -> None:
         if self._stateless:
             raise StateError(
-                f"step mode needs stateful layers; {', '.join(map(repr, self._stateless))} "
-                "declare capabilities.stateful=False (no init_state/step)"
+                f"step mode needs layers with a step mode; {', '.join(map(repr, self._stateless))} "
+                "declare neither capabilities.stateful nor capabilities.positionwise"
             )
+
+    def _warn_step_dropout(self) -> None:
+        if self.training and self.config.dropout > 0 and not self._warned_step_dropout:
+            self._warned_step_dropout = True
+            warnings.warn(
+                f"step mode with dropout active (training mode, dropout={self.config.dropout}): "
+                "its outputs are random and differ from forward() in eval mode. Step mode is "
+                "for inference: call model.eval() first (this warning is shown once per model)",
+                StepModeWarning,
+                stacklevel=3,
+            )
+
+    def _check_state(self, state: Any, batch_size: int) -> HybridState:
+        return check_state(state, self._fingerprint, len(self._order), batch_size)
 
     def init_state(self, batch_size: int) -> HybridState:
         """A fresh step-mode state for ``batch_size`` sequences (on the model's device/dtype)."""
         self._require_step_mode()
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise StateError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-        return HybridState([b.init_state(batch_size) for b in self._order], batch_size)
+        try:
+            batch_size = at_least(1).check("batch_size", batch_size)
+        except (TypeError, ValueError) as exc:
+            raise StateError(str(exc)) from None
+        layers = [b.init_state(batch_size) for b in self._order]
+        return HybridState(layers, batch_size, fingerprint=self._fingerprint)
 
     def step(self, x_t: torch.Tensor, state: HybridState) -> tuple[torch.Tensor, HybridState]:
         """One position: ``x_t [B, embed_dim]`` → ``(y_t [B, hidden], state)``.
 
         Stepping through a sequence gives ``forward`` with ``output="sequence"`` position by
-        position. The state is updated in place and returned.
+        position. The state is updated in place and returned. Step mode is for inference (run
+        it under ``torch.no_grad()`` in eval mode): autograd does not run through the in-place
+        state updates, and with dropout active (training mode) a :class:`StepModeWarning` is
+        shown once. A state made by a model of another structure is a :class:`StateError`.
         """
-        if not isinstance(state, HybridState):
-            raise StateError(
-                f"expected a HybridState from init_state(), got {type(state).__name__}"
-            )
-        if x_t.dim() != 2 or x_t.shape[-1] != self.config.embed_dim:
-            raise ShapeError(
-                f"step takes x_t of shape [batch, {self.config.embed_dim}], got {list(x_t.shape)}"
-            )
-        if x_t.shape[0] != state.batch_size:
-            raise StateError(
-                f"x_t has batch size {x_t.shape[0]} but the state was made for {state.batch_size}"
-            )
+        self._check_input(x_t, 2)
+        self._require_step_mode()
+        self._check_state(state, x_t.shape[0])
+        self._warn_step_dropout()
         h = self.input_proj(x_t) if self.input_proj is not None else x_t
         if self.config.positional_encoding == "sinusoidal":
             h = h + self._positions(state.position, 1, h)[0]
@@ -259,50 +317,60 @@ class HybridModel(nn.Module):
         self, x: torch.Tensor, state: HybridState | None = None
     ) -> tuple[torch.Tensor, HybridState]:
         """Run a chunk ``[B, L, embed_dim]`` in parallel from ``state`` (fresh when ``None``);
-        returns the output (as ``forward``) and the state after the chunk, ready for ``step``."""
+        returns the output (as ``forward``) and a new state after the chunk, ready for ``step``
+        (the given state is left unchanged). Inference-only, and checked, as :meth:`step`."""
+        self._check_input(x, 3)
         self._require_step_mode()
-        if state is not None and state.batch_size != x.shape[0]:
-            raise StateError(
-                f"x has batch size {x.shape[0]} but the state was made for {state.batch_size}"
-            )
+        if state is not None:
+            self._check_state(state, x.shape[0])
+        self._warn_step_dropout()
         start = 0 if state is None else state.position
         h = self._embed(x, start)
         new: list[Any] = []
         for i, block in enumerate(self._order):
             h, s = block.prefill(h, None if state is None else state.layers[i])
             new.append(s)
-        return self._readout(h), HybridState(new, x.shape[0], start + x.shape[1])
+        out = HybridState(new, x.shape[0], start + x.shape[1], fingerprint=self._fingerprint)
+        return self._readout(h), out
 
     # -- sizes and persistence -------------------------------------------------------------------
 
-    def num_parameters(self) -> int:
-        """Parameters of the model (shared weights once); equals :func:`hybridzoo.param_count`."""
+    def param_count(self) -> int:
+        """Parameters of the model (shared weights once); equals :func:`hybridzoo.param_count`
+        of its config."""
         return sum(p.numel() for p in self.parameters())
 
-    def save(self, directory: str | Path) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` into ``directory`` (created)."""
-        from safetensors.torch import save_file
+    def num_parameters(self) -> int:
+        """Deprecated alias of :meth:`param_count`."""
+        warnings.warn(
+            "HybridModel.num_parameters() is deprecated: use HybridModel.param_count()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.param_count()
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / CONFIG_FILE).write_text(self.config.to_json() + "\n")
-        tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(tensors, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
-        return directory
+    def save(self, directory: str | Path) -> Path:
+        """Write ``config.json`` (with the weights' SHA-256 and the layers' distributions) and
+        ``model.safetensors`` into ``directory``, atomically (see :mod:`hybridzoo.checkpoint`)."""
+        from hybridzoo.checkpoint import save
+
+        return save(self, directory)
 
     @classmethod
     def load(
-        cls, directory: str | Path, *, device: str | torch.device | None = None
+        cls,
+        directory: str | Path,
+        *,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
     ) -> HybridModel:
-        """Rebuild a model written by :meth:`save` (same outputs)."""
-        from safetensors.torch import load_file
+        """Rebuild a model written by :meth:`save`: the same weights, in the dtype they were
+        saved in (or ``dtype``), on ``device`` (default CPU), **in eval mode** (call
+        ``.train()`` to train it further). The weights are checked against the digest in
+        ``config.json`` (:class:`~hybridzoo.CheckpointError` naming the file on a mismatch)."""
+        from hybridzoo.checkpoint import load
 
-        directory = Path(directory)
-        config = HybridConfig.from_dict(json.loads((directory / CONFIG_FILE).read_text()))
-        model = cls(config)
-        tensors = load_file(str(directory / WEIGHTS_FILE), device=str(device or "cpu"))
-        model.load_state_dict(tensors)
-        return model.to(device) if device is not None else model
+        return load(directory, kind=cls, device=device, dtype=dtype)
 
     def extra_repr(self) -> str:
         return f"pattern={' '.join(self.config.pattern)!r}, hidden_size={self.config.hidden_size}"

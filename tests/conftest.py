@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
@@ -26,3 +27,17 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+
+@pytest.fixture
+def conv_registry():
+    """The default registry for one test: the installed layers plus the toy ``conv`` (symbol C)
+    of ``toy_layers``."""
+    from toy_layers import conv_spec
+
+    import hybridzoo
+
+    registry = hybridzoo.Registry()
+    registry.register(conv_spec())
+    with hybridzoo.use_registry(registry):
+        yield registry

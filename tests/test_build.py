@@ -9,15 +9,9 @@ import torch
 from toy_layers import conv_spec
 
 import hybridzoo
-from hybridzoo import ConfigError, HybridConfig, OptionError, PatternError, Registry
+from hybridzoo import ConfigError, HybridConfig, OptionError, PatternError
 
-
-@pytest.fixture(autouse=True)
-def registry():
-    reg = Registry()
-    reg.register(conv_spec())
-    with hybridzoo.use_registry(reg):
-        yield reg
+pytestmark = pytest.mark.usefixtures("conv_registry")
 
 
 def test_output_shapes_and_projection():
@@ -79,7 +73,7 @@ def test_unknown_layer_in_pattern():
         hybridzoo.build(["cnov"], embed_dim=4)
 
 
-def test_shared_layers_one_set_of_weights_applied_after_positions(registry):
+def test_shared_layers_one_set_of_weights_applied_after_positions(conv_registry):
     model = hybridzoo.build(
         "C C C C", embed_dim=8, hidden_size=8, shared_layers={"ffn": [2, 4]}, dropout=0.0
     )
@@ -87,7 +81,7 @@ def test_shared_layers_one_set_of_weights_applied_after_positions(registry):
         "conv", "conv", "ffn", "conv", "conv", "ffn",
     ]  # fmt: skip
     assert model._order[2] is model._order[5]
-    assert model.num_parameters() == hybridzoo.param_count(
+    assert model.param_count() == hybridzoo.param_count(
         "C C C C", hidden_size=8, shared_layers={"ffn": [2, 4]}
     )
     breakdown = hybridzoo.param_breakdown("CCCC", hidden_size=8, shared_layers={"ffn": [2, 4]})
@@ -180,25 +174,25 @@ def test_replace_and_flat_options():
 
 
 def test_state_size():
-    assert hybridzoo.state_size("C F C", hidden_size=8, conv_kernel_size=3) == 2 * 2 * 8
+    assert hybridzoo.state_numel("C F C", hidden_size=8, conv_kernel_size=3) == 2 * 2 * 8
 
 
-def test_stateless_layer_refuses_step_mode(registry):
+def test_stateless_layer_refuses_step_mode(conv_registry):
     import attrs
 
     spec = attrs.evolve(
         conv_spec(name="nostep", symbol="N"), capabilities=hybridzoo.Capabilities(stateful=False)
     )
-    registry.register(spec)
+    conv_registry.register(spec)
     model = hybridzoo.build("N", embed_dim=3)
     with pytest.raises(hybridzoo.StateError, match="'nostep'"):
         model.init_state(1)
 
 
-def test_factory_returning_the_wrong_thing_is_a_plugin_error(registry):
+def test_factory_returning_the_wrong_thing_is_a_plugin_error(conv_registry):
     import attrs
 
-    registry.register(attrs.evolve(conv_spec(name="bad", symbol="B"), factory=lambda o, h: 3))
+    conv_registry.register(attrs.evolve(conv_spec(name="bad", symbol="B"), factory=lambda o, h: 3))
     with pytest.raises(hybridzoo.PluginError, match="factory must return 1 nn.Module"):
         hybridzoo.build("B", embed_dim=3)
 

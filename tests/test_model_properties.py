@@ -19,8 +19,9 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import hybridzoo
-from hybridzoo import HybridConfig
+from hybridzoo import HybridConfig, OptionError
 from hybridzoo.model import HybridModel
+from hybridzoo.model_options import MODEL_OPTIONS
 from hybridzoo.testing import assert_close
 from hybridzoo.testing import strategies as hzst
 
@@ -69,33 +70,37 @@ def test_param_count_equals_the_built_model(config: HybridConfig) -> None:
     """Exact, with input projections and shared blocks (counted once)."""
     model = HybridModel(config)
     built = sum(p.numel() for p in model.parameters())
-    assert hybridzoo.param_count(config) == built == model.num_parameters()
+    assert hybridzoo.param_count(config) == built == model.param_count()
     assert sum(row.params for row in hybridzoo.param_breakdown(config)) == built
 
 
-@pytest.mark.skipif(not STATEFUL, reason="no stateful layer is registered")
-@given(
-    config=hzst.model_configs(layers=STATEFUL or ["ffn"], min_layers=2, min_layer_types=MIX),
-    data=st.data(),
-)
+def stateful_property(test):  # type: ignore[no-untyped-def]
+    """A property over drawn step-mode models (two or more layers, mixed types) and ``data``."""
+    configs = hzst.model_configs(layers=STATEFUL or ["ffn"], min_layers=2, min_layer_types=MIX)
+    test = given(config=configs, data=st.data())(test)
+    return pytest.mark.skipif(not STATEFUL, reason="no stateful layer is registered")(test)
+
+
+def steps(model: HybridModel, x: torch.Tensor, state: object, start: int = 0) -> torch.Tensor:
+    """``model.step`` over ``x[:, start:]`` from ``state``, stacked along the sequence."""
+    out = []
+    for t in range(start, x.shape[1]):
+        y_t, state = model.step(x[:, t], state)
+        out.append(y_t)
+    return torch.stack(out, 1)
+
+
+@stateful_property
 def test_step_equals_forward(config: HybridConfig, data: st.DataObject) -> None:
     model = build(config)
     x = data.draw(hzst.inputs(hidden=config.embed_dim, **small_inputs), label="x")
     with torch.no_grad():
         y = model(x)
-        state = model.init_state(x.shape[0])
-        steps = []
-        for t in range(x.shape[1]):
-            y_t, state = model.step(x[:, t], state)
-            steps.append(y_t)
-    assert_close(torch.stack(steps, 1), y, what=f"{config.pattern}: step != forward")
+        stepped = steps(model, x, model.init_state(x.shape[0]))
+    assert_close(stepped, y, what=f"{config.pattern}: step != forward")
 
 
-@pytest.mark.skipif(not STATEFUL, reason="no stateful layer is registered")
-@given(
-    config=hzst.model_configs(layers=STATEFUL or ["ffn"], min_layers=2, min_layer_types=MIX),
-    data=st.data(),
-)
+@stateful_property
 def test_prefill_then_steps_equals_forward(config: HybridConfig, data: st.DataObject) -> None:
     model = build(config)
     x = data.draw(
@@ -106,11 +111,8 @@ def test_prefill_then_steps_equals_forward(config: HybridConfig, data: st.DataOb
         y = model(x)
         y_pre, state = model.prefill(x[:, :split])
         assert_close(y_pre, y[:, :split], what=f"{config.pattern}: prefill != forward")
-        steps = []
-        for t in range(split, x.shape[1]):
-            y_t, state = model.step(x[:, t], state)
-            steps.append(y_t)
-    assert_close(torch.stack(steps, 1), y[:, split:], what=f"{config.pattern}: steps after prefill")
+        stepped = steps(model, x, state, split)
+    assert_close(stepped, y[:, split:], what=f"{config.pattern}: steps after prefill")
 
 
 @given(config=hzst.model_configs(max_layers=3), data=st.data())
@@ -145,3 +147,77 @@ def test_drawn_patterns_come_from_the_registry(config: HybridConfig) -> None:
     assert set(config.pattern) <= set(STATEFUL)
     assert len(set(config.pattern)) >= MIX
     assert not config.shared_layers
+
+
+def _elements(state: object, *, batch_first: bool = False) -> int:
+    """Elements of the tensors of a (nested) state; ``batch_first``: of those with a batch
+    dimension only (0-d tensors are shared by the rows)."""
+    if isinstance(state, torch.Tensor):
+        return 0 if batch_first and state.dim() == 0 else state.numel()
+    if isinstance(state, list | tuple):
+        return sum(_elements(s, batch_first=batch_first) for s in state)
+    raise TypeError(f"unexpected state entry {type(state).__name__}")
+
+
+@pytest.mark.skipif(not STATEFUL, reason="no stateful layer is registered")
+@given(
+    config=hzst.model_configs(
+        layers=STATEFUL or ["ffn"], min_layers=2, max_layers=3, shared_layers=False
+    ),
+    data=st.data(),
+)
+def test_state_numel_equals_the_elements_of_a_real_state(
+    config: HybridConfig, data: st.DataObject
+) -> None:
+    """With a shared layer applied two or more times (one state per application)."""
+    layer = data.draw(st.sampled_from(sorted(set(config.pattern))), label="shared layer")
+    positions = st.integers(1, len(config.pattern))
+    after = data.draw(st.lists(positions, min_size=2, max_size=3, unique=True), label="after")
+    config = config.replace(shared_layers={layer: after})
+    formula = hybridzoo.state_numel(config)
+    model = HybridModel(config)
+    one, two = model.init_state(1).layers, model.init_state(2).layers
+    if formula is None:  # some layer's state grows with the sequence
+        specs = config.specs()
+        assert any(
+            specs[n].state_size is None or specs[n].state_size(config.options_of(n, i), 1) is None
+            for n, i in config.schedule()
+        )
+        return
+    assert formula == _elements(one, batch_first=True) == _elements(two) - _elements(one)
+
+
+@given(config=hzst.model_configs(max_layers=4), data=st.data())
+def test_replace_with_the_same_values_returns_an_equal_config(
+    config: HybridConfig, data: st.DataObject
+) -> None:
+    registry = hybridzoo.get_registry()
+    every = {name: getattr(config, name) for name in MODEL_OPTIONS}
+    for name, record in config.layer_options.items():
+        prefix = registry.get(name).option_prefix
+        every.update({f"{prefix}_{k}": v for k, v in attrs.asdict(record, recurse=False).items()})
+    symbols = " ".join(registry.get(n).symbol for n in config.pattern)
+    assert config.replace() == config
+    assert config.replace(**every) == config
+    assert config.replace(pattern=symbols, **every) == config  # a string is parsed, not split
+
+    changes = [("dropout", 0.5), ("norm", "rmsnorm"), ("norm_eps", 1e-3), ("output", "last")]
+    changes += [("positional_encoding", "sinusoidal"), ("embed_dim", config.embed_dim + 1)]
+    name, value = data.draw(st.sampled_from(changes), label="change")
+    changed = config.replace(**{name: value})
+    assert getattr(changed, name) == value
+    assert all(getattr(changed, n) == getattr(config, n) for n in MODEL_OPTIONS if n != name)
+    assert (changed.pattern, changed.layer_options) == (config.pattern, config.layer_options)
+    assert changed.replace(**{name: getattr(config, name)}) == config
+
+    layer = data.draw(st.sampled_from(sorted(config.layer_options)), label="layer")
+    spec = registry.get(layer)
+    field = data.draw(st.sampled_from(attrs.fields(spec.options)), label="field")
+    option = data.draw(st.sampled_from([field.default, *field.metadata.get("examples", ())]))
+    try:
+        changed = config.replace(**{f"{spec.option_prefix}_{field.name}": option})
+    except OptionError:  # another field of the record or the hidden size forbids this value
+        assume(False)
+    expected = attrs.evolve(config.layer_options[layer], **{field.name: option})
+    assert changed.layer_options == {**config.layer_options, layer: expected}
+    assert all(getattr(changed, n) == getattr(config, n) for n in MODEL_OPTIONS)

@@ -1,6 +1,6 @@
 """``hybridzoo arena``: the command-line face of the arena.
 
-The core's ``hybridzoo/cli.py`` adds the ``arena`` subcommand with :func:`configure_parser` and
+The core's ``hybridzoo/cli/`` adds the ``arena`` subcommand with :func:`configure_parser` and
 calls :func:`run` with the parsed arguments. Under ``torchrun`` every rank runs the same command;
 rank 0 alone prints and writes files.
 """
@@ -8,7 +8,6 @@ rank 0 alone prints and writes files.
 from __future__ import annotations
 
 import argparse
-import ast
 import os
 import sys
 import time
@@ -16,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hybridzoo.arena.defaults import BUILTIN_TASKS, DEFAULT_HIDDEN_SIZE, DEFAULT_PATTERNS
+from hybridzoo.cli.values import parse_assignment
 
 DEFAULTS: dict[str, Any] = {
     "seq_lens": [64, 128],
@@ -36,17 +36,6 @@ QUICK: dict[str, Any] = {
     "checkpoint_every": 100,
 }
 """What ``--quick`` sets (options given explicitly still win)."""
-
-
-def _key_value(text: str) -> tuple[str, Any]:
-    key, sep, raw = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    try:
-        value = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        value = raw
-    return key.strip().replace("-", "_"), value
 
 
 def _positive(text: str) -> int:
@@ -110,7 +99,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     models.add_argument(
         "--layer-option",
         action="append",
-        type=_key_value,
+        type=parse_assignment,
         default=[],
         metavar="KEY=VALUE",
         help="a layer option for every model, e.g. mamba_state_size=32 (repeatable)",
@@ -151,7 +140,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     task.add_argument(
         "--task-option",
         action="append",
-        type=_key_value,
+        type=parse_assignment,
         default=[],
         metavar="KEY=VALUE",
         help="any other task parameter (repeatable), e.g. random_non_queries=False",

@@ -61,15 +61,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _parse_options(items: list[str]) -> dict[str, Any]:
-    from hybridzoo.cli import parse_value
+    from hybridzoo.cli.values import parse_assignments
 
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--option must look like KEY=VALUE, got {item!r}")
-        out[key.strip().replace("-", "_")] = parse_value(value)
-    return out
+    return parse_assignments(items, "--option")
 
 
 def format_table(results: list[Any]) -> str:
