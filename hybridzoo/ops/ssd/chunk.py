@@ -20,6 +20,7 @@ def chunk_ssd(
     output_final_state: bool = False,
     chunk_size: int = 64,
     seq_idx: torch.Tensor | None = None,
+    backend: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Mamba-2's selective state-space scan (SSD), chunkwise parallel.
 
@@ -37,6 +38,7 @@ def chunk_ssd(
         chunk_size: positions per chunk, a power of two; changes speed only.
         seq_idx: ``[B, T]`` integers, non-decreasing along T: the state restarts from zero where
             it changes (packed documents).
+        backend: ``"auto"``, ``"compiled"`` or ``"torch"``, as :func:`chunk_simple_gla`'s.
 
     Returns:
         ``(y [B, T, H, P] in x's dtype, h_T [B, H, P, N] or None)``, computed in float64 for
@@ -54,6 +56,7 @@ def chunk_ssd(
         output_final_state=output_final_state,
         chunk_size=chunk_size,
         seq_idx=seq_idx,
+        backend=backend,
     )
     return y, (None if final is None else final.transpose(-1, -2))
 

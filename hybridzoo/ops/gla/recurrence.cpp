@@ -1,0 +1,325 @@
+// Fused CPU kernel of the gated linear recurrence (GLA, RWKV-6's bonus form, and the scalar-decay
+// form under simple GLA and Mamba-2's SSD): forward and backward, one (batch row, head) per task.
+//
+//   S_t = diag(w_t) S_{t-1} + k_tᵀ v_t,   o_t = scale · q_t S_t                      (inclusive)
+//   o_t = scale · q_t (S_{t-1} + diag(u) k_tᵀ v_t),   then the same update           (bonus)
+//
+// Layout (the last dimension contiguous, other strides free):
+//   q, k : [B, T, G, K]  (value head h reads query/key head h / (H / G))
+//   v    : [B, T, H, V]      w : [B, T, H, Kw]  the decay factors exp(g), Kw = K or 1 (scalar)
+//   u    : [H, K] or empty   starts : [B, T] bool or empty (document starts: S is zeroed first)
+//   s0   : [B, H, K, V] or empty      state S per (b, h): [K, V], row i for key channel i.
+//
+// The state lives in a local [K, V] buffer (in L1/L2 for the usual sizes) and the recurrence runs
+// position by position: exact for any decay (one multiplication per step, as the step mode), and
+// causal by construction (no output reads a later input). Work: ~3 vector operations per state
+// element and step forward.
+//
+// Backward: the forward pass stores the state entering every block of `chunk` positions
+// ("checkpoints", [B, H, ceil(T/chunk), K, V]); the backward pass walks the blocks in reverse,
+// recomputes a block's states into a local buffer and runs the reverse recurrence for dS:
+//   inclusive: dS ← dS + scale qᵀ do;  dq = scale S_t do;  dk = dS v;  dv = dSᵀ k;
+//              dw_i = Σ_j dS_ij S_{t-1,ij};  dS ← diag(w) dS
+//   bonus:     dk = dS v + scale (q ⊙ u) (do · v);  dv = dSᵀ k + scale (q · (u ⊙ k)) do;
+//              dw as above;  dS ← diag(w) dS + scale qᵀ do;  dq = scale (S_{t-1} do + u ⊙ k (do · v))
+// and at a document start dS ← 0. dq and dk come per value head (the caller sums a group's heads),
+// du per batch row, dw per channel (Kw = 1: summed over the channels).
+
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/Dispatch.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <tuple>
+#include <type_traits>
+#include <vector>
+
+#include "recurrence.h"
+
+namespace {
+
+// One forward step on the state S [K, V] for the columns [j0, j0 + NB·W): NB vector
+// accumulators kept in registers over the K rows (independent chains hide the FMA latency).
+template <typename T, int NB>
+inline void step_tile(const Dims& d, T* __restrict S, const T* __restrict q,
+                      const T* __restrict k, const T* __restrict v, const T* __restrict w,
+                      int64_t j0, typename Lanes<T>::V* acc) {
+  using Vec = typename Lanes<T>::V;
+  constexpr int W = Lanes<T>::W;
+  Vec vv[NB];
+  for (int n = 0; n < NB; ++n) {
+    vv[n] = *reinterpret_cast<const Vec*>(v + j0 + n * W);
+    acc[n] = Vec{} ;
+  }
+  for (int64_t i = 0; i < d.K; ++i) {
+    const T wi = w[d.Kw == 1 ? 0 : i], ki = k[i], qi = q[i];
+    Vec* row = reinterpret_cast<Vec*>(S + i * d.V + j0);
+    for (int n = 0; n < NB; ++n) {
+      const Vec old = row[n];
+      const Vec upd = wi * old + ki * vv[n];
+      row[n] = upd;
+      acc[n] += qi * (d.bonus ? old : upd);
+    }
+  }
+}
+
+// One forward step on the state S [K, V]; writes o (scaled).
+template <typename T>
+inline void step_forward(const Dims& d, T* __restrict S, const T* __restrict q,
+                         const T* __restrict k, const T* __restrict v, const T* __restrict w,
+                         const T* __restrict u, T scale, T* __restrict o) {
+  using Vec = typename Lanes<T>::V;
+  constexpr int W = Lanes<T>::W;
+  const int64_t V = d.V;
+  T qk = 0;
+  if (d.bonus)
+    for (int64_t i = 0; i < d.K; ++i) qk += q[i] * u[i] * k[i];
+  int64_t j0 = 0;
+  Vec acc[4];
+  for (; j0 + 4 * W <= V; j0 += 4 * W) {
+    step_tile<T, 4>(d, S, q, k, v, w, j0, acc);
+    for (int n = 0; n < 4; ++n) {
+      Vec vv = *reinterpret_cast<const Vec*>(v + j0 + n * W);
+      *reinterpret_cast<Vec*>(o + j0 + n * W) = scale * (acc[n] + qk * vv);
+    }
+  }
+  for (; j0 + W <= V; j0 += W) {
+    step_tile<T, 1>(d, S, q, k, v, w, j0, acc);
+    Vec vv = *reinterpret_cast<const Vec*>(v + j0);
+    *reinterpret_cast<Vec*>(o + j0) = scale * (acc[0] + qk * vv);
+  }
+  for (int64_t j = j0; j < V; ++j) {  // the columns left over: scalar
+    T a = 0;
+    for (int64_t i = 0; i < d.K; ++i) {
+      T* x = S + i * V + j;
+      const T old = *x, upd = w[d.Kw == 1 ? 0 : i] * old + k[i] * v[j];
+      *x = upd;
+      a += q[i] * (d.bonus ? old : upd);
+    }
+    o[j] = scale * (a + qk * v[j]);
+  }
+}
+
+template <typename T>
+void forward_impl(const Dims& d, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                  const at::Tensor& w, const at::Tensor& u, const at::Tensor& s0,
+                  const at::Tensor& starts, double scale_d, at::Tensor& o, at::Tensor& s_end,
+                  at::Tensor* ckpt) {
+  Seq<T> Q(q), Kt(k), Vt(v), W(w), O(o);
+  const T* U = d.bonus ? u.data_ptr<T>() : nullptr;
+  const T* S0 = s0.numel() ? s0.data_ptr<T>() : nullptr;
+  const bool* st = d.has_starts ? starts.data_ptr<bool>() : nullptr;
+  T* SE = s_end.data_ptr<T>();
+  T* CK = ckpt ? ckpt->data_ptr<T>() : nullptr;
+  const T scale = static_cast<T>(scale_d);
+  const int64_t KV = d.K * d.V;
+  at::parallel_for(0, d.B * d.H, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t b = task / d.H, h = task % d.H, g = h / d.R;
+      T* S = SE + task * KV;  // the final state buffer doubles as the running state
+      if (S0) std::copy(S0 + task * KV, S0 + (task + 1) * KV, S);
+      else std::fill(S, S + KV, T(0));
+      const T* u = U ? U + h * d.K : nullptr;
+      for (int64_t t = 0; t < d.T; ++t) {
+        if (is_start(d, st, b, t)) std::fill(S, S + KV, T(0));
+        if (CK && t % d.chunk == 0) std::copy(S, S + KV, CK + (task * d.nc + t / d.chunk) * KV);
+        step_forward<T>(d, S, Q.at(b, t, g), Kt.at(b, t, g), Vt.at(b, t, h), W.at(b, t, h), u,
+                        scale, O.at(b, t, h));
+      }
+    }
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> fwd(const at::Tensor& q, const at::Tensor& k,
+                                                   const at::Tensor& v, const at::Tensor& w,
+                                                   const at::Tensor& u, const at::Tensor& s0,
+                                                   const at::Tensor& starts, double scale,
+                                                   int64_t chunk, bool save) {
+  const Dims d = dims_of(q, v, w, u, starts, chunk);
+  auto opts = v.options();
+  at::Tensor o = at::empty({d.B, d.T, d.H, d.V}, opts);
+  at::Tensor s_end = at::empty({d.B, d.H, d.K, d.V}, opts);
+  at::Tensor ckpt = at::empty({save ? d.B : 0, d.H, d.nc, d.K, d.V}, opts);
+  AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "linear_recurrence_fwd", [&] {
+    forward_impl<scalar_t>(d, q, k, v, w, u, s0, starts, scale, o, s_end, save ? &ckpt : nullptr);
+  });
+  return {o, s_end, ckpt};
+}
+
+// What one reverse step reads and writes (pointers at position t; states transposed: [V, K]).
+template <typename T>
+struct StepGrad {
+  const T *q, *k, *v, *w, *u, *dout, *prev, *post;
+  T *dST, *dq, *dk, *dw, *du, *dv_part;
+  T scale, dov;
+};
+
+// The reverse step for the key channels [i0, i0 + NB·L): vectorised over channels, the sums over
+// value columns become vector accumulations; only dv needs a horizontal sum per column.
+template <typename T, typename Vec, int NB>
+inline void grad_block(const Dims& d, const StepGrad<T>& a, int64_t i0, T* dw_sum) {
+  constexpr int L = sizeof(Vec) / sizeof(T);
+  const int64_t K = d.K;
+  Vec w[NB], k[NB], sq[NB], dk[NB], dw[NB], dq[NB];
+  for (int n = 0; n < NB; ++n) {
+    const int64_t i = i0 + n * L;
+    w[n] = d.Kw == 1 ? Vec{} + a.w[0] : load<Vec>(a.w + i);
+    k[n] = load<Vec>(a.k + i);
+    sq[n] = a.scale * load<Vec>(a.q + i);
+    dk[n] = dw[n] = dq[n] = Vec{};
+  }
+  const T* rd = d.bonus ? a.prev : a.post;  // the state the output read
+  auto column = [&](int64_t j) -> Vec {  // one value column j: updates dST, returns dv's lanes
+    const T doj = a.dout[j], vj = a.v[j];
+    T* ds = a.dST + j * K + i0;
+    const T* sp = a.prev + j * K + i0;
+    const T* sr = rd + j * K + i0;
+    Vec dvp{};
+    for (int n = 0; n < NB; ++n) {
+      Vec x = load<Vec>(ds + n * L);
+      if (!d.bonus) x += doj * sq[n];
+      dk[n] += vj * x;
+      dw[n] += x * load<Vec>(sp + n * L);
+      dq[n] += doj * load<Vec>(sr + n * L);
+      dvp += k[n] * x;
+      store(ds + n * L, d.bonus ? w[n] * x + doj * sq[n] : w[n] * x);
+    }
+    return dvp;
+  };
+  int64_t j = 0;
+  if constexpr (L > 1) {  // whole groups of L columns: one lane-sum per group
+    using Full = typename LaneSum<T, L, L>::V;
+    for (; j + L <= d.V; j += L) {
+      Full parts[L];
+      for (int c = 0; c < L; ++c) parts[c] = column(j + c);
+      LaneSum<T, L, L>::level(parts, L);
+      store(a.dv_part + j, load<Full>(a.dv_part + j) + parts[0]);
+    }
+  }
+  for (; j < d.V; ++j) a.dv_part[j] += hsum<T>(column(j));
+  for (int n = 0; n < NB; ++n) {
+    const int64_t i = i0 + n * L;
+    if (d.bonus) {
+      const Vec uk = load<Vec>(a.u + i) * k[n];
+      store(a.dq + i, a.scale * dq[n] + (a.scale * a.dov) * uk);
+      store(a.dk + i, dk[n] + a.dov * sq[n] * load<Vec>(a.u + i));
+      store(a.du + i, load<Vec>(a.du + i) + a.dov * sq[n] * k[n]);
+    } else {
+      store(a.dq + i, a.scale * dq[n]);
+      store(a.dk + i, dk[n]);
+    }
+    if (d.Kw == 1) *dw_sum += hsum<T>(dw[n]);
+    else store(a.dw + i, dw[n]);
+  }
+}
+
+template <typename T>
+void grad_step(const Dims& d, const StepGrad<T>& a) {
+  using Vec = typename Lanes<T>::V;
+  constexpr int W = Lanes<T>::W;
+  std::fill(a.dv_part, a.dv_part + d.V, T(0));
+  T dw_sum = 0;
+  int64_t i0 = 0;
+  for (; i0 + 4 * W <= d.K; i0 += 4 * W) grad_block<T, Vec, 4>(d, a, i0, &dw_sum);
+  for (; i0 + W <= d.K; i0 += W) grad_block<T, Vec, 1>(d, a, i0, &dw_sum);
+  for (; i0 < d.K; ++i0) grad_block<T, T, 1>(d, a, i0, &dw_sum);
+  if (d.Kw == 1) a.dw[0] = dw_sum;
+}
+
+template <typename T>
+void backward_impl(const Dims& d, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                   const at::Tensor& w, const at::Tensor& u, const at::Tensor& starts,
+                   const at::Tensor& ckpt, const at::Tensor& dout, const at::Tensor& ds_end,
+                   double scale_d, at::Tensor& dq, at::Tensor& dk, at::Tensor& dv,
+                   at::Tensor& dw, at::Tensor& du, at::Tensor& ds0) {
+  Seq<T> Q(q), Kt(k), Vt(v), W(w), DO(dout), DQ(dq), DK(dk), DV(dv), DW(dw);
+  const T* U = d.bonus ? u.data_ptr<T>() : nullptr;
+  const bool* st = d.has_starts ? starts.data_ptr<bool>() : nullptr;
+  const T* CK = ckpt.data_ptr<T>();
+  const T* DSE = ds_end.numel() ? ds_end.data_ptr<T>() : nullptr;
+  T* DU = d.bonus ? du.data_ptr<T>() : nullptr;
+  T* DS0 = ds0.data_ptr<T>();
+  const T scale = static_cast<T>(scale_d);
+  const int64_t KV = d.K * d.V, K = d.K, V = d.V;
+  at::parallel_for(0, d.B * d.H, 1, [&](int64_t begin, int64_t end) {
+    // states and their gradient transposed ([V, K]): the reverse step vectorises over channels
+    std::vector<T> buf((d.chunk + 1) * KV), zeros(KV, T(0)), dST(KV), dv_part(V);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t b = task / d.H, h = task % d.H, g = h / d.R;
+      auto before = [&](int64_t t, int64_t t0) -> const T* {
+        if (t > t0 && is_start(d, st, b, t)) return zeros.data();
+        return buf.data() + (t - t0) * KV;
+      };
+      if (DSE) transpose(DSE + task * KV, dST.data(), K, V);
+      else std::fill(dST.begin(), dST.end(), T(0));
+      T* du_row = DU ? DU + task * K : nullptr;
+      if (du_row) std::fill(du_row, du_row + K, T(0));
+      for (int64_t c = d.nc - 1; c >= 0; --c) {
+        const int64_t t0 = c * d.chunk, t1 = std::min(d.T, t0 + d.chunk);
+        // recompute: buf[0] = the state entering t0 (after a reset there), buf[s + 1] = the
+        // state after position t0 + s; a reset makes the state before a position the zeros
+        transpose(CK + (task * d.nc + c) * KV, buf.data(), K, V);
+        for (int64_t t = t0; t < t1; ++t) {
+          const T* cur = before(t, t0);
+          T* nxt = buf.data() + (t - t0 + 1) * KV;
+          const T *kt = Kt.at(b, t, g), *vt = Vt.at(b, t, h), *wt = W.at(b, t, h);
+          for (int64_t j = 0; j < V; ++j) advance_row(d, cur + j * K, nxt + j * K, wt, kt, vt[j]);
+        }
+        for (int64_t t = t1 - 1; t >= t0; --t) {
+          StepGrad<T> a;
+          a.q = Q.at(b, t, g), a.k = Kt.at(b, t, g), a.v = Vt.at(b, t, h), a.w = W.at(b, t, h);
+          a.u = U ? U + h * K : nullptr, a.dout = DO.at(b, t, h);
+          a.prev = before(t, t0), a.post = buf.data() + (t - t0 + 1) * KV;
+          a.dST = dST.data(), a.dq = DQ.at(b, t, h), a.dk = DK.at(b, t, h), a.dw = DW.at(b, t, h);
+          a.du = du_row, a.dv_part = dv_part.data(), a.scale = scale;
+          const T qk = d.bonus ? dot3(a.q, a.u, a.k, K) : T(0);
+          a.dov = dot3<T>(a.dout, a.v, nullptr, V);
+          grad_step(d, a);
+          T* dvt = DV.at(b, t, h);
+          for (int64_t j = 0; j < V; ++j) dvt[j] = dv_part[j] + scale * qk * a.dout[j];
+          if (is_start(d, st, b, t)) std::fill(dST.begin(), dST.end(), T(0));
+        }
+      }
+      transpose(dST.data(), DS0 + task * KV, V, K);
+    }
+  });
+}
+
+std::vector<at::Tensor> bwd(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                            const at::Tensor& w, const at::Tensor& u, const at::Tensor& starts,
+                            const at::Tensor& ckpt, const at::Tensor& dout,
+                            const at::Tensor& ds_end, double scale, int64_t chunk) {
+  const Dims d = dims_of(q, v, w, u, starts, chunk);
+  auto opts = v.options();
+  at::Tensor dq = at::empty({d.B, d.T, d.H, d.K}, opts);
+  at::Tensor dk = at::empty({d.B, d.T, d.H, d.K}, opts);
+  at::Tensor dv = at::empty({d.B, d.T, d.H, d.V}, opts);
+  at::Tensor dw = at::empty({d.B, d.T, d.H, d.Kw}, opts);
+  at::Tensor du = at::empty({d.bonus ? d.B : 0, d.H, d.K}, opts);
+  at::Tensor ds0 = at::empty({d.B, d.H, d.K, d.V}, opts);
+  AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "linear_recurrence_bwd", [&] {
+    backward_impl<scalar_t>(d, q, k, v, w, u, starts, ckpt, dout, ds_end, scale, dq, dk, dv, dw,
+                            du, ds0);
+  });
+  return {dq, dk, dv, dw, du, ds0};
+}
+
+}  // namespace
+
+TORCH_LIBRARY(hybridzoo_linear_recurrence, m) {
+  m.def(
+      "fwd(Tensor q, Tensor k, Tensor v, Tensor w, Tensor u, Tensor s0, Tensor starts, "
+      "float scale, int chunk, bool save) -> (Tensor, Tensor, Tensor)");
+  m.def(
+      "bwd(Tensor q, Tensor k, Tensor v, Tensor w, Tensor u, Tensor starts, Tensor ckpt, "
+      "Tensor dout, Tensor ds_end, float scale, int chunk) -> Tensor[]");
+}
+
+TORCH_LIBRARY_IMPL(hybridzoo_linear_recurrence, CPU, m) {
+  m.impl("fwd", &fwd);
+  m.impl("bwd", &bwd);
+}

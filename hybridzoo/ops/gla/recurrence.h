@@ -1,0 +1,145 @@
+// Shared pieces of recurrence.cpp: strided views, sizes, and SIMD helpers (GCC/Clang vector
+// extensions: one cache line per vector, loads and stores at any address).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+
+namespace {
+
+// Strided view of a [B, T, X, D] tensor (last dimension contiguous).
+template <typename T>
+struct Seq {
+  T* p;
+  int64_t sb, st, sx;
+  Seq(const at::Tensor& t) : p(t.data_ptr<T>()), sb(t.stride(0)), st(t.stride(1)), sx(t.stride(2)) {}
+  T* at(int64_t b, int64_t t, int64_t x) const { return p + b * sb + t * st + x * sx; }
+};
+
+struct Dims {
+  int64_t B, T, G, H, K, V, Kw, R, chunk, nc;
+  bool bonus, has_starts;
+};
+
+Dims dims_of(const at::Tensor& q, const at::Tensor& v, const at::Tensor& w, const at::Tensor& u,
+             const at::Tensor& starts, int64_t chunk) {
+  Dims d;
+  d.B = q.size(0);
+  d.T = q.size(1);
+  d.G = q.size(2);
+  d.K = q.size(3);
+  d.H = v.size(2);
+  d.V = v.size(3);
+  d.Kw = w.size(3);
+  d.R = d.H / d.G;
+  d.chunk = std::max<int64_t>(chunk, 1);
+  d.nc = (d.T + d.chunk - 1) / d.chunk;
+  d.bonus = u.numel() > 0;
+  d.has_starts = starts.numel() > 0;
+  return d;
+}
+
+inline bool is_start(const Dims& d, const bool* starts, int64_t b, int64_t t) {
+  return d.has_starts && starts[b * d.T + t];
+}
+
+// SIMD vectors of one cache line (GCC/Clang vector extensions), loadable from any address.
+template <typename T>
+struct Lanes {
+  static constexpr int W = 64 / sizeof(T);
+  typedef T V __attribute__((vector_size(64), aligned(sizeof(T))));
+};
+
+// Vector loads and stores at any address; a horizontal sum. With Vec = T (one lane) the same code
+// serves the channels left over after the whole vectors.
+template <typename Vec, typename T>
+inline Vec load(const T* p) {
+  Vec x;
+  __builtin_memcpy(&x, p, sizeof(Vec));
+  return x;
+}
+template <typename Vec, typename T>
+inline void store(T* p, const Vec& x) {
+  __builtin_memcpy(p, &x, sizeof(Vec));
+}
+template <typename T, typename Vec>
+inline T hsum(const Vec& x) {
+  if constexpr (sizeof(Vec) == sizeof(T)) {
+    return x;
+  } else {
+    T s = 0;
+    for (size_t l = 0; l < sizeof(Vec) / sizeof(T); ++l) s += x[l];
+    return s;
+  }
+}
+
+// r[s] = Σ_l x[s][l] for W vectors x of W lanes: log2(W) levels of shuffles, each halving the
+// number of vectors (block by block: lower halves + upper halves), instead of W horizontal sums.
+template <typename T, int W, int H>
+struct LaneSum {
+  typedef T V __attribute__((vector_size(64), aligned(sizeof(T))));
+  typedef std::conditional_t<sizeof(T) == 4, int32_t, int64_t> I
+      __attribute__((vector_size(64)));
+  static I mask(int half) {  // lanes from (a, b) with blocks of H lanes -> blocks of H/2
+    I m;
+    const int per = W / H;  // sources per input vector
+    for (int l = 0; l < W; ++l) {
+      const int src = l / (H / 2);
+      m[l] = (src / per) * W + (src % per) * H + (l % (H / 2)) + half * (H / 2);
+    }
+    return m;
+  }
+  static void level(V* x, int count) {
+    static const I lo = mask(0), hi = mask(1);
+    for (int p = 0; p < count / 2; ++p)
+      x[p] = __builtin_shuffle(x[2 * p], x[2 * p + 1], lo) +
+             __builtin_shuffle(x[2 * p], x[2 * p + 1], hi);
+    if constexpr (H > 2) LaneSum<T, W, H / 2>::level(x, count / 2);
+  }
+};
+
+// Σ_i x_i y_i (z_i): vector partial sums, then one horizontal sum.
+template <typename T>
+inline T dot3(const T* x, const T* y, const T* z, int64_t n) {
+  using Vec = typename Lanes<T>::V;
+  constexpr int W = Lanes<T>::W;
+  Vec acc{};
+  int64_t i = 0;
+  for (; i + W <= n; i += W) {
+    Vec p = load<Vec>(x + i) * load<Vec>(y + i);
+    acc += z ? p * load<Vec>(z + i) : p;
+  }
+  T s = hsum<T>(acc);
+  for (; i < n; ++i) s += x[i] * y[i] * (z ? z[i] : T(1));
+  return s;
+}
+
+// One row of the transposed state update: dst[i] = w_i src[i] + k_i v_j over the K channels.
+template <typename T>
+inline void advance_row(const Dims& d, const T* src, T* dst, const T* w, const T* k, T vj) {
+  using Vec = typename Lanes<T>::V;
+  constexpr int W = Lanes<T>::W;
+  int64_t i = 0;
+  if (d.Kw == 1) {
+    const T w0 = w[0];
+    for (; i + W <= d.K; i += W)
+      store(dst + i, w0 * load<Vec>(src + i) + vj * load<Vec>(k + i));
+    for (; i < d.K; ++i) dst[i] = w0 * src[i] + vj * k[i];
+  } else {
+    for (; i + W <= d.K; i += W)
+      store(dst + i, load<Vec>(w + i) * load<Vec>(src + i) + vj * load<Vec>(k + i));
+    for (; i < d.K; ++i) dst[i] = w[i] * src[i] + vj * k[i];
+  }
+}
+
+// dst [cols, rows] = src [rows, cols]ᵀ
+template <typename T>
+void transpose(const T* src, T* dst, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) dst[c * rows + r] = src[r * cols + c];
+}
+
+}  // namespace
