@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from hybridzoo.nn.gated_norm import GatedRMSNorm
 from hybridzoo.nn.init import log_uniform_, time_step_bias_
+from hybridzoo.nn.sequence_mixer import SequenceMixer
 from hybridzoo.nn.short_conv import ShortConvolution, conv_step
 from hybridzoo.nn.step_cache import DerivedTensors
 from hybridzoo.ops import chunk_gated_delta_rule, gated_delta_rule_step
@@ -60,7 +61,7 @@ def l2_normalize(x: Tensor) -> Tensor:
     return x * torch.rsqrt(x.square().sum(-1, keepdim=True) + L2_EPS)
 
 
-class GatedDeltaNet(nn.Module):
+class GatedDeltaNet(SequenceMixer):
     """The Gated DeltaNet token mixer (a body: no outer norm or residual).
 
     Args:
@@ -185,27 +186,6 @@ class GatedDeltaNet(nn.Module):
             return out, None
         window = torch.cat([cast(Tensor, w) for _, w in conv_out], dim=1)
         return out, (window, cast(Tensor, final).to(u.dtype))
-
-    def forward(self, x: Tensor, *, seq_idx: Tensor | None = None) -> Tensor:
-        """``x [B, L, H] -> [B, L, H]`` from a zero state; ``seq_idx``: see :meth:`prefill`."""
-        return self._mix(x, None, False, seq_idx)[0]
-
-    def prefill(
-        self,
-        x: Tensor,
-        state: GatedDeltaNetState | None = None,
-        *,
-        seq_idx: Tensor | None = None,
-    ) -> tuple[Tensor, GatedDeltaNetState]:
-        """``(y [B, L, H], the state after the last position)`` from ``state`` (None: zeros);
-        the given state is not modified.
-
-        ``seq_idx [B, L]`` (integers, non-decreasing along L) packs several documents in a row:
-        at each change the state restarts from zero, as if each document ran on its own; the
-        given state belongs to a row's first document, the returned one to its last.
-        """
-        out, new_state = self._mix(x, state, True, seq_idx)
-        return out, cast(GatedDeltaNetState, new_state)
 
     # -- step mode ----------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from hybridzoo.nn.gated_norm import GatedRMSNorm
 from hybridzoo.nn.init import log_uniform_, time_step_bias_
+from hybridzoo.nn.sequence_mixer import SequenceMixer
 from hybridzoo.nn.short_conv import ShortConvolution
 from hybridzoo.nn.step_cache import DerivedTensors
 from hybridzoo.ops import chunk_ssd, ssd_step
@@ -49,7 +50,7 @@ Mamba2State = tuple[Tensor, Tensor]
 A_INIT_RANGE = (1.0, 16.0)
 
 
-class Mamba2Mixer(nn.Module):
+class Mamba2Mixer(SequenceMixer):
     """The Mamba-2 mixer body.
 
     Args:
@@ -203,23 +204,6 @@ class Mamba2Mixer(nn.Module):
         if not want_state:
             return out, None
         return out, (cast(Tensor, new_window), cast(Tensor, ssm).to(u.dtype))
-
-    def forward(self, x: Tensor, *, seq_idx: Tensor | None = None) -> Tensor:
-        """``x [B, L, H] -> [B, L, H]`` from a zero state; ``seq_idx``: see :meth:`prefill`."""
-        return self._mix(x, None, False, seq_idx)[0]
-
-    def prefill(
-        self, x: Tensor, state: Mamba2State | None = None, *, seq_idx: Tensor | None = None
-    ) -> tuple[Tensor, Mamba2State]:
-        """``(y [B, L, H], the state after the last position)`` from ``state`` (None: zeros);
-        the given state is not modified.
-
-        ``seq_idx [B, L]`` (integers, non-decreasing along L) packs several documents in a row:
-        at each change the state restarts from zero, as if each document ran on its own; the
-        given state belongs to a row's first document, the returned one to its last.
-        """
-        out, new_state = self._mix(x, state, True, seq_idx)
-        return out, cast(Mamba2State, new_state)
 
     # -- step mode ----------------------------------------------------------------------------
 

@@ -224,3 +224,33 @@ def check_packing(
     for i, (g, g_sep) in enumerate(zip(grads, grads_separate, strict=True)):
         expected = torch.zeros_like(g) if g_sep is None else g_sep
         torch.testing.assert_close(g, expected, **TOL64, msg=lambda m, i=i: f"gradient {i}: {m}")
+
+
+#: the fields a transformers hybrid config needs besides the layer under test (its attention
+#: and vocabulary, unused by a lone mixer), kept tiny
+UNUSED_CONFIG = {
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "head_dim": 4,
+    "vocab_size": 10,
+}
+
+
+def check_same_as_transformers_decoding(
+    ours: nn.Module, theirs: nn.Module, config: object, x: Tensor, cut: int = 5
+) -> None:
+    """A prefill of ``cut`` positions then steps equal transformers' cached decoding (a prefill
+    into a ``DynamicCache``, then one position at a time): outputs, and the states (their conv
+    cache keeps one input more than our window, the oldest)."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=config)
+    with torch.no_grad():
+        expected = [theirs(x[:, :cut], cache=cache)]
+        expected += [theirs(x[:, t : t + 1], cache=cache) for t in range(cut, x.shape[1])]
+        y_pre, state = ours.prefill(x[:, :cut])
+        y_steps, state = steps(ours, x[:, cut:], state)
+    torch.testing.assert_close(torch.cat([y_pre, y_steps], 1), torch.cat(expected, 1), **TOL32)
+    their_state = (cache.get_conv_state(0)[..., 1:], cache.get_recurrent_state(0))
+    assert_states_close(state, their_state, **TOL32)

@@ -189,12 +189,8 @@ def _qwen3_next(config: dict):
         hidden_size=HIDDEN,
         linear_value_head_dim=6,
         linear_conv_kernel_dim=3,
-        num_hidden_layers=1,
         layer_types=["linear_attention"],
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=4,
-        vocab_size=10,
+        **rc.UNUSED_CONFIG,
         **config,
     )
     torch.manual_seed(0)
@@ -213,21 +209,11 @@ def test_same_as_qwen3_next_forward_and_backward(config: dict) -> None:
 @pytest.mark.filterwarnings("ignore")
 @pytest.mark.parametrize("config", HF_CONFIGS)
 def test_step_equals_qwen3_next_cache_decoding(config: dict) -> None:
-    from transformers import DynamicCache
-
     hf, cfg = _qwen3_next(config)
     ours = from_qwen3_next(hf.eval())
-    x = rc.randn(2, 9, HIDDEN, dtype=torch.float32)
-    cache = DynamicCache(config=cfg)
-    with torch.no_grad():
-        expected = [hf(x[:, :5], cache=cache)]
-        expected += [hf(x[:, t : t + 1], cache=cache) for t in range(5, 9)]
-        y_pre, state = ours.prefill(x[:, :5])
-        y_steps, state = rc.steps(ours, x[:, 5:], state)
-    torch.testing.assert_close(torch.cat([y_pre, y_steps], 1), torch.cat(expected, 1), **rc.TOL32)
-    # their conv cache: the last 3 inputs of the q, k, v channels; ours the last 2
-    theirs = (cache.get_conv_state(0)[..., 1:], cache.get_recurrent_state(0))
-    rc.assert_states_close(state, theirs, **rc.TOL32)
+    rc.check_same_as_transformers_decoding(
+        ours, hf, cfg, rc.randn(2, 9, HIDDEN, dtype=torch.float32)
+    )
 
 
 @pytest.mark.filterwarnings("ignore")

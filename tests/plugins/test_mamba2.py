@@ -248,22 +248,11 @@ def test_step_equals_transformers_cache_decoding(config: dict) -> None:
     """Prefill then steps equal transformers' cached decoding, outputs and states. (Without a
     time-step limit: transformers' torch decoding path ignores ``time_step_limit``, so there its
     own decoding differs from its forward; ours equals its forward, see the tests above.)"""
-    from transformers import DynamicCache
-
     hf, cfg = _hf_mamba2(config)
     hf.eval()
     ours = mixer_from_transformers(hf)
     x = rc.randn(2, 9, config["hidden_size"], dtype=torch.float32)
-    cache = DynamicCache(config=cfg)
-    with torch.no_grad():
-        expected = [hf(x[:, :5], cache=cache)]
-        expected += [hf(x[:, t : t + 1], cache=cache) for t in range(5, 9)]
-        y_pre, state = ours.prefill(x[:, :5])
-        y_steps, state = rc.steps(ours, x[:, 5:], state)
-    torch.testing.assert_close(torch.cat([y_pre, y_steps], 1), torch.cat(expected, 1), **rc.TOL32)
-    theirs = (conv_state_from_transformers(cache.get_conv_state(0)), cache.get_recurrent_state(0))
-    rc.assert_states_close(state, theirs, **rc.TOL32)
-    torch.testing.assert_close(conv_state_to_transformers(state[0])[..., 1:], state[0])
+    rc.check_same_as_transformers_decoding(ours, hf, cfg, x)
 
 
 @pytest.mark.filterwarnings("ignore")
@@ -290,6 +279,10 @@ def test_conversion_both_ways_and_from_a_prefixed_state_dict() -> None:
         torch.testing.assert_close(back(x), ours(x), **rc.TOL32)
         torch.testing.assert_close(again(x), ours(x), rtol=0, atol=0)
     assert repr(again) == repr(ours) and again.dt_limit == ours.dt_limit
+    window = rc.randn(2, 5, 3)  # conv states both ways: theirs keeps one (unread) input more
+    theirs = conv_state_to_transformers(window)
+    assert theirs.shape == (2, 5, 4) and not theirs[..., 0].any()
+    torch.testing.assert_close(conv_state_from_transformers(theirs), window, rtol=0, atol=0)
     with pytest.raises(ValueError, match="config is required"):
         mixer_from_transformers(hf.state_dict())
     with pytest.raises(ValueError, match="no 'A_log'"):
@@ -312,10 +305,7 @@ def test_same_as_nemotron_h_mixer_with_its_time_step_floor() -> None:
         time_step_min=0.3,
         time_step_max=1.0,
         layers_block_type=["mamba"],
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=8,
-        vocab_size=10,
+        **rc.UNUSED_CONFIG,
     )
     torch.manual_seed(0)
     hf = rc.scramble(NemotronHMamba2Mixer(cfg, layer_idx=0))
