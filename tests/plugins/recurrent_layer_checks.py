@@ -146,6 +146,22 @@ def check_float32(body: nn.Module, x: Tensor) -> None:
     torch.testing.assert_close(y.double(), y64, rtol=1e-4, atol=1e-5)
 
 
+def check_bfloat16(body: nn.Module, x: Tensor) -> None:
+    """In bfloat16 (the kernels compute in float32) forward, backward and a step run, keep the
+    dtype and stay within bfloat16's rounding of the float32 result."""
+    with torch.no_grad():
+        expected = body(x)
+    body = body.bfloat16()
+    xb = x.bfloat16().requires_grad_(True)
+    y = body(xb)
+    y.float().square().sum().backward()
+    assert y.dtype == torch.bfloat16 and xb.grad is not None and torch.isfinite(xb.grad).all()
+    torch.testing.assert_close(y.float(), expected, rtol=0.05, atol=0.05 * expected.abs().max())
+    with torch.no_grad():
+        y_t, _ = body.step(xb[:, 0].detach(), body.init_state(x.shape[0]))
+    assert y_t.dtype == torch.bfloat16
+
+
 def check_counts(make_bodies: Callable, formulas: object, options: object, hidden: int) -> None:
     """``formulas.param_count`` and ``formulas.state_size`` equal the built body's numbers."""
     body = make_bodies(options, hidden)

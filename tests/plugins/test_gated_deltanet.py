@@ -112,6 +112,10 @@ def test_float32_keeps_dtype_and_matches_float64() -> None:
     rc.check_float32(layer(dtype=torch.float32), rc.randn(2, 70, HIDDEN, dtype=torch.float32))
 
 
+def test_bfloat16_runs_close_to_float32() -> None:
+    rc.check_bfloat16(layer(dtype=torch.float32), rc.randn(2, 70, HIDDEN, dtype=torch.float32))
+
+
 def test_empty_batch_and_state_layout() -> None:
     body = layer(num_v_heads=4, expand_v=2, conv_size=3)
     assert body(rc.randn(0, 5, HIDDEN)).shape == (0, 5, HIDDEN)

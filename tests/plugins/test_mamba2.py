@@ -107,6 +107,10 @@ def test_float32_keeps_dtype_and_matches_float64() -> None:
     rc.check_float32(mixer(16, dtype=torch.float32), rc.randn(2, 70, 16, dtype=torch.float32))
 
 
+def test_bfloat16_runs_close_to_float32() -> None:
+    rc.check_bfloat16(mixer(16, dtype=torch.float32), rc.randn(2, 70, 16, dtype=torch.float32))
+
+
 def test_empty_batch_and_state_layout() -> None:
     layer = mixer(8, num_groups=2, conv_size=3)
     assert layer(rc.randn(0, 5, 8)).shape == (0, 5, 8)
