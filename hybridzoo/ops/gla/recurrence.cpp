@@ -104,6 +104,8 @@ inline void step_forward(const Dims& d, T* __restrict S, const T* __restrict q,
   }
 }
 
+constexpr int64_t kAhead = 4;  // positions to prefetch ahead
+
 template <typename T>
 void forward_impl(const Dims& d, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                   const at::Tensor& w, const at::Tensor& u, const at::Tensor& s0,
@@ -127,6 +129,12 @@ void forward_impl(const Dims& d, const at::Tensor& q, const at::Tensor& k, const
       for (int64_t t = 0; t < d.T; ++t) {
         if (is_start(d, st, b, t)) std::fill(S, S + KV, T(0));
         if (CK && t % d.chunk == 0) std::copy(S, S + KV, CK + (task * d.nc + t / d.chunk) * KV);
+        if (t + kAhead < d.T) {
+          prefetch_row(Q.at(b, t + kAhead, g), d.K);
+          prefetch_row(Kt.at(b, t + kAhead, g), d.K);
+          prefetch_row(Vt.at(b, t + kAhead, h), d.V);
+          prefetch_row(W.at(b, t + kAhead, h), d.Kw);
+        }
         step_forward<T>(d, S, Q.at(b, t, g), Kt.at(b, t, g), Vt.at(b, t, h), W.at(b, t, h), u,
                         scale, O.at(b, t, h));
       }
@@ -266,10 +274,22 @@ void backward_impl(const Dims& d, const at::Tensor& q, const at::Tensor& k, cons
         for (int64_t t = t0; t < t1; ++t) {
           const T* cur = before(t, t0);
           T* nxt = buf.data() + (t - t0 + 1) * KV;
+          if (t + kAhead < t1) {
+            prefetch_row(Kt.at(b, t + kAhead, g), K);
+            prefetch_row(Vt.at(b, t + kAhead, h), V);
+            prefetch_row(W.at(b, t + kAhead, h), d.Kw);
+          }
           const T *kt = Kt.at(b, t, g), *vt = Vt.at(b, t, h), *wt = W.at(b, t, h);
           for (int64_t j = 0; j < V; ++j) advance_row(d, cur + j * K, nxt + j * K, wt, kt, vt[j]);
         }
         for (int64_t t = t1 - 1; t >= t0; --t) {
+          if (t - kAhead >= t0) {
+            const int64_t p = t - kAhead;
+            for (const T* row : {Q.at(b, p, g), Kt.at(b, p, g), W.at(b, p, h)})
+              prefetch_row(row, row == W.at(b, p, h) ? d.Kw : K);
+            prefetch_row(Vt.at(b, p, h), V);
+            prefetch_row(DO.at(b, p, h), V);
+          }
           StepGrad<T> a;
           a.q = Q.at(b, t, g), a.k = Kt.at(b, t, g), a.v = Vt.at(b, t, h), a.w = W.at(b, t, h);
           a.u = U ? U + h * K : nullptr, a.dout = DO.at(b, t, h);

@@ -42,6 +42,13 @@ Dims dims_of(const at::Tensor& q, const at::Tensor& v, const at::Tensor& w, cons
   return d;
 }
 
+// Ask for the rows of a later position early: the recurrence reads each input row once, in
+// time order, with a stride of H (or G) rows between positions.
+template <typename T>
+inline void prefetch_row(const T* p, int64_t n) {
+  for (int64_t i = 0; i < n; i += 64 / sizeof(T)) __builtin_prefetch(p + i);
+}
+
 inline bool is_start(const Dims& d, const bool* starts, int64_t b, int64_t t) {
   return d.has_starts && starts[b * d.T + t];
 }
