@@ -44,6 +44,7 @@ from hybridzoo.errors import (
     UnusedOptionWarning,
 )
 from hybridzoo.hookspecs import hookimpl
+from hybridzoo.losses import aux_losses
 from hybridzoo.model_options import ModelOptions
 from hybridzoo.named_patterns import PatternInfo, expand_named_pattern, list_patterns
 from hybridzoo.patterns import pattern, visualize
@@ -86,6 +87,7 @@ __all__ = [
     "UnusedOptionWarning",
     "__version__",
     "active_param_count",
+    "aux_losses",
     "build",
     "build_pattern",
     "expand_named_pattern",
