@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from hybridzoo.builder import build, build_pattern
 from hybridzoo.config import HybridConfig
+from hybridzoo.cost import CostCard, PositionCost, cost
 from hybridzoo.counting import (
     LayerCount,
     active_param_count,
@@ -29,9 +30,11 @@ from hybridzoo.counting import (
     state_numel,
     state_size,
 )
+from hybridzoo.dialects import format_pattern, parse_pattern
 from hybridzoo.errors import (
     CheckpointError,
     ConfigError,
+    DialectWarning,
     HybridZooError,
     OptionError,
     PatternError,
@@ -48,6 +51,7 @@ from hybridzoo.losses import aux_losses
 from hybridzoo.model_options import ModelOptions
 from hybridzoo.named_patterns import PatternInfo, expand_named_pattern, list_patterns
 from hybridzoo.patterns import pattern, visualize
+from hybridzoo.positions import Pattern
 from hybridzoo.registry import Registry, get_registry, use_registry
 from hybridzoo.spec import PLUGIN_API_VERSION, Capabilities, LayerSpec, option
 from hybridzoo.state import HybridState
@@ -67,6 +71,8 @@ __all__ = [
     "Capabilities",
     "CheckpointError",
     "ConfigError",
+    "CostCard",
+    "DialectWarning",
     "HybridConfig",
     "HybridModel",
     "HybridState",
@@ -75,10 +81,12 @@ __all__ = [
     "LayerSpec",
     "ModelOptions",
     "OptionError",
+    "Pattern",
     "PatternError",
     "PatternInfo",
     "PluginConflictError",
     "PluginError",
+    "PositionCost",
     "Registry",
     "ShapeError",
     "StateError",
@@ -90,7 +98,9 @@ __all__ = [
     "aux_losses",
     "build",
     "build_pattern",
+    "cost",
     "expand_named_pattern",
+    "format_pattern",
     "get_layer",
     "get_registry",
     "hookimpl",
@@ -101,6 +111,7 @@ __all__ = [
     "option",
     "param_breakdown",
     "param_count",
+    "parse_pattern",
     "pattern",
     "register_layer",
     "state_numel",

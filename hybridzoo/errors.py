@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 __all__ = [
     "CheckpointError",
     "ConfigError",
+    "DialectWarning",
     "HybridZooError",
     "OptionError",
     "PatternError",
@@ -159,6 +160,11 @@ class StepModeWarning(UserWarning):
 
     Step mode (``init_state``/``step``/``prefill``) is for inference: states are updated in place
     and autograd does not run through them."""
+
+
+class DialectWarning(UserWarning):
+    """A pattern read from or written in another project's notation whose meaning differs there
+    in a way the message names (a setting the notation cannot hold, another activation)."""
 
 
 class UnusedOptionWarning(UserWarning):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import tracemalloc
 
 import pytest
-from toy_layers import conv_spec
+from toy_layers import conv_spec, mlp_spec
 
 import hybridzoo
 from hybridzoo import PatternError, Registry
@@ -16,10 +16,9 @@ from hybridzoo.patterns import resolve_pattern
 
 @pytest.fixture
 def registry():
-    reg = Registry(autoload=False)
-    reg.register(conv_spec())
-    reg.register(conv_spec(name="ffn", symbol="F", prefix="ffn"))
-    with hybridzoo.use_registry(reg):
+    with hybridzoo.use_registry(Registry(autoload=False)) as reg:
+        reg.register(conv_spec())
+        reg.register(mlp_spec())
         yield reg
 
 
@@ -57,7 +56,7 @@ def test_the_cap_is_a_documented_constant_and_holds_exactly(registry):
             33,
         ),  # 52 characters, 10^10: the count
         # that first passes the cap
-        ("((C)*1000 F)*1000", 13),
+        ("((C)*1000 P)*1000", 13),
         ("C" * (MAX_POSITIONS + 1), 0),  # one run of symbols
     ],
 )
@@ -106,5 +105,5 @@ def test_a_huge_pattern_is_quoted_as_a_window_around_the_fault(registry):
 
 
 def test_the_native_grammar_keeps_its_meaning(registry):
-    assert resolve_pattern("(C F)*2 -> C") == ["conv", "ffn", "conv", "ffn", "conv"]
-    assert resolve_pattern("C F*2") == ["conv", "ffn", "ffn"]
+    assert resolve_pattern("(C P)*2 -> C") == ["conv", "mlp", "conv", "mlp", "conv"]
+    assert resolve_pattern("C P*2") == ["conv", "mlp", "mlp"]
