@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
+from hybridzoo.budget import BudgetMatch, match_budget
 from hybridzoo.builder import build, build_pattern
 from hybridzoo.config import HybridConfig
 from hybridzoo.cost import CostCard, PositionCost, cost
@@ -68,6 +69,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "PLUGIN_API_VERSION",
+    "BudgetMatch",
     "Capabilities",
     "CheckpointError",
     "ConfigError",
@@ -108,6 +110,7 @@ __all__ = [
     "list_layers",
     "list_patterns",
     "load",
+    "match_budget",
     "option",
     "param_breakdown",
     "param_count",

@@ -3,6 +3,8 @@ real forward, the state bytes against a real init_state, the totals against para
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from hypothesis import given
@@ -166,3 +168,29 @@ def test_a_dialect_pattern_costs_what_it_builds():
                             seq_len=32, hidden_size=64)  # fmt: skip
     assert megatron.flops_per_token == native.flops_per_token
     assert megatron.params == native.params
+
+
+def test_show_prints_the_cost_card(capsys):
+    from hybridzoo.cli import main
+
+    pattern = "M M A{window_size=None} E"
+    assert main(["show", pattern, "--embed-dim", "256", "--seq-len", "512"]) == 0
+    out = capsys.readouterr().out
+    card = hybridzoo.cost(pattern, embed_dim=256, seq_len=512)
+    lines = {line.split()[0]: line for line in out.splitlines() if line[:6].strip().isdigit()}
+    for row in card.rows[:4]:
+        cells = lines[str(row.position)].split()
+        assert cells[1:5] == [row.symbol, row.layer, f"{row.params:,}", f"{row.active_params:,}"]
+        assert cells[-2:] == [f"{row.state_bytes:,}", f"{row.kv_bytes_per_token:,}"]
+    assert "A{window_size=None}" in out and "training (3x)" in out
+    assert main(["show", pattern, "--json", "--dtype", "bfloat16"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["cost"]["state_bytes"] == hybridzoo.cost(pattern, dtype="bfloat16").state_bytes
+    assert main(["show", "M-M*-|M-", "--dialect", "megatron", "--hidden-size", "64"]) == 0
+    assert "Pipeline stages end after positions 5" in capsys.readouterr().out
+    types = '["linear_attention", "moe", "full_attention", "mlp"]'
+    argv = ["show", types, "--dialect", "transformers", "--model-type", "nemotron_h"]
+    assert main([*argv, "--hidden-size", "64"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("Layer pattern: S → E → A → F")
+    assert "note: NemotronH's experts" in captured.err
