@@ -66,9 +66,7 @@ def cases() -> dict[str, tuple[str, object]]:
         ),
         "megatron 52 layers": (
             "parse_pattern of a 52-symbol Nemotron-H-style Megatron string",
-            lambda: hybridzoo.parse_pattern(
-                "M-M-M-M*-M-M-M-M*-M-M-M-M*-M-M-M-M*-M-M-M-M*-M-M-M-M-", dialect="megatron"
-            ),  # fmt: skip
+            lambda: hybridzoo.parse_pattern(NEMOTRON, dialect="megatron"),
         ),
     }
 
