@@ -62,6 +62,14 @@ def pattern(name: str, num_layers: int, *, registry: Registry | None = None) -> 
 
 
 def __getattr__(name: str) -> Any:
+    if name == "parse_pattern":
+        warnings.warn(
+            "hybridzoo.patterns.parse_pattern (words and their positions) is deprecated; use "
+            "hybridzoo.patterns.parse_words, or hybridzoo.parse_pattern for the resolved pattern",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return parse_words
     if name == "NAMED_PATTERNS":
         warnings.warn(
             "hybridzoo.patterns.NAMED_PATTERNS is deprecated; use hybridzoo.list_patterns() or "

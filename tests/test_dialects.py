@@ -6,6 +6,8 @@ from __future__ import annotations
 import attrs
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from toy_layers import conv_spec
 
 import hybridzoo
@@ -217,3 +219,14 @@ def test_the_layers_are_those_transformers_builds(model_type):
     config = transformers.AutoConfig.for_model(model_type, **tiny, **fields)
     expected = _transformers_layers(transformers.AutoModel.from_config(config))
     assert list(parse_pattern(config, dialect="transformers").layers) == expected
+
+
+_SEGMENT = st.text("MG*-E", min_size=1, max_size=5)
+
+
+@given(st.lists(_SEGMENT, min_size=1, max_size=4))
+def test_any_megatron_string_formats_back_to_itself(segments):
+    text = "|".join(segments)
+    pattern = parse_pattern(text, dialect="megatron")
+    assert len(pattern) == len(text.replace("|", ""))
+    assert format_pattern(pattern, dialect="megatron", hidden_size=64) == text

@@ -9,6 +9,8 @@ import math
 import attrs
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from toy_layers import ConvOptions, conv_spec, mlp_spec
 
 import hybridzoo
@@ -173,3 +175,37 @@ def test_a_state_of_other_position_options_is_refused(registry):
     other = hybridzoo.build("C C{kernel_size=5}", embed_dim=4, hidden_size=4).eval()
     with torch.no_grad(), pytest.raises(hybridzoo.StateError, match="kernel_size is 5"):
         one.step(torch.zeros(1, 4), other.init_state(1))
+
+
+def test_the_old_word_parser_is_a_deprecated_alias(registry):
+    import hybridzoo.patterns as patterns
+
+    with pytest.warns(DeprecationWarning, match="use hybridzoo.patterns.parse_words"):
+        old = patterns.parse_pattern
+    assert (
+        old("(C P)*2")
+        == [("C", 1), ("P", 3), ("C", 1), ("P", 3)]
+        == patterns.parse_words("(C P)*2")
+    )
+
+
+_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.text("ab_ x'", max_size=4),
+    st.floats(allow_nan=False, width=32),
+)
+_BLOCKS = st.dictionaries(st.sampled_from(["a", "b_c"]), _VALUES, max_size=2)
+
+
+@given(st.lists(st.tuples(st.sampled_from("CP"), _BLOCKS), min_size=1, max_size=6))
+def test_blocks_are_written_and_read_back_alike(entries):
+    """Any values a block can hold survive the native writer and the parser."""
+    from hybridzoo.grammar import format_block, parse_tree
+
+    text = " ".join(symbol + format_block(tuple(own.items())) for symbol, own in entries)
+    nodes = parse_tree(text)
+    assert [n.word for n in nodes] == [symbol for symbol, _ in entries]
+    read = [{k: v for k, v, _, _ in n.block.items} if n.block else {} for n in nodes]
+    assert read == [own for _, own in entries]
