@@ -19,8 +19,10 @@ from collections.abc import Callable, Iterator
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
+from hybridzoo.budget import BudgetMatch, match_budget
 from hybridzoo.builder import build, build_pattern
 from hybridzoo.config import HybridConfig
+from hybridzoo.cost import CostCard, PositionCost, cost
 from hybridzoo.counting import (
     LayerCount,
     active_param_count,
@@ -29,9 +31,11 @@ from hybridzoo.counting import (
     state_numel,
     state_size,
 )
+from hybridzoo.dialects import format_pattern, parse_pattern
 from hybridzoo.errors import (
     CheckpointError,
     ConfigError,
+    DialectWarning,
     HybridZooError,
     OptionError,
     PatternError,
@@ -48,6 +52,7 @@ from hybridzoo.losses import aux_losses
 from hybridzoo.model_options import ModelOptions
 from hybridzoo.named_patterns import PatternInfo, expand_named_pattern, list_patterns
 from hybridzoo.patterns import pattern, visualize
+from hybridzoo.positions import Pattern
 from hybridzoo.registry import Registry, get_registry, use_registry
 from hybridzoo.spec import PLUGIN_API_VERSION, Capabilities, LayerSpec, option
 from hybridzoo.state import HybridState
@@ -64,9 +69,12 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "PLUGIN_API_VERSION",
+    "BudgetMatch",
     "Capabilities",
     "CheckpointError",
     "ConfigError",
+    "CostCard",
+    "DialectWarning",
     "HybridConfig",
     "HybridModel",
     "HybridState",
@@ -75,10 +83,12 @@ __all__ = [
     "LayerSpec",
     "ModelOptions",
     "OptionError",
+    "Pattern",
     "PatternError",
     "PatternInfo",
     "PluginConflictError",
     "PluginError",
+    "PositionCost",
     "Registry",
     "ShapeError",
     "StateError",
@@ -90,7 +100,9 @@ __all__ = [
     "aux_losses",
     "build",
     "build_pattern",
+    "cost",
     "expand_named_pattern",
+    "format_pattern",
     "get_layer",
     "get_registry",
     "hookimpl",
@@ -98,9 +110,11 @@ __all__ = [
     "list_layers",
     "list_patterns",
     "load",
+    "match_budget",
     "option",
     "param_breakdown",
     "param_count",
+    "parse_pattern",
     "pattern",
     "register_layer",
     "state_numel",

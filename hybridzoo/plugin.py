@@ -23,9 +23,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from hybridzoo.flops import LayerFlops, causal_context, feedforward_flops, linear_flops
 from hybridzoo.formulas import feedforward_param_count, layer_norm_param_count, linear_param_count
 from hybridzoo.hookspecs import hookimpl
 from hybridzoo.named_patterns import NamedPattern
+from hybridzoo.notation import UNSET, Notation, Setting
 from hybridzoo.spec import PLUGIN_API_VERSION, Capabilities, LayerSpec, option
 from hybridzoo.validate import at_least, boolean, in_range, one_of, positive, power_of_two
 
@@ -34,17 +36,24 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "PLUGIN_API_VERSION",
+    "UNSET",
     "Body",
     "Capabilities",
+    "LayerFlops",
     "LayerSpec",
     "NamedPattern",
+    "Notation",
+    "Setting",
     "StatefulBody",
     "at_least",
     "boolean",
+    "causal_context",
+    "feedforward_flops",
     "feedforward_param_count",
     "hookimpl",
     "in_range",
     "layer_norm_param_count",
+    "linear_flops",
     "linear_param_count",
     "one_of",
     "option",

@@ -26,7 +26,8 @@ The user's option ``conv_kernel_size=8`` reaches the field ``kernel_size`` of ``
 What plugin API version 2 added (additive: a version-1 spec keeps working):
 
 - ``LayerSpec.scale_options`` (width scaling for budget matching) and
-  ``LayerSpec.active_param_count`` (mixtures of experts);
+  ``LayerSpec.active_param_count`` (mixtures of experts); the cost model's ``flops``,
+  ``state_bytes`` and ``kv_cache_size``, and ``notations`` (other projects' names for a layer);
 - ``factory`` and ``reference`` may be import strings ``"package.module:function"``;
 - ``Capabilities.positionwise``: a layer acting on each position alone declares only this; the
   core supplies its step mode and a zero state size;
@@ -205,6 +206,17 @@ class LayerSpec:
         active_param_count: ``(options, hidden_size) -> int``: parameters used per token when
             that is fewer than ``param_count`` (a mixture of experts); ``None``: all of them.
             Added in API version 2.
+        flops: ``(options, hidden_size, seq_len) -> LayerFlops``: forward FLOPs on one sequence
+            (see :mod:`hybridzoo.flops`); ``None``: unknown (reported so, never as zero).
+        state_bytes: ``(options, hidden_size, itemsize) -> int``: bytes of the step state per
+            sequence when its floating-point tensors have ``itemsize`` bytes per element, for a
+            state holding integer tensors too (a position counter); ``None``:
+            ``state_size · itemsize``. For a growing cache, the part that does not grow.
+        kv_cache_size: ``(options, hidden_size) -> int``: elements a key/value cache holds per
+            cached position (the state grows by this per token without a window); ``None``:
+            no cache.
+        notations: :class:`~hybridzoo.notation.Notation` records: how Megatron-LM and
+            transformers write this layer (:mod:`hybridzoo.dialects`).
     """
 
     name: str
@@ -222,6 +234,10 @@ class LayerSpec:
     api_version: int = PLUGIN_API_VERSION
     scale_options: Callable[..., Any] | None = None
     active_param_count: Formula | None = None
+    flops: Callable[[Any, int, int], Any] | None = None
+    state_bytes: Callable[[Any, int, int], int] | None = None
+    kv_cache_size: Formula | None = None
+    notations: tuple[Any, ...] = attrs.field(default=(), converter=tuple)
 
     def default_options(self) -> Any:
         """The options record with every default."""
@@ -324,8 +340,8 @@ def validate_spec(
     for attr in ("factory", "param_count"):
         if not callable(getattr(spec, attr)):
             raise fail(f"{attr} must be callable, got {getattr(spec, attr)!r}")
-    optional = ("state_size", "hidden_size_multiple", "reference", "scale_options")
-    for attr in (*optional, "active_param_count"):
+    optional = ("state_size", "hidden_size_multiple", "reference", "scale_options", "flops")
+    for attr in (*optional, "active_param_count", "state_bytes", "kv_cache_size"):
         value = getattr(spec, attr)
         if value is not None and not callable(value):
             raise fail(f"{attr} must be callable or None, got {value!r}")
@@ -340,6 +356,11 @@ def validate_spec(
         spec.num_sub_blocks(defaults)
     except PluginError as exc:
         raise fail(str(exc).partition(": ")[2]) from None
+    from hybridzoo.notation import notation_problem
+
+    problem = notation_problem(spec.notations, spec.options)
+    if problem:
+        raise fail(problem)
 
 
 # -- deprecated spellings ------------------------------------------------------------------------

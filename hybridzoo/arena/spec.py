@@ -187,6 +187,26 @@ class RunSpec:
 
         return language_model_param_count(self.pattern, **self.lm_arguments())
 
+    def flops_per_token(self) -> float | None:
+        """Forward FLOPs per token of the language model at the task's length, from formulas:
+        the backbone's (:func:`hybridzoo.cost`) and the head's (``2·H·V``; the last-position
+        decoder's ``2·(2·H² + H·V)``); ``None`` when a layer declares no FLOPs formula."""
+        import hybridzoo
+
+        arguments = self.lm_arguments()
+        card = hybridzoo.cost(
+            self.pattern,
+            seq_len=self.make_task().seq_len,
+            hidden_size=self.hidden_size,
+            embed_dim=arguments["embed_dim"] or self.hidden_size,
+            **self.layer_options,
+        )
+        if card.flops_per_token is None:
+            return None
+        H, V = self.hidden_size, arguments["vocab_size"]
+        head = 2 * (2 * H * H + H * V) if arguments.get("readout") == "last" else 2 * H * V
+        return card.flops_per_token + head
+
     def state_size(self) -> int | None:
         """Recurrent-state elements per sequence in step mode; ``None`` when a layer's state
         grows with the sequence (a full KV cache) or has no formula."""

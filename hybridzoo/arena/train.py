@@ -366,6 +366,7 @@ def _result(
         "lm_options": dict(spec.lm_options),
         "params": sum(p.numel() for p in lm.parameters()),
         "state_size": spec.state_size(),
+        "flops_per_token": spec.flops_per_token(),
         "lr": settings.lr,
         "seed": settings.seed,
         "batch_size": settings.batch_size,

@@ -60,6 +60,7 @@ SPEC = LayerSpec(
     options=GLAOptions,
     factory="hybridzoo_plugins.gla.layer:make_bodies",
     param_count=formulas.param_count,
+    flops=formulas.flops,
     description="Gated Linear Attention: data-dependent forget gate, per-head matrix state; "
     "then an FFN.",
     capabilities=Capabilities(causal=True, stateful=True, complexity="linear"),

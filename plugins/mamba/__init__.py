@@ -69,6 +69,8 @@ SPEC = LayerSpec(
     options=MambaOptions,
     factory="hybridzoo_plugins.mamba.layer:make_bodies",
     param_count=formulas.param_count,
+    flops=formulas.flops,
+    notations=formulas.NOTATIONS,
     description="Mamba-1 selective SSM mixer: conv1d, input-dependent (dt, B, C), A = -exp(A_log).",
     capabilities=Capabilities(causal=True, stateful=True, complexity="linear"),
     state_size=formulas.state_size,

@@ -71,6 +71,7 @@ SPEC = LayerSpec(
     options=RWKVOptions,
     factory="hybridzoo_plugins.rwkv.layer:make_bodies",
     param_count=formulas.param_count,
+    flops=formulas.flops,
     description="RWKV-6 Finch: data-dependent token shift and decay, bonus u, WKV state; "
     "then channel-mixing.",
     capabilities=Capabilities(causal=True, stateful=True, complexity="linear"),
