@@ -70,7 +70,7 @@ SPEC = LayerSpec(
     factory="hybridzoo_plugins.mamba.layer:make_bodies",
     param_count=formulas.param_count,
     description="Mamba-1 selective SSM mixer: conv1d, input-dependent (dt, B, C), A = -exp(A_log).",
-    capabilities=Capabilities(causal=True, stateful=True, complexity="linear"),
+    capabilities=Capabilities(causal=True, stateful=True, complexity="linear", packing=True),
     state_size=formulas.state_size,
     reference="hybridzoo_plugins.mamba.reference:mixer_reference",
 )
