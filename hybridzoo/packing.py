@@ -39,6 +39,7 @@ __all__ = [
     "document_positions",
     "document_starts",
     "next_token_targets",
+    "pack_rows",
     "pack_sequences",
     "packed_seq_idx",
 ]
@@ -180,6 +181,19 @@ def next_token_targets(
         crosses = F.pad(seq_idx[:, 1:] != seq_idx[:, :-1], (0, 1), value=True)
         targets = targets.masked_fill(crosses, ignore_index)
     return targets
+
+
+def pack_rows(rows: Tensor, per_row: int) -> tuple[Tensor, Tensor]:
+    """Sequences of one length, ``rows [N, L, ...]``, concatenated ``per_row`` at a time:
+    ``[N / per_row, per_row · L, ...]`` and its ``seq_idx`` (int64, the j-th sequence of a row is
+    its document j). ``N`` must be a multiple of ``per_row``."""
+    per_row = at_least(1).check("per_row", per_row)
+    count, length = rows.shape[:2]
+    if count % per_row:
+        raise PackingError(f"{count} sequences do not pack {per_row} per row: not a multiple")
+    packed = rows.reshape(count // per_row, per_row * length, *rows.shape[2:])
+    docs = torch.arange(per_row, device=rows.device).repeat_interleave(length)
+    return packed, docs.expand(count // per_row, -1).contiguous()
 
 
 @attrs.frozen
