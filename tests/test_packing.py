@@ -237,3 +237,13 @@ def test_pack_sequences_fills_rows_in_order_and_splits_what_does_not_fit() -> No
     assert packed.documents == ((0, 0, 3), (0, 3, 1), (1, 0, 1), (1, 1, 3), (2, 0, 2), (2, 2, 1))
     with pytest.raises(hybridzoo.PackingError, match="sequence 1 is empty"):
         pack_sequences([[1], []], 4)
+
+
+def test_the_listings_say_which_layers_pack() -> None:
+    from hybridzoo.cli.layers import rows
+    from hybridzoo.plugins_report import collect
+
+    listed = {row["name"]: row["packing"] for row in rows()}
+    assert listed["mamba"] and listed["ffn"] and not listed["retention"]
+    layers = [layer for plugin in collect()["plugins"] for layer in plugin["layers"]]
+    assert {layer["name"]: layer["packing"] for layer in layers}["attention"] is True
