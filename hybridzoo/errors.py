@@ -15,6 +15,7 @@ __all__ = [
     "DialectWarning",
     "HybridZooError",
     "OptionError",
+    "PackingError",
     "PatternError",
     "PluginConflictError",
     "PluginError",
@@ -130,6 +131,11 @@ class CheckpointError(HybridZooError, ValueError):
 class ShapeError(HybridZooError, ValueError):
     """An input that does not fit the model: not a tensor, or a tensor of the wrong shape or
     dtype."""
+
+
+class PackingError(ShapeError):
+    """Packed documents (``seq_idx`` or ``cu_seqlens``) that are malformed, or that the model
+    cannot take (a layer that does not declare ``capabilities.packing``)."""
 
 
 class StateError(HybridZooError, ValueError):

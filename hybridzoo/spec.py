@@ -32,6 +32,8 @@ What plugin API version 2 added (additive: a version-1 spec keeps working):
 - ``Capabilities.positionwise``: a layer acting on each position alone declares only this; the
   core supplies its step mode and a zero state size;
 - ``LayerSpec.sub_blocks`` may be a function of the options;
+- ``Capabilities.packing``: the bodies take packed documents (``forward(x, *, seq_idx=None)``,
+  see :class:`hybridzoo.plugin.PackingBody`); ``HybridModel.forward`` then takes ``seq_idx``;
 - :class:`~hybridzoo.named_patterns.NamedPattern`, the record that a ``hybridzoo_named_patterns``
   hook returns (the old form, a dict of name -> function, still works);
 - stricter checks: a symbol is one ASCII uppercase letter ``A``-``Z``; two layers whose option
@@ -151,6 +153,13 @@ class Capabilities:
             of experts): its bodies implement ``forward`` only, the core runs step mode through
             ``forward`` on one position and counts no state. Declare nothing else (no
             ``stateful``, no ``state_size``). Added in API version 2.
+        packing: the layer takes packed documents: its bodies' ``forward(x, *, seq_idx=None)``
+            accept ``seq_idx [B, L]`` (document numbers, non-decreasing along each row) and
+            start afresh where it changes, so that a packed forward equals separate forwards
+            of its documents (the protocol: :class:`hybridzoo.plugin.PackingBody`). A
+            positionwise layer packs without declaring it (:attr:`supports_packing`); the core
+            refuses ``seq_idx`` for a model with a layer that does neither. Added in API
+            version 2.
     """
 
     causal: bool = True
@@ -159,11 +168,18 @@ class Capabilities:
         default="linear", validator=validate.one_of("linear", "quadratic")
     )
     positionwise: bool = attrs.field(default=False, validator=validate.boolean)
+    packing: bool = attrs.field(default=False, validator=validate.boolean)
 
     @property
     def step_mode(self) -> bool:
         """The layer runs in step mode: its bodies are stateful, or it is positionwise."""
         return self.stateful or self.positionwise
+
+    @property
+    def supports_packing(self) -> bool:
+        """The layer takes packed documents: it declares :attr:`packing`, or it is positionwise
+        (document boundaries change nothing at a single position)."""
+        return self.packing or self.positionwise
 
 
 @attrs.frozen

@@ -36,6 +36,8 @@ class TrainSettings:
     ``min_lr_ratio·lr``. Training stops early once the held-out accuracy reaches
     ``target_accuracy`` (``None``: never). ``train_examples=None`` draws fresh examples for every
     step; ``N`` trains on a fixed set of ``N`` examples, reshuffled every epoch (as Zoology does).
+    ``pack=K`` trains on rows of ``K`` examples packed end to end (``seq_idx``: each example its
+    own document, so the maths is that of the unpacked batch); evaluation is unpacked.
     """
 
     steps: int = param(600, "maximum optimizer steps", at_least(1))
@@ -61,6 +63,11 @@ class TrainSettings:
         "a fixed training set of this many examples (None: fresh ones)",
         at_least(1, allow_none=True),
     )
+    pack: int = param(
+        1,
+        "examples packed end to end in each training row, each its own document (1: none)",
+        at_least(1),
+    )
 
     def __attrs_post_init__(self) -> None:
         check_fields(self)
@@ -79,7 +86,10 @@ class TrainSettings:
     def resume_dict(self) -> dict[str, Any]:
         """The settings a checkpoint must agree with to be resumed (all but the cadence of
         checkpoints)."""
-        return {k: v for k, v in attrs.asdict(self).items() if k != "checkpoint_every"}
+        values = attrs.asdict(self)
+        if values["pack"] == 1:  # checkpoints written before packing existed still resume
+            del values["pack"]
+        return {k: v for k, v in values.items() if k != "checkpoint_every"}
 
 
 def _dict(value: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -113,7 +113,7 @@ SPEC = LayerSpec(
     sub_blocks=formulas.sub_blocks,
     description="Causal attention (sliding-window or full; GQA, RoPE, QK-norm, short conv), "
     "then an FFN.",
-    capabilities=Capabilities(causal=True, stateful=True, complexity="linear"),
+    capabilities=Capabilities(causal=True, stateful=True, complexity="linear", packing=True),
 )
 
 

@@ -63,7 +63,7 @@ SPEC = LayerSpec(
     flops=formulas.flops,
     description="Gated Linear Attention: data-dependent forget gate, per-head matrix state; "
     "then an FFN.",
-    capabilities=Capabilities(causal=True, stateful=True, complexity="linear"),
+    capabilities=Capabilities(causal=True, stateful=True, complexity="linear", packing=True),
     state_size=formulas.state_size,
     sub_blocks=2,
     reference="hybridzoo_plugins.gla.reference:reference_forward",
