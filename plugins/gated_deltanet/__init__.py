@@ -77,7 +77,7 @@ SPEC = LayerSpec(
     notations=formulas.NOTATIONS,
     description="Gated DeltaNet: delta-rule matrix state with a scalar decay per head, short "
     "convolutions, gated RMSNorm.",
-    capabilities=Capabilities(causal=True, stateful=True, complexity="linear"),
+    capabilities=Capabilities(causal=True, stateful=True, complexity="linear", packing=True),
     state_size=formulas.state_size,
     reference="hybridzoo_plugins.gated_deltanet.reference:reference_forward",
     scale_options=formulas.scale_options,

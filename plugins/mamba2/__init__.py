@@ -115,7 +115,7 @@ SPEC = LayerSpec(
     notations=formulas.NOTATIONS,
     description="Mamba-2 (SSD) mixer: scalar decay per head, B and C shared in groups, "
     "gated RMSNorm.",
-    capabilities=Capabilities(causal=True, stateful=True, complexity="linear"),
+    capabilities=Capabilities(causal=True, stateful=True, complexity="linear", packing=True),
     state_size=formulas.state_size,
     hidden_size_multiple=formulas.hidden_size_multiple,
     reference="hybridzoo_plugins.mamba2.reference:reference_forward",
