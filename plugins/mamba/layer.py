@@ -38,7 +38,7 @@ from hybridzoo.ops.selective_scan import (
     selective_scan,
     selective_state_update,
 )
-from hybridzoo.plugin import at_least, in_range, one_of, positive
+from hybridzoo.plugin import at_least, in_range, one_of, option_kwargs, positive
 from hybridzoo_plugins.mamba.formulas import intermediate_size, resolve_dt_rank
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -267,15 +267,4 @@ class MambaMixer(nn.Module):
 
 def make_bodies(o: MambaOptions, hidden_size: int) -> MambaMixer:
     """The mamba layer's body: one :class:`MambaMixer`."""
-    return MambaMixer(
-        hidden_size,
-        state_size=o.state_size,
-        expand_factor=o.expand_factor,
-        conv_size=o.conv_size,
-        dt_rank=o.dt_rank,
-        dt_min=o.dt_min,
-        dt_max=o.dt_max,
-        dt_init_floor=o.dt_init_floor,
-        conv_bias=o.conv_bias,
-        bias=o.bias,
-    )
+    return MambaMixer(hidden_size, **option_kwargs(o))
