@@ -29,7 +29,12 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from hybridzoo.convention import layer_spec, option_kwargs, specs_hook
 from hybridzoo.flops import LayerFlops, causal_context, feedforward_flops, linear_flops
-from hybridzoo.formulas import feedforward_param_count, layer_norm_param_count, linear_param_count
+from hybridzoo.formulas import (
+    feedforward_param_count,
+    layer_norm_param_count,
+    linear_param_count,
+    whole_product,
+)
 from hybridzoo.hookspecs import hookimpl
 from hybridzoo.named_patterns import NamedPattern
 from hybridzoo.notation import UNSET, Notation, Setting
@@ -72,6 +77,7 @@ __all__ = [
     "specs_hook",
     "unregister_layer",
     "unregister_pattern",
+    "whole_product",
 ]
 
 

@@ -114,3 +114,16 @@ def test_builtins_declare_through_the_convention(name: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert package.SPEC.reference.resolve() is not None  # type: ignore[union-attr]
+
+
+def test_whole_product() -> None:
+    from hybridzoo.plugin import whole_product
+
+    assert whole_product("head_dim", 64, "expand_k", 0.5, what="the key width") == 32
+    assert whole_product("head_dim", 30, "expand_v", 0.1, what="the value width") == 3
+    with pytest.raises(ValueError, match=r"head_dim · expand_v \(the value width\) .* 3 · 0.5"):
+        whole_product("head_dim", 3, "expand_v", 0.5, what="the value width")
+    with pytest.raises(ValueError, match="expand_v"):
+        whole_product("head_dim", 4, "expand_v", 0, what="the value width")
+    with pytest.raises(ValueError, match="head_dim"):
+        whole_product("head_dim", 0, "expand_v", 1, what="the value width")
