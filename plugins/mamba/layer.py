@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hybridzoo.nn.init import time_step_bias_
 from hybridzoo.ops.selective_scan import (
     BACKENDS,
     causal_conv1d,
@@ -128,11 +129,7 @@ class MambaMixer(nn.Module):
         """The SSM-specific initialisation: dt_proj, A_log (S4D-real) and D."""
         std = self.dt_rank**-0.5
         nn.init.uniform_(self.dt_proj.weight, -std, std)
-        w = self.dt_proj.bias
-        u = torch.rand(w.shape, device=w.device, dtype=torch.float64)
-        log_min, log_max = math.log(self.dt_min), math.log(self.dt_max)
-        dt = torch.exp(u * (log_max - log_min) + log_min).clamp(min=self.dt_init_floor)
-        w.copy_(dt + torch.log(-torch.expm1(-dt)))  # softplus⁻¹(dt)
+        w = time_step_bias_(self.dt_proj.bias, self.dt_min, self.dt_max, self.dt_init_floor)
         a = torch.arange(1, self.state_size + 1, dtype=torch.float64, device=w.device)
         self.A_log.copy_(torch.log(a).expand(self.intermediate_size, -1))
         self.D.fill_(1.0)
