@@ -130,12 +130,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     train.add_argument("--seed", type=NON_NEGATIVE_INT, default=None, help="= --seeds X")
     train.add_argument("--steps", type=POSITIVE_INT, default=None, help="max steps per run")
-    train.add_argument(
-        "--epochs",
-        type=POSITIVE_INT,
-        default=None,
-        help="passes over --train-examples (sets the steps)",
-    )
+    train.add_argument("--epochs", type=POSITIVE_INT, default=None,
+                       help="passes over --train-examples (sets the steps)")  # fmt: skip
     train.add_argument(
         "--train-examples",
         type=POSITIVE_INT,
