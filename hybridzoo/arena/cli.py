@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from hybridzoo.cli.values import parse_assignment
+from hybridzoo.subcommand import run_alone
 from hybridzoo.validate import Validator, at_least, in_range, positive
 
 DEFAULT_PRESET = "default"
@@ -298,9 +299,7 @@ def _run(args: argparse.Namespace, started: float) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m hybridzoo.arena.cli``: the arena without the core's CLI."""
-    parser = argparse.ArgumentParser(prog="hybridzoo arena")
-    configure_parser(parser)
-    return run(parser.parse_args(argv))
+    return run_alone("hybridzoo arena", configure_parser, run, argv)
 
 
 if __name__ == "__main__":
