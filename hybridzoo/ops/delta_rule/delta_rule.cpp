@@ -52,22 +52,17 @@ void forward_impl(const Dims& d, const at::Tensor& q, const at::Tensor& k, const
                   const at::Tensor& starts, double scale_d, at::Tensor& o, at::Tensor& s_end,
                   at::Tensor* ckpt) {
   Seq<T> Q(q), Kt(k), Vt(v), Wt(w), Bt(beta), O(o);
-  const T* S0 = s0.numel() ? s0.data_ptr<T>() : nullptr;
   const bool* st = d.has_starts ? starts.data_ptr<bool>() : nullptr;
-  T* SE = s_end.data_ptr<T>();
-  T* CK = ckpt ? ckpt->data_ptr<T>() : nullptr;
+  const RunningStates<T> states(d, s0, s_end, ckpt);
   const T scale = static_cast<T>(scale_d);
-  const int64_t KV = d.K * d.V;
   at::parallel_for(0, d.B * d.H, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> u(d.V);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / d.H, h = task % d.H, g = h / d.R;
-      T* S = SE + task * KV;
-      if (S0) std::copy(S0 + task * KV, S0 + (task + 1) * KV, S);
-      else std::fill(S, S + KV, T(0));
+      T* S = states.start(task);
       for (int64_t t = 0; t < d.T; ++t) {
-        if (is_start(d, st, b, t)) std::fill(S, S + KV, T(0));
-        if (CK && t % d.chunk == 0) std::copy(S, S + KV, CK + (task * d.nc + t / d.chunk) * KV);
+        if (is_start(d, st, b, t)) std::fill(S, S + states.KV, T(0));
+        if (t % d.chunk == 0) states.save(task, t / d.chunk, S);
         if (t + kAhead < d.T) {
           prefetch_row(Q.at(b, t + kAhead, g), d.K);
           prefetch_row(Kt.at(b, t + kAhead, g), d.K);

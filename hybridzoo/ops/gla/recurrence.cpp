@@ -54,29 +54,23 @@ void forward_impl(const Dims& d, const at::Tensor& q, const at::Tensor& k, const
                   at::Tensor* ckpt) {
   Seq<T> Q(q), Kt(k), Vt(v), W(w), O(o);
   const T* U = d.bonus ? u.data_ptr<T>() : nullptr;
-  const T* S0 = s0.numel() ? s0.data_ptr<T>() : nullptr;
   const bool* st = d.has_starts ? starts.data_ptr<bool>() : nullptr;
-  T* SE = s_end.data_ptr<T>();
-  T* CK = ckpt ? ckpt->data_ptr<T>() : nullptr;
+  const RunningStates<T> states(d, s0, s_end, ckpt);
   const T scale = static_cast<T>(scale_d);
   const int64_t KV = d.K * d.V;
   at::parallel_for(0, d.B * d.H, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t task = begin; task < end; ++task) {  // the final state doubles as the running one
-      T* S = SE + task * KV;
-      if (S0) std::copy(S0 + task * KV, S0 + (task + 1) * KV, S);
-      else std::fill(S, S + KV, T(0));
-    }
+    for (int64_t task = begin; task < end; ++task) states.start(task);
     // block by block of `chunk` positions, every head of this thread in turn: the query and key
     // rows of a block stay in cache for all the heads that share them
     for (int64_t c = 0; c < d.nc; ++c) {
       const int64_t t0 = c * d.chunk, t1 = std::min(d.T, t0 + d.chunk);
       for (int64_t task = begin; task < end; ++task) {
         const int64_t b = task / d.H, h = task % d.H, g = h / d.R;
-        T* S = SE + task * KV;
+        T* S = states.of(task);
         const T* u = U ? U + h * d.K : nullptr;
         for (int64_t t = t0; t < t1; ++t) {
           if (is_start(d, st, b, t)) std::fill(S, S + KV, T(0));
-          if (CK && t == t0) std::copy(S, S + KV, CK + (task * d.nc + c) * KV);
+          if (t == t0) states.save(task, c, S);
           if (t + kAhead < d.T) {
             prefetch_row(Q.at(b, t + kAhead, g), d.K);
             prefetch_row(Kt.at(b, t + kAhead, g), d.K);

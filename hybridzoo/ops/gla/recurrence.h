@@ -153,6 +153,33 @@ void transpose_or_zero(const T* src, T* dst, int64_t K, int64_t V) {
   else std::fill(dst, dst + K * V, T(0));
 }
 
+// The states of a forward pass: each task's running state (its slice of the final states
+// s_end), started from s0 (zeros where s0 is empty), and the checkpoints (where asked for).
+template <typename T>
+struct RunningStates {
+  const T* S0;
+  T* SE;
+  T* CK;
+  int64_t KV, nc;
+  RunningStates(const Dims& d, const at::Tensor& s0, at::Tensor& s_end, at::Tensor* ckpt)
+      : S0(s0.numel() ? s0.data_ptr<T>() : nullptr),
+        SE(s_end.data_ptr<T>()),
+        CK(ckpt ? ckpt->data_ptr<T>() : nullptr),
+        KV(d.K * d.V),
+        nc(d.nc) {}
+  T* of(int64_t task) const { return SE + task * KV; }
+  T* start(int64_t task) const {
+    T* S = of(task);
+    if (S0) std::copy(S0 + task * KV, S0 + (task + 1) * KV, S);
+    else std::fill(S, S + KV, T(0));
+    return S;
+  }
+  // Stores S as the checkpoint of block c, if checkpoints are kept.
+  void save(int64_t task, int64_t c, const T* S) const {
+    if (CK) std::copy(S, S + KV, CK + (task * nc + c) * KV);
+  }
+};
+
 // The states of one block of positions t0 .. t0 + chunk - 1 that a backward task recomputes,
 // transposed ([V, K]): entering t0 (from its checkpoint), then after each position. The state
 // before a document start reads as zeros.
