@@ -136,7 +136,8 @@ def step_inputs(
     """Check a one-token step's tensor arguments (``kernel``'s layouts without ``T``, ``state``
     last); return every letter's size and the tensors in the state's dtype (None stays None)."""
     n = sizes(kernel, *tensors, state, step=True)
-    return n, [None if x is None else x.to(state.dtype) for x in tensors]
+    dt = state.dtype
+    return n, [None if x is None else x.to(dt) for x in tensors]
 
 
 def floor_log_decay(g: torch.Tensor, starts: torch.Tensor | None) -> torch.Tensor:
