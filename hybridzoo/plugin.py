@@ -5,6 +5,10 @@ Everything a layer plugin needs, in one import::
     from hybridzoo.plugin import LayerSpec, Capabilities, option, hookimpl, at_least
 
 - :class:`LayerSpec`, :class:`Capabilities`, :func:`option`: what a layer plugin declares;
+- :func:`count_option`, :func:`heads_option`, :func:`conv_size_option`,
+  :func:`chunk_size_option`, :func:`positive_option`, :func:`norm_eps_option`,
+  :func:`flag_option`: ``option`` fields of the kinds many layers share (see
+  :mod:`hybridzoo.option_kinds`);
 - :class:`NamedPattern`: what a named-pattern plugin declares;
 - :data:`hookimpl`: marks the plugin's hook functions (see :mod:`hybridzoo.hookspecs`);
 - :func:`layer_spec`, :func:`specs_hook`, :func:`option_kwargs`: the layer-plugin convention
@@ -38,6 +42,15 @@ from hybridzoo.formulas import (
 from hybridzoo.hookspecs import hookimpl
 from hybridzoo.named_patterns import NamedPattern
 from hybridzoo.notation import UNSET, Notation, Setting
+from hybridzoo.option_kinds import (
+    chunk_size_option,
+    conv_size_option,
+    count_option,
+    flag_option,
+    heads_option,
+    norm_eps_option,
+    positive_option,
+)
 from hybridzoo.spec import PLUGIN_API_VERSION, Capabilities, LayerSpec, option
 from hybridzoo.validate import at_least, boolean, in_range, one_of, positive, power_of_two
 
@@ -59,18 +72,25 @@ __all__ = [
     "at_least",
     "boolean",
     "causal_context",
+    "chunk_size_option",
+    "conv_size_option",
+    "count_option",
     "feedforward_flops",
     "feedforward_param_count",
+    "flag_option",
+    "heads_option",
     "hookimpl",
     "in_range",
     "layer_norm_param_count",
     "layer_spec",
     "linear_flops",
     "linear_param_count",
+    "norm_eps_option",
     "one_of",
     "option",
     "option_kwargs",
     "positive",
+    "positive_option",
     "power_of_two",
     "register_layer",
     "register_pattern",

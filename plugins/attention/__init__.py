@@ -11,7 +11,10 @@ import attrs
 from hybridzoo.plugin import (
     Capabilities,
     at_least,
-    boolean,
+    conv_size_option,
+    count_option,
+    flag_option,
+    heads_option,
     in_range,
     layer_spec,
     one_of,
@@ -25,7 +28,7 @@ from hybridzoo_plugins.attention import formulas
 class AttentionOptions:
     """Options of the ``attention`` layer (user prefix ``attention_``)."""
 
-    num_heads: int = option(4, doc="Query heads.", validator=at_least(1), examples=(1, 2))
+    num_heads: int = heads_option(doc="Query heads.")
     num_kv_heads: int | None = option(
         None,
         doc="Key/value heads, dividing num_heads (grouped-query attention; 1 = multi-query); "
@@ -33,10 +36,9 @@ class AttentionOptions:
         validator=at_least(1, allow_none=True),
         examples=(1,),
     )
-    head_dim: int = option(
+    head_dim: int = count_option(
         64,
         doc="Width of each head (even when rotary is on: it turns channel pairs).",
-        validator=at_least(1),
         examples=(4, 8),
     )
     window_size: int | None = option(
@@ -46,33 +48,26 @@ class AttentionOptions:
         validator=at_least(2, allow_none=True),
         examples=(2, 3, 8, None),
     )
-    qk_norm: bool = option(
-        True, doc="LayerNorm on each head's queries and keys.", validator=boolean, examples=(False,)
-    )
+    qk_norm: bool = flag_option(True, doc="LayerNorm on each head's queries and keys.")
     rope_base: float | None = option(
         10000.0,
         doc="Rotary embedding base; None = no rotary embedding (as Nemotron-H's attention).",
         validator=in_range(0.0, math.inf, low_open=True, high_open=True, allow_none=True),
         examples=(100.0, None),
     )
-    bias: bool = option(
-        False,
-        doc="Biases on the q, k, v and output projections.",
-        validator=boolean,
-        examples=(True,),
-    )
-    conv_size: int = option(
-        0,
-        doc="Taps of a depthwise causal convolution on the attention's input (a short conv "
-        "then attention, as the Based paper's and Zoology's baselines); 0 = none.",
-        validator=at_least(0),
+    bias: bool = flag_option(False, doc="Biases on the q, k, v and output projections.")
+    conv_size: int = conv_size_option(
+        "Taps of a depthwise causal convolution on the attention's input (a short conv then "
+        "attention, as the Based paper's and Zoology's baselines); 0 = none.",
+        default=0,
+        minimum=0,
         examples=(3,),
     )
-    ffn_expand_factor: int = option(
+    ffn_expand_factor: int = count_option(
         4,
         doc="Inner width of the FFN sub-block as a multiple of hidden_size (Edifice: 4); 0 = no "
         "FFN sub-block (attention alone, as Zoology's paper baseline or Nemotron-H).",
-        validator=at_least(0),
+        minimum=0,
         examples=(1, 0),
     )
     ffn_activation: str = option(

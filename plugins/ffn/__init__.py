@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import attrs
 
-from hybridzoo.plugin import Capabilities, at_least, boolean, layer_spec, one_of, option, specs_hook
+from hybridzoo.plugin import (
+    Capabilities,
+    at_least,
+    count_option,
+    flag_option,
+    layer_spec,
+    one_of,
+    option,
+    specs_hook,
+)
 from hybridzoo_plugins.ffn import formulas
 
 
@@ -13,10 +22,9 @@ from hybridzoo_plugins.ffn import formulas
 class FFNOptions:
     """Options of the ``ffn`` layer (user prefix ``ffn_``)."""
 
-    expand_factor: int = option(
+    expand_factor: int = count_option(
         4,
         doc="Inner width as a multiple of hidden_size (Edifice: 4); see also inner_size.",
-        validator=at_least(1),
         examples=(1, 2),
     )
     activation: str = option(
@@ -26,7 +34,7 @@ class FFNOptions:
         validator=one_of("gelu", "relu2", "swiglu"),
         examples=("relu2", "swiglu"),
     )
-    bias: bool = option(True, doc="Biases on both linears.", validator=boolean, examples=(False,))
+    bias: bool = flag_option(True, doc="Biases on both linears.")
     inner_size: int | None = option(
         None,
         doc="The inner width itself (e.g. from a converted checkpoint); None = expand_factor · "

@@ -10,10 +10,14 @@ import attrs
 from hybridzoo.plugin import (
     Capabilities,
     at_least,
+    chunk_size_option,
+    conv_size_option,
+    count_option,
+    heads_option,
     layer_spec,
+    norm_eps_option,
     option,
-    positive,
-    power_of_two,
+    positive_option,
     specs_hook,
 )
 from hybridzoo_plugins.gated_deltanet import formulas
@@ -25,20 +29,12 @@ __all__ = ["SPEC", "GatedDeltaNetOptions"]
 class GatedDeltaNetOptions:
     """Options of the ``gated_deltanet`` layer (user prefix ``gated_deltanet_``)."""
 
-    num_heads: int = option(
-        4,
-        doc="Query/key heads (and value heads unless num_v_heads is set).",
-        validator=at_least(1),
-        examples=(1, 2),
+    num_heads: int = heads_option(
+        doc="Query/key heads (and value heads unless num_v_heads is set)."
     )
-    head_dim: int = option(
-        64, doc="Query/key width per head dk.", validator=at_least(1), examples=(2, 4)
-    )
-    expand_v: float = option(
-        1,
-        doc="Value width per head dv = head_dim · expand_v (a whole number).",
-        validator=positive,
-        examples=(2, 0.5),
+    head_dim: int = count_option(64, doc="Query/key width per head dk.", examples=(2, 4))
+    expand_v: float = positive_option(
+        1, doc="Value width per head dv = head_dim · expand_v (a whole number).", examples=(2, 0.5)
     )
     num_v_heads: int | None = option(
         None,
@@ -47,19 +43,9 @@ class GatedDeltaNetOptions:
         validator=at_least(1, allow_none=True),
         examples=(8,),
     )
-    conv_size: int = option(
-        4,
-        doc="Kernel of the causal convolutions over q, k and v.",
-        validator=at_least(1),
-        examples=(1, 2, 3),
-    )
-    norm_eps: float = option(1e-5, doc="Epsilon of the gated output RMSNorm.", validator=positive)
-    chunk_size: int = option(
-        64,
-        doc="Chunk length of the delta-rule kernel, a power of two (speed only; same results).",
-        validator=power_of_two,
-        examples=(4,),
-    )
+    conv_size: int = conv_size_option("Kernel of the causal convolutions over q, k and v.")
+    norm_eps: float = norm_eps_option("gated output RMSNorm")
+    chunk_size: int = chunk_size_option("delta-rule")
 
     def __attrs_post_init__(self) -> None:
         formulas.value_head_dim(self.head_dim, self.expand_v)  # ValueErrors name the fields

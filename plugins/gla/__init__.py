@@ -7,11 +7,12 @@ import attrs
 
 from hybridzoo.plugin import (
     Capabilities,
-    at_least,
+    chunk_size_option,
+    count_option,
+    heads_option,
     layer_spec,
-    option,
-    positive,
-    power_of_two,
+    norm_eps_option,
+    positive_option,
     specs_hook,
 )
 from hybridzoo_plugins.gla import formulas
@@ -21,32 +22,23 @@ from hybridzoo_plugins.gla import formulas
 class GLAOptions:
     """Options of the ``gla`` layer (user prefix ``gla_``)."""
 
-    num_heads: int = option(4, doc="Number of heads.", validator=at_least(1), examples=(1, 2))
-    head_dim: int = option(64, doc="Value width per head.", validator=at_least(1), examples=(4, 8))
-    expand_k: float = option(
+    num_heads: int = heads_option()
+    head_dim: int = count_option(64, doc="Value width per head.", examples=(4, 8))
+    expand_k: float = positive_option(
         0.5,
         doc="Key width per head as a fraction of head_dim (head_dim · expand_k must be whole).",
-        validator=positive,
         examples=(1.0,),
     )
-    gate_low_rank_dim: int = option(
-        16, doc="Rank of the forget-gate projection.", validator=at_least(1), examples=(2,)
+    gate_low_rank_dim: int = count_option(
+        16, doc="Rank of the forget-gate projection.", examples=(2,)
     )
-    gate_logit_normalizer: float = option(
-        16.0, doc="Divides logsigmoid of the gate logits.", validator=positive, examples=(1.0,)
+    gate_logit_normalizer: float = positive_option(
+        16.0, doc="Divides logsigmoid of the gate logits.", examples=(1.0,)
     )
-    norm_eps: float = option(1e-5, doc="Epsilon of the per-head RMSNorm.", validator=positive)
-    chunk_size: int = option(
-        64,
-        doc="Chunk length of the recurrence kernel, a power of two (speed only; same results).",
-        validator=power_of_two,
-        examples=(4,),
-    )
-    ffn_expand_factor: int = option(
-        4,
-        doc="Inner width of the FFN sub-block as a multiple of hidden_size.",
-        validator=at_least(1),
-        examples=(1,),
+    norm_eps: float = norm_eps_option("per-head RMSNorm")
+    chunk_size: int = chunk_size_option()
+    ffn_expand_factor: int = count_option(
+        4, doc="Inner width of the FFN sub-block as a multiple of hidden_size.", examples=(1,)
     )
 
     def __attrs_post_init__(self) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from hybridzoo.nn.reference import continuing, forget
 from hybridzoo_plugins.gla.layer import GatedLinearAttention
 
 
@@ -30,9 +31,7 @@ def reference_scan(
         state = x.new_zeros(batch, nh, dk, dv)
     outputs = []
     for t, x_t in enumerate(x.unbind(1)):  # [B, H]
-        if seq_idx is not None and t > 0:  # a new document starts from nothing
-            keep = seq_idx[:, t] == seq_idx[:, t - 1]  # [B]
-            state = torch.where(keep[:, None, None, None], state, 0.0)
+        state = forget(continuing(seq_idx, t), state)  # a new document starts from nothing
         q_t = (x_t @ layer.q_proj.weight.T).view(batch, nh, dk)
         k_t = (x_t @ layer.k_proj.weight.T).view(batch, nh, dk)
         v_t = (x_t @ layer.v_proj.weight.T).view(batch, nh, dv)

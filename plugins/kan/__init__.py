@@ -12,8 +12,8 @@ import attrs
 
 from hybridzoo.plugin import (
     Capabilities,
-    at_least,
-    boolean,
+    count_option,
+    flag_option,
     in_range,
     layer_spec,
     option,
@@ -28,25 +28,17 @@ _FINITE = in_range(-math.inf, math.inf, low_open=True, high_open=True)
 class KANOptions:
     """Options of the ``kan`` layer (user prefix ``kan_``)."""
 
-    grid_size: int = option(
-        5,
-        doc="Number of grid intervals G of each spline (Edifice: 5).",
-        validator=at_least(1),
-        examples=(1, 3),
+    grid_size: int = count_option(
+        5, doc="Number of grid intervals G of each spline (Edifice: 5).", examples=(1, 3)
     )
-    spline_order: int = option(
-        3,
-        doc="B-spline degree (3 = cubic, C² continuous).",
-        validator=at_least(0),
-        examples=(1, 2),
+    spline_order: int = count_option(
+        3, doc="B-spline degree (3 = cubic, C² continuous).", minimum=0, examples=(1, 2)
     )
     grid_low: float = option(
         -2.0, doc="Left end of the grid (inputs are LayerNorm-ed).", validator=_FINITE
     )
     grid_high: float = option(2.0, doc="Right end of the grid.", validator=_FINITE, examples=(1.0,))
-    spline_scaler: bool = option(
-        True, doc="Learn a scale per (output, input) spline.", validator=boolean, examples=(False,)
-    )
+    spline_scaler: bool = flag_option(True, doc="Learn a scale per (output, input) spline.")
 
     def __attrs_post_init__(self) -> None:
         if not self.grid_low < self.grid_high:

@@ -8,11 +8,13 @@ import attrs
 from hybridzoo.plugin import (
     Capabilities,
     at_least,
-    boolean,
+    conv_size_option,
+    count_option,
+    flag_option,
     layer_spec,
     one_of,
     option,
-    positive,
+    positive_option,
     specs_hook,
 )
 from hybridzoo_plugins.mamba import formulas
@@ -22,38 +24,22 @@ from hybridzoo_plugins.mamba import formulas
 class MambaOptions:
     """Options of the ``mamba`` layer (user prefix ``mamba_``)."""
 
-    state_size: int = option(
-        16, doc="SSM state size N per channel.", validator=at_least(1), examples=(1, 4)
+    state_size: int = count_option(16, doc="SSM state size N per channel.", examples=(1, 4))
+    expand_factor: int = count_option(
+        2, doc="Inner width I = expand_factor · hidden_size.", examples=(1,)
     )
-    expand_factor: int = option(
-        2,
-        doc="Inner width I = expand_factor · hidden_size.",
-        validator=at_least(1),
-        examples=(1,),
-    )
-    conv_size: int = option(
-        4,
-        doc="Kernel of the depthwise causal convolution (Edifice: 4).",
-        validator=at_least(1),
-        examples=(1, 2, 3),
-    )
+    conv_size: int = conv_size_option("Kernel of the depthwise causal convolution (Edifice: 4).")
     dt_rank: int | str = option(
         "auto",
         doc="Rank of the time-step projection; 'auto' = ceil(hidden_size / 16).",
         validator=one_of("auto") | at_least(1),
         examples=(1, 3),
     )
-    dt_min: float = option(0.001, doc="Smallest initial time step.", validator=positive)
-    dt_max: float = option(0.1, doc="Largest initial time step.", validator=positive)
-    dt_init_floor: float = option(
-        1e-4, doc="Lower clamp of the initial time steps.", validator=positive
-    )
-    conv_bias: bool = option(
-        True, doc="Bias in the convolution.", validator=boolean, examples=(False,)
-    )
-    bias: bool = option(
-        False, doc="Biases in in_proj and out_proj.", validator=boolean, examples=(True,)
-    )
+    dt_min: float = positive_option(0.001, doc="Smallest initial time step.")
+    dt_max: float = positive_option(0.1, doc="Largest initial time step.")
+    dt_init_floor: float = positive_option(1e-4, doc="Lower clamp of the initial time steps.")
+    conv_bias: bool = flag_option(True, doc="Bias in the convolution.")
+    bias: bool = flag_option(False, doc="Biases in in_proj and out_proj.")
 
     def __attrs_post_init__(self) -> None:
         if not self.dt_min <= self.dt_max:

@@ -12,18 +12,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from hybridzoo.nn.reference import ConvWindow, continuing, forget, silu, softplus
+
 if TYPE_CHECKING:  # pragma: no cover
     from hybridzoo_plugins.mamba.layer import MambaMixer
 
 __all__ = ["mixer_reference"]
-
-
-def _silu(x: torch.Tensor) -> torch.Tensor:
-    return x / (1 + torch.exp(-x))
-
-
-def _softplus(x: torch.Tensor) -> torch.Tensor:
-    return torch.logaddexp(x, torch.zeros_like(x))
 
 
 def mixer_reference(
@@ -59,35 +53,28 @@ def mixer_reference(
     w_out, b_out = mixer.out_proj.weight, mixer.out_proj.bias  # [H, I]
 
     if initial_state is None:
-        past = [x.new_zeros(batch, inner) for _ in range(k - 1)]  # oldest first
+        window = ConvWindow.zeros(x, batch, inner, k)
         h = x.new_zeros(batch, inner, n)
     else:
-        window, h = initial_state
-        past = [window[:, :, j] for j in range(k - 1)]
+        window, h = ConvWindow(initial_state[0]), initial_state[1]
     outputs = []
     for t in range(length):
-        if seq_idx is not None and t > 0:  # a new document starts from nothing
-            keep = (seq_idx[:, t] == seq_idx[:, t - 1])[:, None]  # [B, 1]
-            past = [torch.where(keep, p, 0.0) for p in past]
-            h = torch.where(keep[:, :, None], h, 0.0)
+        keep = continuing(seq_idx, t)  # a new document starts from nothing
+        window.forget(keep)
+        h = forget(keep, h)
         xz = x[:, t] @ w_in.T + (0 if b_in is None else b_in)  # [B, 2I]
         x_t, z_t = xz[:, :inner], xz[:, inner:]
-        past = [*past, x_t]  # the last K inputs
-        window_t = torch.stack(past, dim=-1)  # [B, I, K], oldest first
-        conv = (window_t * w_conv).sum(-1) + (0 if b_conv is None else b_conv)
-        u = _silu(conv)  # [B, I]
+        u = silu(window(x_t, w_conv, b_conv))  # [B, I]: the convolution of the last K inputs
         proj = u @ w_x.T  # [B, R + 2N]
         dt_low, B_t, C_t = proj[:, :rank], proj[:, rank : rank + n], proj[:, rank + n :]
-        dt = _softplus(dt_low @ w_dt.T + b_dt)  # [B, I]
+        dt = softplus(dt_low @ w_dt.T + b_dt)  # [B, I]
         A_bar = torch.exp(dt[:, :, None] * A)  # [B, I, N]
         B_bar_u = dt[:, :, None] * B_t[:, None, :] * u[:, :, None]  # [B, I, N]
         h = A_bar * h + B_bar_u
         y = torch.einsum("bin,bn->bi", h, C_t) + D * u
-        y = y * _silu(z_t)
+        y = y * silu(z_t)
         outputs.append(y @ w_out.T + (0 if b_out is None else b_out))  # [B, H]
-        past = past[1:]
     out = torch.stack(outputs, dim=1) if outputs else x.new_zeros(batch, 0, mixer.hidden_size)
     if not output_final_state:
         return out
-    window = torch.stack(past, dim=-1) if k > 1 else x.new_zeros(batch, inner, 0)  # [B, I, K-1]
-    return out, (window, h)
+    return out, (window.state, h)  # [B, I, K-1], [B, I, N]

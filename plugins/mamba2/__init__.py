@@ -10,13 +10,15 @@ import attrs
 
 from hybridzoo.plugin import (
     Capabilities,
-    at_least,
-    boolean,
+    chunk_size_option,
+    conv_size_option,
+    count_option,
+    flag_option,
     in_range,
     layer_spec,
+    norm_eps_option,
     option,
-    positive,
-    power_of_two,
+    positive_option,
     specs_hook,
 )
 from hybridzoo_plugins.mamba2 import formulas
@@ -28,44 +30,30 @@ __all__ = ["SPEC", "Mamba2Options"]
 class Mamba2Options:
     """Options of the ``mamba2`` layer (user prefix ``mamba2_``)."""
 
-    state_size: int = option(
-        64, doc="SSM state size N per head.", validator=at_least(1), examples=(1, 4)
-    )
-    head_dim: int = option(
+    state_size: int = count_option(64, doc="SSM state size N per head.", examples=(1, 4))
+    head_dim: int = count_option(
         64,
         doc="Channels per head P; heads = expand_factor · hidden_size / head_dim.",
-        validator=at_least(1),
         examples=(2, 4),
     )
-    expand_factor: float = option(
+    expand_factor: float = positive_option(
         2,
         doc="Inner width I = expand_factor · hidden_size (a whole number; may be fractional, "
         "as Nemotron-H's 128 heads of 80 on 4480 channels).",
-        validator=positive,
         examples=(1,),
     )
-    num_groups: int = option(
+    num_groups: int = count_option(
         1,
         doc="Groups G of heads sharing B and C (a divisor of the number of heads); the gated "
         "norm is taken per group.",
-        validator=at_least(1),
         examples=(2,),
     )
-    conv_size: int = option(
-        4,
-        doc="Kernel of the depthwise causal convolution over x, B and C.",
-        validator=at_least(1),
-        examples=(1, 2, 3),
+    conv_size: int = conv_size_option("Kernel of the depthwise causal convolution over x, B and C.")
+    dt_min: float = positive_option(
+        0.001, doc="Smallest initial time step (log-uniform in [dt_min, dt_max])."
     )
-    dt_min: float = option(
-        0.001,
-        doc="Smallest initial time step (log-uniform in [dt_min, dt_max]).",
-        validator=positive,
-    )
-    dt_max: float = option(0.1, doc="Largest initial time step.", validator=positive)
-    dt_init_floor: float = option(
-        1e-4, doc="Lower clamp of the initial time steps.", validator=positive
-    )
+    dt_max: float = positive_option(0.1, doc="Largest initial time step.")
+    dt_init_floor: float = positive_option(1e-4, doc="Lower clamp of the initial time steps.")
     dt_limit_min: float = option(
         0.0,
         doc="Time steps are clamped to at least this (Nemotron-H: its dt_min; 0 = no clamp).",
@@ -78,19 +66,10 @@ class Mamba2Options:
         validator=in_range(0.0, math.inf, low_open=True, high_open=True, allow_none=True),
         examples=(1.0,),
     )
-    conv_bias: bool = option(
-        True, doc="Bias in the convolution.", validator=boolean, examples=(False,)
-    )
-    bias: bool = option(
-        False, doc="Biases in in_proj and out_proj.", validator=boolean, examples=(True,)
-    )
-    norm_eps: float = option(1e-5, doc="Epsilon of the gated RMSNorm.", validator=positive)
-    chunk_size: int = option(
-        64,
-        doc="Chunk length of the SSD kernel, a power of two (speed only; same results).",
-        validator=power_of_two,
-        examples=(4,),
-    )
+    conv_bias: bool = flag_option(True, doc="Bias in the convolution.")
+    bias: bool = flag_option(False, doc="Biases in in_proj and out_proj.")
+    norm_eps: float = norm_eps_option("gated RMSNorm")
+    chunk_size: int = chunk_size_option("SSD")
 
     def __attrs_post_init__(self) -> None:
         if not self.dt_min <= self.dt_max:

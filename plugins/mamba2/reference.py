@@ -13,18 +13,12 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from hybridzoo.nn.reference import ConvWindow, continuing, forget, silu, softplus
+
 if TYPE_CHECKING:  # pragma: no cover
     from hybridzoo_plugins.mamba2.layer import Mamba2Mixer
 
 __all__ = ["reference_forward", "reference_scan"]
-
-
-def _silu(x: Tensor) -> Tensor:
-    return x / (1 + torch.exp(-x))
-
-
-def _softplus(x: Tensor) -> Tensor:
-    return torch.logaddexp(x, torch.zeros_like(x))
 
 
 def reference_scan(
@@ -49,27 +43,22 @@ def reference_scan(
     low, high = mixer.dt_limit
 
     if state is None:
-        past = [u.new_zeros(batch, channels) for _ in range(k - 1)]  # oldest first
+        window = ConvWindow.zeros(u, batch, channels, k)
         h = u.new_zeros(batch, heads, p, n)
     else:
-        window, h = state
-        past = [window[:, :, j] for j in range(k - 1)]
+        window, h = ConvWindow(state[0]), state[1]
     outputs = []
     for t in range(length):
-        if seq_idx is not None and t > 0:  # a new document forgets everything before it
-            keep = seq_idx[:, t] == seq_idx[:, t - 1]  # [B]; where: a NaN never crosses
-            past = [torch.where(keep[:, None], p_j, 0.0) for p_j in past]
-            h = torch.where(keep[:, None, None, None], h, 0.0)
+        keep = continuing(seq_idx, t)  # a new document forgets everything before it
+        window.forget(keep)
+        h = forget(keep, h)
         proj = u[:, t] @ w_in.T + (0 if b_in is None else b_in)
         z, xbc, dt_raw = proj[:, :inner], proj[:, inner : inner + channels], proj[:, -heads:]
-        past = [*past, xbc]
-        conv = (torch.stack(past, dim=-1) * w_conv).sum(-1) + (0 if b_conv is None else b_conv)
-        past = past[1:]
-        xbc = _silu(conv)  # [B, C]
+        xbc = silu(window(xbc, w_conv, b_conv))  # [B, C]
         x = xbc[:, :inner].reshape(batch, heads, p)
         B_t = xbc[:, inner : inner + groups * n].reshape(batch, groups, n)
         C_t = xbc[:, inner + groups * n :].reshape(batch, groups, n)
-        dt = _softplus(dt_raw + mixer.dt_bias).clamp(min=low, max=high)  # [B, h]
+        dt = softplus(dt_raw + mixer.dt_bias).clamp(min=low, max=high)  # [B, h]
         new_h, y = [], []
         for j in range(heads):
             g = j * groups // heads  # the group of head j
@@ -80,13 +69,12 @@ def reference_scan(
         h = torch.stack(new_h, dim=1)
         y = torch.cat(y, dim=1).squeeze(-1)  # [B, I]
         # gated RMSNorm: the gate first, then the RMS of each group of I / G channels
-        v = (y * _silu(z)).reshape(batch, groups, group_width)
+        v = (y * silu(z)).reshape(batch, groups, group_width)
         v = v / torch.sqrt(v.pow(2).mean(-1, keepdim=True) + eps)
         v = v.reshape(batch, inner) * w_norm
         outputs.append(v @ w_out.T + (0 if b_out is None else b_out))
     y_all = torch.stack(outputs, 1) if outputs else u.new_zeros(batch, 0, mixer.hidden_size)
-    window = torch.stack(past, -1) if k > 1 else u.new_zeros(batch, channels, 0)
-    return y_all, (window, h)
+    return y_all, (window.state, h)
 
 
 def reference_forward(mixer: Mamba2Mixer, u: Tensor) -> Tensor:

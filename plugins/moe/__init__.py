@@ -11,8 +11,8 @@ import attrs
 
 from hybridzoo.plugin import (
     Capabilities,
-    at_least,
-    boolean,
+    count_option,
+    flag_option,
     in_range,
     layer_spec,
     one_of,
@@ -28,30 +28,25 @@ _COEFFICIENT = in_range(0.0, math.inf, high_open=True)
 class MoEOptions:
     """Options of the ``moe`` layer (user prefix ``moe_``)."""
 
-    num_experts: int = option(
-        8, doc="Number of routed experts E.", validator=at_least(1), examples=(3, 4)
-    )
-    top_k: int = option(
-        2, doc="Experts per token (at most num_experts).", validator=at_least(1), examples=(3,)
-    )
-    expert_size: int = option(
+    num_experts: int = count_option(8, doc="Number of routed experts E.", examples=(3, 4))
+    top_k: int = count_option(2, doc="Experts per token (at most num_experts).", examples=(3,))
+    expert_size: int = count_option(
         512,
         doc="Inner width of each SwiGLU expert (its gate and up projections; scales as "
         "2·hidden_size when budgets are matched).",
-        validator=at_least(1),
         examples=(4, 8),
     )
-    shared_expert_size: int = option(
+    shared_expert_size: int = count_option(
         0,
         doc="Inner width of a SwiGLU expert that every token uses besides its top-k; 0 = none.",
-        validator=at_least(0),
+        minimum=0,
         examples=(6,),
     )
-    shared_expert_gate: bool = option(
+    shared_expert_gate: bool = flag_option(
         False,
         doc="Scale the shared expert's output by sigmoid(w·x) per token (Qwen2-MoE); needs a "
         "shared expert.",
-        validator=boolean,
+        examples=(),
     )
     router: str = option(
         "softmax",
@@ -60,12 +55,10 @@ class MoEOptions:
         validator=one_of("softmax", "sigmoid"),
         examples=("sigmoid",),
     )
-    normalize_top_k: bool = option(
+    normalize_top_k: bool = flag_option(
         True,
         doc="Divide the top-k scores by their sum (Mixtral; with softmax the same as a softmax "
         "over the chosen experts); False keeps the raw scores (Switch, Qwen2-MoE's default).",
-        validator=boolean,
-        examples=(False,),
     )
     aux_loss_coef: float = option(
         0.01,

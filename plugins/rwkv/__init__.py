@@ -7,11 +7,11 @@ import attrs
 
 from hybridzoo.plugin import (
     Capabilities,
-    at_least,
+    chunk_size_option,
+    count_option,
     in_range,
     layer_spec,
     option,
-    power_of_two,
     specs_hook,
 )
 from hybridzoo_plugins.rwkv import formulas
@@ -21,22 +21,13 @@ from hybridzoo_plugins.rwkv import formulas
 class RWKVOptions:
     """Options of the ``rwkv`` layer (user prefix ``rwkv_``)."""
 
-    head_size: int = option(
-        64,
-        doc="Size of one WKV head; hidden_size must be a multiple of it.",
-        validator=at_least(1),
-        examples=(4, 8),
+    head_size: int = count_option(
+        64, doc="Size of one WKV head; hidden_size must be a multiple of it.", examples=(4, 8)
     )
-    mix_rank: int = option(
-        32, doc="Rank of the token-shift (ddlerp) LoRA.", validator=at_least(1), examples=(4,)
-    )
-    decay_rank: int = option(
-        64, doc="Rank of the data-dependent decay LoRA.", validator=at_least(1), examples=(4,)
-    )
-    head_size_divisor: int = option(
-        8,
-        doc="GroupNorm epsilon is 1e-5 · head_size_divisor² (as RWKV-LM).",
-        validator=at_least(1),
+    mix_rank: int = count_option(32, doc="Rank of the token-shift (ddlerp) LoRA.", examples=(4,))
+    decay_rank: int = count_option(64, doc="Rank of the data-dependent decay LoRA.", examples=(4,))
+    head_size_divisor: int = count_option(
+        8, doc="GroupNorm epsilon is 1e-5 · head_size_divisor² (as RWKV-LM)."
     )
     init_depth: float = option(
         0.5,
@@ -44,23 +35,15 @@ class RWKVOptions:
         validator=in_range(0.0, 1.0),
         examples=(0.0, 1.0),
     )
-    chunk_size: int = option(
-        64,
-        doc="Chunk length of the WKV kernel, a power of two (speed only; same results).",
-        validator=power_of_two,
-        examples=(4,),
-    )
+    chunk_size: int = chunk_size_option("WKV")
     expand: float = option(
         3.5,
         doc="Channel-mix hidden size ≈ expand · hidden_size (rounded down to multiple_of).",
         validator=in_range(0.0, 64.0, low_open=True),
         examples=(1.0,),
     )
-    multiple_of: int = option(
-        32,
-        doc="Channel-mix hidden size is a multiple of this.",
-        validator=at_least(1),
-        examples=(8,),
+    multiple_of: int = count_option(
+        32, doc="Channel-mix hidden size is a multiple of this.", examples=(8,)
     )
 
 

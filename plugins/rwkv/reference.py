@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from hybridzoo.nn.reference import continuing, forget
+
 if TYPE_CHECKING:  # pragma: no cover
     from hybridzoo_plugins.rwkv.layer import RWKV6ChannelMix, RWKV6TimeMix
 
@@ -66,10 +68,8 @@ def time_mix_reference(
     ys = []
     for t in range(t_len):
         x_t = x[:, t]  # [B, H]
-        if seq_idx is not None and t > 0:  # a new document starts from nothing
-            keep = seq_idx[:, t] == seq_idx[:, t - 1]  # [B]
-            x_prev = torch.where(keep[:, None], x_prev, 0.0)
-            state = torch.where(keep[:, None, None, None], state, 0.0)
+        keep = continuing(seq_idx, t)  # a new document starts from nothing
+        x_prev, state = forget(keep, x_prev), forget(keep, state)
         delta = x_prev - x_t
 
         # data-dependent linear interpolation ("ddlerp")
@@ -123,8 +123,7 @@ def channel_mix_reference(
     ys = []
     for t in range(t_len):
         x_t = x[:, t]
-        if seq_idx is not None and t > 0:
-            x_prev = torch.where((seq_idx[:, t] == seq_idx[:, t - 1])[:, None], x_prev, 0.0)
+        x_prev = forget(continuing(seq_idx, t), x_prev)
         xk = x_t + (x_prev - x_t) * mu_k
         xr = x_t + (x_prev - x_t) * mu_r
         k = torch.relu(xk @ mix.key.weight.T) ** 2  # [B, F]

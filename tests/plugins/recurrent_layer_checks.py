@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Mapping
 
+import pytest
 import torch
 from torch import Tensor, nn
 
@@ -40,6 +41,23 @@ def scramble(module: nn.Module, seed: int = 1) -> nn.Module:
             noise = torch.empty(p.shape, dtype=torch.float64).uniform_(-1.2, 1.1, generator=gen)
         p.copy_(noise)
     return module
+
+
+def transformers_module(cls: Callable[..., nn.Module], config: object) -> nn.Module:
+    """transformers' ``cls(config, layer_idx=0)``, built from seed 0, then :func:`scramble`-d."""
+    torch.manual_seed(0)
+    return scramble(cls(config, layer_idx=0))
+
+
+def transformers_cases(configs: list[dict]) -> Callable[[Callable], Callable]:
+    """A test against transformers run once per config of ``configs`` (its ``config``
+    argument), transformers' warnings ignored."""
+
+    def mark(test: Callable) -> Callable:
+        test = pytest.mark.parametrize("config", configs)(test)
+        return pytest.mark.filterwarnings("ignore")(test)
+
+    return mark
 
 
 def assert_states_close(actual: State, expected: State, **tol: float) -> None:

@@ -495,14 +495,9 @@ def _mistral(window: int | None, heads: int = 4, kv_heads: int = 2, head_dim: in
     )
     config._attn_implementation = "sdpa"  # (eager takes its softmax in float32)
     theirs = randomize(MistralAttention(config, layer_idx=0).double(), seed=5)
+    sizes = {"num_heads": heads, "num_kv_heads": kv_heads, "head_dim": head_dim}
     ours = SlidingWindowAttention(
-        HIDDEN,
-        num_heads=heads,
-        num_kv_heads=kv_heads,
-        head_dim=head_dim,
-        window_size=window,
-        qk_norm=False,
-        rope_base=500.0,
+        HIDDEN, **sizes, window_size=window, qk_norm=False, rope_base=500.0
     ).double()
     ours.load_state_dict(theirs.state_dict())
     return ours, theirs

@@ -197,12 +197,10 @@ def _qwen3_next(config: dict):
         **rc.UNUSED_CONFIG,
         **config,
     )
-    torch.manual_seed(0)
-    return rc.scramble(Qwen3NextGatedDeltaNet(cfg, layer_idx=0)), cfg
+    return rc.transformers_module(Qwen3NextGatedDeltaNet, cfg), cfg
 
 
-@pytest.mark.filterwarnings("ignore")
-@pytest.mark.parametrize("config", HF_CONFIGS)
+@rc.transformers_cases(HF_CONFIGS)
 def test_same_as_qwen3_next_forward_and_backward(config: dict) -> None:
     hf, _ = _qwen3_next(config)
     ours = from_qwen3_next(hf)
@@ -210,8 +208,7 @@ def test_same_as_qwen3_next_forward_and_backward(config: dict) -> None:
     rc.check_same_as_transformers(ours, hf, x, lambda g: state_dict_to_qwen3_next(ours, g))
 
 
-@pytest.mark.filterwarnings("ignore")
-@pytest.mark.parametrize("config", HF_CONFIGS)
+@rc.transformers_cases(HF_CONFIGS)
 def test_step_equals_qwen3_next_cache_decoding(config: dict) -> None:
     hf, cfg = _qwen3_next(config)
     ours = from_qwen3_next(hf.eval())

@@ -230,12 +230,10 @@ def _hf_mamba2(config: dict):
     from transformers.models.mamba2.modeling_mamba2 import Mamba2Mixer as HFMixer
 
     cfg = transformers.Mamba2Config(num_hidden_layers=1, chunk_size=4, **config)
-    torch.manual_seed(0)
-    return rc.scramble(HFMixer(cfg, layer_idx=0)), cfg
+    return rc.transformers_module(HFMixer, cfg), cfg
 
 
-@pytest.mark.filterwarnings("ignore")
-@pytest.mark.parametrize("config", HF_CONFIGS)
+@rc.transformers_cases(HF_CONFIGS)
 def test_same_as_transformers_forward_and_backward(config: dict) -> None:
     hf, _ = _hf_mamba2(config)
     ours = mixer_from_transformers(hf)
@@ -311,8 +309,7 @@ def test_same_as_nemotron_h_mixer_with_its_time_step_floor() -> None:
         layers_block_type=["mamba"],
         **rc.UNUSED_CONFIG,
     )
-    torch.manual_seed(0)
-    hf = rc.scramble(NemotronHMamba2Mixer(cfg, layer_idx=0))
+    hf = rc.transformers_module(NemotronHMamba2Mixer, cfg)
     ours = mixer_from_transformers(hf)
     assert ours.intermediate_size == 24 and ours.dt_limit == (0.3, math.inf)
     rc.check_same_as_transformers(ours, hf, rc.randn(2, 9, 16, dtype=torch.float32), lambda g: g)

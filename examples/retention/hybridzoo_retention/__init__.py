@@ -19,7 +19,16 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-from hybridzoo.plugin import Capabilities, at_least, in_range, layer_spec, option, specs_hook
+from hybridzoo.plugin import (
+    Capabilities,
+    at_least,
+    count_option,
+    heads_option,
+    in_range,
+    layer_spec,
+    option,
+    specs_hook,
+)
 
 from hybridzoo_retention import formulas
 
@@ -40,28 +49,19 @@ class RetentionOptions:
     """Options of the ``retention`` layer (user prefix ``retention_``), each declared once: the
     formulas and :func:`hybridzoo_retention.layer.make_bodies` take this record."""
 
-    num_heads: int = option(
-        4,
-        doc="Retention heads; head h decays with gamma_h = 1 - 2^(-5-h).",
-        validator=at_least(1),
-        examples=(1, 2),
-    )
+    num_heads: int = heads_option(doc="Retention heads; head h decays with gamma_h = 1 - 2^(-5-h).")
     head_dim: int = option(
         32,
         doc="Query/key width per head (even: rotary rotates pairs).",
         validator=_even,
         examples=(4, 8),
     )
-    value_factor: int = option(
-        2,
-        doc="Value width per head as a multiple of head_dim (RetNet: 2).",
-        validator=at_least(1),
-        examples=(1,),
+    value_factor: int = count_option(
+        2, doc="Value width per head as a multiple of head_dim (RetNet: 2).", examples=(1,)
     )
-    chunk_size: int = option(
+    chunk_size: int = count_option(
         64,
         doc="Positions per chunk of the chunkwise form (speed and memory only, not the result).",
-        validator=at_least(1),
         examples=(1, 3, 16),
     )
     rope_base: float = option(
@@ -70,10 +70,9 @@ class RetentionOptions:
         validator=in_range(1.0, 1e12, low_open=True),
         examples=(100.0,),
     )
-    ffn_expand_factor: int = option(
+    ffn_expand_factor: int = count_option(
         4,
         doc="Inner width of the feed-forward sub-block as a multiple of hidden_size.",
-        validator=at_least(1),
         examples=(1, 2),
     )
 
