@@ -44,6 +44,7 @@ from hybridzoo.errors import (
     UnusedOptionWarning,
 )
 from hybridzoo.hookspecs import hookimpl
+from hybridzoo.lm import LMConfig, build_lm, lm_param_count
 from hybridzoo.model_options import ModelOptions
 from hybridzoo.named_patterns import PatternInfo, expand_named_pattern, list_patterns
 from hybridzoo.patterns import pattern, visualize
@@ -54,6 +55,7 @@ from hybridzoo.state import HybridState
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
+    from hybridzoo.lm.model import HybridLM
     from hybridzoo.model import HybridModel
 
 try:
@@ -67,9 +69,11 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "HybridConfig",
+    "HybridLM",
     "HybridModel",
     "HybridState",
     "HybridZooError",
+    "LMConfig",
     "LayerCount",
     "LayerSpec",
     "ModelOptions",
@@ -87,6 +91,7 @@ __all__ = [
     "__version__",
     "active_param_count",
     "build",
+    "build_lm",
     "build_pattern",
     "expand_named_pattern",
     "get_layer",
@@ -95,6 +100,7 @@ __all__ = [
     "layer",
     "list_layers",
     "list_patterns",
+    "lm_param_count",
     "load",
     "option",
     "param_breakdown",
@@ -151,10 +157,11 @@ def load(
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
 ) -> Any:
-    """Load any model saved by its ``save(directory)`` (today :class:`HybridModel`): the class
-    is named in its ``config.json`` (``kind``). The weights come back in the dtype they were
-    saved in (or ``dtype``), on ``device`` (default CPU), **in eval mode**; they are checked
-    against the digest recorded at save (:class:`CheckpointError` naming the file otherwise).
+    """Load any model saved by its ``save(directory)`` (:class:`HybridModel`,
+    :class:`HybridLM`): the class is named in its ``config.json`` (``kind``). The weights come
+    back in the dtype they were saved in (or ``dtype``), on ``device`` (default CPU), **in eval
+    mode**; they are checked against the digest recorded at save (:class:`CheckpointError`
+    naming the file otherwise).
     """
     from hybridzoo.checkpoint import load as load_checkpoint
 
@@ -227,9 +234,13 @@ def layer(
 
 
 def __getattr__(name: str) -> Any:
-    # torch is imported only when the model class is first needed
+    # torch is imported only when a model class is first needed
     if name == "HybridModel":
         from hybridzoo.model import HybridModel
 
         return HybridModel
+    if name == "HybridLM":
+        from hybridzoo.lm.model import HybridLM
+
+        return HybridLM
     raise AttributeError(f"module 'hybridzoo' has no attribute {name!r}")

@@ -46,7 +46,10 @@ WEIGHTS_FILE = "model.safetensors"
 FORMAT_VERSION = 1
 
 #: ``{kind: "module:Class"}``: the classes :func:`load` can rebuild.
-KINDS: dict[str, str] = {"HybridModel": "hybridzoo.model:HybridModel"}
+KINDS: dict[str, str] = {
+    "HybridModel": "hybridzoo.model:HybridModel",
+    "HybridLM": "hybridzoo.lm.model:HybridLM",
+}
 
 
 def _fsync(path: Path) -> None:

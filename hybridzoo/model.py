@@ -193,15 +193,22 @@ class HybridModel(nn.Module):
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _positions(self, start: int, length: int, like: torch.Tensor) -> torch.Tensor:
-        """The standard (Vaswani) sinusoidal encoding for positions ``start .. start+length-1``."""
+    def _positions(
+        self, start: torch.Tensor | int, length: int, like: torch.Tensor
+    ) -> torch.Tensor:
+        """The standard (Vaswani) sinusoidal encoding for positions ``start .. start+length-1``:
+        ``[L, H]`` for an integer ``start``, ``[B, L, H]`` for per-row starts ``[B]``."""
         H = self.config.hidden_size
-        pos = torch.arange(start, start + length, device=like.device, dtype=torch.float64)
+        steps = torch.arange(length, device=like.device, dtype=torch.float64)
+        if isinstance(start, torch.Tensor):
+            pos = start.to(device=like.device, dtype=torch.float64)[:, None] + steps  # [B, L]
+        else:
+            pos = steps + start  # [L]
         i = torch.arange(0, H, 2, device=like.device, dtype=torch.float64)
-        angle = pos[:, None] / torch.pow(10000.0, i / H)[None, :]  # [L, ceil(H/2)]
-        pe = torch.empty(length, H, device=like.device, dtype=torch.float64)
-        pe[:, 0::2] = torch.sin(angle)
-        pe[:, 1::2] = torch.cos(angle[:, : H // 2])
+        angle = pos[..., None] / torch.pow(10000.0, i / H)  # [..., L, ceil(H/2)]
+        pe = torch.empty(*pos.shape, H, device=like.device, dtype=torch.float64)
+        pe[..., 0::2] = torch.sin(angle)
+        pe[..., 1::2] = torch.cos(angle[..., : H // 2])
         return pe.to(like.dtype)
 
     def _input_dtype(self) -> torch.dtype:
@@ -239,7 +246,7 @@ class HybridModel(nn.Module):
                 f"the input (x.to({dtype})) or the model (model.to({x.dtype}))"
             )
 
-    def _embed(self, x: torch.Tensor, start: int) -> torch.Tensor:
+    def _embed(self, x: torch.Tensor, start: torch.Tensor | int) -> torch.Tensor:
         h = self.input_proj(x) if self.input_proj is not None else x
         if self.config.positional_encoding == "sinusoidal":
             h = h + self._positions(start, x.shape[1], h)
@@ -289,7 +296,8 @@ class HybridModel(nn.Module):
         except (TypeError, ValueError) as exc:
             raise StateError(str(exc)) from None
         layers = [b.init_state(batch_size) for b in self._order]
-        return HybridState(layers, batch_size, fingerprint=self._fingerprint)
+        positions = torch.zeros(batch_size, dtype=torch.int64, device=self.norm.weight.device)
+        return HybridState(layers, batch_size, positions, fingerprint=self._fingerprint)
 
     def step(self, x_t: torch.Tensor, state: HybridState) -> tuple[torch.Tensor, HybridState]:
         """One position: ``x_t [B, embed_dim]`` → ``(y_t [B, hidden], state)``.
@@ -306,11 +314,11 @@ class HybridModel(nn.Module):
         self._warn_step_dropout()
         h = self.input_proj(x_t) if self.input_proj is not None else x_t
         if self.config.positional_encoding == "sinusoidal":
-            h = h + self._positions(state.position, 1, h)[0]
+            h = h + self._positions(state.positions, 1, h)[:, 0]
         layers = state.layers
         for i, block in enumerate(self._order):
             h, layers[i] = block.step(h, layers[i])
-        state.position += 1
+        state.positions += 1
         return self.norm(h), state
 
     def prefill(
@@ -324,7 +332,10 @@ class HybridModel(nn.Module):
         if state is not None:
             self._check_state(state, x.shape[0])
         self._warn_step_dropout()
-        start = 0 if state is None else state.position
+        if state is None:
+            start = torch.zeros(x.shape[0], dtype=torch.int64, device=self.norm.weight.device)
+        else:
+            start = state.positions
         h = self._embed(x, start)
         new: list[Any] = []
         for i, block in enumerate(self._order):
