@@ -36,6 +36,11 @@ are skipped for the slow implementations, whose memory is O(B·L·I·N) and whos
 Step latency: one ``step`` of one mixer at batch 1 (median of ``--step-repeat`` calls), and of a
 stack of 6 mixers with residual adds (the mamba part of a 6-layer hybrid).
 
+Packing (``--packing``): the mixer's two kernels (``causal_conv1d`` + ``selective_scan``,
+compiled backend) forward+backward on ``[batch, max(--lengths), 2·hidden]`` with N=16, unpacked and
+packed (``seq_idx`` of documents of random lengths, mean 512), side by side (issue target: packed
+at most 1.2x unpacked).
+
 Targets (at L=4096): ours fwd >= 8x faster than ``hf_slow``; ours fwd+bwd >= 10x faster than the
 fastest transformers torch path measured; ours time(L_max)/time(L_min) <= 20 for 16x the length;
 6-layer step < 3 ms.
@@ -44,6 +49,7 @@ Usage::
 
     python benchmarks/bench_mamba.py --out bench_mamba.json
     python benchmarks/bench_mamba.py --lengths 1024 4096 --impls ours hf_mambapy --no-memory
+    python benchmarks/bench_mamba.py --lengths 4096 --impls ours --no-memory --packing
 """
 
 from __future__ import annotations
@@ -226,6 +232,54 @@ def step_child(args: argparse.Namespace) -> dict:
     return out
 
 
+def pack_child(args: argparse.Namespace) -> dict:
+    """Packed vs unpacked forward+backward of the mixer's kernels (see the module docstring)."""
+    import torch
+
+    from hybridzoo.ops.selective_scan import causal_conv1d, selective_scan
+
+    gen = torch.Generator().manual_seed(0)
+    batch, length, inner, state = args.batch, args.length, 2 * args.hidden, 16
+
+    def rnd(*shape: int, scale: float = 1.0) -> torch.Tensor:
+        return (torch.randn(*shape, generator=gen) * scale).requires_grad_(True)
+
+    x, z, delta = rnd(batch, length, inner), rnd(batch, length, inner), rnd(batch, length, inner)
+    w, b, d, bias = rnd(inner, 4, scale=0.5), rnd(inner), rnd(inner), rnd(inner)
+    bc = rnd(batch, length, 2 * state)
+    a = (-torch.rand(inner, state, generator=gen) - 0.1).requires_grad_(True)
+    rows = []
+    for _ in range(batch):  # documents of exponential lengths, mean 512
+        cuts = torch.distributions.Exponential(1 / 512).sample((length // 64,)).ceil().cumsum(0)
+        starts = torch.zeros(length, dtype=torch.int64)
+        starts[cuts[cuts < length].long()] = 1
+        rows.append(starts.cumsum(0))
+    seq_idx = torch.stack(rows)
+
+    def run(seq: torch.Tensor | None) -> None:
+        u, _ = causal_conv1d(x, w, b, seq_idx=seq, backend="compiled")
+        y, _ = selective_scan(
+            u, delta, a, *bc.split(state, -1), d, z, bias, True, seq_idx=seq, backend="compiled"
+        )
+        y.sum().backward()
+
+    times: dict[str, list[float]] = {"unpacked": [], "packed": []}
+    run(None)
+    run(seq_idx)
+    for _ in range(args.repeat):  # interleaved, so that load changes hit both alike
+        for name, seq in (("unpacked", None), ("packed", seq_idx)):
+            start = time.perf_counter()
+            run(seq)
+            times[name].append(time.perf_counter() - start)
+    out = {f"{k}_min_ms": min(v) * 1e3 for k, v in times.items()}
+    out.update({f"{k}_median_ms": statistics.median(v) * 1e3 for k, v in times.items()})
+    out["packed_over_unpacked"] = out["packed_min_ms"] / out["unpacked_min_ms"]
+    out["documents_per_row"] = float((seq_idx[:, -1] + 1).float().mean())
+    out.update(batch=batch, L=length, inner=inner, state=state, threads=torch.get_num_threads())
+    out["load_average_1min"] = os.getloadavg()[0]
+    return out
+
+
 # -- parent side ---------------------------------------------------------------------------------
 
 
@@ -267,13 +321,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory children")
     parser.add_argument(
+        "--packing", action="store_true", help="also time packed vs unpacked kernels"
+    )
+    parser.add_argument(
         "--malloc-reuse",
         action="store_true",
         help="timing children keep freed big blocks in glibc's heap (no page faults per call)",
     )
     parser.add_argument("--out", default="bench_mamba.json")
     # child-process arguments
-    parser.add_argument("--child", choices=["time", "memory", "step"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--child", choices=["time", "memory", "step", "pack"], help=argparse.SUPPRESS
+    )
     parser.add_argument("--impl", help=argparse.SUPPRESS)
     parser.add_argument("--length", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
@@ -286,6 +345,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if args.child == "step":
         print(json.dumps(step_child(args)))
+        return
+    if args.child == "pack":
+        print(json.dumps(pack_child(args)))
         return
     if args.child:
         args.measure = args.child
@@ -365,13 +427,25 @@ def main() -> None:
         f"step (batch 1, H={args.hidden}): one layer {_fmt(step.get('one_layer_median_ms'), '.3f')}"
         f" ms, 6 layers {_fmt(step.get('six_layers_median_ms'), '.3f')} ms (median)"
     )
+    packing = None
+    if args.packing:
+        extra = ["--child", "pack", "--length", str(max(args.lengths)), *common]
+        packing = _run_child(extra, time_env)
+        print(
+            f"packing (kernels fwd+bwd, B={args.batch}, L={max(args.lengths)}, "
+            f"{_fmt(packing.get('documents_per_row'))} documents a row): unpacked "
+            f"{_fmt(packing.get('unpacked_min_ms'))} ms, packed "
+            f"{_fmt(packing.get('packed_min_ms'))} ms (min), ratio "
+            f"{_fmt(packing.get('packed_over_unpacked'), '.2f')} (want <= 1.2)"
+        )
     targets = _targets(records, step, args.lengths)
     for name, t in targets.items():
         status = "n/a" if t["met"] is None else ("MET" if t["met"] else "NOT MET")
         print(f"target {name}: {_fmt(t['value'], '.2f')} (want {t['want']}) {status}")
     meta["load_average_end"] = os.getloadavg()
     with open(args.out, "w") as f:
-        json.dump({**meta, "records": records, "step": step, "targets": targets}, f, indent=2)
+        result = {**meta, "records": records, "step": step, "targets": targets}
+        json.dump({**result, "packing": packing}, f, indent=2)
     print(f"wrote {args.out}")
 
 

@@ -65,9 +65,9 @@ with torch.no_grad():
     steps = torch.stack([model.step(x[:, t], state)[0] for t in range(7)], dim=1)
 err = (steps - full).abs().max().item()
 count = hybridzoo.param_count(pattern, embed_dim=16, hidden_size=64)
-print(f"built {pattern!r}: {model.num_parameters():,} parameters (param_count: {count:,}); "
+print(f"built {pattern!r}: {model.param_count():,} parameters (param_count: {count:,}); "
       f"max |step - forward| = {err:.2e}")
-assert count == model.num_parameters() and err < 1e-9
+assert count == model.param_count() and err < 1e-9
 PY
 
 step "OK: the plugin author's walk passed (work dir: $WORK)"

@@ -21,6 +21,13 @@ LAYERS = hybridzoo.get_registry().names()
 #: the checks drawn over random options, hidden sizes and shapes
 DRAWN_CHECKS = ("shape", "param_count_exact", "causal", "step_equals_parallel", "prefill_then_step")
 
+#: Builtins that break a contract today, each with its cause. Strict: the fix turns the entry
+#: into a failure, which says to remove it.
+KNOWN_FAILURES = {
+    ("attention", "backward_containment"): "scaled_dot_product_attention multiplies the masked "
+    "(zero) probabilities by the later values: 0 · NaN = NaN reaches earlier outputs",
+}
+
 
 def test_every_installed_plugin_loaded() -> None:
     """A plugin that fails to load would silently drop out of the parametrization below."""
@@ -31,7 +38,13 @@ def test_every_installed_plugin_loaded() -> None:
     assert LAYERS, "no layer is registered"
 
 
-@(parametrize_with_checks(*LAYERS) if LAYERS else pytest.mark.skip(reason="no layer registered"))
+@(
+    parametrize_with_checks(
+        *LAYERS, xfail={k: v for k, v in KNOWN_FAILURES.items() if k[0] in LAYERS}
+    )
+    if LAYERS
+    else pytest.mark.skip(reason="no layer registered")
+)
 def test_contract(check) -> None:
     check()
 

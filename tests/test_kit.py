@@ -16,6 +16,7 @@ from pathlib import Path
 import attrs
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
@@ -23,12 +24,14 @@ from torch import nn
 
 import hybridzoo
 from hybridzoo import Capabilities, LayerSpec, Registry
-from hybridzoo.spec import int_at_least
+from hybridzoo.plugin import at_least
 from hybridzoo.testing import (
     API_VERSION,
     CHECKS,
+    CONTRACTS,
     CheckFailure,
     CheckSkipped,
+    ConformanceWarning,
     assert_conforms,
     layer_case,
     parametrize_with_checks,
@@ -46,9 +49,10 @@ pytest_plugins = ["pytester", "hybridzoo.testing.pytest_plugin"]
 class Recurrence(nn.Module):
     """``h_t = a ⊙ h_{t-1} + W x_t + b``, ``y_t = h_t`` (+ a zero-initialised gated term)."""
 
-    def __init__(self, hidden_size: int, fault: str | None = None) -> None:
+    def __init__(self, hidden_size: int, fault: str | None = None, chunk_size: int = 4) -> None:
         super().__init__()
         self.fault = fault
+        self.chunk_size = chunk_size
         self.proj = nn.Linear(hidden_size, hidden_size)
         self.gate = nn.Parameter(torch.linspace(-1.0, 1.0, hidden_size))
         # zero at init: the gradient of `extra` is zero until `gain` moves (the kit jitters)
@@ -74,18 +78,33 @@ class Recurrence(nn.Module):
     def prefill(
         self, x: torch.Tensor, state: tuple[torch.Tensor] | None = None
     ) -> tuple[torch.Tensor, tuple[torch.Tensor]]:
+        given = state
         if state is None or self.fault == "prefill_ignores_state":
             state = self.init_state(x.shape[0])
         a = torch.sigmoid(self.gate)
         u = self._drive(x)  # [B, L, H]
         if self.fault == "not_causal":
             u = u + 0.5 * x[:, -1:]
+        if self.fault == "forward_wrong_decay":
+            a = a * a
+        if self.fault in ("masked_chunk", "inf_leaks") or (
+            self.fault == "masked_small_chunk" and self.chunk_size <= 2
+        ):
+            # a chunked kernel's masked product: adds 0 · (the chunk's later inputs); with
+            # "inf_leaks", NaN inputs are zeroed first (only an inf leaks)
+            src = torch.where(x.isnan(), 0.0, x) if self.fault == "inf_leaks" else u
+            pad = -x.shape[1] % self.chunk_size
+            chunks = F.pad(src, (0, 0, 0, pad)).unflatten(1, (-1, self.chunk_size))  # [B,n,C,H]
+            masked = 0.0 * chunks.sum(2, keepdim=True).expand_as(chunks)
+            u = u + masked.flatten(1, 2)[:, : x.shape[1]]
         h = state[0]
         outs = []
         for t in range(x.shape[1]):
             h = a * h + u[:, t]
             outs.append(h)
         y = self._out(torch.stack(outs, 1), x)  # [B, L, H]
+        if self.fault == "prefill_modifies_state" and given is not None:
+            given[0].copy_(h)
         return y, (h.clone(),)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -109,6 +128,10 @@ class Recurrence(nn.Module):
         if self.fault == "step_wrong_decay":
             a = a * a
         h = a * state[0] + self._drive(x_t)
+        if self.fault == "state_not_updated":
+            return self._out(h, x_t), state
+        if self.fault == "state_reallocated":
+            return self._out(h, x_t), (h,)
         state[0].copy_(h)
         return self._out(h, x_t), state
 
@@ -134,13 +157,22 @@ class ToyOptions:
     width: int = hybridzoo.option(
         1,
         doc="A multiple of the hidden size (no effect).",
-        validator=int_at_least(1),
+        validator=at_least(1),
         examples=(2,),
     )
 
 
 def _count(options: ToyOptions, hidden_size: int) -> int:
     return 2 * hidden_size * hidden_size + 3 * hidden_size
+
+
+@attrs.frozen
+class ChunkedToyOptions:
+    """The toy's options with a chunk size (the length of its kernel's chunks)."""
+
+    chunk_size: int = hybridzoo.option(
+        4, doc="Positions per chunk.", validator=at_least(1), examples=(1, 8)
+    )
 
 
 def toy_spec(fault: str | None = None, **changes: object) -> LayerSpec:
@@ -150,7 +182,7 @@ def toy_spec(fault: str | None = None, **changes: object) -> LayerSpec:
         "symbol": "Q",
         "option_prefix": "toy",
         "options": ToyOptions,
-        "factory": lambda o, h: Recurrence(h, fault),
+        "factory": lambda o, h: Recurrence(h, fault, getattr(o, "chunk_size", 4)),
         "param_count": _count,
         "capabilities": Capabilities(causal=True, stateful=True),
         "state_size": lambda o, h: h,
@@ -189,9 +221,20 @@ def test_the_zero_initialised_path_is_not_a_false_alarm() -> None:
 #: fault -> (checks that must fail, checks that may fail as a consequence)
 FAULTS: dict[str, tuple[set[str], set[str]]] = {
     "wrong_param_count": ({"param_count_exact", "in_model"}, set()),
-    "not_causal": ({"causal"}, {"step_equals_parallel", "prefill_then_step", "reference_matches"}),
-    "step_wrong_decay": ({"step_equals_parallel", "prefill_then_step"}, set()),
-    "prefill_ignores_state": ({"prefill_then_step"}, set()),
+    "not_causal": (
+        {"causal", "backward_containment"},
+        {"step_equals_parallel", "prefill_then_step", "chunked_prefill", "reference_matches"},
+    ),
+    "step_wrong_decay": ({"step_equals_parallel", "prefill_then_step", "chunked_prefill"}, set()),
+    "forward_wrong_decay": (
+        {"step_equals_parallel", "reference_matches"},
+        {"prefill_then_step", "chunked_prefill"},
+    ),
+    "state_not_updated": ({"step_equals_parallel", "prefill_then_step", "chunked_prefill"}, set()),
+    "masked_chunk": ({"backward_containment"}, set()),
+    "inf_leaks": ({"backward_containment"}, set()),
+    "prefill_modifies_state": ({"chunked_prefill"}, set()),
+    "prefill_ignores_state": ({"prefill_then_step", "chunked_prefill"}, set()),
     "unused_parameter": ({"gradients_reach_parameters"}, set()),
     "mixes_batch": ({"batch_independent"}, {"reference_matches"}),
     "nondeterministic": ({"eval_deterministic"}, set(CHECKS)),
@@ -231,6 +274,92 @@ def test_failure_messages_are_precise() -> None:
     )
 
 
+def _reason(fault: str, check: str, **kwargs: object) -> str:
+    (result,) = run_checks(toy_spec(fault, **kwargs), checks=[check])
+    assert result.failed, result
+    return result.reason or ""
+
+
+def test_a_state_that_step_leaves_unchanged_is_named() -> None:
+    reason = _reason("state_not_updated", "step_equals_parallel")
+    assert "state tensor 0 [2, 16] is unchanged after the step at t=0: step must update" in reason
+    reason = _reason("state_not_updated", "prefill_then_step")
+    assert "state tensor 0 [2, 16] is unchanged after the step at t=1" in reason  # after p=1
+
+
+@pytest.mark.parametrize(
+    ("fault", "check", "verdict"),
+    [
+        ("step_wrong_decay", "step_equals_parallel", "forward and the reference agree: step is"),
+        ("forward_wrong_decay", "step_equals_parallel", "step and the reference agree: forward is"),
+        ("forward_wrong_decay", "reference_matches", "the reference and step agree: forward is"),
+        ("reference_differs", "reference_matches", "forward and step agree: the reference is"),
+        ("step_wrong_decay", "prefill_then_step", "the prefill agree: steps is"),
+    ],
+)
+def test_the_odd_one_out_of_forward_step_and_reference_is_named(
+    fault: str, check: str, verdict: str
+) -> None:
+    assert f"{verdict} the odd one out" in _reason(fault, check)
+
+
+def test_without_a_reference_the_tie_is_said_to_be_unbroken() -> None:
+    reason = _reason("step_wrong_decay", "step_equals_parallel", reference=None)
+    assert "no third computation to tell which is wrong: the spec declares no reference" in reason
+
+
+def test_a_step_that_does_not_update_in_place_passes_with_a_warning() -> None:
+    results = run_checks(toy_spec("state_reallocated"))
+    assert not [r for r in results if r.failed]
+    (step,) = [r for r in results if r.check == "step_equals_parallel"]
+    assert step.warnings == (
+        "Recurrence: the step at t=0 returned other state tensors than it was given instead of "
+        "updating them in place (allowed: the core keeps what step returns; but each step then "
+        "allocates)",
+    )
+    assert [r.check for r in results if r.warnings] == ["step_equals_parallel"]
+    assert not [r for r in run_checks(toy_spec()) if r.warnings]
+
+
+def test_a_causality_leak_says_how_far_it_reaches() -> None:
+    reason = _reason("not_causal", "causal")
+    assert "outputs that moved: t=0 by " in reason
+    assert "the input at 10 moves outputs 0..9" in reason
+    assert (
+        "the farthest reaches back 10 positions (the input at 10 moves the output at 0)" in reason
+    )
+
+
+def test_backward_containment_plants_nan_and_inf() -> None:
+    reason = _reason("masked_chunk", "backward_containment", options=ChunkedToyOptions)
+    assert reason.startswith(
+        "Recurrence in float32: an input of nan at position 1 changed the outputs before it, at "
+        "positions 0 (they must stay bitwise equal)"
+    )
+    assert "position 0 starts the chunk (chunk_size=4) that holds position 1" in reason
+    reason = _reason("inf_leaks", "backward_containment")
+    assert "an input of inf at position 1" in reason
+
+
+def test_backward_containment_tries_a_small_chunk_size() -> None:
+    assert run_checks(toy_spec("masked_chunk_small", options=ChunkedToyOptions))[0].passed
+    reason = _reason("masked_small_chunk", "backward_containment", options=ChunkedToyOptions)
+    assert reason.startswith("Recurrence in float32, chunk_size=2: an input of nan at position 1")
+    assert "position 0 starts the chunk (chunk_size=2)" in reason
+    (result,) = run_checks(
+        toy_spec("masked_small_chunk", options=ChunkedToyOptions),
+        options={"chunk_size": 1},
+        checks=["backward_containment"],
+    )
+    assert result.passed  # no chunk size below 1 to try
+
+
+def test_chunked_prefill_catches_a_prefill_that_modifies_its_state() -> None:
+    reason = _reason("prefill_modifies_state", "chunked_prefill")
+    assert "prefill of chunk 1 (positions " in reason
+    assert "modified the state it was given: prefill must leave it unchanged" in reason
+
+
 def test_an_exception_inside_the_layer_is_a_failure_naming_it() -> None:
     results = run_checks(toy_spec("raises"), checks=["shape", "spec_valid"])
     assert [r.status for r in results] == ["failed", "passed"]
@@ -238,17 +367,43 @@ def test_an_exception_inside_the_layer_is_a_failure_naming_it() -> None:
     assert "test_kit.py" in (results[0].reason or "")  # points at the layer's own line
 
 
-def test_undocumented_options_fail() -> None:
+def test_invalid_option_examples_fail_and_undocumented_options_warn() -> None:
     @attrs.frozen
     class Bare:
         width: int = 1  # no doc, no validator
-        depth: int = hybridzoo.option(2, doc="Depth.", validator=int_at_least(1), examples=(0,))
+        depth: int = hybridzoo.option(2, doc="Depth.", validator=at_least(1), examples=(0,))
 
     result = run_checks(toy_spec(options=Bare), checks=["options_documented"])[0]
     assert result.failed
-    assert "toy_width: no doc" in result.reason
-    assert "toy_width: no validator" in result.reason
     assert "toy_depth: example 0 is invalid" in result.reason
+    assert "toy_width" not in result.reason
+    (warning,) = result.warnings
+    assert "option toy_width has no doc and no validator" in warning
+
+
+@attrs.frozen
+class PlainOptions:
+    """Options written as plain attrs fields, as an outside author may."""
+
+    width: int = attrs.field(default=1)
+    scale: float = attrs.field(default=1.0, validator=attrs.validators.instance_of(float))
+
+
+def test_a_plugin_with_plain_attrs_options_passes_with_warnings() -> None:
+    with pytest.warns(ConformanceWarning) as caught:
+        results = assert_conforms(toy_spec(options=PlainOptions))
+    assert all(not r.failed for r in results)
+    (documented,) = [r for r in results if r.check == "options_documented"]
+    assert documented.passed
+    assert documented.warnings == (
+        "layer 'toy': option toy_width has no doc and no validator (declare it with "
+        "hybridzoo.option(default, doc=..., validator=...))",
+        "layer 'toy': option toy_scale has no doc (declare it with hybridzoo.option(default, "
+        "doc=..., validator=...))",
+    )
+    assert [r.check for r in results if r.warnings] == ["options_documented"]
+    kit_warnings = [str(w.message) for w in caught if w.category is ConformanceWarning]
+    assert kit_warnings == [f"options_documented: {note}" for note in documented.warnings]
 
 
 def test_options_that_do_not_survive_json_fail_the_round_trip() -> None:
@@ -265,6 +420,55 @@ def test_options_that_do_not_survive_json_fail_the_round_trip() -> None:
     assert "the options record changed in the round trip" in result.reason
 
 
+# -- positionwise layers ------------------------------------------------------------------------
+
+
+class PerPosition(nn.Module):
+    """``y = W₂ tanh(W₁ x)`` at each position; with ``mixes_time``, plus a running mean of the
+    inputs (causal, but not per position)."""
+
+    def __init__(self, hidden_size: int, mixes_time: bool = False) -> None:
+        super().__init__()
+        self.up = nn.Linear(hidden_size, 2 * hidden_size)
+        self.down = nn.Linear(2 * hidden_size, hidden_size)
+        self.mixes_time = mixes_time
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.down(torch.tanh(self.up(x)))
+        if self.mixes_time:
+            steps = torch.arange(1, x.shape[1] + 1, dtype=x.dtype, device=x.device)
+            y = y + x.cumsum(1) / steps[:, None]
+        return y
+
+
+def positionwise_spec(mixes_time: bool = False) -> LayerSpec:
+    return LayerSpec(
+        name="pos",
+        symbol="P",
+        option_prefix="pos",
+        options=ToyOptions,
+        factory=lambda o, h: PerPosition(h, mixes_time),
+        param_count=lambda o, h: 4 * h * h + 3 * h,
+        capabilities=Capabilities(causal=True, positionwise=True),
+    )
+
+
+def test_a_positionwise_layer_gets_the_step_checks_through_the_core() -> None:
+    results = {r.check: r for r in run_checks(positionwise_spec())}
+    assert not [r for r in results.values() if r.failed]
+    for name in ("step_equals_parallel", "prefill_then_step", "chunked_prefill"):
+        assert results[name].passed, results[name]
+    assert results["state_size_formula"].skipped
+    assert "positionwise: it holds no state" in results["state_size_formula"].reason
+
+
+def test_a_layer_declared_positionwise_that_mixes_time_fails() -> None:
+    results = {r.check: r for r in run_checks(positionwise_spec(mixes_time=True))}
+    failed = {name for name, r in results.items() if r.failed}
+    assert failed == {"step_equals_parallel", "prefill_then_step", "chunked_prefill"}
+    assert "PerPosition: step outputs differ from forward" in results["step_equals_parallel"].reason
+
+
 # -- skips --------------------------------------------------------------------------------------
 
 
@@ -274,8 +478,10 @@ def test_checks_that_do_not_apply_are_skipped_with_a_reason() -> None:
     skipped = {name for name, r in results.items() if r.skipped}
     assert skipped == {
         "causal",
+        "backward_containment",
         "step_equals_parallel",
         "prefill_then_step",
+        "chunked_prefill",
         "state_size_formula",
         "reference_matches",
     }
@@ -304,7 +510,7 @@ def test_assert_conforms_lists_every_failure() -> None:
     with pytest.raises(AssertionError) as info:
         assert_conforms(toy_spec("wrong_param_count"))
     text = str(info.value)
-    assert text.startswith("layer 'toy' fails 2 of 16 conformance checks:")
+    assert text.startswith("layer 'toy' fails 2 of 18 conformance checks:")
     assert "  - param_count_exact: " in text and "  - in_model: " in text
 
 
@@ -320,7 +526,8 @@ def test_every_check_documents_what_it_proves() -> None:
     for name, check in CHECKS.items():
         assert check.name == name
         assert len(check.doc) > 40, name
-        assert check.contract in {"spec", "1", "2", "3", "4", "5", "6", "7"}
+        assert check.contract in CONTRACTS
+    assert list(dict.fromkeys(c.contract for c in CHECKS.values())) == list(CONTRACTS)
 
 
 def test_bad_arguments_are_errors() -> None:
@@ -412,7 +619,7 @@ def test_strategies_validate_their_arguments_eagerly(make, message: str) -> None
 
 @attrs.frozen
 class _BadExample:
-    width: int = hybridzoo.option(1, doc="Width.", validator=int_at_least(1), examples=(-1,))
+    width: int = hybridzoo.option(1, doc="Width.", validator=at_least(1), examples=(-1,))
 
 
 # -- the pytest plugin ----------------------------------------------------------------------------
@@ -561,10 +768,149 @@ def test_check_plugin_reports_pass_fail_and_skip() -> None:
         report = json.loads(out)
         assert report["passed"] is True and report["layer"] == "toy"
         assert report["results"] == [
-            {"layer": "toy", "check": "shape", "status": "passed", "reason": None}
+            {"layer": "toy", "check": "shape", "status": "passed", "reason": None, "warnings": []}
         ]
 
         code, _, err = _run_cli(["tyo"])
         assert code == 2 and "Did you mean 'toy'" in err
         code, _, err = _run_cli(["toy", "--check", "casual"])
         assert code == 2 and "Did you mean 'causal'" in err
+
+
+def test_check_plugin_shows_warnings_and_passes() -> None:
+    registry = Registry(autoload=False)
+    registry.register(toy_spec(options=PlainOptions))
+    with hybridzoo.use_registry(registry):
+        code, out, _ = _run_cli(["toy", "--check", "options_documented", "--check", "shape"])
+        assert code == 0
+        lines = out.splitlines()
+        row = lines.index(next(line for line in lines if line.startswith("options_documented")))
+        assert lines[row].split()[:2] == ["options_documented", "pass"]
+        assert (
+            lines[row + 1].strip().startswith("warning: layer 'toy': option toy_width has no doc")
+        )
+        assert (
+            lines[row + 2].strip().startswith("warning: layer 'toy': option toy_scale has no doc")
+        )
+        assert lines[-1] == "2 passed, 0 failed, 0 skipped, 2 warnings"
+        code, out, _ = _run_cli(["toy", "--json", "--check", "options_documented"])
+        assert code == 0
+        (result,) = json.loads(out)["results"]
+        assert result["status"] == "passed" and len(result["warnings"]) == 2
+
+
+@pytest.mark.parametrize("device", ["bogus", "cuda:99"])
+def test_check_plugin_with_a_bad_device_is_a_usage_error(device: str) -> None:
+    registry = Registry(autoload=False)
+    registry.register(toy_spec())
+    with hybridzoo.use_registry(registry):
+        code, out, err = _run_cli(["toy", "--device", device])
+    assert code == 2 and out == ""
+    assert f"error: device {device!r} cannot be used here" in err
+    with pytest.raises(ValueError, match="device 'bogus' cannot be used here"):
+        layer_case(toy_spec(), device="bogus")
+
+
+def test_the_kit_hides_its_own_frames_from_tracebacks(pytester: pytest.Pytester) -> None:
+    """A failing check shows the author's test and the message; a layer that raises shows the
+    layer's own line; neither shows a frame of hybridzoo.testing."""
+    pytester.makepyfile(
+        test_author=f"""
+        import sys
+
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from hybridzoo.testing import parametrize_with_checks
+        from test_kit import toy_spec
+
+        @parametrize_with_checks(toy_spec("mixes_batch"), checks=["batch_independent"])
+        def test_broken(check):
+            check()
+
+        @parametrize_with_checks(toy_spec("raises"), checks=["shape"])
+        def test_raises(check):
+            check()
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "--tb=long")
+    result.assert_outcomes(failed=2)
+    text = result.stdout.str()
+    assert "hybridzoo/testing/" not in text and "hybridzoo\\\\testing\\\\" not in text
+    result.stdout.fnmatch_lines(
+        [
+            "*CheckFailure: MixesBatch*rows*"
+            if False
+            else "*CheckFailure: Recurrence: row 0 alone*",
+            '*raise RuntimeError("the toy layer is broken")*',
+        ],
+        consecutive=False,
+    )
+
+
+def test_parametrize_with_checks_marks_known_failures_strictly(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_known=f"""
+        import sys
+
+        import pytest
+
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from hybridzoo.testing import parametrize_with_checks
+        from test_kit import toy_spec
+
+        @parametrize_with_checks(
+            toy_spec("mixes_batch"),
+            checks=["shape", "batch_independent"],
+            xfail={{("toy", "batch_independent"): "rows are mixed, fix pending"}},
+        )
+        def test_known(check):
+            check()
+
+        @parametrize_with_checks(toy_spec(), checks=["shape"], xfail={{"shape": "fixed already"}})
+        def test_fixed(check):
+            check()
+
+        def test_bad_keys():
+            with pytest.raises(ValueError, match="names the check 'shpe'"):
+                parametrize_with_checks(toy_spec(), checks=["shape"], xfail={{"shpe": "typo"}})
+            with pytest.raises(ValueError, match="names the layer 'other'"):
+                parametrize_with_checks(toy_spec(), xfail={{("other", "shape"): "why"}})
+            with pytest.raises(ValueError, match="must be a reason"):
+                parametrize_with_checks(toy_spec(), xfail={{"shape": ""}})
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "-rxX")
+    result.assert_outcomes(passed=2, xfailed=1, failed=1)
+    result.stdout.fnmatch_lines(["*[[]XPASS(strict)[]] fixed already*"])
+    result.stdout.fnmatch_lines(["XFAIL*toy-batch_independent*rows are mixed, fix pending"])
+
+
+def test_the_kit_takes_a_factory_decorated_with_hybridzoo_layer() -> None:
+    registry = Registry(autoload=False)
+    with hybridzoo.use_registry(registry):
+
+        @hybridzoo.layer(
+            name="toy",
+            symbol="Q",
+            options=ToyOptions,
+            param_count=_count,
+            capabilities=Capabilities(causal=True, stateful=True),
+            state_size=lambda o, h: h,
+        )
+        def toy(options: ToyOptions, hidden_size: int) -> nn.Module:
+            """The toy recurrence."""
+            return Recurrence(hidden_size)
+
+        assert isinstance(toy.spec, LayerSpec) and toy.spec is registry.get("toy")
+        assert all(r.passed for r in run_checks(toy, checks=["shape", "step_equals_parallel"]))
+        mark = parametrize_with_checks(toy, checks=["shape"])
+        assert [p.id for p in mark.args[1]] == ["toy-shape"]
+
+
+def test_the_command_line_treats_a_bad_device_as_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from hybridzoo.cli import main
+
+    assert main(["check-plugin", "ffn", "--check", "shape", "--device", "bogus"]) == 2
+    captured = capsys.readouterr()
+    assert "device 'bogus' cannot be used here" in captured.err and captured.out == ""

@@ -180,7 +180,8 @@ def test_state_numel_equals_the_elements_of_a_real_state(
     if formula is None:  # some layer's state grows with the sequence
         specs = config.specs()
         assert any(
-            specs[n].state_size is None or specs[n].state_size(config.options_of(n, i), 1) is None
+            specs[n].state_size is None
+            or specs[n].state_size(config.options_of(n, i), config.hidden_size) is None
             for n, i in config.schedule()
         )
         return

@@ -60,8 +60,9 @@ def test_the_wheel_holds_every_builtin_and_its_data(tmp_path: Path) -> None:
     }
     assert not expected - names, f"missing from the wheel: {sorted(expected - names)}"
     assert {"hybridzoo_plugins/zz_probe/__init__.py", "hybridzoo/ops/zz_probe/csrc/vec.h"} <= names
-    targets = dict(parser["hybridzoo.layers"])
+    groups = ("hybridzoo.layers", "hybridzoo.tasks")  # layer plugins and arena plugins
+    targets = [t for group in groups for t in dict(parser[group]).values()]
     folders = {p.parent.name for p in (src / "plugins").glob("*/__init__.py")}
-    assert set(targets.values()) == {f"hybridzoo_plugins.{f}" for f in folders}, (
+    assert sorted(targets) == sorted(f"hybridzoo_plugins.{f}" for f in folders), (
         "every builtin plugin folder needs exactly one entry-point line in pyproject.toml"
     )

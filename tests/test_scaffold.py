@@ -21,7 +21,7 @@ import pytest
 
 import hybridzoo
 from hybridzoo import Registry
-from hybridzoo.scaffold import FILES, main, plan
+from hybridzoo.scaffold import FILES, main, options_table, plan
 
 NAME = "scaffoldtest"
 PACKAGE = f"hybridzoo_{NAME}"
@@ -31,6 +31,7 @@ EXPECTED_FILES = {
     "README.md",
     "pyproject.toml",
     f"{PACKAGE}/__init__.py",
+    f"{PACKAGE}/formulas.py",
     f"{PACKAGE}/layer.py",
     f"{PACKAGE}/reference.py",
     f"tests/test_{NAME}.py",
@@ -86,6 +87,8 @@ def test_pyproject_declares_the_entry_point(generated: Path) -> None:
     assert data["build-system"]["build-backend"] == "setuptools.build_meta"
     assert data["tool"]["setuptools"]["packages"] == [PACKAGE]
     assert "pytest>=8" in project["optional-dependencies"]["test"]
+    pytest_options = data["tool"]["pytest"]["ini_options"]
+    assert "-p hybridzoo.testing.pytest_plugin" in pytest_options["addopts"]
 
 
 def test_readme_and_tests_name_the_layer(generated: Path) -> None:
@@ -114,6 +117,46 @@ def test_generated_code_is_lint_clean(generated: Path) -> None:
             [sys.executable, "-m", "ruff", *args], cwd=generated, capture_output=True, text=True
         )
         assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_each_option_is_declared_once(generated: Path) -> None:
+    """The options record declares every option; the formulas and ``make_bodies`` take the
+    record (no keyword defaults, no ``**kwargs``); the README's table is the spec's."""
+    init = (generated / PACKAGE / "__init__.py").read_text()
+    formulas = (generated / PACKAGE / "formulas.py").read_text()
+    layer = (generated / PACKAGE / "layer.py").read_text()
+    assert init.count(" = option(") == 2
+    tree = ast.parse(formulas)
+    for fn in [n for n in tree.body if isinstance(n, ast.FunctionDef)]:
+        assert [a.arg for a in fn.args.args] == ["o", "hidden_size"], fn.name
+        assert not fn.args.defaults and fn.args.kwarg is None, fn.name
+    assert "**" not in formulas
+    make = layer[layer.index("def make_bodies") :]
+    assert "kernel_size=o.kernel_size, expand=o.expand" in make and "**" not in make
+    assert 'factory="hybridzoo_scaffoldtest.layer:make_bodies"' in init
+    assert 'reference="hybridzoo_scaffoldtest.reference:reference_forward"' in init
+
+
+def test_the_readme_table_is_produced_from_the_spec(generated: Path, imported) -> None:
+    readme = (generated / "README.md").read_text()
+    table = options_table(imported.SPEC)
+    assert table in readme
+    assert f"| `{NAME}_kernel_size` | `4` | Positions each output sees" in table
+    assert f"| `{NAME}_expand` | `2` | Inner width" in table
+    assert "{{" not in readme
+
+
+def test_the_generated_readme_check_catches_a_stale_table(generated: Path, imported, monkeypatch):
+    monkeypatch.syspath_prepend(str(generated / "tests"))
+    module = importlib.import_module(f"test_{NAME}")
+    try:
+        module.test_the_readme_lists_every_option()
+        readme = generated / "README.md"
+        readme.write_text(readme.read_text().replace("| `4` |", "| `8` |"))
+        with pytest.raises(AssertionError, match="options table is out of date"):
+            module.test_the_readme_lists_every_option()
+    finally:
+        del sys.modules[f"test_{NAME}"]
 
 
 # -- the layer -------------------------------------------------------------------------------------
@@ -172,7 +215,7 @@ def test_entry_point_discovery_and_a_mixed_build(
         model = hybridzoo.build(pattern, embed_dim=8, hidden_size=16, dropout=0.0)
         model.eval()
         x = torch.randn(2, 6, 8)
-        assert model.num_parameters() == hybridzoo.param_count(pattern, embed_dim=8, hidden_size=16)
+        assert model.param_count() == hybridzoo.param_count(pattern, embed_dim=8, hidden_size=16)
         seq = hybridzoo.build(
             pattern, embed_dim=8, hidden_size=16, dropout=0.0, output="sequence"
         ).eval()
@@ -215,7 +258,14 @@ def test_bad_names_are_refused(
 
 
 @pytest.mark.parametrize(
-    ("symbol", "message"), [("F", "already used"), ("12", "one ASCII letter"), ("1", "a letter")]
+    ("symbol", "message"),
+    [
+        ("F", "already used"),
+        ("12", "one ASCII letter"),
+        ("1", "a letter"),
+        ("z", "an uppercase letter A-Z, got 'z' (try 'Z')"),
+        ("Ｚ", "one ASCII letter"),
+    ],
 )
 def test_bad_symbols_are_refused(
     symbol: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]

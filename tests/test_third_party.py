@@ -53,7 +53,7 @@ def test_hybrid_with_builtins_steps_like_forward(registry: Registry, pattern: st
     torch.manual_seed(0)
     kwargs = dict(embed_dim=8, hidden_size=32, dropout=0.0, output="sequence", **SMALL)
     model = hybridzoo.build(pattern, **kwargs).double().eval()
-    assert model.num_parameters() == hybridzoo.param_count(pattern, **kwargs)
+    assert model.param_count() == hybridzoo.param_count(pattern, **kwargs)
     assert "T=retention" in hybridzoo.visualize(pattern)
     x = torch.randn(2, 9, 8, dtype=torch.float64)
     with torch.no_grad():

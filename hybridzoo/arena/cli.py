@@ -1,222 +1,199 @@
 """``hybridzoo arena``: the command-line face of the arena.
 
-The core's ``hybridzoo/cli/`` adds the ``arena`` subcommand with :func:`configure_parser` and
-calls :func:`run` with the parsed arguments. Under ``torchrun`` every rank runs the same command;
-rank 0 alone prints and writes files.
+The core's CLI (``hybridzoo/cli/``) adds the ``arena`` subcommand with :func:`configure_parser`
+and calls :func:`run` with the parsed arguments. A run starts from a preset (``default``;
+``--quick``, ``--paper`` or ``--preset NAME``), contributed by a plugin; every option given on
+the command line overrides the preset's value. Under ``torchrun`` every rank runs the same
+command; rank 0 alone prints and writes files.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from hybridzoo.arena.defaults import BUILTIN_TASKS, DEFAULT_HIDDEN_SIZE, DEFAULT_PATTERNS
 from hybridzoo.cli.values import parse_assignment
+from hybridzoo.validate import Validator, at_least, in_range, positive
 
-DEFAULTS: dict[str, Any] = {
-    "seq_lens": [64, 128],
-    "steps": 600,
-    "batch_size": 128,
-    "eval_every": 50,
-    "eval_examples": 1000,
-    "checkpoint_every": 100,
-}
-"""The full run's defaults for the options that ``--quick`` changes."""
-
-QUICK: dict[str, Any] = {
-    "seq_lens": [64],
-    "steps": 300,
-    "batch_size": 64,
-    "eval_every": 25,
-    "eval_examples": 256,
-    "checkpoint_every": 100,
-}
-"""What ``--quick`` sets (options given explicitly still win)."""
+DEFAULT_PRESET = "default"
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def _typed(parse: Callable[[str], Any], validator: Validator) -> Callable[[str], Any]:
+    def convert(text: str) -> Any:
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be {validator.expected}, got {text!r}"
+            ) from None
+        problem = validator.problem(value)
+        if problem is not None:
+            raise argparse.ArgumentTypeError(str(problem))
+        return value
+
+    convert.__name__ = validator.expected  # argparse names the type in its error
+    return convert
 
 
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
+POSITIVE_INT = _typed(int, at_least(1))
+NON_NEGATIVE_INT = _typed(int, at_least(0))
+POSITIVE = _typed(float, positive)  # finite and > 0: `--lr inf` is a usage error
+NON_NEGATIVE = _typed(float, in_range(0.0, math.inf, high_open=True))
+FRACTION = _typed(float, in_range(0.0, 1.0, high_open=True))
+TARGET = _typed(float, in_range(0.0, 1.0, low_open=True))
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add every ``hybridzoo arena`` option to ``parser``."""
     parser.description = (
-        "Train several layer patterns with matched parameter budgets on a synthetic recall task "
-        "and print a leaderboard (accuracy, loss, parameters, state size, speed). Writes "
+        "Train several models with matched parameter budgets on a synthetic recall task and "
+        "print a leaderboard (accuracy over seeds against chance, parameters, state size, "
+        "speed). Starts from a preset (default: 'default'); options override it. Writes "
         "results.json, leaderboard.txt and arena.png into --out."
     )
-    models = parser.add_argument_group("models")
-    models.add_argument(
-        "--patterns",
-        nargs="+",
-        metavar="PATTERN",
-        default=None,
-        help="patterns to compare: symbol strings ('MA', 'M A G'), layer names, or NAME:N for a "
-        f"named pattern ('jamba_like:4'); default: {' '.join(DEFAULT_PATTERNS)}",
-    )
-    models.add_argument(
-        "--budget",
-        type=_positive,
-        default=None,
-        help="parameter budget per model (embedding included); each pattern's hidden size is "
-        "chosen to match it; default: the first pattern's size at --hidden-size",
-    )
-    models.add_argument(
-        "--hidden-size",
-        type=_positive,
-        default=DEFAULT_HIDDEN_SIZE,
-        help="width of the first pattern, which sets the default budget "
-        f"(default {DEFAULT_HIDDEN_SIZE})",
-    )
-    models.add_argument(
-        "--no-match",
+    what = parser.add_argument_group("what to run")
+    choice = what.add_mutually_exclusive_group()
+    choice.add_argument("--preset", default=None, help="a registered preset (see --list)")
+    choice.add_argument("--quick", action="store_true", help="the 'quick' preset: a smoke test")
+    choice.add_argument("--paper", action="store_true", help="the 'paper' preset (Zoology)")
+    what.add_argument("--list", action="store_true", help="list tasks, presets, plugins; exit")
+    what.add_argument("--dry-run", action="store_true", help="print the runs and their cost")
+    what.add_argument(
+        "--calibrate",
         action="store_true",
-        help="build every pattern at --hidden-size instead of matching the budget",
+        help="with --dry-run: time a few steps of each model here and estimate the wall time",
     )
+
+    models = parser.add_argument_group("models")
+    models.add_argument("--patterns", nargs="+", metavar="PATTERN", default=None,
+                        help="replace the preset's models: symbol strings ('XY', 'X Y Z'), "
+                        "layer names, or NAME:N for a named pattern ('jamba_like:4')")  # fmt: skip
+    models.add_argument("--models", nargs="+", metavar="LABEL", default=None,
+                        help="only these of the preset's models")  # fmt: skip
+    models.add_argument("--budget", type=POSITIVE_INT, default=None,
+                        help="parameters per model (embedding included); default: the first "
+                        "model's count at --hidden-size")  # fmt: skip
+    models.add_argument("--hidden-size", type=POSITIVE_INT, default=None,
+                        help="width of the first model, which sets the budget")  # fmt: skip
     models.add_argument(
-        "--untied", action="store_true", help="give the head its own weights (default: tied)"
+        "--widths",
+        nargs="+",
+        type=POSITIVE_INT,
+        default=None,
+        help="train every model at each of these widths (no budget matching)",
     )
+    models.add_argument("--no-match", action="store_true",
+                        help="build every model at --hidden-size")  # fmt: skip
+    models.add_argument("--untied", action="store_true", help="an untied head")
     models.add_argument(
         "--layer-option",
         action="append",
         type=parse_assignment,
         default=[],
         metavar="KEY=VALUE",
-        help="a layer option for every model, e.g. mamba_state_size=32 (repeatable)",
+        help="a layer option for every model (repeatable)",
     )
-    models.add_argument(
-        "--dropout", type=float, default=0.0, help="dropout of every block (default 0)"
-    )
+    models.add_argument("--dropout", type=FRACTION, default=None, help="block dropout")
 
     task = parser.add_argument_group("task")
-    task.add_argument(
-        "--task",
-        default="mqar",
-        help=f"a registered task: {', '.join(BUILTIN_TASKS)}, ... (default mqar)",
-    )
-    task.add_argument(
-        "--seq-lens",
-        nargs="+",
-        type=_positive,
-        default=None,
-        metavar="L",
-        help=f"sequence lengths (default {DEFAULTS['seq_lens']}, quick {QUICK['seq_lens']})",
-    )
-    task.add_argument(
-        "--vocab-size", type=_positive, default=None, help="vocabulary (mqar 512, copying 16)"
-    )
-    task.add_argument(
-        "--num-kv-pairs",
-        type=_positive,
-        default=None,
-        help="mqar: key-value pairs per example (default seq_len // 16)",
-    )
-    task.add_argument(
-        "--power-a", type=float, default=None, help="mqar: power-law exponent of the query gaps"
-    )
-    task.add_argument(
-        "--num-tokens", type=_positive, default=None, help="selective_copying: tokens to copy"
-    )
+    task.add_argument("--task", default=None, help="a registered task (see --list)")
+    task.add_argument("--seq-lens", nargs="+", type=POSITIVE_INT, default=None, metavar="L",
+                      help="the lengths of every stage")  # fmt: skip
+    for flag in ("vocab-size", "num-kv-pairs", "num-tokens"):
+        task.add_argument(f"--{flag}", type=POSITIVE_INT, default=None, help="task parameter")
+    task.add_argument("--power-a", type=POSITIVE, default=None, help="task parameter")
     task.add_argument(
         "--task-option",
         action="append",
         type=parse_assignment,
         default=[],
         metavar="KEY=VALUE",
-        help="any other task parameter (repeatable), e.g. random_non_queries=False",
+        help="any task parameter (repeatable)",
     )
 
     train = parser.add_argument_group("training")
+    train.add_argument("--lrs", nargs="+", type=POSITIVE, default=None,
+                       help="learning rates of every stage that sweeps them (best per model "
+                       "reported, every run stored)")  # fmt: skip
+    train.add_argument("--lr", type=POSITIVE, default=None, help="one learning rate (= --lrs X)")
     train.add_argument(
-        "--steps", type=_positive, default=None, help="max steps per model (default 600)"
+        "--seeds",
+        nargs="+",
+        type=NON_NEGATIVE_INT,
+        default=None,
+        help="seeds of every stage (median, min-max and solved k/n reported)",
+    )
+    train.add_argument("--seed", type=NON_NEGATIVE_INT, default=None, help="= --seeds X")
+    train.add_argument("--steps", type=POSITIVE_INT, default=None, help="max steps per run")
+    train.add_argument(
+        "--epochs",
+        type=POSITIVE_INT,
+        default=None,
+        help="passes over --train-examples (sets the steps)",
     )
     train.add_argument(
-        "--batch-size", type=_positive, default=None, help="global batch size (default 128)"
+        "--train-examples",
+        type=POSITIVE_INT,
+        default=None,
+        help="a fixed training set (default: fresh examples every step)",
     )
-    train.add_argument("--lr", type=float, default=3e-3, help="peak AdamW learning rate")
-    train.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay")
-    train.add_argument(
-        "--warmup", type=float, default=0.1, help="warmup fraction of the steps (default 0.1)"
-    )
-    train.add_argument(
-        "--eval-every", type=_positive, default=None, help="steps between evaluations"
-    )
-    train.add_argument(
-        "--eval-examples", type=_positive, default=None, help="held-out examples per length"
-    )
-    train.add_argument(
+    train.add_argument("--batch-size", type=POSITIVE_INT, default=None, help="global batch")
+    train.add_argument("--weight-decay", type=NON_NEGATIVE, default=None, help="AdamW")
+    train.add_argument("--warmup", type=FRACTION, default=None, help="warmup fraction")
+    train.add_argument("--eval-every", type=POSITIVE_INT, default=None, help="steps")
+    train.add_argument("--eval-examples", type=POSITIVE_INT, default=None, help="held out")
+    stop = train.add_mutually_exclusive_group()
+    stop.add_argument(
         "--target-accuracy",
-        type=float,
-        default=0.99,
-        help="stop a model once its held-out accuracy reaches this (default 0.99; 2 = never)",
+        type=TARGET,
+        default=None,
+        help="stop a run at this held-out accuracy, in (0, 1] (default 0.99)",
     )
+    stop.add_argument("--no-early-stop", action="store_true", help="always run every step")
+    train.add_argument("--checkpoint-every", type=POSITIVE_INT, default=None, help="steps")
     train.add_argument(
-        "--checkpoint-every", type=_positive, default=None, help="steps between checkpoints"
+        "--chance-margin",
+        type=FRACTION,
+        default=0.05,
+        help="rows within this of chance are 'not learned' (default 0.05)",
     )
-    train.add_argument("--seed", type=int, default=0, help="seed of data and weights")
 
     run = parser.add_argument_group("run")
-    run.add_argument(
-        "--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N"
-    )
-    run.add_argument(
-        "--dtype",
-        choices=["float32", "float64", "bfloat16"],
-        default="float32",
-        help="bfloat16 = mixed precision (CUDA autocast)",
-    )
+    run.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda:N")
+    run.add_argument("--dtype", choices=["float32", "float64", "bfloat16"], default=None,
+                     help="bfloat16 = mixed precision (CUDA autocast)")  # fmt: skip
     run.add_argument("--out", default="arena-results", help="output folder")
     run.add_argument(
         "--resume",
         action="store_true",
-        help="reuse finished runs and continue unfinished ones from their checkpoints in --out",
+        help="reuse finished runs, continue unfinished ones from their checkpoints",
     )
-    run.add_argument(
-        "--quick",
-        action="store_true",
-        help=f"a short run (< 6 min on 2 CPU cores): {QUICK}",
-    )
+    run.add_argument("--jobs", type=POSITIVE_INT, default=None,
+                     help="runs trained at once, one process each (default: one per CPU core "
+                     "on CPU, 1 on CUDA or under torchrun)")  # fmt: skip
     run.add_argument(
         "--threads",
-        type=_non_negative,
+        type=NON_NEGATIVE_INT,
         default=1,
-        help="CPU threads per process (default 1: the arena's models are small, and several "
-        "threads only pay off on an otherwise idle machine; 0 = torch's default, one per core)",
+        help="CPU threads per run (default 1; 0 = torch's default)",
     )
     run.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
-    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _choose(args: argparse.Namespace, name: str) -> Any:
-    value = getattr(args, name)
-    if value is not None:
-        return value
-    return (QUICK if args.quick else DEFAULTS)[name]
+def _preset_name(args: argparse.Namespace) -> str:
+    return "quick" if args.quick else "paper" if args.paper else args.preset or DEFAULT_PRESET
 
 
 def _pattern_label(text: str) -> str:
     """``NAME:N`` (a named pattern) → its symbol string; anything else unchanged."""
     import hybridzoo
+    from hybridzoo.errors import ConfigError
 
     name, sep, count = text.partition(":")
     if not sep:
@@ -224,55 +201,24 @@ def _pattern_label(text: str) -> str:
     try:
         num_layers = int(count)
     except ValueError:
-        raise ValueError(f"pattern {text!r}: expected NAME:N with an integer N") from None
-    layers = hybridzoo.pattern(name, num_layers)
-    return "".join(hybridzoo.get_layer(layer).symbol for layer in layers)
-
-
-def build_config(args: argparse.Namespace) -> Any:
-    """The :class:`~hybridzoo.arena.runner.ArenaConfig` of parsed ``args``."""
-    from hybridzoo.arena.runner import ArenaConfig
-    from hybridzoo.arena.train import TrainSettings
-
-    task_params: dict[str, Any] = {}
-    for flag, key in (
-        ("vocab_size", "vocab_size"),
-        ("num_kv_pairs", "num_kv_pairs"),
-        ("power_a", "power_a"),
-        ("num_tokens", "num_tokens"),
-    ):
-        if getattr(args, flag) is not None:
-            task_params[key] = getattr(args, flag)
-    task_params.update(dict(args.task_option))
-    target = args.target_accuracy if args.target_accuracy <= 1 else None
-    settings = TrainSettings(
-        steps=_choose(args, "steps"),
-        batch_size=_choose(args, "batch_size"),
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        warmup_fraction=args.warmup,
-        eval_every=_choose(args, "eval_every"),
-        eval_examples=_choose(args, "eval_examples"),
-        target_accuracy=target,
-        checkpoint_every=_choose(args, "checkpoint_every"),
-        seed=args.seed,
-        dropout=args.dropout,
-        dtype=args.dtype,
+        raise ConfigError(f"pattern {text!r}: expected NAME:N with an integer N") from None
+    return "".join(
+        hybridzoo.get_layer(layer).symbol
+        for layer in hybridzoo.expand_named_pattern(name, num_layers)
     )
-    patterns = tuple(_pattern_label(p) for p in (args.patterns or DEFAULT_PATTERNS))
-    return ArenaConfig(
-        patterns=patterns,
-        task=args.task,
-        task_params=task_params,
-        seq_lens=tuple(_choose(args, "seq_lens")),
-        budget=args.budget,
-        hidden_size=args.hidden_size,
-        match_budget=not args.no_match,
-        tie=not args.untied,
-        layer_options=dict(args.layer_option),
-        train=settings,
-        out=args.out,
-    )
+
+
+def default_jobs(device: str, runs: int) -> int:
+    """One run per usable CPU core on CPU; one on CUDA or under torchrun."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 or device.startswith("cuda"):
+        return 1
+    if device == "auto":
+        import torch
+
+        if torch.cuda.is_available():
+            return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cores or 1, runs))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -298,40 +244,42 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, started: float) -> int:
     import hybridzoo
+    from hybridzoo.arena.configure import build_config
     from hybridzoo.arena.distributed import init_distributed, shutdown_distributed
+    from hybridzoo.arena.listing import describe_plan, format_listing, plugin_warnings
     from hybridzoo.arena.report import format_leaderboard
-    from hybridzoo.arena.runner import plan_runs, run_arena
+    from hybridzoo.arena.runner import RESULTS_FILE, run_arena
 
+    if args.list:
+        print(format_listing())
+        return 0
     try:
-        config = build_config(args)
-        specs, budget = plan_runs(config)
+        for line in plugin_warnings():
+            print(line, file=sys.stderr)
+        config = build_config(args, _preset_name(args), _pattern_label, default_jobs)
+        if args.dry_run or args.calibrate:
+            print(describe_plan(config, measure=args.calibrate))
+            return 0
         context = init_distributed(args.device)
     except (ValueError, TypeError, hybridzoo.HybridZooError) as exc:
         print(f"hybridzoo arena: error: {exc}", file=sys.stderr)
         return 2
     try:
         if context.is_main:
-            widths = {s.label: (s.hidden_size, s.param_count()) for s in specs}
-            print(
-                f"hybridzoo arena: {len(specs)} runs ({len(config.patterns)} patterns × "
-                f"{len(config.seq_lens)} lengths), budget {budget:,} parameters, "
-                f"{context.world_size} process(es) on {context.device}"
-            )
-            for label, (hidden, count) in widths.items():
-                print(f"  {label:<12} hidden {hidden:>4}  {count:>10,} parameters")
+            print(describe_plan(config, brief=True))
         payload = run_arena(
             config,
             context=context,
             resume=args.resume,
             progress=not args.no_progress,
             plot=not args.no_plot,
+            threads=args.threads,
         )
         if context.is_main:
             print()
             print(format_leaderboard(payload))
             print()
-            print(f"results: {config.out / 'results.json'}")
-            print(f"leaderboard: {config.out / 'leaderboard.txt'}")
+            print(f"results: {config.out / RESULTS_FILE}")
             if payload.get("plot"):
                 print(f"plot: {payload['plot']}")
             elif payload.get("plot_error"):

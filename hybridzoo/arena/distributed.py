@@ -4,6 +4,10 @@
 ``LOCAL_RANK`` and the rendezvous variables; :func:`init_distributed` then joins the process
 group (``nccl`` on CUDA, ``gloo`` on CPU) and picks the device of this rank. Without those
 variables everything runs in one process and no process group is created.
+
+Joining and leaving are both synchronised (a barrier): creating a process group is not itself a
+synchronisation point, and a rank that tears its group down while another is still in a
+collective (or still connecting) makes that rank fail with gloo's "Connection closed by peer".
 """
 
 from __future__ import annotations
@@ -101,16 +105,20 @@ def init_distributed(device_name: str = "auto") -> DistContext:
             torch.cuda.set_device(device)
         dist.init_process_group(backend=backend)
         initialized_here = True
-    return DistContext(
+    context = DistContext(
         rank=dist.get_rank(),
         world_size=dist.get_world_size(),
         local_rank=local_rank,
         device=device,
         initialized_here=initialized_here,
     )
+    context.barrier()  # every rank is connected before any of them goes on
+    return context
 
 
 def shutdown_distributed(context: DistContext) -> None:
-    """Leave the process group if :func:`init_distributed` created it."""
+    """Leave the process group if :func:`init_distributed` created it, once every rank is done
+    with it (a barrier first: no rank closes its connections while another still uses them)."""
     if context.initialized_here and dist.is_initialized():
+        context.barrier()
         dist.destroy_process_group()

@@ -1,14 +1,24 @@
 """A causal language model around any :class:`hybridzoo.HybridModel` (built with
-``output="sequence"``): token embedding → hybrid stack → vocabulary head.
+``output="sequence"``): token embedding (plus learned absolute positions, optionally) → hybrid
+stack → vocabulary head.
 
 The head shares the embedding matrix (weight tying) when ``tie=True`` and the model's
 ``embed_dim == hidden_size``; otherwise it is its own ``Linear(hidden_size, vocab_size)`` without
-bias. :func:`language_model_param_count` gives the exact count without building anything, from
+bias. With ``readout="last"`` (a compression task) every position's logits are decoded from the
+*last* position's hidden state instead (MAD's decoder: the position's sinusoidal code added, two
+LayerNorm-Linear-GELU layers, a LayerNorm and an unembedding with bias).
+:func:`language_model_param_count` gives the exact count without building anything, from
 ``hybridzoo.param_count``.
+
+The LM-level options (:data:`LM_OPTIONS`) are ``positions`` (``None`` or ``"learned"``: an
+``nn.Embedding(max_len, embed_dim)`` added to the token embedding, as in Zoology's ICLR
+baseline), ``max_len`` (needed with learned positions and the ``"last"`` readout) and
+``readout``. This model is the seam where the core's ``HybridLM`` will take over.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -18,10 +28,15 @@ import torch.nn.functional as F
 from torch import nn
 
 import hybridzoo
-from hybridzoo.arena.tasks import IGNORE_INDEX
+from hybridzoo.arena.tasks import IGNORE_INDEX, READOUTS, check
+from hybridzoo.errors import ConfigError, StateError
+from hybridzoo.validate import at_least, one_of
 
 EMBEDDING_INIT_STD = 0.02
-"""Standard deviation of the token-embedding initialisation (GPT-2's)."""
+"""Standard deviation of the token- and position-embedding initialisation (GPT-2's)."""
+
+LM_OPTIONS = ("positions", "max_len", "readout")
+"""Options of the language model itself (everything else goes to ``hybridzoo.build``)."""
 
 _BUILD_ONLY_OPTIONS = ("dropout", "positional_encoding")
 """Options of ``hybridzoo.build`` that change no parameter count (not passed to param_count)."""
@@ -37,6 +52,40 @@ def _config_value(model: nn.Module, name: str) -> Any:
     return getattr(config, name)
 
 
+def _sinusoidal(length: int, width: int) -> torch.Tensor:
+    """``[length, width]`` sine/cosine position codes (fixed, not learned)."""
+    position = torch.arange(length, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, width, 2, dtype=torch.float32) * (-math.log(1e4) / width))
+    codes = torch.zeros(length, width)
+    codes[:, 0::2] = torch.sin(position * freq)
+    codes[:, 1::2] = torch.cos(position * freq)[:, : width // 2]
+    return codes
+
+
+class LastPositionDecoder(nn.Module):
+    """``hidden [B, L, H] → logits [B, L, V]`` from the last position only (compression)."""
+
+    def __init__(self, hidden_size: int, vocab_size: int, max_len: int) -> None:
+        super().__init__()
+        H = hidden_size
+        self.register_buffer("codes", _sinusoidal(max_len, H), persistent=False)
+        self.layers = nn.Sequential(
+            nn.LayerNorm(H), nn.Linear(H, H), nn.GELU(), nn.LayerNorm(H), nn.Linear(H, H), nn.GELU()
+        )
+        self.unembed = nn.Sequential(nn.LayerNorm(H), nn.Linear(H, vocab_size))
+
+    @staticmethod
+    def param_count(hidden_size: int, vocab_size: int) -> int:
+        """Three LayerNorms, two ``H → H`` layers and the unembedding (all with biases)."""
+        H = hidden_size
+        return 3 * 2 * H + 2 * (H * H + H) + H * vocab_size + vocab_size
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        length = hidden.shape[1]
+        x = hidden[:, -1:, :] + self.codes[:length].to(hidden.dtype)  # [B, L, H]
+        return self.unembed(self.layers(x))
+
+
 class LanguageModel(nn.Module):
     """``tokens [B, L] -> logits [B, L, vocab_size]`` around a sequence-output hybrid model.
 
@@ -44,51 +93,93 @@ class LanguageModel(nn.Module):
         model: a ``HybridModel`` built with ``output="sequence"``.
         vocab_size: number of token ids.
         tie: share the embedding matrix with the head when ``embed_dim == hidden_size``.
+        positions: ``None``, or ``"learned"`` absolute positions (needs ``max_len``).
+        max_len: the longest sequence (learned positions and the ``"last"`` readout).
+        readout: ``"causal"`` (logits at each position) or ``"last"`` (see the module docs).
     """
 
-    def __init__(self, model: nn.Module, vocab_size: int, *, tie: bool = True) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        vocab_size: int,
+        *,
+        tie: bool = True,
+        positions: str | None = None,
+        max_len: int | None = None,
+        readout: str = "causal",
+    ) -> None:
         super().__init__()
-        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1:
-            raise ValueError(f"vocab_size must be a positive integer, got {vocab_size!r}")
+        check(at_least(1), "vocab_size", vocab_size)
+        check(one_of(None, "learned"), "positions", positions)
+        check(one_of(*READOUTS), "readout", readout)
+        check(at_least(1, allow_none=True), "max_len", max_len)
+        if max_len is None and (positions is not None or readout == "last"):
+            raise ConfigError(f"positions={positions!r}, readout={readout!r} need max_len")
         output = _config_value(model, "output")
         if output != "sequence":
-            raise ValueError(
+            raise ConfigError(
                 f"LanguageModel needs a model built with output='sequence', got output={output!r}"
             )
         self.embed_dim = int(_config_value(model, "embed_dim"))
         self.hidden_size = int(_config_value(model, "hidden_size"))
-        self.vocab_size = vocab_size
+        self.vocab_size, self.max_len, self.readout = vocab_size, max_len, readout
         self.embedding = nn.Embedding(vocab_size, self.embed_dim)
         nn.init.normal_(self.embedding.weight, std=EMBEDDING_INIT_STD)
+        self.position = None
+        if positions == "learned":
+            self.position = nn.Embedding(max_len, self.embed_dim)
+            nn.init.normal_(self.position.weight, std=EMBEDDING_INIT_STD)
         self.model = model
-        self.tied = bool(tie) and self.embed_dim == self.hidden_size
-        self.head = None if self.tied else nn.Linear(self.hidden_size, vocab_size, bias=False)
+        self.tied = bool(tie) and self.embed_dim == self.hidden_size and readout == "causal"
+        self.head: nn.Module | None = None
+        if readout == "last":
+            self.head = LastPositionDecoder(self.hidden_size, vocab_size, max_len)
+        elif not self.tied:
+            self.head = nn.Linear(self.hidden_size, vocab_size, bias=False)
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         if self.head is None:
             return F.linear(hidden, self.embedding.weight)
         return self.head(hidden)
 
+    def _embed(self, tokens: torch.Tensor, start: int) -> torch.Tensor:
+        x = self.embedding(tokens)
+        if self.position is not None:
+            length = tokens.shape[-1] if tokens.dim() == 2 else 1
+            if start + length > self.max_len:
+                raise StateError(
+                    f"learned positions cover {self.max_len} tokens; position "
+                    f"{start + length - 1} was asked for"
+                )
+            index = torch.arange(start, start + length, device=tokens.device)
+            x = x + (self.position(index) if tokens.dim() == 2 else self.position(index)[0])
+        return x
+
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """``tokens [B, L]`` int64 → ``logits [B, L, vocab_size]``."""
-        x = self.embedding(tokens)  # [B, L, E]
-        hidden = self.model(x)  # [B, L, H]
+        hidden = self.model(self._embed(tokens, 0))  # [B, L, H]
         return self._logits(hidden)  # [B, L, V]
 
     def init_state(self, batch_size: int) -> Any:
         """The recurrent state of a fresh sequence, for :meth:`step`."""
         return self.model.init_state(batch_size)
 
+    def step_hidden(self, tokens: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        """One decoding step of the backbone: ``tokens [B]`` → ``(hidden [B, H], state)``."""
+        return self.model.step(self._embed(tokens, int(getattr(state, "position", 0))), state)
+
     def step(self, tokens: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
         """One decoding step: ``tokens [B]`` → ``(logits [B, vocab_size], new state)``."""
-        hidden, state = self.model.step(self.embedding(tokens), state)  # [B, H]
+        if self.readout != "causal":
+            raise ConfigError("step() decodes next-token logits: readout='causal' only")
+        hidden, state = self.step_hidden(tokens, state)
         return self._logits(hidden), state
 
     @torch.no_grad()
     def generate(self, prompt: torch.Tensor, num_tokens: int) -> torch.Tensor:
         """Greedy decoding in step mode: ``prompt [B, P]`` → the next ``num_tokens`` ``[B, N]``."""
         if prompt.ndim != 2 or prompt.shape[1] < 1:
-            raise ValueError(f"prompt must be [batch, length >= 1], got {tuple(prompt.shape)}")
+            raise ConfigError(f"prompt must be [batch, length >= 1], got {tuple(prompt.shape)}")
         state = self.init_state(prompt.shape[0])
         for t in range(prompt.shape[1]):
             logits, state = self.step(prompt[:, t], state)
@@ -107,6 +198,11 @@ def split_build_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[s
     return count, build_only
 
 
+def _lm_split(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    lm = {k: options.pop(k) for k in LM_OPTIONS if k in options}
+    return lm, options
+
+
 def build_language_model(
     pattern: str | Sequence[str],
     *,
@@ -119,13 +215,15 @@ def build_language_model(
     """Build ``hybridzoo.build(pattern, output="sequence", ...)`` and wrap it in a LanguageModel.
 
     ``embed_dim`` defaults to ``hidden_size`` (no input projection, tied head). ``options`` are
-    passed on to ``hybridzoo.build`` (``dropout``, ``shared_layers``, layer options, ...).
+    the LM options (:data:`LM_OPTIONS`) and what ``hybridzoo.build`` takes (``dropout``,
+    ``shared_layers``, layer options, ...).
     """
+    lm_options, options = _lm_split(dict(options))
     embed = hidden_size if embed_dim is None else embed_dim
     model = hybridzoo.build(
         pattern, embed_dim=embed, hidden_size=hidden_size, output="sequence", **options
     )
-    return LanguageModel(model, vocab_size, tie=tie)
+    return LanguageModel(model, vocab_size, tie=tie, **lm_options)
 
 
 def language_model_param_count(
@@ -138,11 +236,16 @@ def language_model_param_count(
     **options: Any,
 ) -> int:
     """Exact parameter count of :func:`build_language_model` with the same arguments (no build)."""
+    lm_options, options = _lm_split(dict(options))
     embed = hidden_size if embed_dim is None else embed_dim
     count_options, _ = split_build_options(options)
     body = hybridzoo.param_count(pattern, embed_dim=embed, hidden_size=hidden_size, **count_options)
-    tied = tie and embed == hidden_size
-    return body + vocab_size * embed + (0 if tied else vocab_size * hidden_size)
+    count = body + vocab_size * embed
+    if lm_options.get("positions") == "learned":
+        count += check(at_least(1), "max_len", lm_options.get("max_len")) * embed
+    if lm_options.get("readout", "causal") == "last":
+        return count + LastPositionDecoder.param_count(hidden_size, vocab_size)
+    return count + (0 if tie and embed == hidden_size else vocab_size * hidden_size)
 
 
 def masked_loss_and_accuracy(
@@ -169,22 +272,27 @@ def masked_loss_and_accuracy(
 def step_latency(
     lm: LanguageModel, *, num_tokens: int = 32, warmup: int = 4, batch_size: int = 1
 ) -> float:
-    """Median seconds per token of :meth:`LanguageModel.step` (decoding one sequence)."""
+    """Median seconds per token of one step-mode decoding step (backbone and, with the causal
+    readout, the head) for one sequence."""
     was_training = lm.training
     lm.eval()
     device = lm.embedding.weight.device
     state = lm.init_state(batch_size)
     token = torch.zeros(batch_size, dtype=torch.int64, device=device)
     times = []
-    for i in range(warmup + num_tokens):
+    steps = warmup + num_tokens
+    if lm.max_len is not None:
+        steps = min(steps, lm.max_len)
+    for i in range(steps):
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         start = time.perf_counter()
-        logits, state = lm.step(token, state)
-        token = logits.argmax(dim=-1)
+        hidden, state = lm.step_hidden(token, state)
+        if lm.readout == "causal":
+            token = lm._logits(hidden).argmax(dim=-1)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        if i >= warmup:
+        if i >= min(warmup, steps // 2):
             times.append(time.perf_counter() - start)
     lm.train(was_training)
     times.sort()

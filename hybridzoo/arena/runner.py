@@ -1,15 +1,17 @@
-"""Several patterns, several sequence lengths, matched parameter budgets: the arena itself.
+"""The arena itself: plan the runs of every stage, train them, write the results.
 
-:func:`plan_runs` turns an :class:`ArenaConfig` into one :class:`~hybridzoo.arena.train.RunSpec`
-per (sequence length, pattern), choosing each pattern's width so that its language model's
-parameter count is as close as possible to the budget (counted with ``hybridzoo.param_count``,
-nothing built). :func:`run_arena` trains them one after the other and writes ``results.json``,
-``leaderboard.txt`` and ``arena.png`` into the output folder (rank 0 only under torchrun).
+:func:`run_arena` goes through the stages of an :class:`~hybridzoo.arena.plan.ArenaConfig` in
+order (a stage without learning rates uses each model's best one so far), trains the runs that
+are not done yet (``jobs`` at a time, each with its own checkpoint), and writes ``results.json``
+(every run, strict JSON), ``leaderboard.txt`` and ``arena.png`` into the output folder (rank 0
+only under torchrun). ``results.json`` is rewritten after each run, so an interrupted arena keeps
+what it finished, and ``--resume`` picks up the rest.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -19,208 +21,74 @@ import attrs
 import torch
 
 import hybridzoo
-from hybridzoo.arena.defaults import DEFAULT_HIDDEN_SIZE, DEFAULT_PATTERNS
+from hybridzoo.arena.budget import match_hidden_size, scaled_layer_options
 from hybridzoo.arena.distributed import DistContext
-from hybridzoo.arena.lm import language_model_param_count
-from hybridzoo.arena.tasks import make_task
-from hybridzoo.arena.train import RunSpec, TrainSettings, train_run
-from hybridzoo.counting import scale_layer_options
+from hybridzoo.arena.jobs import Executor
+from hybridzoo.arena.plan import ArenaConfig, Run, choose_lrs, plan_stage, resolve
+from hybridzoo.arena.spec import RunSpec
+from hybridzoo.arena.tasks import task_params_for
 
-RESULTS_FORMAT = 1
+__all__ = [
+    "ArenaConfig",
+    "match_hidden_size",
+    "plan_runs",
+    "run_arena",
+    "scaled_layer_options",
+    "strict_json",
+    "task_params_for",
+]
+
+RESULTS_FORMAT = 2
 RESULTS_FILE = "results.json"
 LEADERBOARD_FILE = "leaderboard.txt"
 PLOT_FILE = "arena.png"
 
 
-def _layers_of(pattern: str | Sequence[str]) -> list[str]:
-    from hybridzoo.patterns import resolve_pattern
-
-    return list(resolve_pattern(pattern))
-
-
-def _option_owner(option: str) -> str | None:
-    """The registered layer that the option ``<prefix>_<field>`` belongs to, if any."""
-    from hybridzoo.options import option_table
-
-    hit = option_table(hybridzoo.get_registry().specs()).get(option)
-    return None if hit is None else hit[0].name
-
-
-def scaled_layer_options(
-    pattern: str | Sequence[str],
-    hidden_size: int,
-    seq_len: int,
-    user_options: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Layer options sized to ``hidden_size`` for every layer of ``pattern``, builtin or not:
-    each layer's ``scale_options`` (see :func:`hybridzoo.counting.scale_layer_options`), with
-    ``user_options`` winning; options of layers absent from ``pattern`` are left out."""
-    return scale_layer_options(pattern, hidden_size, seq_len=seq_len, user_options=user_options)
-
-
-def match_hidden_size(
-    pattern: str | Sequence[str],
-    *,
-    budget: int,
-    vocab_size: int,
-    seq_len: int,
-    user_options: Mapping[str, Any] | None = None,
-    multiple: int = 4,
-    max_hidden_size: int = 4096,
-    embed_dim: int | None = None,
-    tie: bool = True,
-) -> tuple[int, int]:
-    """The width whose language model's parameter count is closest to ``budget``.
-
-    Tries ``hidden_size = multiple, 2·multiple, ...`` with :func:`scaled_layer_options`, counting
-    with ``hybridzoo.param_count`` (nothing is built); widths the layers reject are skipped.
-    Returns ``(hidden_size, param_count)``.
-    """
-    best: tuple[int, int] | None = None
-    errors: list[str] = []
-    for hidden in range(multiple, max_hidden_size + 1, multiple):
-        options = scaled_layer_options(pattern, hidden, seq_len, user_options)
-        try:
-            count = language_model_param_count(
-                pattern,
-                vocab_size=vocab_size,
-                hidden_size=hidden,
-                embed_dim=embed_dim,
-                tie=tie,
-                **options,
-            )
-        except (ValueError, TypeError, hybridzoo.HybridZooError) as exc:
-            errors.append(f"hidden_size={hidden}: {exc}")
-            continue
-        if best is None or abs(count - budget) < abs(best[1] - budget):
-            best = (hidden, count)
-        if count > budget:
-            break
-    if best is None:
-        raise ValueError(
-            f"no hidden size up to {max_hidden_size} is valid for pattern {pattern!r}: "
-            + (errors[-1] if errors else "no candidates")
-        )
-    return best
-
-
-def task_params_for(task: str, params: Mapping[str, Any], seq_len: int) -> dict[str, Any]:
-    """The task's parameters at ``seq_len``.
-
-    For MQAR without an explicit ``num_kv_pairs`` the number of pairs grows with the length as
-    in Zoology (64 → 4, 128 → 8, 256 → 16: ``seq_len // 16``).
-    """
-    out = {**params, "seq_len": seq_len}
-    if task == "mqar" and "num_kv_pairs" not in params:
-        out["num_kv_pairs"] = max(1, seq_len // 16)
-    return out
-
-
-@attrs.frozen(kw_only=True)
-class ArenaConfig:
-    """Everything an arena run needs (the CLI builds one from its options).
-
-    ``task_params`` exclude ``seq_len`` (given by ``seq_lens``). ``budget=None`` uses the
-    parameter count of the first pattern at ``hidden_size``; with ``match_budget=False`` every
-    pattern is built at ``hidden_size``.
-    """
-
-    patterns: tuple[str, ...] = DEFAULT_PATTERNS
-    task: str = "mqar"
-    task_params: dict[str, Any] = attrs.field(factory=dict, converter=dict)
-    seq_lens: tuple[int, ...] = (64,)
-    budget: int | None = None
-    hidden_size: int = DEFAULT_HIDDEN_SIZE
-    match_budget: bool = True
-    tie: bool = True
-    layer_options: dict[str, Any] = attrs.field(factory=dict, converter=dict)
-    train: TrainSettings = attrs.field(factory=TrainSettings)
-    out: Path = attrs.field(default=Path("arena-results"), converter=Path)
-
-    def __attrs_post_init__(self) -> None:
-        if not self.patterns:
-            raise ValueError("patterns must name at least one pattern")
-        if not self.seq_lens:
-            raise ValueError("seq_lens must hold at least one sequence length")
-        if self.budget is not None and (isinstance(self.budget, bool) or self.budget < 1):
-            raise ValueError(f"budget must be a positive number of parameters, got {self.budget}")
-
-
-def plan_runs(config: ArenaConfig) -> tuple[list[RunSpec], int]:
-    """One :class:`RunSpec` per (sequence length, pattern), and the budget used.
-
-    Every task and every pattern is checked here, before anything trains.
-    """
-    first_len = config.seq_lens[0]
-    params = {L: task_params_for(config.task, config.task_params, L) for L in config.seq_lens}
-    tasks = {L: make_task(config.task, **params[L]) for L in config.seq_lens}
-    params = {L: attrs.asdict(tasks[L]) for L in config.seq_lens}  # defaults filled in
-    vocab = tasks[first_len].vocab_size
-    budget = config.budget
-    if budget is None:
-        first = config.patterns[0]
-        budget = language_model_param_count(
-            first,
-            vocab_size=vocab,
-            hidden_size=config.hidden_size,
-            tie=config.tie,
-            **scaled_layer_options(first, config.hidden_size, first_len, config.layer_options),
-        )
-    for key in config.layer_options:
-        owner = _option_owner(key)
-        if owner is not None and not any(owner in _layers_of(p) for p in config.patterns):
-            raise ValueError(
-                f"layer option {key!r} belongs to layer {owner!r}, which no pattern uses "
-                f"(patterns: {', '.join(config.patterns)})"
-            )
-    widths: dict[str, int] = {}
-    for pattern in config.patterns:
-        if config.match_budget:
-            widths[pattern], _ = match_hidden_size(
-                pattern,
-                budget=budget,
-                vocab_size=vocab,
-                seq_len=first_len,
-                user_options=config.layer_options,
-                tie=config.tie,
-            )
-        else:
-            widths[pattern] = config.hidden_size
-    specs = [
-        RunSpec(
-            pattern=pattern,
-            task=config.task,
-            task_params=params[seq_len],
-            hidden_size=widths[pattern],
-            tie=config.tie,
-            layer_options=scaled_layer_options(
-                pattern, widths[pattern], seq_len, config.layer_options
-            ),
-        )
-        for seq_len in config.seq_lens
-        for pattern in config.patterns
-    ]
-    for spec in specs:
-        spec.param_count()  # validates the options of every pattern now
-    return specs, budget
+def plan_runs(config: ArenaConfig) -> tuple[list[RunSpec], int | None]:
+    """One :class:`~hybridzoo.arena.spec.RunSpec` per (length, model, width) of every stage, and
+    the budget; every task and model is checked here, before anything trains."""
+    config, budget, widths = resolve(config)
+    specs: dict[str, RunSpec] = {}
+    for stage in config.effective_stages():
+        for run in plan_stage(config, stage, widths, {}):
+            specs.setdefault(str(run.spec.key()), run.spec)
+    for spec in specs.values():
+        spec.param_count()  # validates the options of every model now
+    return list(specs.values()), budget
 
 
 def _payload(
-    config: ArenaConfig, budget: int, runs: list[dict[str, Any]], context: DistContext
+    config: ArenaConfig,
+    budget: int | None,
+    runs: Sequence[Mapping[str, Any]],
+    chosen: Mapping[str, float],
+    context: DistContext,
 ) -> dict[str, Any]:
+    stages = [attrs.asdict(s) for s in config.effective_stages()]
+    if all(s["lrs"] is not None for s in stages):
+        chosen = {}  # no stage picked a rate: each row reports its own best (Zoology's best of k)
     return {
         "format": RESULTS_FORMAT,
         "hybridzoo_version": hybridzoo.__version__,
         "torch_version": torch.__version__,
+        "title": config.title,
         "task": config.task,
         "task_params": dict(config.task_params),
-        "seq_lens": list(config.seq_lens),
-        "patterns": list(config.patterns),
+        "seq_lens": list(config.all_seq_lens()),
+        "models": [attrs.asdict(m) for m in config.patterns],
+        "unavailable": [list(u) for u in config.unavailable],
         "budget": budget,
+        "widths": list(config.widths) if config.widths else None,
+        "stages": stages,
+        "chosen_lrs": dict(chosen),
         "settings": attrs.asdict(config.train),
+        "chance_margin": config.chance_margin,
+        "reference": attrs.asdict(config.reference) if config.reference else None,
+        "figures": list(config.figures),
+        "jobs": config.jobs,
         "world_size": context.world_size,
         "device": str(context.device),
-        "runs": runs,
+        "runs": list(runs),
     }
 
 
@@ -231,37 +99,40 @@ def run_arena(
     resume: bool = False,
     progress: bool = True,
     plot: bool = True,
+    threads: int = 1,
     on_run: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Train every planned run and write the results (rank 0). Returns the results payload.
 
-    ``results.json`` is rewritten after each run, so an interrupted arena keeps what it finished;
-    with ``resume`` finished runs are read back from their checkpoints and unfinished ones
+    With ``resume`` finished runs are read back from their checkpoints and unfinished ones
     continue from their last checkpoint. ``on_run`` is called with each finished run's record.
     """
     from hybridzoo.arena.report import format_leaderboard
 
     context = context or DistContext()
-    specs, budget = plan_runs(config)
+    config, budget, widths = resolve(config)
     out = config.out
-    runs: list[dict[str, Any]] = []
+    results: dict[str, dict[str, Any]] = {}
+    order: list[str] = []
+    chosen: dict[str, float] = {}
     started = time.perf_counter()
-    for spec in specs:
-        result, _ = train_run(
-            spec,
-            config.train,
-            context=context,
-            checkpoint_path=out / "checkpoints" / f"{spec.slug}.pt",
-            resume=resume,
-            progress=progress,
-        )
-        result = {**result, "budget": budget}
-        runs.append(result)
-        if on_run is not None:
-            on_run(result)
-        if context.is_main:
-            _write_json(out / RESULTS_FILE, _payload(config, budget, runs, context))
-    payload = _payload(config, budget, runs, context)
+    with Executor(jobs=config.jobs, threads=threads, context=context, progress=progress) as pool:
+        for stage in config.effective_stages():
+            todo: dict[str, Run] = {}
+            for run in plan_stage(config, stage, widths, chosen):
+                if run.name not in results and run.name not in todo:
+                    todo[run.name] = run
+            longest_first = sorted(todo.values(), key=_cost, reverse=True)  # packs jobs best
+            for run, result in pool.run(longest_first, out=out, resume=resume):
+                results[run.name] = {**result, "stage": run.stage, "budget": budget}
+                if on_run is not None:
+                    on_run(results[run.name])
+                if context.is_main:
+                    done = [results[n] for n in [*order, *todo] if n in results]
+                    write_json(out / RESULTS_FILE, _payload(config, budget, done, chosen, context))
+            order += list(todo)
+            chosen = choose_lrs([results[n] for n in order])
+    payload = _payload(config, budget, [results[n] for n in order], chosen, context)
     payload["total_seconds"] = time.perf_counter() - started
     if context.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -274,13 +145,33 @@ def run_arena(
                 payload["plot"] = str(plot_results(payload, out / PLOT_FILE))
             except ImportError as exc:
                 payload["plot_error"] = str(exc)
-        _write_json(out / RESULTS_FILE, payload)
+        write_json(out / RESULTS_FILE, payload)
     context.barrier()
     return payload
 
 
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
+def _cost(run: Run) -> float:
+    """A proxy of a run's training time: steps × tokens per step × parameters."""
+    tokens = run.settings.batch_size * run.spec.task_params.get("seq_len", 1)
+    return float(run.settings.steps * tokens * run.spec.param_count())
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, ±inf) replaced by ``None``: what JSON can
+    hold (Python's ``json`` would write the non-standard ``NaN``/``Infinity``)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v) for v in value]
+    return value
+
+
+def write_json(path: Path, payload: Mapping[str, Any]) -> None:
+    """Write ``payload`` as strict JSON (atomically: a temporary file, then a rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    text = json.dumps(strict_json(payload), indent=2, default=str, allow_nan=False)
+    tmp.write_text(text + "\n")
     tmp.replace(path)

@@ -1,5 +1,5 @@
-"""Train one pattern on one task (:func:`train_run`) with held-out evaluation, early stopping,
-checkpoints and resume (several patterns at once: :mod:`hybridzoo.arena.runner`).
+"""Train one model on one task (:func:`train_run`) with held-out evaluation, early stopping,
+checkpoints and resume (several runs at once: :mod:`hybridzoo.arena.runner`).
 
 Determinism: a run's data depend only on ``(seed, step)`` (see
 :func:`~hybridzoo.arena.tasks.split_seed`), its initial weights only on ``seed``; a checkpoint
@@ -16,171 +16,81 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
-import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import attrs
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-import hybridzoo
+from hybridzoo.arena.checkpoint import (
+    CHECKPOINT_FORMAT,
+    check_resumable,
+    load_checkpoint,
+    save_atomic,
+)
 from hybridzoo.arena.distributed import DistContext
 from hybridzoo.arena.lm import (
     LanguageModel,
     build_language_model,
-    language_model_param_count,
     masked_loss_and_accuracy,
-    split_build_options,
     step_latency,
 )
-from hybridzoo.arena.tasks import Batch, make_task, split_seed
-from hybridzoo.errors import CheckpointError
+from hybridzoo.arena.spec import DTYPES, RunSpec, TrainSettings, run_key, run_name
+from hybridzoo.arena.tasks import Batch, generator, split_seed
+from hybridzoo.errors import ConfigError
 
-CHECKPOINT_FORMAT = 1
-DTYPES: dict[str, torch.dtype] = {
-    "float32": torch.float32,
-    "float64": torch.float64,
-    "bfloat16": torch.bfloat16,
-}
-"""``--dtype`` values: float32 and float64 train in that precision; bfloat16 is CUDA autocast
-(mixed precision: float32 weights and optimizer, bfloat16 matmuls)."""
+__all__ = ["DTYPES", "RunSpec", "TrainSettings", "evaluate", "load_checkpoint", "train_run"]
+
+_POOL_CHUNK = 8192  # examples generated per call when building a fixed training set
 
 
-def _positive_int(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{attribute.name} must be a positive integer, got {value!r}")
+class TrainingData:
+    """The training batches of a run: fresh examples every step, or a fixed set of
+    ``settings.train_examples`` examples reshuffled every epoch. Batch ``step`` depends only on
+    ``(seed, step)``, so a resumed run sees the data an uninterrupted one would."""
 
-
-def _non_negative_int(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{attribute.name} must be an integer >= 0, got {value!r}")
-
-
-def _non_negative(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ValueError(f"{attribute.name} must be a number >= 0, got {value!r}")
-
-
-def _fraction(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
-        raise ValueError(f"{attribute.name} must be a number in [0, 1), got {value!r}")
-
-
-def _dtype_name(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if value not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {value!r}")
-
-
-@attrs.frozen(kw_only=True)
-class TrainSettings:
-    """How one pattern is trained (the same for every pattern of an arena).
-
-    ``batch_size`` is the global batch (split over ranks under torchrun). The learning rate warms
-    up linearly over ``warmup_fraction·steps`` steps, then follows a cosine down to
-    ``min_lr_ratio·lr``. Training stops early once the held-out accuracy reaches
-    ``target_accuracy`` (``None``: never).
-    """
-
-    steps: int = attrs.field(default=600, validator=_positive_int)
-    batch_size: int = attrs.field(default=128, validator=_positive_int)
-    lr: float = attrs.field(default=3e-3, validator=_non_negative)
-    weight_decay: float = attrs.field(default=0.1, validator=_non_negative)
-    warmup_fraction: float = attrs.field(default=0.1, validator=_fraction)
-    min_lr_ratio: float = attrs.field(default=0.0, validator=_fraction)
-    grad_clip: float = attrs.field(default=1.0, validator=_non_negative)
-    eval_every: int = attrs.field(default=50, validator=_positive_int)
-    eval_examples: int = attrs.field(default=1000, validator=_positive_int)
-    target_accuracy: float | None = 0.99
-    checkpoint_every: int = attrs.field(default=100, validator=_positive_int)
-    seed: int = attrs.field(default=0, validator=_non_negative_int)
-    dropout: float = attrs.field(default=0.0, validator=_fraction)
-    dtype: str = attrs.field(default="float32", validator=_dtype_name)
-
-    def lr_factor(self, step: int) -> float:
-        """The multiplier of ``lr`` for optimizer step ``step`` (0-based)."""
-        warmup = int(self.warmup_fraction * self.steps)
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, self.steps - warmup)
-        cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-        return self.min_lr_ratio + (1.0 - self.min_lr_ratio) * cosine
-
-
-_RESUME_IGNORED = ("checkpoint_every",)
-
-
-def _frozen_dict(value: Mapping[str, Any] | None) -> dict[str, Any]:
-    return dict(value or {})
-
-
-@attrs.frozen(kw_only=True)
-class RunSpec:
-    """One model on one task: the pattern, its width, its layer options and the task."""
-
-    pattern: str | tuple[str, ...]
-    task: str
-    task_params: dict[str, Any] = attrs.field(factory=dict, converter=_frozen_dict)
-    hidden_size: int = attrs.field(validator=_positive_int)
-    embed_dim: int | None = None
-    tie: bool = True
-    layer_options: dict[str, Any] = attrs.field(factory=dict, converter=_frozen_dict)
+    def __init__(self, task: Any, settings: TrainSettings) -> None:
+        self.task, self.settings = task, settings
+        self.pool: Batch | None = None
+        size = settings.train_examples
+        if size is not None:
+            chunks = [
+                task.generate(min(_POOL_CHUNK, size - start), split_seed(settings.seed, "train", i))
+                for i, start in enumerate(range(0, size, _POOL_CHUNK))
+            ]
+            small = torch.int16 if task.vocab_size < 2**15 else torch.int32
+            self.pool = Batch(
+                torch.cat([c.inputs for c in chunks]).to(small),
+                torch.cat([c.targets for c in chunks]).to(small),
+            )
 
     @property
-    def label(self) -> str:
-        """The pattern as shown in the leaderboard."""
-        return self.pattern if isinstance(self.pattern, str) else " ".join(self.pattern)
+    def steps_per_epoch(self) -> int | None:
+        """Steps of one pass over the fixed set (``None`` with fresh examples)."""
+        if self.pool is None:
+            return None
+        return math.ceil(len(self.pool) / self.settings.batch_size)
 
-    @property
-    def slug(self) -> str:
-        """A file-name-safe identifier of this run (task, sequence length, pattern, width)."""
-        pattern = re.sub(r"[^A-Za-z0-9]+", "-", self.label).strip("-") or "pattern"
-        seq = self.task_params.get("seq_len", "")
-        return f"{self.task}-L{seq}-{pattern}-h{self.hidden_size}"
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able description (also stored in checkpoints to detect mismatches)."""
-        return {
-            "pattern": self.pattern if isinstance(self.pattern, str) else list(self.pattern),
-            "task": self.task,
-            "task_params": dict(self.task_params),
-            "hidden_size": self.hidden_size,
-            "embed_dim": self.embed_dim,
-            "tie": self.tie,
-            "layer_options": dict(self.layer_options),
-        }
-
-    def param_count(self) -> int:
-        """Exact parameters of the language model, from the plugins' formulas (no build)."""
-        return language_model_param_count(
-            self.pattern,
-            vocab_size=make_task(self.task, **self.task_params).vocab_size,
-            hidden_size=self.hidden_size,
-            embed_dim=self.embed_dim,
-            tie=self.tie,
-            **self.layer_options,
+    def batch(self, step: int) -> Batch:
+        """The global batch of optimizer step ``step`` (0-based)."""
+        settings = self.settings
+        if self.pool is None:
+            return self.task.generate(settings.batch_size, split_seed(settings.seed, "train", step))
+        epoch, index = divmod(step, self.steps_per_epoch)
+        order = torch.randperm(
+            len(self.pool), generator=generator(split_seed(settings.seed, "train", 2**40 + epoch))
         )
-
-    def state_size(self) -> int:
-        """Recurrent-state elements per sequence in step mode (attention: its KV cache)."""
-        count_options, _ = split_build_options(dict(self.layer_options))
-        count_options.pop("embed_dim", None)
-        return int(
-            hybridzoo.state_size(self.pattern, hidden_size=self.hidden_size, **count_options)
-        )
-
-
-def _settings_dict(settings: TrainSettings) -> dict[str, Any]:
-    return {k: v for k, v in attrs.asdict(settings).items() if k not in _RESUME_IGNORED}
+        rows = order[index * settings.batch_size : (index + 1) * settings.batch_size]
+        chosen = self.pool[rows]
+        return Batch(chosen.inputs.long(), chosen.targets.long())
 
 
 def _parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Weight decay on matrices only (not on biases, norms, or parameters marked
-    ``_no_weight_decay``, e.g. Mamba's ``A_log`` and ``D``)."""
+    ``_no_weight_decay`` by their layer, e.g. an SSM's decay rates)."""
     decay, no_decay = [], []
     for param in model.parameters():
         if not param.requires_grad:
@@ -199,17 +109,6 @@ def _autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextMan
     if dtype == "bfloat16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
-
-
-def _unique_param_count(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def _save_atomic(payload: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
 
 
 @torch.no_grad()
@@ -242,59 +141,17 @@ def evaluate(
     return loss_sum / count, correct / count
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read an arena checkpoint written by :func:`train_run`, safely.
-
-    The file is unpickled with ``weights_only=True``: only tensors, containers and plain values
-    load, so a crafted file cannot run code. A truncated, foreign or hostile file raises
-    :class:`~hybridzoo.CheckpointError` naming the file (never the unpickler's traceback).
-    """
-    path = Path(path)
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # UnpicklingError, RuntimeError (truncated zip), EOFError, ...
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"{path} is not a readable arena checkpoint ({type(exc).__name__}: {reason[:200]}); "
-            "delete it, or start without --resume / with another --out folder"
-        ) from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-        found = checkpoint.get("format") if isinstance(checkpoint, dict) else type(checkpoint)
-        raise CheckpointError(
-            f"{path} is not an arena checkpoint of format {CHECKPOINT_FORMAT} (found {found!r}); "
-            "delete it, or start without --resume / with another --out folder"
+def _check_device(settings: TrainSettings, context: DistContext) -> None:
+    if settings.batch_size % context.world_size:
+        raise ConfigError(
+            f"batch_size={settings.batch_size} must be divisible by the number of processes "
+            f"({context.world_size})"
         )
-    missing = sorted(set(_CHECKPOINT_KEYS) - set(checkpoint))
-    if missing:
-        raise CheckpointError(f"{path} is an incomplete arena checkpoint: no {', '.join(missing)}")
-    return checkpoint
-
-
-_CHECKPOINT_KEYS = (
-    "format",
-    "spec",
-    "settings",
-    "model",
-    "optimizer",
-    "scheduler",
-    "rng",
-    "step",
-    "history",
-    "train_seconds",
-    "cpu_seconds",
-    "solved_step",
-    "result",
-)
-
-
-def _check_resumable(checkpoint: dict[str, Any], spec: RunSpec, settings: TrainSettings) -> None:
-    if checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"checkpoint format {checkpoint.get('format')!r} is not supported")
-    if checkpoint["spec"] != spec.to_dict() or checkpoint["settings"] != _settings_dict(settings):
-        raise ValueError(
-            "the checkpoint was written by a run with other settings "
-            f"(checkpoint: {checkpoint['spec']} {checkpoint['settings']}; now: {spec.to_dict()} "
-            f"{_settings_dict(settings)}); start without --resume or use another --out folder"
+    if settings.dtype == "bfloat16" and context.device.type != "cuda":
+        raise ConfigError(
+            f"dtype='bfloat16' (autocast) is for CUDA devices; on {context.device.type} use "
+            "float32 (several CPU kernels, e.g. the causal convolution, accept float32 and "
+            "float64 only)"
         )
 
 
@@ -309,6 +166,7 @@ def train_run(
     stop_after: int | None = None,
     measure_latency: bool = True,
     on_eval: Callable[[dict[str, Any]], None] | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> tuple[dict[str, Any], LanguageModel | None]:
     """Train ``spec`` with ``settings``; return its result record (see the arena docs) and the
     trained model (``None`` when a finished run was loaded from its checkpoint with ``resume``).
@@ -322,39 +180,26 @@ def train_run(
         stop_after: stop after this step as if interrupted (writes a checkpoint; for tests).
         measure_latency: time step-mode decoding after training (rank 0).
         on_eval: called with each evaluation record.
+        on_step: called with the number of steps done after each step (progress of an arena).
+
+    A run whose training loss becomes NaN or infinite stops there with ``diverged: true``.
     """
     context = context or DistContext()
     device = context.device
-    if settings.batch_size % context.world_size:
-        raise ValueError(
-            f"batch_size={settings.batch_size} must be divisible by the number of processes "
-            f"({context.world_size})"
-        )
-    if settings.dtype == "bfloat16" and device.type != "cuda":
-        raise ValueError(
-            f"dtype='bfloat16' (autocast) is for CUDA devices; on {device.type} use float32 "
-            "(several CPU kernels, e.g. the causal convolution, accept float32 and float64 only)"
-        )
-    task = make_task(spec.task, **spec.task_params)
+    _check_device(settings, context)
+    task = spec.make_task()
     path = Path(checkpoint_path) if checkpoint_path is not None else None
+    key = run_key(spec, settings)
 
     checkpoint: dict[str, Any] | None = None
     if resume and path is not None and path.exists():
         checkpoint = load_checkpoint(path)
-        _check_resumable(checkpoint, spec, settings)
+        check_resumable(checkpoint, path, key, settings.resume_dict())
         if checkpoint["result"] is not None:
             return checkpoint["result"], None
 
     torch.manual_seed(settings.seed)
-    build_options = {"dropout": settings.dropout, **spec.layer_options}
-    lm = build_language_model(
-        spec.pattern,
-        vocab_size=task.vocab_size,
-        hidden_size=spec.hidden_size,
-        embed_dim=spec.embed_dim,
-        tie=spec.tie,
-        **build_options,
-    )
+    lm = build_language_model(spec.pattern, dropout=settings.dropout, **spec.lm_arguments())
     if settings.dtype == "float64":
         lm = lm.to(torch.float64)
     lm = lm.to(device)
@@ -363,10 +208,15 @@ def train_run(
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, settings.lr_factor)
 
-    step = 0
-    history: list[dict[str, Any]] = []
-    train_seconds = cpu_seconds = 0.0
-    solved_step: int | None = None
+    state: dict[str, Any] = {
+        "step": 0,
+        "history": [],
+        "train_seconds": 0.0,
+        "cpu_seconds": 0.0,
+        "solved_step": None,
+        "sequences": 0,
+        "diverged": False,
+    }
     if checkpoint is not None:
         lm.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
@@ -374,11 +224,7 @@ def train_run(
         torch.set_rng_state(checkpoint["rng"])
         if device.type == "cuda" and checkpoint.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(checkpoint["cuda_rng"], device)
-        step = checkpoint["step"]
-        history = checkpoint["history"]
-        train_seconds = checkpoint["train_seconds"]
-        cpu_seconds = checkpoint["cpu_seconds"]
-        solved_step = checkpoint["solved_step"]
+        state.update({k: checkpoint[k] for k in state if k in checkpoint})
 
     model: nn.Module = lm
     if context.distributed:
@@ -386,11 +232,12 @@ def train_run(
         model = nn.parallel.DistributedDataParallel(lm, device_ids=ids)
 
     shard = slice(context.rank, None, context.world_size)
+    data = TrainingData(task, settings)
     eval_data = task.generate(settings.eval_examples, split_seed(settings.seed, "eval", 0))[shard]
     bar = tqdm(
         total=settings.steps,
-        initial=step,
-        desc=f"{spec.label} (L={getattr(task, 'seq_len', '?')})",
+        initial=state["step"],
+        desc=f"{spec.label} (L={task.seq_len}, lr={settings.lr:.3g}, seed {settings.seed})",
         disable=not (progress and context.is_main),
         leave=True,
         dynamic_ncols=True,
@@ -400,32 +247,51 @@ def train_run(
     def save(result: dict[str, Any] | None) -> None:
         if path is None or not context.is_main:
             return
-        _save_atomic(
+        cuda_rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+        save_atomic(
             {
                 "format": CHECKPOINT_FORMAT,
-                "spec": spec.to_dict(),
-                "settings": _settings_dict(settings),
+                "key": key,
+                "settings": settings.resume_dict(),
                 "model": lm.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                "step": step,
-                "history": history,
-                "train_seconds": train_seconds,
-                "cpu_seconds": cpu_seconds,
-                "solved_step": solved_step,
+                "cuda_rng": cuda_rng,
+                **state,
                 "result": result,
             },
             path,
         )
 
+    def record(train_loss: float) -> dict[str, Any]:
+        eval_loss, accuracy = evaluate(
+            lm, eval_data, batch_size=settings.batch_size, context=context, dtype=settings.dtype
+        )
+        (loss_sum,) = context.all_reduce_sum([train_loss])
+        entry = {
+            "step": state["step"],
+            "loss": eval_loss,
+            "accuracy": accuracy,
+            "train_loss": loss_sum / context.world_size,  # this step's, over all ranks
+            "lr": scheduler.get_last_lr()[0],
+            "train_seconds": state["train_seconds"],
+        }
+        state["history"].append(entry)
+        bar.set_postfix(loss=f"{eval_loss:.3f}", acc=f"{accuracy:.3f}")
+        if on_eval is not None:
+            on_eval(entry)
+        target = settings.target_accuracy
+        if target is not None and accuracy >= target:
+            state["solved_step"] = state["step"]
+        return entry
+
     lm.train()
-    finished = solved_step is not None or step >= settings.steps
     train_loss = float("nan")
-    while not finished:
+    while state["solved_step"] is None and state["step"] < settings.steps:
         started, cpu_started = time.perf_counter(), time.process_time()
-        batch = task.generate(settings.batch_size, split_seed(settings.seed, "train", step))
+        batch = data.batch(state["step"])
+        state["sequences"] += len(batch)
         batch = batch[shard].to(device)
         with _autocast(device, settings.dtype):
             logits = model(batch.inputs)
@@ -436,91 +302,88 @@ def train_run(
             torch.nn.utils.clip_grad_norm_(lm.parameters(), settings.grad_clip)
         optimizer.step()
         scheduler.step()
-        step += 1
+        state["step"] += 1
+        step = state["step"]
         train_loss = loss.item()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        train_seconds += time.perf_counter() - started
-        cpu_seconds += time.process_time() - cpu_started
+        state["train_seconds"] += time.perf_counter() - started
+        state["cpu_seconds"] += time.process_time() - cpu_started
         bar.update(1)
-
+        if on_step is not None:
+            on_step(step)
+        (worst,) = context.all_reduce_sum([0.0 if math.isfinite(train_loss) else 1.0])
+        if worst:
+            state["diverged"] = True
+            break
         if step % settings.eval_every == 0 or step == settings.steps:
-            eval_loss, accuracy = evaluate(
-                lm, eval_data, batch_size=settings.batch_size, context=context, dtype=settings.dtype
-            )
-            (loss_sum,) = context.all_reduce_sum([train_loss])
-            record = {
-                "step": step,
-                "loss": eval_loss,
-                "accuracy": accuracy,
-                "train_loss": loss_sum / context.world_size,  # this step's, over all ranks
-                "lr": scheduler.get_last_lr()[0],
-                "train_seconds": train_seconds,
-            }
-            history.append(record)
-            bar.set_postfix(loss=f"{eval_loss:.3f}", acc=f"{accuracy:.3f}")
-            if on_eval is not None:
-                on_eval(record)
-            target = settings.target_accuracy
-            if target is not None and accuracy >= target:
-                solved_step = step
-        finished = solved_step is not None or step >= settings.steps
-        if finished:
+            record(train_loss)
+        if state["solved_step"] is not None or step >= settings.steps:
             break
         if step % settings.checkpoint_every == 0 or step == stop_after:
             save(None)
         if step == stop_after:
             bar.close()
-            return {"done": False, "step": step, "history": history}, lm
+            return {"done": False, "step": step, "history": state["history"]}, lm
     bar.close()
 
-    if not history or history[-1]["step"] != step:
-        eval_loss, accuracy = evaluate(
-            lm, eval_data, batch_size=settings.batch_size, context=context, dtype=settings.dtype
-        )
-        history.append(
-            {
-                "step": step,
-                "loss": eval_loss,
-                "accuracy": accuracy,
-                "train_loss": train_loss,
-                "lr": scheduler.get_last_lr()[0],
-                "train_seconds": train_seconds,
-            }
-        )
-    final = history[-1]
-    tokens = step * settings.batch_size * getattr(task, "seq_len", 0)
-    latency = None
+    history = state["history"]
+    if not history or history[-1]["step"] != state["step"]:
+        record(train_loss)
+    result = _result(spec, settings, task, lm, state, context)
     if measure_latency and context.is_main:
-        latency = step_latency(lm) * 1e3
-    result = {
+        result["step_latency_ms"] = step_latency(lm) * 1e3
+    result["name"] = run_name(spec, settings)
+    save(result)
+    return result, lm
+
+
+def _result(
+    spec: RunSpec,
+    settings: TrainSettings,
+    task: Any,
+    lm: LanguageModel,
+    state: dict[str, Any],
+    context: DistContext,
+) -> dict[str, Any]:
+    history, steps = state["history"], state["step"]
+    final = history[-1]
+    seconds = state["train_seconds"]
+    tokens = state["sequences"] * task.seq_len
+    return {
         "done": True,
-        "name": spec.slug,
-        "pattern": spec.label,
+        "model": spec.label,
+        "pattern": spec.pattern if isinstance(spec.pattern, str) else " ".join(spec.pattern),
         "layers": list(lm.model.config.pattern),
         "task": spec.task,
         "task_params": dict(spec.task_params),
-        "seq_len": getattr(task, "seq_len", None),
+        "seq_len": task.seq_len,
+        "chance": float(task.chance_level),
         "hidden_size": spec.hidden_size,
         "embed_dim": lm.embed_dim,
         "tied": lm.tied,
         "layer_options": dict(spec.layer_options),
-        "params": _unique_param_count(lm),
+        "lm_options": dict(spec.lm_options),
+        "params": sum(p.numel() for p in lm.parameters()),
         "state_size": spec.state_size(),
+        "lr": settings.lr,
+        "seed": settings.seed,
+        "batch_size": settings.batch_size,
         "accuracy": final["accuracy"],
         "loss": final["loss"],
-        "best_accuracy": max(r["accuracy"] for r in history),
-        "solved": solved_step is not None,
-        "solved_step": solved_step,
-        "steps": step,
-        "train_seconds": train_seconds,
-        "cpu_seconds": cpu_seconds,
-        "tokens_per_second": tokens / train_seconds if train_seconds > 0 else None,
-        "step_latency_ms": latency,
+        "best_accuracy": max((r["accuracy"] for r in history), default=float("nan")),
+        "solved": state["solved_step"] is not None,
+        "solved_step": state["solved_step"],
+        "diverged": state["diverged"],
+        "steps": steps,
+        "sequences": state["sequences"],
+        "train_seconds": seconds,
+        "cpu_seconds": state["cpu_seconds"],
+        "seconds_per_step": seconds / steps if steps else None,
+        "tokens_per_second": tokens / seconds if seconds > 0 else None,
+        "step_latency_ms": None,
         "world_size": context.world_size,
-        "device": str(device),
+        "device": str(context.device),
         "dtype": settings.dtype,
         "history": history,
     }
-    save(result)
-    return result, lm

@@ -1,14 +1,17 @@
 """``hybridzoo new-plugin NAME``: write a complete, working plugin distribution to start from.
 
-The generated folder (default ``./hybridzoo-NAME``)::
+The generated folder (default ``./hybridzoo-NAME``) follows the layer-plugin convention (each
+option declared once, in the options record that the formulas and the factory take)::
 
-    pyproject.toml              setuptools; entry point NAME = "hybridzoo_NAME" in hybridzoo.layers
-    README.md
+    pyproject.toml              setuptools; entry point NAME = "hybridzoo_NAME" in hybridzoo.layers;
+                                the kit's pytest plugin enabled
+    README.md                   its options table produced from the spec
     .gitignore
-    hybridzoo_NAME/__init__.py  options, exact formulas, the LayerSpec and the hook (no torch)
-    hybridzoo_NAME/layer.py     the example body: a gated depthwise causal convolution
+    hybridzoo_NAME/__init__.py  the options record, the LayerSpec and the hook (no torch)
+    hybridzoo_NAME/formulas.py  exact param_count and state_size of the record (no torch)
+    hybridzoo_NAME/layer.py     the example body (a gated depthwise causal convolution), make_bodies
     hybridzoo_NAME/reference.py its per-position reference loop
-    tests/test_NAME.py          the conformance kit in a few lines
+    tests/test_NAME.py          the conformance kit in a few lines, and a README check
 
 ``pip install -e DIR`` and its tests pass as generated. The templates are package data
 (``hybridzoo/scaffold/templates/*.tmpl``) with ``{{placeholders}}``.
@@ -17,21 +20,23 @@ The generated folder (default ``./hybridzoo-NAME``)::
 from __future__ import annotations
 
 import argparse
+import importlib
 import keyword
 import re
 import string
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
 import attrs
 
-from hybridzoo.spec import PLUGIN_API_VERSION
+from hybridzoo.scaffold.readme import options_table
+from hybridzoo.spec import PLUGIN_API_VERSION, LayerSpec
 
-__all__ = ["FILES", "Scaffold", "configure_parser", "plan", "run", "scaffold"]
-
-HELP = "scaffold a new plugin distribution (pyproject, package, example layer, tests)"
+__all__ = ["FILES", "Scaffold", "configure_parser", "options_table", "plan", "run", "scaffold"]
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _PLACEHOLDER_RE = re.compile(r"\{\{(\w+)\}\}")
@@ -42,6 +47,7 @@ FILES: dict[str, str] = {
     "README.md.tmpl": "README.md",
     "gitignore.tmpl": ".gitignore",
     "package_init.py.tmpl": "{{package}}/__init__.py",
+    "formulas.py.tmpl": "{{package}}/formulas.py",
     "layer.py.tmpl": "{{package}}/layer.py",
     "reference.py.tmpl": "{{package}}/reference.py",
     "test_layer.py.tmpl": "tests/test_{{name}}.py",
@@ -97,25 +103,30 @@ def validate_name(name: str, taken_names: set[str], taken_prefixes: set[str]) ->
 
 
 def choose_symbol(name: str, symbol: str | None, taken: set[str]) -> str:
-    """``symbol`` checked, or the first free upper-case letter of ``name``, then of A-Z."""
+    """``symbol`` checked (one ASCII uppercase letter, free), or the first free letter of
+    ``name`` (upper-cased), then of A-Z."""
     if symbol is not None:
         if not (isinstance(symbol, str) and len(symbol) == 1 and symbol.isascii()):
             raise ValueError(f"--symbol must be exactly one ASCII letter, got {symbol!r}")
         if not symbol.isalpha():
             raise ValueError(f"--symbol must be a letter, got {symbol!r}")
+        if not symbol.isupper():
+            raise ValueError(
+                f"--symbol must be an uppercase letter A-Z, got {symbol!r} (try {symbol.upper()!r})"
+            )
         if symbol in taken:
             raise ValueError(
                 f"the symbol {symbol!r} is already used by a registered layer; taken: "
                 f"{', '.join(sorted(taken))}"
             )
         return symbol
-    for letter in [c.upper() for c in name if c.isalpha()] + list(string.ascii_uppercase):
+    for letter in [c.upper() for c in name if c.isascii() and c.isalpha()]:
         if letter not in taken:
             return letter
-    free = [c for c in string.ascii_lowercase if c not in taken]
-    if not free:
-        raise ValueError("every letter is taken as a layer symbol; unregister a layer first")
-    return free[0]
+    for letter in string.ascii_uppercase:
+        if letter not in taken:
+            return letter
+    raise ValueError("every letter A-Z is taken as a layer symbol; unregister a layer first")
 
 
 def _template(filename: str) -> str:
@@ -164,8 +175,39 @@ def plan(name: str, directory: str | Path | None = None, symbol: str | None = No
         "hybridzoo_version": version,
         "api_version": str(PLUGIN_API_VERSION),
     }
+    values["options_table"] = "{{options_table}}"  # filled in below, from the generated spec
     files = {render(path, values): render(_template(tmpl), values) for tmpl, path in FILES.items()}
+    table = options_table(_generated_spec(files, package))
+    files["README.md"] = files["README.md"].replace("{{options_table}}", table)
     return Scaffold(name, symbol, distribution, package, target, files)
+
+
+@contextmanager
+def _importable(root: Path, package: str) -> Iterator[None]:
+    """``package`` importable from ``root`` inside the block only; ``sys.modules`` restored."""
+    mine = [m for m in sys.modules if m == package or m.startswith(package + ".")]
+    saved = {m: sys.modules.pop(m) for m in mine}
+    sys.path.insert(0, str(root))
+    importlib.invalidate_caches()
+    try:
+        yield
+    finally:
+        sys.path.remove(str(root))
+        for m in [m for m in sys.modules if m == package or m.startswith(package + ".")]:
+            del sys.modules[m]
+        sys.modules.update(saved)
+
+
+def _generated_spec(files: dict[str, str], package: str) -> LayerSpec:
+    """The ``SPEC`` of the rendered package (imported from a temporary folder: torch-free)."""
+    with tempfile.TemporaryDirectory(prefix="hybridzoo-scaffold-") as tmp:
+        for rel, text in files.items():
+            if rel.startswith(f"{package}/"):
+                path = Path(tmp, rel)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+        with _importable(Path(tmp), package):
+            return importlib.import_module(package).SPEC
 
 
 def scaffold(name: str, directory: str | Path | None = None, symbol: str | None = None) -> Scaffold:
@@ -186,14 +228,18 @@ def scaffold(name: str, directory: str | Path | None = None, symbol: str | None 
     return made
 
 
+_DESCRIPTION = (
+    "Write a new hybridzoo plugin distribution: pyproject.toml with the 'hybridzoo.layers' "
+    "entry point, a package with a working example layer (a gated depthwise causal "
+    "convolution): its options record, exact formulas, module and reference, a README whose "
+    "options table comes from the spec, and tests that run the conformance kit. Then: "
+    "pip install -e DIR, hybridzoo check-plugin NAME, pytest DIR."
+)
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add the ``new-plugin`` subcommand's arguments to ``parser``."""
-    parser.description = (
-        "Write a new hybridzoo plugin distribution: pyproject.toml with the 'hybridzoo.layers' "
-        "entry point, a package with a working example layer (a gated depthwise causal "
-        "convolution), its options and exact formulas, a README, and tests that run the "
-        "conformance kit. Then: pip install -e DIR, hybridzoo check-plugin NAME, pytest DIR."
-    )
+    parser.description = _DESCRIPTION
     parser.add_argument("name", metavar="NAME", help="layer name, a lower-case identifier")
     parser.add_argument(
         "--dir",

@@ -13,9 +13,18 @@ A plugin's whole test file::
         check()
 
 Stability: the names in :data:`__all__` are the kit's public API, versioned with
-:data:`hybridzoo.PLUGIN_API_VERSION` (:data:`API_VERSION` here). Within one API version, checks
-may be added (a new contract check can make a layer fail) but names and signatures are not
-removed or changed. The modules' other names are private. See ``docs/conformance.md``.
+:data:`hybridzoo.PLUGIN_API_VERSION` (:data:`API_VERSION` here). Within one API version names and
+signatures are only added, never removed or changed: new checks, new optional arguments, new
+result fields. A new check can make a layer that cut a corner fail; it never changes what a
+passing layer must return. The modules' other names are private. The contracts and their checks
+are listed in ``docs/conformance.md``.
+
+Layout: :mod:`~hybridzoo.testing.case` (the case a check runs on), :mod:`~hybridzoo.testing.compare`
+(tolerances, comparisons, diagnoses), :mod:`~hybridzoo.testing.catalog` (the check registry and the
+contract families), :mod:`~hybridzoo.testing.contracts` (one module per family),
+:mod:`~hybridzoo.testing.runner` (``run_checks``), :mod:`~hybridzoo.testing.parametrize` and
+:mod:`~hybridzoo.testing.pytest_plugin` (pytest), :mod:`~hybridzoo.testing.report`
+(``hybridzoo check-plugin``), :mod:`~hybridzoo.testing.strategies` (hypothesis).
 
 Importing this package imports neither torch nor hypothesis: each name is loaded on first use
 (``checks`` and ``run_checks`` need torch, ``strategies`` needs hypothesis, the pytest helpers
@@ -28,12 +37,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from hybridzoo.spec import PLUGIN_API_VERSION
-from hybridzoo.testing.results import CheckFailure, CheckResult, CheckSkipped
+from hybridzoo.testing.results import CheckFailure, CheckResult, CheckSkipped, ConformanceWarning
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybridzoo.testing import strategies
     from hybridzoo.testing.checks import (
         CHECKS,
+        CONTRACTS,
         Check,
         LayerCase,
         assert_close,
@@ -50,6 +60,7 @@ API_VERSION = PLUGIN_API_VERSION
 
 _LAZY = {
     "CHECKS": "hybridzoo.testing.checks",
+    "CONTRACTS": "hybridzoo.testing.checks",
     "Check": "hybridzoo.testing.checks",
     "LayerCase": "hybridzoo.testing.checks",
     "assert_close": "hybridzoo.testing.checks",
@@ -65,11 +76,13 @@ _LAZY = {
 __all__ = [
     "API_VERSION",
     "CHECKS",
+    "CONTRACTS",
     "BoundCheck",
     "Check",
     "CheckFailure",
     "CheckResult",
     "CheckSkipped",
+    "ConformanceWarning",
     "LayerCase",
     "assert_close",
     "assert_conforms",

@@ -45,6 +45,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["hybridzoo_registry", "temporary_layer"]
 
+# pytest hides the kit's own frames from tracebacks: the author sees the failure first
+__tracebackhide__ = True
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(

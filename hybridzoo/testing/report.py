@@ -4,8 +4,9 @@
     $ hybridzoo check-plugin mylayer --hidden-size 64 --check shape --check causal
     $ hybridzoo check-plugin mylayer --option window_size=4 --json
 
-Exit status: 0 when no check failed (skips are fine), 1 when one failed, 2 when the layer is not
-registered (the message lists the plugins that failed to load, the usual cause).
+Exit status: 0 when no check failed (skips and warnings are fine), 1 when one failed, 2 for a usage
+error: a layer that is not registered (the message lists the plugins that failed to load, the
+usual cause), an unknown check, an invalid option, a device this machine lacks.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from typing import IO, Any
 
 __all__ = ["configure_parser", "format_table", "run"]
 
+# pytest hides the kit's own frames from tracebacks: the author sees the failure first
+__tracebackhide__ = True
+
 _MARK = {"passed": "pass", "failed": "FAIL", "skipped": "skipped"}
 
 
@@ -24,9 +28,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add ``check-plugin``'s arguments to ``parser``."""
     parser.description = (
         "Run every contract check of the conformance kit (hybridzoo.testing) on a registered "
-        "layer and print pass / FAIL / skipped (with the reason) per check. Exit status: 0 "
-        "when no check failed, 1 when one failed, 2 when the layer is not registered or an "
-        "argument is bad."
+        "layer and print pass / FAIL / skipped (with the reason) per check, and the warnings "
+        "of each. Exit status: 0 when no check failed, 1 when one failed, 2 when the layer is "
+        "not registered or an argument is bad (an unknown check, an invalid option, a device "
+        "this machine lacks)."
     )
     parser.add_argument("name", help="the layer's name or symbol (see `hybridzoo layers`)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -57,7 +62,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=2, help="batch size (default 2)")
     parser.add_argument("--length", type=int, default=11, help="sequence length (default 11)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    parser.add_argument("--device", default="cpu", help="device (default cpu)")
+    parser.add_argument(
+        "--device", default="cpu", help="a torch device available here: cpu, cuda, cuda:1, mps"
+    )
 
 
 def _parse_options(items: list[str]) -> dict[str, Any]:
@@ -67,18 +74,22 @@ def _parse_options(items: list[str]) -> dict[str, Any]:
 
 
 def format_table(results: list[Any]) -> str:
-    """The results as an aligned text table: check, result, detail (multi-line details
-    indented under the row), then a one-line summary."""
+    """The results as an aligned text table: check, result, detail (multi-line details and the
+    check's warnings indented under the row), then a one-line summary."""
     width = max([len("check"), *(len(r.check) for r in results)])
+    pad = f"{'':<{width}}  {'':<7}  "
     lines = [f"{'check':<{width}}  {'result':<7}  detail", f"{'-' * width}  {'-' * 7}  ------"]
     for r in results:
         detail = (r.reason or "").splitlines() or [""]
         lines.append(f"{r.check:<{width}}  {_MARK[r.status]:<7}  {detail[0]}".rstrip())
-        lines.extend(f"{'':<{width}}  {'':<7}  {more}" for more in detail[1:])
+        lines.extend(f"{pad}{more}" for more in detail[1:])
+        lines.extend(f"{pad}warning: {note}" for note in r.warnings)
     counts = {s: sum(r.status == s for r in results) for s in _MARK}
-    lines.append(
-        f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped"
-    )
+    summary = f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped"
+    warned = sum(len(r.warnings) for r in results)
+    if warned:
+        summary += f", {warned} warning{'s' if warned > 1 else ''}"
+    lines.append(summary)
     return "\n".join(lines)
 
 
@@ -87,7 +98,9 @@ def run(args: argparse.Namespace, *, out: IO[str] | None = None, err: IO[str] | 
 
     from hybridzoo.errors import HybridZooError, UnknownLayerError
     from hybridzoo.registry import get_registry
-    from hybridzoo.testing.checks import layer_case, run_checks
+    from hybridzoo.testing.catalog import select
+    from hybridzoo.testing.checks import layer_case
+    from hybridzoo.testing.runner import run_case
 
     out = out or sys.stdout
     err = err or sys.stderr
@@ -100,29 +113,16 @@ def run(args: argparse.Namespace, *, out: IO[str] | None = None, err: IO[str] | 
             print(f"  plugin {record.name!r} failed to load: {record.error}", file=err)
         return 2
     try:
+        select(args.checks)
         options = _parse_options(args.options)
+        sizes = {"hidden_size": args.hidden_size, "batch": args.batch, "length": args.length}
         case = layer_case(
-            spec,
-            options=options or None,
-            hidden_size=args.hidden_size,
-            batch=args.batch,
-            length=args.length,
-            seed=args.seed,
-            device=args.device,
-        )
-        results = run_checks(
-            spec,
-            options=case.options,
-            hidden_size=case.hidden_size,
-            checks=args.checks,
-            batch=case.batch,
-            length=case.length,
-            seed=case.seed,
-            device=case.device,
+            spec, options=options or None, seed=args.seed, device=args.device, **sizes
         )
     except (HybridZooError, ValueError, TypeError) as exc:
         print(f"hybridzoo check-plugin: error: {exc}", file=err)
         return 2
+    results = run_case(case, args.checks)
     distribution, version = registry.source(spec.name)
     failed = any(r.failed for r in results)
     if args.json:

@@ -1,4 +1,5 @@
-"""The kit's outcomes: :class:`CheckFailure`, :class:`CheckSkipped` and :class:`CheckResult`.
+"""The kit's outcomes: :class:`CheckFailure`, :class:`CheckSkipped`, :class:`CheckResult` and
+:class:`ConformanceWarning`.
 
 Torch-free, so that the pytest plugin and ``hybridzoo check-plugin --help`` load without torch.
 """
@@ -9,7 +10,10 @@ from typing import Any, Literal
 
 import attrs
 
-__all__ = ["CheckFailure", "CheckResult", "CheckSkipped", "Status"]
+__all__ = ["CheckFailure", "CheckResult", "CheckSkipped", "ConformanceWarning", "Status"]
+
+# pytest hides the kit's own frames from tracebacks: the author sees the failure first
+__tracebackhide__ = True
 
 Status = Literal["passed", "failed", "skipped"]
 
@@ -40,6 +44,13 @@ class CheckSkipped(Exception):
         self.reason = reason
 
 
+class ConformanceWarning(UserWarning):
+    """Something a check noticed that does not break a contract (an option declared without a
+    ``doc``, ...). :func:`~hybridzoo.testing.run_checks` collects these into
+    :attr:`CheckResult.warnings`; under pytest they are ordinary warnings (``-W error`` makes them
+    errors). Added in plugin API version 2."""
+
+
 @attrs.frozen
 class CheckResult:
     """The outcome of one check on one layer (no timings: results are reproducible).
@@ -49,12 +60,15 @@ class CheckResult:
         check: the check's name (a key of ``hybridzoo.testing.CHECKS``).
         status: ``"passed"``, ``"failed"`` or ``"skipped"``.
         reason: why it failed or was skipped (``None`` when it passed).
+        warnings: what the check noticed without failing (:class:`ConformanceWarning` messages),
+            in order; added in plugin API version 2.
     """
 
     layer: str
     check: str
     status: Status = attrs.field(validator=attrs.validators.in_(("passed", "failed", "skipped")))
     reason: str | None = None
+    warnings: tuple[str, ...] = attrs.field(default=(), converter=tuple)
 
     @property
     def passed(self) -> bool:
@@ -69,5 +83,7 @@ class CheckResult:
         return self.status == "skipped"
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (``hybridzoo check-plugin --json``)."""
-        return attrs.asdict(self)
+        """A JSON-ready dict (``hybridzoo check-plugin --json``); ``warnings`` is a list."""
+        data = attrs.asdict(self)
+        data["warnings"] = list(self.warnings)
+        return data

@@ -1,5 +1,11 @@
 """Two CPU processes under torchrun (gloo): DistributedDataParallel replicas end up identical,
-and match a single-process run of the same global batch."""
+and match a single-process run of the same global batch.
+
+The launch leaves nothing to the machine: the rendezvous and gloo use the loopback interface
+(``--local-addr 127.0.0.1``, ``GLOO_SOCKET_IFNAME=lo``) instead of whatever the host name
+resolves to, and :func:`init_distributed` / :func:`shutdown_distributed` synchronise joining and
+leaving, so that no rank closes its connections while the other still uses them.
+"""
 
 from __future__ import annotations
 
@@ -54,9 +60,13 @@ def test_two_process_torchrun_replicas_agree(tmp_path: Path) -> None:
     script = tmp_path / "worker.py"
     script.write_text(textwrap.dedent(WORKER.format(spec=SPEC, settings=SETTINGS)))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if Path("/sys/class/net/lo").exists():  # Linux: gloo on the loopback interface
+        env["GLOO_SOCKET_IFNAME"] = "lo"
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)  # an outer launcher's variables must not leak into this one
     command = [
-        sys.executable, "-m", "torch.distributed.run",
-        "--nproc-per-node", "2", "--standalone", str(script), str(tmp_path),
+        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+        "--standalone", "--local-addr", "127.0.0.1", str(script), str(tmp_path),
     ]  # fmt: skip
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -20,6 +20,16 @@ def _count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+def _stepped(lm: LanguageModel, tokens: torch.Tensor) -> torch.Tensor:
+    """The logits of stepping ``tokens [B, L]`` one position at a time: ``[B, L, V]``."""
+    state = lm.init_state(tokens.shape[0])
+    stepped = []
+    for t in range(tokens.shape[1]):
+        logits, state = lm.step(tokens[:, t], state)
+        stepped.append(logits)
+    return torch.stack(stepped, dim=1)
+
+
 def test_forward_shape_and_tied_head() -> None:
     lm = build_language_model("AF", vocab_size=32, hidden_size=16, **SMALL)
     tokens = torch.randint(32, (3, 7))
@@ -60,12 +70,7 @@ def test_step_mode_equals_forward(pattern: str) -> None:
     lm = build_language_model(pattern, vocab_size=16, hidden_size=16, **options).double().eval()
     tokens = torch.randint(16, (2, 9))
     full = lm(tokens)  # [B, L, V]
-    state = lm.init_state(2)
-    stepped = []
-    for t in range(tokens.shape[1]):
-        logits, state = lm.step(tokens[:, t], state)
-        stepped.append(logits)
-    assert torch.allclose(torch.stack(stepped, dim=1), full, atol=1e-8)
+    assert torch.allclose(_stepped(lm, tokens), full, atol=1e-8)
     generated = lm.generate(tokens[:, :4], 3)
     assert generated.shape == (2, 3)
     assert torch.equal(generated[:, 0], full[:, 3].argmax(-1))
@@ -94,3 +99,39 @@ def test_masked_loss_and_accuracy() -> None:
     assert torch.isclose(loss, expected)
     loss, correct, count = masked_loss_and_accuracy(logits, torch.full((1, 3), -100))
     assert float(loss) == 0.0 and int(count) == 0
+
+
+def test_learned_positions_count_step_and_forward_agree() -> None:
+    torch.manual_seed(0)
+    options = {**SMALL, "positions": "learned", "max_len": 12}
+    lm = build_language_model("AF", vocab_size=16, hidden_size=16, **options).double().eval()
+    assert lm.position.weight.shape == (12, 16)
+    expected = language_model_param_count("AF", vocab_size=16, hidden_size=16, **options)
+    assert _count(lm) == expected == _count(lm.model) + 16 * 16 + 12 * 16
+    tokens = torch.randint(16, (2, 9))
+    full = lm(tokens)
+    # the positions matter: the same tokens shifted by one position give other logits
+    assert not torch.allclose(lm(tokens[:, 1:])[:, 0], full[:, 1])
+    assert torch.allclose(_stepped(lm, tokens), full, atol=1e-8)
+    with pytest.raises(hybridzoo.StateError, match="12"):
+        _stepped(lm, torch.randint(16, (2, 13)))
+    with pytest.raises(ValueError, match="max_len"):
+        build_language_model("F", vocab_size=8, hidden_size=8, positions="learned")
+
+
+def test_last_position_readout_decodes_every_position_from_the_last_state() -> None:
+    torch.manual_seed(0)
+    options = {"readout": "last", "max_len": 6, "dropout": 0.0}
+    lm = build_language_model("F", vocab_size=10, hidden_size=8, **options).eval()
+    assert not lm.tied
+    assert _count(lm) == language_model_param_count("F", vocab_size=10, hidden_size=8, **options)
+    tokens = torch.randint(10, (3, 6))
+    logits = lm(tokens)
+    assert logits.shape == (3, 6, 10)
+    # only the last position reaches the decoder: changing an earlier token through a
+    # position-wise model ("F") changes nothing
+    changed = tokens.clone()
+    changed[:, 0] = (changed[:, 0] + 1) % 10
+    assert torch.equal(lm(changed), logits)
+    with pytest.raises(ValueError, match="causal"):
+        lm.step(tokens[:, 0], lm.init_state(3))

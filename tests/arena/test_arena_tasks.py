@@ -7,16 +7,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hybridzoo.arena.tasks import (
-    IGNORE_INDEX,
-    MQAR,
-    TASKS,
-    SelectiveCopying,
-    make_task,
-    power_law_probabilities,
-    split_seed,
-    task_parameters,
-)
+from hybridzoo.arena.tasks import IGNORE_INDEX, TASKS, make_task, split_seed, task_parameters
+from hybridzoo_plugins.arena.copying import SelectiveCopying
+from hybridzoo_plugins.arena.mqar import MQAR, power_law_probabilities
 
 
 def _context(task: MQAR, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,9 +41,9 @@ def test_mqar_largest_valid_pairs_is_accepted() -> None:
     assert (batch.targets != IGNORE_INDEX).sum(dim=1).tolist() == [16] * 8
 
 
-@pytest.mark.parametrize("random_non_queries", [True, False])
-def test_mqar_definition(random_non_queries: bool) -> None:
-    task = MQAR(vocab_size=128, seq_len=64, num_kv_pairs=8, random_non_queries=random_non_queries)
+@pytest.mark.parametrize("filler", ["random", "zero", "random_no_decoy"])
+def test_mqar_definition(filler: str) -> None:
+    task = MQAR(vocab_size=128, seq_len=64, num_kv_pairs=8, filler=filler)
     batch = task.generate(64, seed=3)
     assert batch.inputs.shape == batch.targets.shape == (64, 64)
     assert batch.inputs.dtype == batch.targets.dtype == torch.int64
@@ -76,10 +69,10 @@ def test_mqar_definition(random_non_queries: bool) -> None:
         assert sorted(batch.inputs[row, positions].tolist()) == sorted(lookup)
     fillers = ~scored.clone()
     fillers[:, : task.context_len] = False
-    if random_non_queries:
-        assert bool((batch.inputs[fillers] != 0).any())
-    else:
+    if filler == "zero":
         assert bool((batch.inputs[fillers] == 0).all())
+    else:
+        assert bool((batch.inputs[fillers] != 0).any())
 
 
 def _gap_histogram(task: MQAR, num_examples: int) -> torch.Tensor:
@@ -174,7 +167,9 @@ def test_split_seed_rejects_bad_values(args: tuple, message: str) -> None:
 
 
 def test_registry() -> None:
-    assert {"mqar", "selective_copying"} <= set(TASKS)
+    assert {"mqar", "selective_copying", "noisy_recall", "fuzzy_recall", "compression"} <= set(
+        TASKS
+    )
     assert make_task("mqar", seq_len=128, num_kv_pairs=8).num_kv_pairs == 8
     assert "power_a" in task_parameters("mqar")
     with pytest.raises(ValueError, match="mqar"):

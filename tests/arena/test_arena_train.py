@@ -100,8 +100,9 @@ def test_training_is_deterministic_for_a_seed() -> None:
 
 
 def test_early_stop_at_the_target_accuracy() -> None:
+    # 0.05: below the accuracy this seed reaches at the first evaluation (0.094)
     result, _ = train_run(
-        _spec(), _settings(target_accuracy=0.0), progress=False, measure_latency=False
+        _spec(), _settings(target_accuracy=0.05), progress=False, measure_latency=False
     )
     assert result["solved"] and result["solved_step"] == 4 and result["steps"] == 4
 
@@ -141,6 +142,7 @@ def test_cli_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
         "--patterns", "AF", "F", "--seq-lens", "16", "--vocab-size", "32",
         "--steps", "4", "--eval-every", "2", "--eval-examples", "16", "--batch-size", "8",
         "--hidden-size", "16", "--layer-option", "attention_num_heads=2",
+        "--lr", "3e-3", "--seeds", "0", "--jobs", "1",
         "--out", str(out), "--no-progress", "--device", "cpu",
     ]  # fmt: skip
     assert cli.main(argv) == 0

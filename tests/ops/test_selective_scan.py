@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from scan_cases import (
+    NAMES,
+    RTOL32,
+    RTOL64,
+    assert_close,
+    backend_fixture,
+    internal_scan,
+    make_inputs,
+    require_compiled,
+)
+from scan_cases import scan_run as run
 
 from hybridzoo.ops.selective_scan import fused as fused_module
 from hybridzoo.ops.selective_scan import (
@@ -16,131 +26,9 @@ from hybridzoo.ops.selective_scan import (
     selective_scan_backend,
     selective_state_update,
 )
-from hybridzoo.ops.selective_scan.chunked import chunked_selective_scan
-from hybridzoo.ops.selective_scan.fused import fused_selective_scan, load_extension
 from hybridzoo.ops.selective_scan.naive import naive_selective_scan
 
-# float64 tolerances, relative to the largest magnitude of the reference tensor.
-RTOL64 = 1e-10
-# float32 kernel vs float64 reference.
-RTOL32 = 1e-4
-
-NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state")
-
-
-def require_compiled() -> None:
-    """Skip (with the reason) where the compiled backend is switched off or cannot be built;
-    fail instead where HYBRIDZOO_REQUIRE_COMPILED=1 (CI machines that have a compiler)."""
-    if os.environ.get("HYBRIDZOO_NO_COMPILE", "") not in ("", "0"):
-        pytest.skip("HYBRIDZOO_NO_COMPILE is set: the compiled backend is off")
-    if load_extension() is None:
-        message = f"compiled kernel unavailable: {fused_module.extension_error()}"
-        if os.environ.get("HYBRIDZOO_REQUIRE_COMPILED", "") not in ("", "0"):
-            pytest.fail(message)
-        pytest.skip(message)
-
-
-@pytest.fixture(scope="module", params=["compiled", "torch"])
-def backend(request: pytest.FixtureRequest) -> str:
-    if request.param == "compiled":
-        require_compiled()
-    return request.param
-
-
-def make_inputs(
-    seed: int,
-    batch: int,
-    length: int,
-    channels: int,
-    state: int,
-    *,
-    decay: float = 1.0,
-    optional: tuple[bool, bool, bool, bool] = (True, True, True, True),
-    dtype: torch.dtype = torch.float64,
-) -> dict[str, torch.Tensor | None]:
-    """Random inputs; ``decay`` scales |A| (strong decays: exp(dt·A) underflows to 0)."""
-    g = torch.Generator().manual_seed(seed)
-
-    def rnd(*shape: int, scale: float = 1.0) -> torch.Tensor:
-        return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).to(dtype)
-
-    use_d, use_z, use_bias, use_h0 = optional
-    A = -(torch.rand(channels, state, generator=g, dtype=torch.float64) * decay + 0.05)
-    return {
-        "u": rnd(batch, length, channels),
-        "delta": rnd(batch, length, channels, scale=2.0),
-        "A": A.to(dtype),
-        "B": rnd(batch, length, state),
-        "C": rnd(batch, length, state),
-        "D": rnd(channels) if use_d else None,
-        "z": rnd(batch, length, channels) if use_z else None,
-        "delta_bias": rnd(channels) if use_bias else None,
-        "initial_state": rnd(batch, channels, state) if use_h0 else None,
-    }
-
-
-def positive_steps(inputs: dict, softplus: bool) -> dict:
-    """Without softplus, time steps are taken as given: keep them positive (decays ≤ 1)."""
-    if softplus:
-        return inputs
-    out = dict(inputs, delta=inputs["delta"].abs())
-    if inputs["delta_bias"] is not None:
-        out["delta_bias"] = inputs["delta_bias"].abs() * 0.1
-    return out
-
-
-def run(fn, inputs, softplus: bool, **kwargs):
-    """Output, final state and the gradients of a fixed random loss w.r.t. every given input."""
-    inputs = positive_steps(inputs, softplus)
-    leaves = {
-        k: v.detach().clone().requires_grad_(True) for k, v in inputs.items() if v is not None
-    }
-    args = {k: leaves.get(k) for k in NAMES}
-    y, h = fn(
-        args["u"],
-        args["delta"],
-        args["A"],
-        args["B"],
-        args["C"],
-        args["D"],
-        args["z"],
-        args["delta_bias"],
-        softplus,
-        initial_state=args["initial_state"],
-        output_final_state=True,
-        **kwargs,
-    )
-    g = torch.Generator().manual_seed(1)
-    wy = torch.randn(y.shape, generator=g, dtype=torch.float64).to(y.dtype)
-    wh = torch.randn(h.shape, generator=g, dtype=torch.float64).to(h.dtype)
-    grads = torch.autograd.grad((y * wy).sum() + (h * wh).sum(), list(leaves.values()))
-    return {"y": y, "h": h, **{f"d{k}": gr for k, gr in zip(leaves, grads, strict=True)}}
-
-
-def assert_close(got: dict, ref: dict, rtol: float) -> None:
-    assert got.keys() == ref.keys()
-    for key, r in ref.items():
-        x = got[key]
-        assert torch.isfinite(x).all(), f"{key}: non-finite values"
-        scale = r.abs().max().item() + 1e-30
-        err = (x.double() - r.double()).abs().max().item()
-        assert err <= rtol * max(scale, 1.0), f"{key}: max error {err:.3g} (scale {scale:.3g})"
-
-
-def chunked(chunk: int):
-    def fn(u, delta, A, B, C, D, z, bias, sp, *, initial_state, output_final_state):
-        return chunked_selective_scan(
-            u, delta, A, B, C, D, z, bias, sp, initial_state, chunk_size=chunk
-        )
-
-    return fn
-
-
-def fused(chunk: int):
-    def fn(u, delta, A, B, C, D, z, bias, sp, *, initial_state, output_final_state):
-        return fused_selective_scan(u, delta, A, B, C, D, z, bias, sp, initial_state, chunk=chunk)
-
-    return fn
+backend = backend_fixture()
 
 
 shapes = st.tuples(
@@ -163,7 +51,7 @@ def test_backend_matches_reference_float64(backend, shape, seed, optional, softp
     inputs = make_inputs(seed, *shape, decay=decay, optional=optional)
     ref = run(naive_selective_scan, inputs, softplus)
     # Internal chunk sizes drawn small so that T crosses many (and partial) chunks.
-    internal = fused(chunk) if backend == "compiled" else chunked(chunk)
+    internal = internal_scan(backend, chunk)
     assert_close(run(internal, inputs, softplus), ref, RTOL64)
     # The public entry point with its default chunking.
     assert_close(run(selective_scan, inputs, softplus, backend=backend), ref, RTOL64)
@@ -297,7 +185,27 @@ def test_input_errors():
         selective_scan(*good[:4], good[4][..., :1])
     with pytest.raises(ValueError, match=r"initial_state must have shape"):
         selective_scan(*good, initial_state=torch.zeros(2, 4, 3, dtype=torch.float64))
-    with pytest.raises(TypeError, match="float32 and float64"):
-        selective_scan(*(t.half() for t in good))
+    with pytest.raises(TypeError, match="float32 and float64"):  # float16 is accepted now
+        selective_scan(*(t.to(torch.int32) for t in good))
     with pytest.raises(TypeError, match=r"B\.dtype"):
         selective_scan(*good[:3], good[3].float(), good[4])
+
+
+def test_low_precision_inputs_compute_in_float32(backend):
+    x = make_inputs(0, 2, 37, 9, 3)
+    half = {k: v.to(torch.bfloat16) for k, v in x.items()}
+    half.update(A=x["A"].float(), D=x["D"].float())  # float32 parameters, bf16 activations
+    ref = run(naive_selective_scan, {k: v.double() for k, v in half.items()}, True)
+    got = run(selective_scan, half, True, backend=backend)
+    assert got["y"].dtype == got["h"].dtype == got["du"].dtype == torch.bfloat16
+    assert got["dA"].dtype == got["dD"].dtype == torch.float32
+    assert_close(got, ref, 1e-2)  # the rounding of the bf16 results (2^-8) only
+    # one decoding step on a bf16 state: computed in float32, written back
+    step = {k: v[:, 0] if k in ("u", "delta", "B", "C", "z") else v for k, v in half.items()}
+    state = half["initial_state"].clone()
+    y = selective_state_update(state, *(step[k] for k in NAMES[:8]), True, backend=backend)
+    wide = {k: v.double() for k, v in step.items()}
+    ref_state = wide["initial_state"].clone()
+    y_ref = selective_state_update(ref_state, *(wide[k] for k in NAMES[:8]), True)
+    assert y.dtype == state.dtype == torch.bfloat16
+    assert_close({"y": y, "h": state}, {"y": y_ref, "h": ref_state}, 1e-2)

@@ -1,8 +1,17 @@
-"""Closed formulas for the retention layer (no torch): parameters, state size, head decays."""
+"""Closed formulas for the retention layer (no torch): parameters, state size, head decays.
+
+The counts take the options record (:class:`hybridzoo_retention.RetentionOptions`).
+"""
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
+
+from hybridzoo.plugin import feedforward_param_count
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hybridzoo_retention import RetentionOptions
 
 
 def head_log_decays(num_heads: int) -> list[float]:
@@ -13,9 +22,7 @@ def head_log_decays(num_heads: int) -> list[float]:
     return [math.log1p(-(2.0 ** (-5 - h))) for h in range(num_heads)]
 
 
-def retention_param_count(
-    hidden_size: int, *, num_heads: int, head_dim: int, value_factor: int
-) -> int:
+def retention_param_count(o: RetentionOptions, hidden_size: int) -> int:
     """Exact parameter count of one :class:`MultiScaleRetention` body.
 
     With ``D_k = heads·head_dim`` and ``D_v = value_factor·D_k``:
@@ -27,27 +34,20 @@ def retention_param_count(
 
     The decays ``γ_h`` and the rotary angles are fixed, not parameters.
     """
-    d_k = num_heads * head_dim
-    d_v = value_factor * d_k
+    d_k = o.num_heads * o.head_dim
+    d_v = o.value_factor * d_k
     return 2 * hidden_size * d_k + 3 * hidden_size * d_v + 2 * d_v
 
 
-def feedforward_param_count(hidden_size: int, expand_factor: int) -> int:
-    """``hybridzoo.nn.FeedForward``: ``Linear(H, eH) → GELU → Linear(eH, H)`` with biases."""
-    inner = expand_factor * hidden_size
-    return 2 * hidden_size * inner + inner + hidden_size
+def param_count(o: RetentionOptions, hidden_size: int) -> int:
+    """One retention layer: the retention body plus its feed-forward body
+    (:class:`hybridzoo.nn.FeedForward`, ``Linear(H, eH) → GELU → Linear(eH, H)`` with biases)."""
+    return retention_param_count(o, hidden_size) + feedforward_param_count(
+        hidden_size, o.ffn_expand_factor
+    )
 
 
-def param_count(
-    hidden_size: int, *, num_heads: int, head_dim: int, value_factor: int, ffn_expand_factor: int
-) -> int:
-    """One retention layer: the retention body plus its feed-forward body."""
-    return retention_param_count(
-        hidden_size, num_heads=num_heads, head_dim=head_dim, value_factor=value_factor
-    ) + feedforward_param_count(hidden_size, ffn_expand_factor)
-
-
-def state_size(num_heads: int, head_dim: int, value_factor: int) -> int:
+def state_size(o: RetentionOptions, hidden_size: int) -> int:
     """Elements of decoding state per sequence: one ``[head_dim, value_factor·head_dim]`` matrix
     per head (the position counter, shared by the batch, is not counted)."""
-    return num_heads * head_dim * value_factor * head_dim
+    return o.num_heads * o.head_dim * o.value_factor * o.head_dim

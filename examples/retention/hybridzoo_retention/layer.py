@@ -14,9 +14,10 @@ left out (the decay plays its role), and so are the parallel form's score normal
 norm is invariant to a per-position scale of each head).
 
 The sequence form is chunkwise (RetNet's "chunkwise recurrent" form): inside a chunk of ``C``
-positions the parallel form ``(Q Kᵀ ⊙ D) V`` with ``D_nm = γ^(n-m)``; across chunks the state
-``S``. Time ``O(L·C)`` and memory ``O(C²)`` per head and chunk; the result does not depend on
-``C`` (up to rounding).
+positions the parallel form ``(Q Kᵀ ⊙ D) V`` with ``D_nm = γ^(n-m)`` (the masked entries selected
+away, so that a later position never enters an earlier output, not even times zero); across
+chunks the state ``S``. Time ``O(L·C)`` and memory ``O(C²)`` per head and chunk; the result does
+not depend on ``C`` (up to rounding).
 
 Decoding state: ``(S, pos)`` with ``S: [B, heads, head_dim, value_dim]`` and ``pos`` a 0-dim
 int64 tensor (positions seen so far, shared by the batch, for the rotary angles).
@@ -24,13 +25,18 @@ int64 tensor (positions seen so far, shared by the batch, for the rotary angles)
 
 from __future__ import annotations
 
-import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+from hybridzoo.nn import FeedForward
+from hybridzoo.plugin import at_least
 from torch import Tensor, nn
 
 from hybridzoo_retention.formulas import head_log_decays
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hybridzoo_retention import RetentionOptions
 
 State = tuple[Tensor, Tensor]
 
@@ -66,6 +72,14 @@ def chunk_retention(
 ) -> tuple[Tensor, Tensor]:
     """Retention over a sequence, chunk by chunk.
 
+    Inside a chunk, the parallel form ``(Q Kᵀ ⊙ D) V``; between chunks, the state ``S``. Causal
+    for any input values: a NaN or inf at position ``s`` leaves every output before ``s``
+    bitwise unchanged. A product masked over the whole chunk would not be (``0 · NaN = NaN``):
+    the masked weights are selected away (``masked_fill``); when ``v`` holds a non-finite value,
+    it is zeroed for the product and ``(0 · v).cumsum`` (zero, or NaN from the first non-finite
+    value on) carries it to the outputs it belongs to. (Testing whether ``v`` is finite reads one
+    value back from the device.)
+
     Args:
         q, k: ``[B, heads, T, d_k]`` (q already scaled, both rotated).
         v: ``[B, heads, T, d_v]``.
@@ -82,21 +96,31 @@ def chunk_retention(
     c_max = min(chunk_size, q.shape[2])
     pos = torch.arange(c_max, device=q.device, dtype=q.dtype)
     lg = log_decay.to(q.dtype)[:, None, None]  # [heads, 1, 1]
-    # D[h, n, m] = γ_h^(n-m) for n >= m, else 0 (exponent -inf before exp: never overflows)
-    gap = (pos[:, None] - pos[None, :]).expand(heads, c_max, c_max)
-    decay_matrix = torch.exp((gap * lg).masked_fill(gap < 0, -math.inf))  # [heads, C, C]
+    gap = pos[:, None] - pos[None, :]  # [C, C], n - m
+    later = gap < 0  # m after n: never enters o_n
+    decay = torch.exp(gap.clamp(min=0) * lg)  # [heads, C, C], D_nm = γ^(n-m) where m <= n
+    # a non-finite value of v is zeroed for the intra-chunk product, where it would meet the
+    # zero weights of earlier outputs; (0 · v).cumsum then carries it to its own and later
+    # outputs. Both are skipped when every value is finite (they would change nothing); a
+    # finite sum proves that cheaply (an overflowing sum of finite values only takes the
+    # longer, equally exact way)
+    finite_values = bool(torch.isfinite(v.sum()))
+    product_v = v if finite_values else v.nan_to_num(nan=0.0, posinf=0.0, neginf=0.0)
+    chunks = zip(*(t.split(c_max, 2) for t in (q, k, v, product_v)), strict=True)
     outs = []
     # split (not indexing in a loop): one backward concatenation instead of one per chunk
-    for qc, kc, vc in zip(q.split(c_max, 2), k.split(c_max, 2), v.split(c_max, 2), strict=True):
+    for qc, kc, vc, pc in chunks:
         c = qc.shape[2]
         p = pos[:c, None]  # [c, 1]
-        scores = (qc @ kc.transpose(-1, -2)) * decay_matrix[:, :c, :c]  # [B, heads, c, c]
-        inner = scores @ vc  # [B, heads, c, d_v]
+        weights = ((qc @ kc.transpose(-1, -2)) * decay[:, :c, :c]).masked_fill(later[:c, :c], 0)
         carried = (qc * torch.exp((p + 1) * lg)) @ state  # [B, heads, c, d_v]
-        outs.append(inner + carried)
+        outs.append(weights @ pc + carried)
         k_to_end = kc * torch.exp((c - 1 - p) * lg)  # [B, heads, c, d_k]
         state = torch.exp(c * lg) * state + k_to_end.transpose(-1, -2) @ vc
-    return torch.cat(outs, dim=2), state
+    out = torch.cat(outs, dim=2)
+    if not finite_values:
+        out = out + (0.0 * v).cumsum(2)  # 0, or NaN from the first non-finite value on
+    return out, state
 
 
 class MultiScaleRetention(nn.Module):
@@ -110,7 +134,8 @@ class MultiScaleRetention(nn.Module):
         chunk_size: positions per chunk of the sequence form (speed only, not the result).
         rope_base: base of the rotary angles.
 
-    Parameter count: :func:`hybridzoo_retention.formulas.retention_param_count`.
+    Parameter count: :func:`hybridzoo_retention.formulas.retention_param_count` (of the options
+    record with these values).
     """
 
     def __init__(
@@ -124,17 +149,12 @@ class MultiScaleRetention(nn.Module):
         rope_base: float = 10000.0,
     ) -> None:
         super().__init__()
-        for name, value in (
-            ("hidden_size", hidden_size),
-            ("num_heads", num_heads),
-            ("head_dim", head_dim),
-            ("value_factor", value_factor),
-            ("chunk_size", chunk_size),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if head_dim % 2:
-            raise ValueError(f"head_dim must be even (rotary rotates pairs), got {head_dim}")
+        positive = at_least(1)
+        hidden_size = positive.check("hidden_size", hidden_size)
+        num_heads = positive.check("num_heads", num_heads)
+        head_dim = at_least(2, multiple_of=2).check("head_dim", head_dim)  # rotary: pairs
+        value_factor = positive.check("value_factor", value_factor)
+        chunk_size = positive.check("chunk_size", chunk_size)
         self.hidden_size = hidden_size
         self.num_heads = num_heads
         self.head_dim = head_dim
@@ -194,8 +214,7 @@ class MultiScaleRetention(nn.Module):
 
     def init_state(self, batch_size: int) -> State:
         """``S`` zeros ``[B, heads, head_dim, value_dim]`` and ``pos`` = 0 (int64)."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        batch_size = at_least(1).check("batch_size", batch_size)
         weight = self.q_proj.weight
         shape = (batch_size, self.num_heads, self.head_dim, self.value_dim)
         s = torch.zeros(shape, device=weight.device, dtype=weight.dtype)
@@ -231,3 +250,16 @@ class MultiScaleRetention(nn.Module):
         y = self._output(o.transpose(1, 2), x)
         new_pos = torch.full((), start + x.shape[1], device=x.device, dtype=torch.long)
         return y, (s, new_pos)
+
+
+def make_bodies(o: RetentionOptions, hidden_size: int) -> list[nn.Module]:
+    """The layer's two bodies (the spec's factory): retention, then a feed-forward."""
+    retention = MultiScaleRetention(
+        hidden_size,
+        num_heads=o.num_heads,
+        head_dim=o.head_dim,
+        value_factor=o.value_factor,
+        chunk_size=o.chunk_size,
+        rope_base=o.rope_base,
+    )
+    return [retention, FeedForward(hidden_size, o.ffn_expand_factor)]

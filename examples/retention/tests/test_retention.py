@@ -72,6 +72,24 @@ def test_chunk_retention_equals_the_parallel_form() -> None:
         torch.testing.assert_close(state, final, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("chunk_size", [1, 2, 5, 64])
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_a_non_finite_input_never_reaches_an_earlier_output(chunk_size: int, value: float) -> None:
+    """A NaN or inf in q, k or v at position s leaves every output before s bitwise unchanged,
+    and the outputs from s on are not all finite."""
+    torch.manual_seed(2)
+    q, k, v = (torch.randn(2, 3, 13, 4, dtype=torch.float64) for _ in range(3))
+    log_decay = torch.tensor(head_log_decays(3), dtype=torch.float64)
+    clean, _ = chunk_retention(q, k, v, log_decay, chunk_size=chunk_size)
+    for s in (1, 6, 12):
+        for which in range(3):
+            planted = [q.clone(), k.clone(), v.clone()]
+            planted[which][:, :, s] = value
+            out, _ = chunk_retention(*planted, log_decay, chunk_size=chunk_size)
+            assert torch.equal(out[:, :, :s], clean[:, :, :s]), (which, s)
+            assert not torch.isfinite(out[:, :, s:]).all(), (which, s)
+
+
 def test_long_sequence_in_float32_stays_close_to_float64() -> None:
     layer = body(num_heads=8, head_dim=8, chunk_size=64)
     x = torch.randn(1, 700, 12, dtype=torch.float64)

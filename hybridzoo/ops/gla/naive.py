@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from hybridzoo.ops.gla._checks import check_sequence_args, compute_dtype, resolve_scale
+from hybridzoo.ops._checks import gla_sizes
+from hybridzoo.ops._common import compute_dtype, document_starts, resolve_scale
 
 
 def naive_gla(
@@ -21,6 +22,7 @@ def naive_gla(
     bonus: torch.Tensor | None = None,
     initial_state: torch.Tensor | None = None,
     output_final_state: bool = False,
+    seq_idx: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Gated linear recurrence, one time step at a time.
 
@@ -34,13 +36,16 @@ def naive_gla(
         bonus: ``[H, K]`` or None.
         initial_state: ``[B, H, K, V]`` or None (zeros).
         output_final_state: also return ``S_T``.
+        seq_idx: ``[B, T]`` document numbers: the state is zeroed before a document's first step.
 
     Returns:
         ``(o [B, T, H, V] in q's dtype, S_T [B, H, K, V] in the compute dtype or None)``.
 
     Same signature as :func:`~hybridzoo.ops.gla.chunk_gla` except ``chunk_size`` (no chunks here).
     """
-    b, _, h, d_k, d_v = check_sequence_args(q, k, v, log_decay, bonus, initial_state)
+    n = gla_sizes(q, k, v, log_decay, bonus, initial_state)
+    b, h, d_k, d_v = n["B"], n["H"], n["K"], n["V"]
+    starts = document_starts(seq_idx, b, n["T"])
     scale = resolve_scale(scale, d_k)
     dt = compute_dtype(q.dtype)
     zeros = initial_state is None
@@ -49,7 +54,9 @@ def naive_gla(
     outputs = []
     # unbind along time (never x[:, t] inside the loop: autograd would be O(T²) in memory)
     steps = zip(*(x.to(dt).unbind(1) for x in (q, k, v, log_decay)), strict=True)
-    for q_t, k_t, v_t, g_t in steps:  # [B, H, K], [B, H, K], [B, H, V], [B, H, K]
+    for t, (q_t, k_t, v_t, g_t) in enumerate(steps):  # [B, H, K], [B, H, K], [B, H, V], [B, H, K]
+        if starts is not None:
+            state = torch.where(starts[:, t, None, None, None], 0.0, state)
         kv = k_t.unsqueeze(-1) * v_t.unsqueeze(-2)  # [B, H, K, V]
         if u is None:
             state = torch.exp(g_t).unsqueeze(-1) * state + kv

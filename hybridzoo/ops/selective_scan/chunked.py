@@ -5,7 +5,9 @@ materialised as ``[B, chunk, I, N]`` and the recurrence runs step by step over `
 (``x[:, t]`` indexing in a loop would make the backward pass O(T²)); the states are ``stack``-ed and
 read out with one batched matmul.  Under autograd every chunk is checkpointed: only the chunk's
 inputs and its initial state are kept, and the chunk is recomputed in the backward pass, so memory
-stays O(B·T·I + B·I·N·T/chunk), never O(B·T·I·N).
+stays O(B·T·I + B·I·N·T/chunk), never O(B·T·I·N).  Packing (``seq_idx``): at a document start the
+carried state is replaced by zeros (``masked_fill``, a select: nothing of the previous document
+leaks, not even a NaN).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from .naive import softplus
+from .packing import document_starts
 
 __all__ = ["CHUNK_SIZE", "chunked_selective_scan"]
 
@@ -24,13 +27,17 @@ CHUNK_SIZE = 32
 
 
 def _scan_chunk(
-    h: Tensor, dt: Tensor, du: Tensor, A: Tensor, B: Tensor, C: Tensor
+    h: Tensor, dt: Tensor, du: Tensor, A: Tensor, B: Tensor, C: Tensor, restart: Tensor | None
 ) -> tuple[Tensor, Tensor]:
-    """One chunk: h [Bt, I, N]; dt, du [Bt, c, I]; B, C [Bt, c, N] -> (y [Bt, c, I], h_end)."""
+    """One chunk: h [Bt, I, N]; dt, du [Bt, c, I]; B, C [Bt, c, N]; restart [Bt, c] bool or None
+    -> (y [Bt, c, I], h_end)."""
     decay = torch.exp(dt.unsqueeze(-1) * A)  # [Bt, c, I, N]
     inject = du.unsqueeze(-1) * B.unsqueeze(2)  # [Bt, c, I, N]
     states = []
-    for a_t, b_t in zip(decay.unbind(1), inject.unbind(1), strict=True):
+    starts = [None] * dt.shape[1] if restart is None else restart[:, :, None, None].unbind(1)
+    for a_t, b_t, r_t in zip(decay.unbind(1), inject.unbind(1), starts, strict=True):
+        if r_t is not None:
+            h = h.masked_fill(r_t, 0.0)
         h = torch.addcmul(b_t, a_t, h)  # [Bt, I, N]
         states.append(h)
     hs = torch.stack(states, dim=1)  # [Bt, c, I, N]
@@ -50,9 +57,11 @@ def chunked_selective_scan(
     delta_softplus: bool,
     initial_state: Tensor | None,
     *,
+    seq_idx: Tensor | None = None,
     chunk_size: int = CHUNK_SIZE,
 ) -> tuple[Tensor, Tensor]:
-    """Selective scan in plain torch ops; inputs already validated. Returns (y, final state)."""
+    """Selective scan in plain torch ops; inputs already validated (``seq_idx`` int64 [B, T] or
+    None). Returns (y, final state)."""
     batch, length, channels = u.shape
     dt = delta if delta_bias is None else delta + delta_bias
     if delta_softplus:
@@ -64,18 +73,22 @@ def chunked_selective_scan(
     if length == 0:
         return u.new_zeros(batch, 0, channels), h
     ys = []
+    restarts: tuple = (None,) * -(-length // chunk_size)
+    if seq_idx is not None:
+        restarts = document_starts(seq_idx).split(chunk_size, 1)
     # split (not slicing in a loop): its backward is one concatenation.
-    for dt_c, du_c, B_c, C_c in zip(
+    for dt_c, du_c, B_c, C_c, r_c in zip(
         dt.split(chunk_size, 1),
         du.split(chunk_size, 1),
         B.split(chunk_size, 1),
         C.split(chunk_size, 1),
+        restarts,
         strict=True,
     ):
         if recompute:
-            y_c, h = checkpoint(_scan_chunk, h, dt_c, du_c, A, B_c, C_c, use_reentrant=False)
+            y_c, h = checkpoint(_scan_chunk, h, dt_c, du_c, A, B_c, C_c, r_c, use_reentrant=False)
         else:
-            y_c, h = _scan_chunk(h, dt_c, du_c, A, B_c, C_c)
+            y_c, h = _scan_chunk(h, dt_c, du_c, A, B_c, C_c, r_c)
         ys.append(y_c)
     y = torch.cat(ys, dim=1) if ys else u.new_zeros(batch, 0, channels)
     if D is not None:

@@ -1,0 +1,129 @@
+"""The gated delta rule, chunkwise parallel in the WY / UT-transform form, in PyTorch.
+
+Writing ``S_t = exp(g_t) S_{t-1} + k_t u_tᵀ`` with the "new value"
+``u_t = β_t (v_t - exp(g_t) S_{t-1}ᵀ k_t)``, the recurrence is a scalar-decay linear recurrence
+in ``(k, u)``. Inside a chunk entering with ``S_0`` (``Γ``, ``Γ_t,start``, ``Γ_end,s``: the
+chunk's :class:`~hybridzoo.ops._common.ScalarDecays`), unrolling ``u`` gives the lower
+triangular system
+
+    ``(I + A) U = diag(β) V - diag(β Γ_·,start) K S_0``, ``A_ts = β_t Γ_ts (k_t · k_s)`` (s < t),
+
+so that, with the UT transform ``T = (I + A)⁻¹`` applied by one triangular solve per chunk,
+``U = Ũ - W S_0`` where ``Ũ = T diag(β) V`` and ``W = T diag(β Γ_·,start) K`` do not depend on
+the state (all chunks at once), and then, chunk after chunk,
+
+- ``o_t = scale · (Γ_t,start q_t S_0 + Σ_{s<=t} Γ_ts (q_t · k_s) u_s)``,
+- ``S_end = Γ_end,start S_0 + Σ_s Γ_end,s k_s u_sᵀ``.
+
+The forward substitution reads rows in order and the intra-chunk product is
+:func:`~hybridzoo.ops._common.causal_matmul`: no output sees a later input. Gradients: autograd,
+group by group, through :func:`~hybridzoo.ops._recompute.run_groups`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from hybridzoo.ops._checks import delta_sizes
+from hybridzoo.ops._common import (
+    ScalarDecays,
+    causal_matmul,
+    chunk_length,
+    compute_dtype,
+    document_starts,
+    floor_log_decay,
+    pad_time,
+    resolve_scale,
+)
+from hybridzoo.ops._recompute import group_bounds, run_groups
+
+
+def chunk_gated_delta_rule(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    log_decay: torch.Tensor,
+    beta: torch.Tensor,
+    *,
+    scale: float | None = None,
+    initial_state: torch.Tensor | None = None,
+    output_final_state: bool = False,
+    chunk_size: int = 64,
+    seq_idx: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Gated delta rule over a whole sequence, chunkwise parallel (WY / UT-transform form).
+
+    Per head, with the state ``S [K, V]`` (key dimension first, as fla and transformers):
+    ``S_t = exp(g_t) (I - β_t k_t k_tᵀ) S_{t-1} + β_t k_t v_tᵀ`` and ``o_t = scale · S_tᵀ q_t``.
+
+    Args:
+        q, k: ``[B, T, G, K]`` with ``G = H`` or, grouped-value form (Qwen3-Next), G dividing H:
+            value head ``h`` reads query/key head ``h // (H / G)``. Taken as given (the layer
+            L2-normalises them; the recurrence is contractive for ``β ||k||² <= 2``).
+        v: ``[B, T, H, V]``.
+        log_decay: ``[B, T, H]``, ``g_t <= 0`` (any strength, ``-inf`` included).
+        beta: ``[B, T, H]``, the writing strength ``β_t`` (in ``(0, 1)`` after a sigmoid).
+        scale: output scale, default ``K ** -0.5``.
+        initial_state: ``[B, H, K, V]`` or None (zeros); belongs to each row's first document.
+        output_final_state: also return ``S_T``.
+        chunk_size: positions per chunk, a power of two; changes speed only.
+        seq_idx: ``[B, T]`` integers, non-decreasing along T: the state restarts from zero where
+            it changes (packed documents).
+
+    Returns:
+        ``(o [B, T, H, V] in v's dtype, S_T [B, H, K, V] or None)``, computed in float64 for
+        float64 inputs and in float32 otherwise. Differentiable in every tensor argument.
+    """
+    n = delta_sizes(q, k, v, log_decay, beta, initial_state)
+    b, t_len, h, d_k, d_v = (n[x] for x in "BTHKV")
+    if n["G"] != h:  # grouped values: each query/key head serves H / G consecutive value heads
+        q, k = (x.repeat_interleave(h // n["G"], 2) for x in (q, k))
+    scale = resolve_scale(scale, d_k)
+    chunk = chunk_length(chunk_size, t_len)
+    dt = compute_dtype(v.dtype)
+    log_decay = floor_log_decay(log_decay, document_starts(seq_idx, b, t_len))
+    s0 = v.new_zeros(b, h, d_k, d_v, dtype=dt) if initial_state is None else initial_state.to(dt)
+    bounds = group_bounds(t_len, chunk, b * h * chunk * max(d_k + d_v, chunk))
+    o, s_end = run_groups(_GroupRun(chunk, scale, dt), bounds, s0, (q, k, v, log_decay, beta))
+    return o.to(v.dtype), (s_end if output_final_state else None)
+
+
+class _GroupRun:
+    """One group of chunks: ``[B, t, ...]`` slices and the entering state -> (o, state)."""
+
+    def __init__(self, chunk: int, scale: float, dtype: torch.dtype) -> None:
+        self.chunk, self.scale, self.dtype = chunk, scale, dtype
+
+    def __call__(
+        self, inputs: Sequence[torch.Tensor], state: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        b, t, h, d_v = inputs[2].shape
+        c = self.chunk
+        n = -(-t // c)
+        # chunks first: q, k [n, B, H, C, K], v [n, B, H, C, V], g and β [n, B, H, C]
+        qc, kc, vc, gc, bc = (
+            pad_time(x.to(self.dtype), n * c).unflatten(1, (n, c)).transpose(2, 3).movedim(1, 0)
+            for x in inputs
+        )
+        dec = ScalarDecays(gc)
+        kk = torch.matmul(kc, kc.transpose(-1, -2))  # [n, B, H, C, C]
+        a = (kk * dec.gamma * bc.unsqueeze(-1)).tril(-1)  # strictly lower (a select: no 0 · x)
+        rhs = torch.cat((vc, kc * dec.from_start.unsqueeze(-1)), -1) * bc.unsqueeze(-1)
+        solved = torch.linalg.solve_triangular(a, rhs, upper=False, unitriangular=True)
+        u_tilde, w = solved.split((d_v, solved.shape[-1] - d_v), -1)
+        k_end = kc * dec.to_end.unsqueeze(-1)
+        us, entering = [], []
+        s = state
+        for i in range(n):
+            entering.append(s)
+            u = u_tilde[i] - torch.matmul(w[i], s)  # [B, H, C, V]
+            us.append(u)
+            s = dec.total[i].unsqueeze(-1) * s + torch.matmul(k_end[i].transpose(-1, -2), u)
+        u_all, s_all = torch.stack(us), torch.stack(entering)
+        scores = torch.matmul(qc, kc.transpose(-1, -2)) * dec.gamma
+        o = causal_matmul(scores, u_all)
+        o = o + dec.from_start.unsqueeze(-1) * torch.matmul(qc, s_all)
+        o = (o * self.scale).movedim(0, 1).transpose(2, 3).reshape(b, n * c, h, d_v)[:, :t]
+        return o, s

@@ -1,0 +1,224 @@
+"""Compiling the C++ kernels of ``csrc/`` and where the compiled library is cached.
+
+The kernels are compiled on first use with ``torch.utils.cpp_extension.load`` (a C++ compiler and
+``ninja`` are needed), never at import.  The compiled library is cached on disk, one directory
+per build (:func:`kernel_cache_dir`)::
+
+    $TORCH_EXTENSIONS_DIR/hybridzoo_selective_scan_<hash>/      if TORCH_EXTENSIONS_DIR is set
+    ~/.cache/torch_extensions/hybridzoo_selective_scan_<hash>/  otherwise (per user; on Linux,
+                                                                $XDG_CACHE_HOME if set)
+
+``<hash>`` covers the sources, the host CPU's model and feature flags (the build uses
+``-march=native``), and the torch and Python versions, so a changed source or a different machine
+gets its own build and later processes only load the library (no compiler needed).  To clear the
+cache, delete those directories (``rm -rf ~/.cache/torch_extensions/hybridzoo_selective_scan_*``);
+the next call compiles again.  The first compile in a process prints one line to stderr (how long
+it took, where it is cached); loading a cached build prints nothing.
+
+The library found there is loaded into the process, so the cache must be private: a cache
+directory (or a file in it) that is not owned by the current user or that its group or other
+users can write, or a parent directory that others can write without the sticky bit, is refused
+before anything is compiled or loaded (:class:`UnsafeCacheError`): the torch backend is used
+instead, with a one-time warning that names the directory and the fix.  Directories that this
+module creates are created with mode ``0o700``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import logging
+import os
+import platform
+import stat
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["UnsafeCacheError", "build_extension", "check_cache_dir", "kernel_cache_dir"]
+
+CSRC = Path(__file__).with_name("csrc")
+"""The C++ sources (``*.cpp``) and headers (``*.h``) of the extension."""
+
+NAMESPACE = "hybridzoo_selective_scan"  # the TORCH_LIBRARY namespace of csrc/ops.cpp
+_FLAG_SETS: tuple[tuple[list[str], list[str]], ...] = (
+    (["-O3", "-march=native", "-fopenmp", "-ffp-contract=fast", "-Wno-psabi"], ["-fopenmp"]),
+    (["-O3", "-fopenmp", "-ffp-contract=fast", "-Wno-psabi"], ["-fopenmp"]),
+    (["-O3", "-ffp-contract=fast", "-Wno-psabi"], []),
+)
+_CUDA_NOTICE = "No CUDA runtime is found"  # torch's import-time line on a CUDA wheel without GPU
+
+
+class UnsafeCacheError(RuntimeError):
+    """The kernel cache directory could be written by another user (see the module docstring)."""
+
+
+def _cpu_fingerprint() -> bytes:
+    """The host's CPU model and feature flags (Linux), so that a cache directory shared between
+    machines never hands a ``-march=native`` build to a CPU that lacks its instructions."""
+    try:
+        with open("/proc/cpuinfo", "rb") as f:
+            lines = [ln for ln in f.read().splitlines() if ln.startswith((b"model name", b"flags"))]
+        return b"\n".join(sorted(set(lines)))
+    except OSError:
+        return platform.processor().encode() + platform.machine().encode()
+
+
+def _digest() -> str:
+    h = hashlib.sha256()
+    for path in sorted(CSRC.iterdir()):
+        if path.suffix in (".cpp", ".h"):
+            h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    h.update(_cpu_fingerprint())
+    h.update(f"{torch.__version__} {sys.version_info[:2]} {platform.machine()}".encode())
+    return h.hexdigest()[:12]
+
+
+def extension_name() -> str:
+    """The library's name: ``hybridzoo_selective_scan_<hash>``."""
+    return f"{NAMESPACE}_{_digest()}"
+
+
+def _filtered_stderr_import() -> Any:
+    """Imports ``torch.utils.cpp_extension`` without its "No CUDA runtime is found, using
+    CUDA_HOME=..." line (printed at import by CUDA wheels on machines without a GPU; the kernels
+    here are CPU-only, so it only confuses).  Anything else it writes is passed on."""
+
+    class _DropNotice(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return not record.getMessage().startswith(_CUDA_NOTICE)
+
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    drop = _DropNotice()
+    logger.addFilter(drop)
+    buffer = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(buffer):  # older torch versions print the notice
+            from torch.utils import cpp_extension
+    finally:
+        logger.removeFilter(drop)
+        kept = [ln for ln in buffer.getvalue().splitlines(True) if not ln.startswith(_CUDA_NOTICE)]
+        sys.stderr.write("".join(kept))
+    return cpp_extension
+
+
+def _cache_root() -> Path:
+    root = os.environ.get("TORCH_EXTENSIONS_DIR")
+    if root:
+        return Path(root).expanduser().resolve()
+    return Path(_filtered_stderr_import().get_default_build_root())
+
+
+def kernel_cache_dir() -> Path:
+    """The directory that holds (or will hold) this machine's build of the kernels."""
+    return _cache_root() / extension_name()
+
+
+def _describe(mode: int) -> str:
+    who = [
+        w for w, bit in (("its group", stat.S_IWGRP), ("other users", stat.S_IWOTH)) if mode & bit
+    ]
+    return " and ".join(who)
+
+
+def check_cache_dir(path: Path) -> None:
+    """Raises :class:`UnsafeCacheError` unless ``path`` (a directory, existing or not) can only be
+    written by the current user: ``path`` and every entry in it owned by the user and not
+    writable by group or others; every existing parent owned by the user or root and writable by
+    others only with the sticky bit (as ``/tmp``).  No check where there are no POSIX owners."""
+    if not hasattr(os, "getuid"):
+        return
+    uid = os.getuid()
+    fix = (
+        "Fix: `chmod go-w {where}` (and make sure it is yours), or set TORCH_EXTENSIONS_DIR to a "
+        "directory that only you can write."
+    )
+    path = Path(path)
+    entries = [path, *path.iterdir()] if path.is_dir() else []
+    for entry in entries:
+        st = entry.stat()
+        if st.st_uid != uid:
+            raise UnsafeCacheError(
+                f"the kernel cache {entry} belongs to uid {st.st_uid}, not to you (uid {uid}): "
+                "the compiled library there may have been planted. " + fix.format(where=path)
+            )
+        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise UnsafeCacheError(
+                f"the kernel cache {entry} is writable by {_describe(st.st_mode)} "
+                f"(mode {oct(stat.S_IMODE(st.st_mode))}): another user could replace the compiled "
+                "library that would be loaded into this process. " + fix.format(where=entry)
+            )
+    for parent in path.parents:
+        if not parent.exists():
+            continue
+        st = parent.stat()
+        if st.st_uid not in (uid, 0):
+            problem = f"belongs to uid {st.st_uid}"
+        elif st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX:
+            problem = (
+                f"is writable by {_describe(st.st_mode)} without the sticky bit "
+                f"(mode {oct(stat.S_IMODE(st.st_mode))})"
+            )
+        else:
+            continue
+        raise UnsafeCacheError(
+            f"the kernel cache {path} lies in {parent}, which {problem}: another user could swap "
+            "the cache for theirs. " + fix.format(where=parent)
+        )
+
+
+def _make_private_dirs(path: Path) -> None:
+    """Creates ``path`` and its missing parents with mode 0o700."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for p in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            p.mkdir(mode=0o700)
+
+
+def _compile(name: str, sources: list[str], directory: Path, cflags: list, ldflags: list) -> None:
+    _filtered_stderr_import().load(
+        name=name,
+        sources=sources,
+        build_directory=str(directory),
+        extra_cflags=cflags,
+        extra_ldflags=ldflags,
+        is_python_module=False,
+        verbose=False,
+    )
+
+
+def build_extension() -> Any:
+    """Compiles (or loads the cached build of) the kernels; returns ``torch.ops.<namespace>``.
+
+    Raises :class:`UnsafeCacheError` before compiling or loading anything if the cache is not
+    private, and ``RuntimeError`` if no set of compiler flags works.
+    """
+    name = extension_name()
+    directory = _cache_root() / name
+    check_cache_dir(directory)  # before creating anything: a planted parent is refused as is
+    _make_private_dirs(directory)
+    check_cache_dir(directory)
+    cached = any(directory.glob("*.so"))
+    sources = [str(p) for p in sorted(CSRC.glob("*.cpp"))]
+    errors = []
+    start = time.perf_counter()
+    for cflags, ldflags in _FLAG_SETS:
+        try:
+            _compile(name, sources, directory, cflags, ldflags)
+        except Exception as exc:  # compiler missing, ninja missing, unsupported flag...
+            errors.append(f"{' '.join(cflags)}: {type(exc).__name__}: {exc}")
+            continue
+        if not cached:
+            seconds = time.perf_counter() - start
+            print(
+                f"hybridzoo: compiled the selective-scan kernels in {seconds:.1f} s, cached in "
+                f"{directory} (later processes load them from there)",
+                file=sys.stderr,
+                flush=True,
+            )
+        return getattr(torch.ops, NAMESPACE)
+    raise RuntimeError("could not compile the selective-scan kernels:\n" + "\n".join(errors))
