@@ -119,6 +119,7 @@ class LayerBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.layer = spec.name
+        self.capabilities = spec.capabilities
         self.stateful = spec.capabilities.step_mode
         bodies = build_bodies(spec, options, config.hidden_size, registry=registry)
         positionwise = spec.capabilities.positionwise

@@ -31,6 +31,8 @@ What plugin API version 2 added (additive: a version-1 spec keeps working):
 - ``Capabilities.positionwise``: a layer acting on each position alone declares only this; the
   core supplies its step mode and a zero state size;
 - ``LayerSpec.sub_blocks`` may be a function of the options;
+- ``Capabilities.batched_state`` (default ``True``): the step state's rows can be selected and
+  concatenated (generation with prompts of different lengths, beam search);
 - :class:`~hybridzoo.named_patterns.NamedPattern`, the record that a ``hybridzoo_named_patterns``
   hook returns (the old form, a dict of name -> function, still works);
 - stricter checks: a symbol is one ASCII uppercase letter ``A``-``Z``; two layers whose option
@@ -150,6 +152,13 @@ class Capabilities:
             of experts): its bodies implement ``forward`` only, the core runs step mode through
             ``forward`` on one position and counts no state. Declare nothing else (no
             ``stateful``, no ``state_size``). Added in API version 2.
+        batched_state: the step state is a tuple of batch-first tensors whose rows are
+            independent sequences, each at its own position (a position counter is ``[B]``;
+            a cache that grows is zero-padded to concatenate): the core clones, selects and
+            concatenates rows of it, as generation with prompts of different lengths and beam
+            search need (the conformance kit checks it). ``False``: generation decodes such a
+            model's prompts one at a time, and the kit skips those checks. Added in API
+            version 2.
     """
 
     causal: bool = True
@@ -158,6 +167,7 @@ class Capabilities:
         default="linear", validator=validate.one_of("linear", "quadratic")
     )
     positionwise: bool = attrs.field(default=False, validator=validate.boolean)
+    batched_state: bool = attrs.field(default=True, validator=validate.boolean)
 
     @property
     def step_mode(self) -> bool:
