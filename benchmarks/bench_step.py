@@ -59,6 +59,7 @@ def main() -> None:
         "A x6": "A" * 6,
         "G x6": "G" * 6,
         "R x6": "R" * 6,
+        "S E S A S E": "S E S A S E",  # Mamba-2 with mixtures of experts and one attention
     }
     rows = []
     for label, pattern in patterns.items():

@@ -22,11 +22,16 @@ HERE = Path(__file__).resolve().parent
 
 def scripts(quick: bool) -> list[tuple[str, list[str]]]:
     lengths = ["1024", "4096"] if quick else ["1024", "4096", "16384"]
+    scaling = ["--scaling-lengths", "1024", "4096", "--scaling-bound", "4.5"] if quick else []
     return [
         ("mamba", ["bench_mamba.py", "--lengths", *lengths]),
         ("gla", ["bench_gla.py", "--lengths", *lengths]),
         ("rwkv", ["bench_rwkv.py", "--lengths", *lengths]),
         ("attention", ["bench_attention.py", "--lengths", *lengths, "--windows", "60"]),
+        ("mamba2", ["bench_mamba2.py", *scaling]),
+        ("gated_deltanet", ["bench_gated_deltanet.py", *scaling]),
+        ("moe", ["bench_moe.py"]),
+        ("scaling", ["bench_scaling.py", *(["--lengths", "1024", "4096"] if quick else [])]),
         ("step", ["bench_step.py"]),
     ]
 

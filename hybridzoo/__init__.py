@@ -45,6 +45,7 @@ from hybridzoo.errors import (
 )
 from hybridzoo.hookspecs import hookimpl
 from hybridzoo.lm import LMConfig, build_lm, lm_param_count
+from hybridzoo.losses import aux_losses
 from hybridzoo.model_options import ModelOptions
 from hybridzoo.named_patterns import PatternInfo, expand_named_pattern, list_patterns
 from hybridzoo.patterns import pattern, visualize
@@ -90,6 +91,7 @@ __all__ = [
     "UnusedOptionWarning",
     "__version__",
     "active_param_count",
+    "aux_losses",
     "build",
     "build_lm",
     "build_pattern",

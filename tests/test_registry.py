@@ -59,7 +59,7 @@ def test_decorator_and_context_manager():
     with hybridzoo.use_registry(registry):
 
         @hybridzoo.layer(
-            name="deco", symbol="D", options=ConvOptions, param_count=lambda o, h: h * h + h
+            name="deco", symbol="J", options=ConvOptions, param_count=lambda o, h: h * h + h
         )
         def make(options, hidden_size):
             """A linear map."""

@@ -1,15 +1,23 @@
-"""The ``attention`` layer (symbol ``A``): sliding-window causal multi-head attention with RoPE
-and QK-norm, followed by a feed-forward sub-block. Time and memory O(L·window)."""
+"""The ``attention`` layer (symbol ``A``): causal multi-head attention (sliding-window or full,
+grouped-query heads, optional RoPE, QK-norm and short input convolution), followed by a
+feed-forward sub-block (none with ``attention_ffn_expand_factor=0``)."""
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import attrs
 
-from hybridzoo import Capabilities, LayerSpec, hookimpl, option
-from hybridzoo.spec import boolean, float_in, int_at_least
+from hybridzoo.plugin import (
+    Capabilities,
+    LayerSpec,
+    at_least,
+    boolean,
+    hookimpl,
+    in_range,
+    one_of,
+    option,
+)
 from hybridzoo_plugins.attention import formulas
 
 
@@ -17,30 +25,35 @@ from hybridzoo_plugins.attention import formulas
 class AttentionOptions:
     """Options of the ``attention`` layer (user prefix ``attention_``)."""
 
-    num_heads: int = option(
-        4, doc="Number of attention heads.", validator=int_at_least(1), examples=(1, 2)
+    num_heads: int = option(4, doc="Query heads.", validator=at_least(1), examples=(1, 2))
+    num_kv_heads: int | None = option(
+        None,
+        doc="Key/value heads, dividing num_heads (grouped-query attention; 1 = multi-query); "
+        "None = num_heads. The decoding cache holds only these.",
+        validator=at_least(1, allow_none=True),
+        examples=(1,),
     )
     head_dim: int = option(
         64,
-        doc="Width of each head (even: rotary rotates channel pairs).",
-        validator=int_at_least(2, multiple_of=2),
+        doc="Width of each head (even when rotary is on: it turns channel pairs).",
+        validator=at_least(1),
         examples=(4, 8),
     )
     window_size: int | None = option(
         60,
         doc="Each position attends to the last `window_size` positions (itself included, so at "
         "least 2: with 1 the queries and keys would have no effect); None = full causal.",
-        validator=int_at_least(2, allow_none=True),
+        validator=at_least(2, allow_none=True),
         examples=(2, 3, 8, None),
     )
     qk_norm: bool = option(
         True, doc="LayerNorm on each head's queries and keys.", validator=boolean, examples=(False,)
     )
-    rope_base: float = option(
+    rope_base: float | None = option(
         10000.0,
-        doc="Rotary embedding base.",
-        validator=float_in(0.0, math.inf, low_open=True, high_open=True),
-        examples=(100.0,),
+        doc="Rotary embedding base; None = no rotary embedding (as Nemotron-H's attention).",
+        validator=in_range(0.0, math.inf, low_open=True, high_open=True, allow_none=True),
+        examples=(100.0, None),
     )
     bias: bool = option(
         False,
@@ -48,44 +61,39 @@ class AttentionOptions:
         validator=boolean,
         examples=(True,),
     )
+    conv_size: int = option(
+        0,
+        doc="Taps of a depthwise causal convolution on the attention's input (a short conv "
+        "then attention, as the Based paper's and Zoology's baselines); 0 = none.",
+        validator=at_least(0),
+        examples=(3,),
+    )
     ffn_expand_factor: int = option(
         4,
-        doc="Inner width of the FFN sub-block as a multiple of hidden_size (Edifice: 4).",
-        validator=int_at_least(1),
-        examples=(1, 2),
+        doc="Inner width of the FFN sub-block as a multiple of hidden_size (Edifice: 4); 0 = no "
+        "FFN sub-block (attention alone, as Zoology's paper baseline or Nemotron-H).",
+        validator=at_least(0),
+        examples=(1, 0),
+    )
+    ffn_activation: str = option(
+        "gelu",
+        doc="Activation of the FFN sub-block: 'gelu', 'relu2' or 'swiglu' (as the ffn layer).",
+        validator=one_of("gelu", "relu2", "swiglu"),
+        examples=("swiglu",),
     )
 
-
-def _factory(options: AttentionOptions, hidden_size: int) -> Any:
-    from hybridzoo_plugins.attention.layer import make_attention_bodies
-
-    return make_attention_bodies(hidden_size, **attrs.asdict(options))
-
-
-def _param_count(options: AttentionOptions, hidden_size: int) -> int:
-    return formulas.param_count(hidden_size, **attrs.asdict(options))
-
-
-def _state_size(options: AttentionOptions, hidden_size: int) -> int | None:
-    if options.window_size is None:
-        return None  # the key/value cache grows with the sequence
-    return formulas.state_size(hidden_size, **attrs.asdict(options))
-
-
-def _scale_options(
-    options: AttentionOptions, hidden_size: int, *, seq_len: int | None = None
-) -> AttentionOptions:
-    """Heads split the width (``head_dim = hidden_size // num_heads``, even, at least 2); with a
-    known sequence length the window covers all of it (as in Zoology)."""
-    head_dim = max(2, hidden_size // options.num_heads // 2 * 2)
-    window = options.window_size if seq_len is None else max(2, seq_len)
-    return attrs.evolve(options, head_dim=head_dim, window_size=window)
-
-
-def _reference(body: Any, x: Any) -> Any:
-    from hybridzoo_plugins.attention.reference import reference_forward
-
-    return reference_forward(body, x)
+    def __attrs_post_init__(self) -> None:
+        kv_heads = self.num_kv_heads or self.num_heads
+        if self.num_heads % kv_heads:
+            raise ValueError(
+                f"attention_num_kv_heads ({kv_heads}) must divide attention_num_heads "
+                f"({self.num_heads})"
+            )
+        if self.rope_base is not None and self.head_dim % 2:
+            raise ValueError(
+                f"attention_head_dim ({self.head_dim}) must be even with rotary embeddings "
+                "(attention_rope_base=None turns them off)"
+            )
 
 
 SPEC = LayerSpec(
@@ -93,14 +101,15 @@ SPEC = LayerSpec(
     symbol="A",
     option_prefix="attention",
     options=AttentionOptions,
-    factory=_factory,
-    param_count=_param_count,
-    description="Sliding-window causal multi-head attention (RoPE, QK-norm), then an FFN.",
+    factory="hybridzoo_plugins.attention.layer:make_bodies",
+    reference="hybridzoo_plugins.attention.reference:reference_forward",
+    param_count=formulas.param_count,
+    state_size=formulas.state_size,
+    scale_options=formulas.scale_options,
+    sub_blocks=formulas.sub_blocks,
+    description="Causal attention (sliding-window or full; GQA, RoPE, QK-norm, short conv), "
+    "then an FFN.",
     capabilities=Capabilities(causal=True, stateful=True, complexity="linear"),
-    state_size=_state_size,
-    sub_blocks=2,
-    reference=_reference,
-    scale_options=_scale_options,
 )
 
 

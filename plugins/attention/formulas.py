@@ -1,96 +1,79 @@
-"""Closed formulas for the attention layer: parameter count and decoding-state size (no torch).
+"""Closed formulas of the ``attention`` layer (no torch): parameters, decoding state, sub-blocks
+and width scaling.
 
-The attention *layer* is two bodies (see ``make_attention_bodies`` in
-:mod:`hybridzoo_plugins.attention.layer`): the sliding-window attention body and the feed-forward
-body that follows it.
+The layer is the attention body and, unless ``ffn_expand_factor`` is 0, a feed-forward body
+(see ``make_bodies`` in :mod:`hybridzoo_plugins.attention.layer`).
 """
 
 from __future__ import annotations
 
-from hybridzoo.formulas import feedforward_param_count
+from typing import TYPE_CHECKING
+
+import attrs
+
+from hybridzoo.plugin import feedforward_param_count
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hybridzoo_plugins.attention import AttentionOptions
 
 
-def attention_param_count(
-    hidden_size: int,
-    *,
-    num_heads: int = 4,
-    head_dim: int = 64,
-    qk_norm: bool = True,
-    bias: bool = False,
-) -> int:
-    """Exact parameter count of one :class:`SlidingWindowAttention` body.
+def kv_heads(o: AttentionOptions) -> int:
+    """Key/value heads: ``num_kv_heads``, or ``num_heads`` when it is None."""
+    return o.num_kv_heads or o.num_heads
 
-    - q, k, v projections ``H → heads·head_dim``: ``3·H·D`` weights (+ ``3·D`` biases),
-      where ``D = heads·head_dim``;
-    - output projection ``D → H``: ``D·H`` weights (+ ``H`` biases);
-    - QK norm (if on): one LayerNorm over ``head_dim`` for q and one for k, each with a weight and
-      a bias shared by all heads: ``4·head_dim``.
+
+def attention_param_count(o: AttentionOptions, hidden_size: int) -> int:
+    """The attention body, with ``Q = heads·d`` and ``K = kv_heads·d``:
+
+    - q projection ``H → Q`` and output projection ``Q → H``: ``2·H·Q`` (+ ``Q + H`` biases);
+    - k and v projections ``H → K``: ``2·H·K`` (+ ``2·K`` biases);
+    - QK-norm (if on): one LayerNorm over ``d`` for q and one for k, shared by the heads:
+      ``4·d``;
+    - the input convolution (``conv_size = c > 0``): ``c·H`` taps and ``H`` biases.
 
     Rotary embeddings have no parameters.
     """
-    inner = num_heads * head_dim
-    count = 4 * hidden_size * inner
-    if bias:
-        count += 3 * inner + hidden_size
-    if qk_norm:
-        count += 4 * head_dim
+    queries = o.num_heads * o.head_dim
+    keys = kv_heads(o) * o.head_dim
+    count = 2 * hidden_size * queries + 2 * hidden_size * keys
+    if o.bias:
+        count += queries + 2 * keys + hidden_size
+    if o.qk_norm:
+        count += 4 * o.head_dim
+    if o.conv_size:
+        count += (o.conv_size + 1) * hidden_size
     return count
 
 
-def param_count(
-    hidden_size: int,
-    *,
-    num_heads: int = 4,
-    head_dim: int = 64,
-    window_size: int | None = 60,
-    qk_norm: bool = True,
-    rope_base: float = 10000.0,
-    bias: bool = False,
-    ffn_expand_factor: int = 4,
-) -> int:
-    """Exact parameter count of one attention layer: the attention body plus its FFN body.
-
-    Takes the same keywords as ``make_attention_bodies``; ``window_size`` and ``rope_base`` do not
-    change the count.
-    """
-    del window_size, rope_base  # no parameters depend on them
-    return attention_param_count(
-        hidden_size, num_heads=num_heads, head_dim=head_dim, qk_norm=qk_norm, bias=bias
-    ) + feedforward_param_count(hidden_size, ffn_expand_factor)
+def param_count(o: AttentionOptions, hidden_size: int) -> int:
+    """The attention body plus its feed-forward body (if any)."""
+    ffn = 0
+    if o.ffn_expand_factor:
+        ffn = feedforward_param_count(hidden_size, o.ffn_expand_factor, activation=o.ffn_activation)
+    return attention_param_count(o, hidden_size) + ffn
 
 
-def state_size(
-    hidden_size: int,
-    *,
-    num_heads: int = 4,
-    head_dim: int = 64,
-    window_size: int | None = 60,
-    qk_norm: bool = True,
-    rope_base: float = 10000.0,
-    bias: bool = False,
-    ffn_expand_factor: int = 4,
-    seq_len: int | None = None,
-) -> int:
-    """Number of cached floating-point values per batch row in the decoding state.
+def sub_blocks(o: AttentionOptions) -> int:
+    """2 (attention, feed-forward), or 1 with ``ffn_expand_factor = 0``."""
+    return 2 if o.ffn_expand_factor else 1
 
-    The state is a key cache and a value cache of ``[heads, capacity, head_dim]`` each (plus one
-    integer position counter shared by the batch, not counted here).
 
-    - ``window_size = w``: a ring buffer of exactly ``w`` entries, whatever ``seq_len`` is:
-      ``2·heads·w·head_dim``.
-    - ``window_size = None`` (full causal attention): the cache holds every token seen, so the size
-      depends on the number of tokens ``seq_len`` (required): ``2·heads·seq_len·head_dim``. (The
-      buffer actually allocated may be larger: its capacity doubles when full.)
+def state_size(o: AttentionOptions, hidden_size: int) -> int | None:
+    """Elements per sequence of the decoding state with a window ``w``:
+    ``2·kv_heads·w·d`` cached keys and values, 1 position counter and, with a convolution of
+    ``c`` taps, its ``(c-1)·H`` last inputs. ``None`` for full attention (``window_size=None``):
+    the cache grows with the tokens seen."""
+    if o.window_size is None:
+        return None
+    conv = (o.conv_size - 1) * hidden_size if o.conv_size > 1 else 0
+    return 2 * kv_heads(o) * o.window_size * o.head_dim + 1 + conv
 
-    The other keywords (same as ``make_attention_bodies``) are accepted for a uniform signature;
-    the state does not depend on them (the FFN body is stateless).
-    """
-    del hidden_size, qk_norm, rope_base, bias, ffn_expand_factor
-    if window_size is None:
-        if seq_len is None:
-            raise ValueError(
-                "state_size with window_size=None (full attention) needs seq_len: the key/value "
-                "cache grows with the number of tokens seen"
-            )
-        return 2 * num_heads * seq_len * head_dim
-    return 2 * num_heads * window_size * head_dim
+
+def scale_options(
+    o: AttentionOptions, hidden_size: int, *, seq_len: int | None = None
+) -> AttentionOptions:
+    """Heads split the width (``head_dim = hidden_size // num_heads``, even, at least 2); with a
+    known sequence length the window covers all of it (as in Zoology)."""
+    head_dim = max(2, hidden_size // o.num_heads // 2 * 2)
+    window = o.window_size if seq_len is None or o.window_size is None else max(2, seq_len)
+    return attrs.evolve(o, head_dim=head_dim, window_size=window)

@@ -1,65 +1,81 @@
-"""Sliding-window causal multi-head attention with rotary embeddings and QK-norm.
+"""Causal multi-head attention: sliding-window or full, grouped-query heads, optional rotary
+embeddings, QK-norm and a short convolution in front.
 
-The body maps ``[B, L, H] -> [B, L, H]``: q, k, v projections ``H → heads·head_dim``, an optional
-per-head QK LayerNorm, rotary position embeddings on q and k (absolute positions), a causal band
-mask (query ``t`` sees keys ``t-window+1 .. t``), and an output projection ``heads·head_dim → H``.
+The body maps ``[B, L, H] -> [B, L, H]``: an optional depthwise causal convolution over the input
+(``conv_size`` taps, no activation: the "short conv then attention" of Zoology's and the Based
+paper's baselines), projections q ``H → heads·d`` and k, v ``H → kv_heads·d`` (grouped-query
+attention: query head ``i`` reads kv head ``i // (heads / kv_heads)``), an optional LayerNorm of
+each head's q and k, rotary embeddings on q and k (none with ``rope_base=None``, as Nemotron-H),
+causal attention with scale ``1/√d`` (query ``t`` sees keys ``t-window+1 .. t``, or every key
+``<= t`` with ``window_size=None``), and the output projection ``heads·d → H``. No ``L×L``
+scores are built in forward, prefill or step (see :mod:`hybridzoo_plugins.attention.kernels`).
 
-Time and memory are ``O(L·window)``: queries are cut into blocks of ``window`` positions and each
-block attends to its own keys and to those of the previous block (``2·window`` keys), under a
-per-block boolean mask; all blocks go through one ``scaled_dot_product_attention`` call.
+Decoding state, a tuple of batch-first tensors (nothing shared between rows):
 
-Decoding state: ``(k_cache, v_cache, pos)`` with ``k_cache, v_cache: [B, heads, window, head_dim]``
-a ring buffer (keys stored after rotary; position ``s`` lives in slot ``s % window``) and ``pos`` a
-0-dim int64 tensor, the number of tokens seen (shared by the batch). With ``window_size=None``
-(full causal attention) the same layout is used with a buffer that grows: its capacity starts at
-``initial_cache_len`` and doubles whenever it is full.
+- ``k_cache, v_cache [B, kv_heads, capacity, d]``: keys (after rotary) and values. With a window
+  ``w`` a ring buffer of ``capacity = w`` slots (position ``s`` in slot ``s % w``); with
+  ``window_size=None`` position ``s`` in slot ``s`` of a buffer whose capacity starts at
+  ``initial_cache_len`` and doubles when a row would overflow it. Two states of one body
+  concatenate along the batch after zero-padding their caches to the larger capacity (slots at
+  or past a row's position are never read).
+- ``pos [B]`` (int64): each row's number of tokens seen, so rows of different lengths can share
+  a batch.
+- with ``conv_size = K > 1``: ``conv_window [B, H, K-1]``, the last ``K-1`` inputs.
+
+Step mode is inference only: ``step`` updates the state in place (no autograd through it) and
+returns it (with a full cache that had to grow, a new, larger one); ``prefill`` returns a new
+state and leaves the given one alone.
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hybridzoo.nn import FeedForward
+from hybridzoo.ops import causal_conv1d
+from hybridzoo.validate import at_least, boolean, in_range
+from hybridzoo_plugins.attention.kernels import (
+    banded_attention,
+    cached_attention,
+    causal_attention,
+    contain,
+    decode_attention,
+    packed_attention,
+    poison,
+)
+from hybridzoo_plugins.attention.rotary import apply_rotary
 
-State = tuple[Tensor, Tensor, Tensor]
+if TYPE_CHECKING:  # pragma: no cover
+    from hybridzoo_plugins.attention import AttentionOptions
+
+State = tuple[Tensor, ...]
 
 #: Initial capacity of the key/value cache when ``window_size=None`` (it doubles when full).
 FULL_CACHE_INITIAL_LEN = 64
 
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-def rotate_half(x: Tensor) -> Tensor:
-    """``[x1, x2] -> [-x2, x1]`` over the last dim (pairs ``(i, i + d/2)`` rotate together)."""
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
+_BASE = in_range(0.0, math.inf, low_open=True, high_open=True, allow_none=True)
 
 
 class SlidingWindowAttention(nn.Module):
-    """Sliding-window causal multi-head self-attention (a body: no outer norm or residual).
+    """Causal multi-head self-attention (a body: no outer norm or residual).
 
     Args:
         hidden_size: model width ``H``.
-        num_heads: number of heads.
-        head_dim: width of each head (even: rotary rotates pairs of channels).
+        num_heads: query heads.
+        num_kv_heads: key/value heads, dividing ``num_heads`` (``None`` = ``num_heads``; 1 is
+            multi-query attention). The decoding cache holds only these.
+        head_dim: width ``d`` of each head (even when rotary is on).
         window_size: each query sees itself and the ``window_size - 1`` previous positions;
-            ``None`` = full causal attention (``O(L²)`` time, a growing decoding cache).
-        qk_norm: apply a LayerNorm over ``head_dim`` (learned weight and bias, eps ``1e-5``, one
-            for q and one for k, shared by all heads) to q and k before rotary, as Edifice's
-            per-head QK LayerNorm does. ``4·head_dim`` parameters.
-        rope_base: rotary base; channel pair ``(i, i + head_dim/2)`` rotates by angle
-            ``t · rope_base^(-2i/head_dim)`` at absolute position ``t``.
+            ``None`` = full causal attention (a decoding cache that grows).
+        qk_norm: a LayerNorm over ``head_dim`` (weight and bias, eps ``1e-5``, one for q and one
+            for k, shared by the heads) on q and k before rotary (Edifice's QK-norm).
+        rope_base: rotary base; ``None`` = no rotary embedding (no positional signal).
         bias: biases on the four projections.
+        conv_size: taps of a depthwise causal convolution (with bias) on the input; 0 = none.
 
     Parameter count: :func:`hybridzoo_plugins.attention.formulas.attention_param_count`.
     """
@@ -69,267 +85,268 @@ class SlidingWindowAttention(nn.Module):
         hidden_size: int,
         *,
         num_heads: int = 4,
+        num_kv_heads: int | None = None,
         head_dim: int = 64,
         window_size: int | None = 60,
         qk_norm: bool = True,
-        rope_base: float = 10000.0,
+        rope_base: float | None = 10000.0,
         bias: bool = False,
+        conv_size: int = 0,
     ) -> None:
         super().__init__()
-        _check_int("hidden_size", hidden_size, 1)
-        _check_int("num_heads", num_heads, 1)
-        _check_int("head_dim", head_dim, 2)
-        if head_dim % 2:
-            raise ValueError(
-                f"head_dim must be even (rotary rotates channel pairs), got {head_dim}"
-            )
-        if window_size is not None:
-            _check_int("window_size", window_size, 1)
-        for name, flag in (("qk_norm", qk_norm), ("bias", bias)):
-            if not isinstance(flag, bool):
-                raise TypeError(f"{name} must be a bool, got {flag!r}")
-        if isinstance(rope_base, bool) or not isinstance(rope_base, (int, float)):
-            raise TypeError(f"rope_base must be a positive number, got {rope_base!r}")
-        if not rope_base > 0 or not math.isfinite(rope_base):
-            raise ValueError(f"rope_base must be a positive finite number, got {rope_base}")
-        self.hidden_size = hidden_size
-        self.num_heads = num_heads
-        self.head_dim = head_dim
-        self.window_size = window_size
-        self.rope_base = float(rope_base)
+        at_least(1).check("hidden_size", hidden_size)
+        at_least(1).check("num_heads", num_heads)
+        kv_heads = num_heads if num_kv_heads is None else num_kv_heads
+        if at_least(1).check("num_kv_heads", kv_heads) and num_heads % kv_heads:
+            raise ValueError(f"num_kv_heads ({kv_heads}) must divide num_heads ({num_heads})")
+        self.rope_base = _BASE.check("rope_base", rope_base)
+        multiple = 2 if rope_base is not None else 1  # rotary turns channel pairs
+        at_least(multiple, multiple_of=multiple).check("head_dim", head_dim)
+        at_least(1, allow_none=True).check("window_size", window_size)
+        at_least(0).check("conv_size", conv_size)
+        self.hidden_size, self.num_heads, self.num_kv_heads = hidden_size, num_heads, kv_heads
+        self.head_dim, self.window_size, self.conv_size = head_dim, window_size, conv_size
         self.initial_cache_len = FULL_CACHE_INITIAL_LEN  # used when window_size is None
-        inner = num_heads * head_dim
-        self.q_proj = nn.Linear(hidden_size, inner, bias=bias)
-        self.k_proj = nn.Linear(hidden_size, inner, bias=bias)
-        self.v_proj = nn.Linear(hidden_size, inner, bias=bias)
-        self.o_proj = nn.Linear(inner, hidden_size, bias=bias)
-        self.q_norm: nn.Module = nn.LayerNorm(head_dim) if qk_norm else nn.Identity()
-        self.k_norm: nn.Module = nn.LayerNorm(head_dim) if qk_norm else nn.Identity()
+        self.q_proj = nn.Linear(hidden_size, num_heads * head_dim, bias=boolean.check("bias", bias))
+        self.k_proj = nn.Linear(hidden_size, kv_heads * head_dim, bias=bias)
+        self.v_proj = nn.Linear(hidden_size, kv_heads * head_dim, bias=bias)
+        self.o_proj = nn.Linear(num_heads * head_dim, hidden_size, bias=bias)
+        norm = boolean.check("qk_norm", qk_norm)
+        self.q_norm: nn.Module = nn.LayerNorm(head_dim) if norm else nn.Identity()
+        self.k_norm: nn.Module = nn.LayerNorm(head_dim) if norm else nn.Identity()
+        self.conv: nn.Conv1d | None = None
+        if conv_size:
+            self.conv = nn.Conv1d(hidden_size, hidden_size, conv_size, groups=hidden_size)
 
-    # ------------------------------------------------------------------ helpers
-    def _rotary(self, positions: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-        """cos and sin tables ``[L, head_dim]`` for float ``positions [L]``."""
-        half = self.head_dim // 2
-        exponents = torch.arange(half, device=positions.device, dtype=positions.dtype) / half
-        inv_freq = self.rope_base ** (-exponents)  # [half]
-        angles = positions[:, None] * inv_freq[None, :]  # [L, half]
-        angles = torch.cat((angles, angles), dim=-1)  # [L, head_dim]
-        return angles.cos().to(dtype), angles.sin().to(dtype)
+    # ------------------------------------------------------------------ pieces
+    def _short_conv(self, x: Tensor, window: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """The input convolution ``[B, L, H]`` (from ``window [B, H, K-1]`` or zeros) and the
+        last ``K-1`` inputs; the kernel runs in float32 for half-precision inputs."""
+        assert self.conv is not None
+        compute = torch.promote_types(x.dtype, torch.float32)
+        out, final = causal_conv1d(
+            x.to(compute),
+            self.conv.weight.squeeze(1).to(compute),
+            self.conv.bias.to(compute),
+            initial_window=None if window is None else window.to(compute),
+            activation=None,
+            output_final_window=True,
+        )
+        # a copy: the kernel may hand back a view of its input as the window
+        return out.to(x.dtype), final.to(x.dtype, copy=True)
 
-    def _project(self, x: Tensor, start: Tensor | int) -> tuple[Tensor, Tensor, Tensor]:
-        """q, k, v ``[B, heads, L, head_dim]`` for ``x [B, L, H]`` at positions ``start + 0..L-1``.
-
-        q and k are normalised (QK-norm) and rotated (rotary); ``start`` is an int or a 0-dim
-        integer tensor.
-        """
+    def _project(self, x: Tensor, positions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """q ``[B, heads, L, d]`` and k, v ``[B, kv_heads, L, d]`` for ``x [B, L, H]`` at
+        ``positions`` (``[L]`` or ``[B, L]``)."""
         batch, length, _ = x.shape
-        shape = (batch, length, self.num_heads, self.head_dim)
-        q = self.q_norm(self.q_proj(x).view(shape)).transpose(1, 2)  # [B, nh, L, hd]
-        k = self.k_norm(self.k_proj(x).view(shape)).transpose(1, 2)
-        v = self.v_proj(x).view(shape).transpose(1, 2)
-        angle_dtype = torch.promote_types(x.dtype, torch.float32)
-        positions = torch.arange(length, device=x.device, dtype=angle_dtype) + start  # [L]
-        cos, sin = self._rotary(positions, x.dtype)
-        q = q * cos + rotate_half(q) * sin
-        k = k * cos + rotate_half(k) * sin
+        d = self.head_dim
+        q = self.q_norm(self.q_proj(x).view(batch, length, self.num_heads, d)).transpose(1, 2)
+        k = self.k_norm(self.k_proj(x).view(batch, length, self.num_kv_heads, d)).transpose(1, 2)
+        v = self.v_proj(x).view(batch, length, self.num_kv_heads, d).transpose(1, 2)
+        if self.rope_base is not None:
+            q, k = apply_rotary(q, k, positions, self.rope_base)
         return q, k, v
 
     def _merge(self, out: Tensor) -> Tensor:
-        """``[B, heads, L, head_dim] -> [B, L, H]`` through the output projection."""
+        """``[B, heads, L, d] -> [B, L, H]`` through the output projection."""
         batch, _, length, _ = out.shape
-        out = out.transpose(1, 2).reshape(batch, length, self.num_heads * self.head_dim)
-        return self.o_proj(out)
+        return self.o_proj(out.transpose(1, 2).reshape(batch, length, -1))
 
     # ------------------------------------------------------------------ protocol
-    def forward(self, x: Tensor) -> Tensor:
-        """``x [B, L, H] -> [B, L, H]`` from a fresh start (position 0)."""
-        q, k, v = self._project(x, 0)
-        if self.window_size is None:
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    def forward(self, x: Tensor, seq_idx: Tensor | None = None) -> Tensor:
+        """``x [B, L, H] -> [B, L, H]`` from a fresh start (position 0).
+
+        ``seq_idx [B, L]`` (integers, non-decreasing along each row) numbers documents packed in
+        a row: each attends within itself and its rotary positions restart at 0, so the output
+        equals separate forwards of the documents. (Not yet with ``conv_size``: the short
+        convolution kernel takes no document boundaries.)
+        """
+        positions = torch.arange(x.shape[1], device=x.device)
+        if seq_idx is not None:
+            positions = self._check_packing(x, seq_idx)
+        if self.conv is not None:
+            x = self._short_conv(x)[0]
+        q, k, v = self._project(x, positions)
+        k, v, bad = contain(x, k, v)
+        if self.window_size is not None:
+            out = banded_attention(q, k, v, self.window_size, seq_idx=seq_idx)
+        elif seq_idx is not None:
+            out = packed_attention(q, k, v, seq_idx)
         else:
-            out = banded_attention(q, k, v, self.window_size)
+            out = causal_attention(q, k, v)
+        if bad is not None:
+            out = poison(out, bad, self.window_size, positions)
         return self._merge(out)
 
-    def init_state(self, batch_size: int) -> State:
-        """Empty cache: ``k, v [B, heads, capacity, head_dim]`` zeros and ``pos`` = 0 (int64).
+    def _check_packing(self, x: Tensor, seq_idx: Tensor) -> Tensor:
+        """Validate ``seq_idx``; each position's offset in its document ``[B, L]``."""
+        if (
+            not isinstance(seq_idx, Tensor)
+            or seq_idx.shape != x.shape[:2]
+            or seq_idx.is_floating_point()
+            or seq_idx.is_complex()
+        ):
+            shape = tuple(getattr(seq_idx, "shape", ()))
+            raise ValueError(
+                f"seq_idx must be an integer tensor of shape [B, L] = {tuple(x.shape[:2])}, "
+                f"got {type(seq_idx).__name__} {shape}"
+            )
+        if seq_idx.shape[1] > 1 and bool((seq_idx.diff(dim=1) < 0).any()):
+            raise ValueError("seq_idx must be non-decreasing along each row (documents in order)")
+        if self.conv is not None:
+            raise NotImplementedError(
+                "packed documents (seq_idx) with attention_conv_size > 0: the short convolution "
+                "kernel (hybridzoo.ops.causal_conv1d) takes no document boundaries yet"
+            )
+        index = torch.arange(x.shape[1], device=x.device).expand_as(seq_idx)
+        starts = torch.ones_like(seq_idx, dtype=torch.bool)
+        starts[:, 1:] = seq_idx[:, 1:] != seq_idx[:, :-1]
+        first = torch.where(starts, index, 0).cummax(dim=1).values  # each document's first index
+        return index - first
 
-        ``capacity`` is ``window_size``, or ``initial_cache_len`` when ``window_size`` is None.
-        """
-        _check_int("batch_size", batch_size, 1)
+    def init_state(self, batch_size: int) -> State:
+        """Empty caches, ``pos`` zeros and (with a convolution) a zero input window."""
+        at_least(1).check("batch_size", batch_size)
         weight = self.q_proj.weight
-        capacity = self.window_size if self.window_size is not None else self.initial_cache_len
-        shape = (batch_size, self.num_heads, capacity, self.head_dim)
-        k_cache = torch.zeros(shape, device=weight.device, dtype=weight.dtype)
-        v_cache = torch.zeros(shape, device=weight.device, dtype=weight.dtype)
-        pos = torch.zeros((), device=weight.device, dtype=torch.long)
-        return k_cache, v_cache, pos
+        capacity = self.window_size or self.initial_cache_len
+        shape = (batch_size, self.num_kv_heads, capacity, self.head_dim)
+        state = [weight.new_zeros(shape), weight.new_zeros(shape)]
+        state.append(torch.zeros(batch_size, device=weight.device, dtype=torch.long))
+        if self.conv is not None:
+            state.append(weight.new_zeros(batch_size, self.hidden_size, self.conv_size - 1))
+        return tuple(state)
+
+    def _conv_step(self, x_t: Tensor, window: Tensor) -> Tensor:
+        """One input through the convolution; shifts ``window`` in place."""
+        assert self.conv is not None
+        weight = self.conv.weight.squeeze(1)  # [H, K]
+        taps = torch.cat((window, x_t.unsqueeze(-1)), -1)  # [B, H, K]
+        window.copy_(taps[:, :, 1:])
+        return (taps * weight).sum(-1) + self.conv.bias
 
     def step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
-        """One token ``x_t [B, H] -> y_t [B, H]``.
-
-        Updates the state in place (the ring buffer slot ``pos % window`` and ``pos``) and returns
-        it. With ``window_size=None`` the buffer is replaced by one twice as large when full (the
-        only allocation; amortised O(1) per step, and the one place that reads ``pos`` on the host).
-        """
-        k_cache, v_cache, pos = state
-        if self.window_size is None and int(pos) >= k_cache.shape[2]:
-            k_cache, v_cache = _grow(k_cache, v_cache, 2 * k_cache.shape[2])
+        """One token ``x_t [B, H] -> y_t [B, H]``; updates the state in place (see the module
+        docstring for the one exception, a full cache that grows)."""
+        k_cache, v_cache, pos = state[:3]
+        if self.conv is not None:
+            x_t = self._conv_step(x_t, state[3])
         capacity = k_cache.shape[2]
-        q, k, v = self._project(x_t.unsqueeze(1), pos)  # [B, nh, 1, hd]
-        slot = torch.remainder(pos, capacity).view(1)
-        k_cache.index_copy_(2, slot, k)
-        v_cache.index_copy_(2, slot, v)
-        # Slots 0..pos are filled; once pos >= capacity every slot is (keys at most window old).
-        valid = (torch.arange(capacity, device=pos.device) <= pos).view(1, 1, 1, capacity)
-        out = F.scaled_dot_product_attention(q, k_cache, v_cache, attn_mask=valid)
+        if self.window_size is None and int(pos.max()) >= capacity:
+            k_cache, v_cache = _grow(k_cache, 2 * capacity), _grow(v_cache, 2 * capacity)
+            capacity *= 2
+        q, k, v = self._project(x_t.unsqueeze(1), pos.unsqueeze(1))  # [B, *, 1, d]
+        rows = torch.arange(x_t.shape[0], device=pos.device)
+        slot = pos % capacity
+        k_cache[rows, :, slot] = k[:, :, 0]
+        v_cache[rows, :, slot] = v[:, :, 0]
+        valid = torch.arange(capacity, device=pos.device) <= pos.unsqueeze(1)  # [B, capacity]
+        out = decode_attention(q, k_cache, v_cache, valid)
         pos.add_(1)
-        return self._merge(out).squeeze(1), (k_cache, v_cache, pos)
+        return self._merge(out).squeeze(1), (k_cache, v_cache, pos, *state[3:])
 
     def prefill(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
-        """Forward ``x [B, L, H]`` continuing from ``state`` (None = fresh); returns the new state.
-
-        The new queries also see the cached keys (those within the window). The given state is not
-        modified: a new state is returned.
-        """
+        """Forward ``x [B, L, H]`` continuing from ``state`` (None = fresh); returns the new
+        state (the given one is not modified)."""
         if state is None:
             state = self.init_state(x.shape[0])
-        k_cache, v_cache, pos = state
+        k_cache, v_cache, pos = state[:3]
+        extra: tuple[Tensor, ...] = ()
+        if self.conv is not None:
+            x, window = self._short_conv(x, state[3])
+            extra = (window,)
         length = x.shape[1]
-        q, k, v = self._project(x, pos)
-        if self.window_size is None:
-            start = int(pos)
-            prev_k, prev_v = k_cache[:, :, :start], v_cache[:, :, :start]
-            out = full_attention(q, k, v, prev_k, prev_v)
-            capacity = k_cache.shape[2]
-            while capacity < start + length:
-                capacity *= 2
-            new_k, new_v = _grow(torch.cat((prev_k, k), 2), torch.cat((prev_v, v), 2), capacity)
-            return self._merge(out), (new_k, new_v, pos + length)
-        window = self.window_size
-        # Cache in chronological order: entry c holds position pos - window + c (< 0: unused).
-        chrono = torch.remainder(pos + torch.arange(window, device=pos.device), window)
-        prev_k = k_cache.index_select(2, chrono)  # [B, nh, w, hd]
-        prev_v = v_cache.index_select(2, chrono)
-        out = banded_attention(q, k, v, window, prev_k=prev_k, prev_v=prev_v, start=pos)
-        # New ring buffer: last `window` keys, position s in slot s % window.
+        positions = pos.unsqueeze(1) + torch.arange(length, device=pos.device)  # [B, L]
+        q, k, v = self._project(x, positions)
         new_pos = pos + length
-        last_k = torch.cat((prev_k, k), 2)[:, :, -window:]  # positions new_pos - w + c
-        last_v = torch.cat((prev_v, v), 2)[:, :, -window:]
-        ring = torch.remainder(torch.arange(window, device=pos.device) - new_pos, window)
-        new_k = last_k.index_select(2, ring)
-        new_v = last_v.index_select(2, ring)
-        return self._merge(out), (new_k, new_v, new_pos)
+        # the chunk attends to contained keys; the cache keeps them as they are
+        ka, va, bad = contain(x, k, v)
+        if self.window_size is None:
+            out = self._prefill_full(q, ka, va, k_cache, v_cache, pos)
+            new_k, new_v = self._store_full(k, v, k_cache, v_cache, pos)
+        else:
+            out = self._prefill_window(q, ka, va, k_cache, v_cache, pos)
+            new_k, new_v = self._store_window(k, v, k_cache, v_cache, pos, new_pos)
+        if bad is not None:
+            out = poison(out, bad, self.window_size, torch.arange(length, device=x.device))
+        return self._merge(out), (new_k, new_v, new_pos, *extra)
+
+    def _prefill_full(
+        self, q: Tensor, k: Tensor, v: Tensor, k_cache: Tensor, v_cache: Tensor, pos: Tensor
+    ) -> Tensor:
+        seen = int(pos.max())
+        if seen == 0:
+            return causal_attention(q, k, v)
+        return cached_attention(q, k, v, k_cache[:, :, :seen], v_cache[:, :, :seen], pos)
+
+    def _store_full(
+        self, k: Tensor, v: Tensor, k_cache: Tensor, v_cache: Tensor, pos: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """The cache with the chunk's keys at each row's positions (grown by doubling)."""
+        length = k.shape[2]
+        capacity = k_cache.shape[2]
+        while capacity < int(pos.max()) + length:
+            capacity *= 2
+        slots = (pos.unsqueeze(1) + torch.arange(length, device=pos.device)).view(-1, 1, length, 1)
+        slots = slots.expand(-1, self.num_kv_heads, -1, self.head_dim)
+        return _grow(k_cache, capacity).scatter_(2, slots, k), _grow(v_cache, capacity).scatter_(
+            2, slots, v
+        )
+
+    def _chronological(self, cache: Tensor, pos: Tensor) -> Tensor:
+        """The ring buffer in time order: entry ``c`` holds position ``pos - window + c``."""
+        window = cache.shape[2]
+        return _gather_slots(
+            cache, (pos.unsqueeze(1) + torch.arange(window, device=pos.device)) % window
+        )
+
+    def _prefill_window(
+        self, q: Tensor, k: Tensor, v: Tensor, k_cache: Tensor, v_cache: Tensor, pos: Tensor
+    ) -> Tensor:
+        assert self.window_size is not None
+        prev_k, prev_v = self._chronological(k_cache, pos), self._chronological(v_cache, pos)
+        return banded_attention(q, k, v, self.window_size, prev_k=prev_k, prev_v=prev_v, start=pos)
+
+    def _store_window(
+        self, k: Tensor, v: Tensor, k_cache: Tensor, v_cache: Tensor, pos: Tensor, new_pos: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """The new ring buffer: the last ``window`` keys, position ``s`` in slot ``s % window``."""
+        window = k_cache.shape[2]
+        ring = (torch.arange(window, device=pos.device) - new_pos.unsqueeze(1)) % window  # [B, w]
+        stored = []
+        for cache, new in ((k_cache, k), (v_cache, v)):
+            last = torch.cat((self._chronological(cache, pos), new), 2)[:, :, -window:]
+            stored.append(_gather_slots(last, ring))
+        return stored[0], stored[1]
 
 
-def _grow(k: Tensor, v: Tensor, capacity: int) -> tuple[Tensor, Tensor]:
-    """Copy ``k, v [B, nh, n, hd]`` into zero buffers of ``capacity >= n`` entries."""
-    batch, heads, n, dim = k.shape
-    new_k = k.new_zeros(batch, heads, capacity, dim)
-    new_v = v.new_zeros(batch, heads, capacity, dim)
-    new_k[:, :, :n] = k
-    new_v[:, :, :n] = v
-    return new_k, new_v
+def _gather_slots(cache: Tensor, index: Tensor) -> Tensor:
+    """``out[b, :, j] = cache[b, :, index[b, j]]`` for ``cache [B, kvh, C, d]``."""
+    batch, heads, _, dim = cache.shape
+    expanded = index.view(batch, 1, -1, 1).expand(batch, heads, index.shape[1], dim)
+    return cache.gather(2, expanded)
 
 
-def full_attention(q: Tensor, k: Tensor, v: Tensor, prev_k: Tensor, prev_v: Tensor) -> Tensor:
-    """Causal attention of ``q, k, v [B, nh, L, hd]`` after ``P`` keys ``prev_* [B, nh, P, hd]``.
-
-    Query ``i`` (absolute position ``P + i``) sees every earlier key and new keys ``0..i``.
-    """
-    n_prev, length = prev_k.shape[2], q.shape[2]
-    if n_prev == 0:
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
-    keys = torch.cat((prev_k, k), 2)  # [B, nh, P + L, hd]
-    values = torch.cat((prev_v, v), 2)
-    rows = torch.arange(length, device=q.device)[:, None]
-    cols = torch.arange(n_prev + length, device=q.device)[None, :]
-    mask = (cols <= rows + n_prev)[None, None]  # [1, 1, L, P + L]
-    return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+def _grow(cache: Tensor, capacity: int) -> Tensor:
+    """``cache [B, kvh, n, d]`` copied into a zero buffer of ``capacity >= n`` slots."""
+    batch, heads, n, dim = cache.shape
+    new = cache.new_zeros(batch, heads, capacity, dim)
+    new[:, :, :n] = cache
+    return new
 
 
-def banded_attention(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    window: int,
-    *,
-    prev_k: Tensor | None = None,
-    prev_v: Tensor | None = None,
-    start: Tensor | int = 0,
-) -> Tensor:
-    """Sliding-window causal attention in ``O(L·window)`` time and memory.
-
-    ``q, k, v: [B, nh, L, hd]`` at absolute positions ``start + 0..L-1``; query ``t`` sees keys
-    ``t-window+1 .. t`` (and none before position 0). ``prev_k, prev_v: [B, nh, window, hd]`` hold
-    the keys of positions ``start-window .. start-1`` in order (entries at negative positions are
-    ignored); ``None`` means a fresh start (``start`` must then be 0).
-
-    Queries are cut into ``nb`` blocks of ``qb`` positions (``qb = window``, or ``L`` when
-    ``L <= window``); block ``j`` attends to the ``window + qb`` keys that precede and overlap it:
-    the previous ``window`` keys and its own ``qb``. A fresh start with ``L <= window`` is plain
-    causal attention.
-    """
-    batch, heads, length, dim = q.shape
-    if prev_k is None or prev_v is None:
-        if length <= window:
-            return F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        prev_k = q.new_zeros(batch, heads, window, dim)
-        prev_v = prev_k
-    qb = window if length > window else length
-    nb = -(-length // qb)
-    span = window + qb
-    device = q.device
-    # Keys: [window previous | L new | zero padding to nb·qb]; key index c of block j is at
-    # position start - window + j·qb + c.
-    keys = q.new_empty(batch, heads, window + nb * qb, dim)
-    values = q.new_empty(batch, heads, window + nb * qb, dim)
-    for buffer, before, new in ((keys, prev_k, k), (values, prev_v, v)):
-        buffer[:, :, :window] = before
-        buffer[:, :, window : window + length] = new
-        buffer[:, :, window + length :] = 0.0
-    keys = keys.unfold(2, span, qb).transpose(-1, -2)  # [B, nh, nb, w + qb, hd] (overlapping)
-    values = values.unfold(2, span, qb).transpose(-1, -2)
-    queries = F.pad(q, (0, 0, 0, nb * qb - length)).view(batch, heads, nb, qb, dim)
-    # Mask [1, nb, qb, w + qb]: query i of block j (position start + j·qb + i) sees key c iff
-    # i < c <= i + window (the band) and the key's position is >= 0. (A 4-d mask lets torch use
-    # its fused CPU kernel, which never materialises the scores.)
-    i = torch.arange(qb, device=device)[None, :, None]
-    c = torch.arange(span, device=device)[None, None, :]
-    first = torch.arange(nb, device=device)[:, None, None] * qb
-    mask = (c > i) & (c <= i + window) & (first + c >= window - start)
-    out = F.scaled_dot_product_attention(
-        queries.reshape(batch * heads, nb, qb, dim),
-        keys.reshape(batch * heads, nb, span, dim),
-        values.reshape(batch * heads, nb, span, dim),
-        attn_mask=mask.unsqueeze(0),
-    )  # [B·nh, nb, qb, hd]
-    return out.view(batch, heads, nb * qb, dim)[:, :, :length]
-
-
-def make_attention_bodies(
-    hidden_size: int,
-    *,
-    num_heads: int = 4,
-    head_dim: int = 64,
-    window_size: int | None = 60,
-    qk_norm: bool = True,
-    rope_base: float = 10000.0,
-    bias: bool = False,
-    ffn_expand_factor: int = 4,
-) -> list[nn.Module]:
-    """The two bodies of an attention layer: ``[SlidingWindowAttention, FeedForward]``.
-
-    Each is wrapped by the core in its own pre-norm residual block. Parameter count:
-    :func:`hybridzoo_plugins.attention.formulas.param_count`.
-    """
-    _check_int("ffn_expand_factor", ffn_expand_factor, 1)
+def make_bodies(o: AttentionOptions, hidden_size: int) -> list[nn.Module]:
+    """The attention body, then (unless ``ffn_expand_factor`` is 0) its feed-forward body."""
     attention = SlidingWindowAttention(
         hidden_size,
-        num_heads=num_heads,
-        head_dim=head_dim,
-        window_size=window_size,
-        qk_norm=qk_norm,
-        rope_base=rope_base,
-        bias=bias,
+        num_heads=o.num_heads,
+        num_kv_heads=o.num_kv_heads,
+        head_dim=o.head_dim,
+        window_size=o.window_size,
+        qk_norm=o.qk_norm,
+        rope_base=o.rope_base,
+        bias=o.bias,
+        conv_size=o.conv_size,
     )
-    return [attention, FeedForward(hidden_size, ffn_expand_factor)]
+    if not o.ffn_expand_factor:
+        return [attention]
+    return [attention, FeedForward(hidden_size, o.ffn_expand_factor, activation=o.ffn_activation)]

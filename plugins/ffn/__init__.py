@@ -1,14 +1,20 @@
-"""The ``ffn`` layer: ``Linear(H, e·H) → GELU → Linear(e·H, H)`` (symbol ``F``)."""
+"""The ``ffn`` layer (symbol ``F``): a position-wise feed-forward ``down(act(up(x)))`` with an
+exact GELU (default), a squared ReLU (Nemotron-H) or a SwiGLU (Llama, Mixtral) activation."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import attrs
 
-from hybridzoo import Capabilities, LayerSpec, hookimpl, option
-from hybridzoo.formulas import feedforward_param_count
-from hybridzoo.spec import int_at_least
+from hybridzoo.plugin import (
+    Capabilities,
+    LayerSpec,
+    at_least,
+    boolean,
+    hookimpl,
+    one_of,
+    option,
+)
+from hybridzoo_plugins.ffn import formulas
 
 
 @attrs.frozen
@@ -17,20 +23,31 @@ class FFNOptions:
 
     expand_factor: int = option(
         4,
-        doc="Inner width as a multiple of hidden_size (Edifice: 4).",
-        validator=int_at_least(1),
+        doc="Inner width as a multiple of hidden_size (Edifice: 4); see also inner_size.",
+        validator=at_least(1),
         examples=(1, 2),
     )
+    activation: str = option(
+        "gelu",
+        doc="'gelu' (exact), 'relu2' (squared ReLU, as Nemotron-H) or 'swiglu' (silu(gate)·up, "
+        "as Llama; three matrices instead of two).",
+        validator=one_of("gelu", "relu2", "swiglu"),
+        examples=("relu2", "swiglu"),
+    )
+    bias: bool = option(True, doc="Biases on both linears.", validator=boolean, examples=(False,))
+    inner_size: int | None = option(
+        None,
+        doc="The inner width itself (e.g. from a converted checkpoint); None = expand_factor · "
+        "hidden_size. Give one of the two.",
+        validator=at_least(1, allow_none=True),
+    )
 
-
-def _factory(options: FFNOptions, hidden_size: int) -> Any:
-    from hybridzoo.nn import FeedForward
-
-    return FeedForward(hidden_size, options.expand_factor)
-
-
-def _param_count(options: FFNOptions, hidden_size: int) -> int:
-    return feedforward_param_count(hidden_size, options.expand_factor)
+    def __attrs_post_init__(self) -> None:
+        if self.inner_size is not None and self.expand_factor != 4:
+            raise ValueError(
+                f"give ffn_inner_size ({self.inner_size}) or ffn_expand_factor "
+                f"({self.expand_factor}), not both: the inner width is one of them"
+            )
 
 
 SPEC = LayerSpec(
@@ -38,11 +55,11 @@ SPEC = LayerSpec(
     symbol="F",
     option_prefix="ffn",
     options=FFNOptions,
-    factory=_factory,
-    param_count=_param_count,
-    description="Position-wise feed-forward: Linear(H, eH) → GELU → Linear(eH, H).",
-    capabilities=Capabilities(causal=True, stateful=True, complexity="linear"),
-    state_size=lambda options, hidden_size: 0,
+    factory="hybridzoo_plugins.ffn.layer:make_bodies",
+    reference="hybridzoo_plugins.ffn.reference:reference_forward",
+    param_count=formulas.param_count,
+    description="Position-wise feed-forward: down(act(up(x))), act = GELU, relu² or SwiGLU.",
+    capabilities=Capabilities(causal=True, positionwise=True),
 )
 
 

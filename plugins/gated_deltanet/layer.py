@@ -1,0 +1,234 @@
+"""Gated DeltaNet (Yang, Kautz & Hatamizadeh, ICLR 2025), as flash-linear-attention's
+``GatedDeltaNet`` layer and Qwen3-Next's linear-attention layer; a body ``[B, L, H] -> [B, L, H]``::
+
+    q, k = l2norm(silu(conv(q_proj u))), l2norm(silu(conv(k_proj u)))   # [B, L, h, dk]
+    v    = silu(conv(v_proj u))                                          # [B, L, hv, dv]
+    β_t  = sigmoid(b_proj u_t)                                           # [B, L, hv]
+    g_t  = -exp(A_log) · softplus(a_proj u_t + dt_bias)                  # log decay, [B, L, hv]
+    S_t  = exp(g_t) (I - β_t k_t k_tᵀ) S_{t-1} + β_t k_t v_tᵀ             # per head [dk, dv]
+    o_t  = dk^-½ · S_tᵀ q_t                                              # [B, L, hv, dv]
+    out  = o_proj(rms_norm(o_t) · w ⊙ silu(g_proj u_t))                  # RMS per head
+
+State orientation: ``S [B, hv, dk, dv]`` maps keys to values, so ``S_tᵀ q_t`` reads the value
+stored under ``q_t``, and the update writes ``v_t`` under ``k_t`` after removing ``β_t`` of what
+was stored there (``S_{t-1}ᵀ k_t``): fla's and transformers' layout. With ``num_v_heads >
+num_heads`` each query/key head serves ``hv / h`` consecutive value heads (Qwen3-Next's grouped
+value heads). The recurrence runs in :func:`hybridzoo.ops.chunk_gated_delta_rule` (chunkwise,
+WY form) and :func:`hybridzoo.ops.gated_delta_rule_step` (decoding).
+
+Parameter names are fla's (``q_proj``, ``k_proj``, ``v_proj``, ``a_proj``, ``b_proj``,
+``g_proj``, ``q_conv1d``, ``k_conv1d``, ``v_conv1d``, ``A_log``, ``dt_bias``, ``o_norm``,
+``o_proj``). Step-mode state: ``(q_window [B, K, c-1], k_window [B, K, c-1], v_window [B, V,
+c-1], S [B, hv, dk, dv])`` for a convolution kernel ``c``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hybridzoo.nn.gated_norm import GatedRMSNorm
+from hybridzoo.nn.init import log_uniform_, time_step_bias_
+from hybridzoo.nn.short_conv import ShortConvolution
+from hybridzoo.ops import chunk_gated_delta_rule, gated_delta_rule_step
+from hybridzoo.plugin import at_least, power_of_two
+from hybridzoo_plugins.gated_deltanet.formulas import value_head_dim, value_heads
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hybridzoo_plugins.gated_deltanet import GatedDeltaNetOptions
+
+__all__ = ["GatedDeltaNet", "GatedDeltaNetState", "make_bodies"]
+
+GatedDeltaNetState = tuple[Tensor, Tensor, Tensor, Tensor]
+"""``(q_window [B, K, c-1], k_window [B, K, c-1], v_window [B, V, c-1], S [B, hv, dk, dv])``."""
+
+#: initial decay rates ``A = U(0.01, 16)`` per head (Qwen3-Next's range: fla's, kept off 0)
+A_INIT_RANGE = (0.01, 16.0)
+#: initial time steps, log-uniform, as fla: ``(dt_min, dt_max, dt_init_floor)``
+DT_INIT = (0.001, 0.1, 1e-4)
+#: epsilon of the L2 normalisation of q and k (fla's and transformers')
+L2_EPS = 1e-6
+
+
+def l2_normalize(x: Tensor) -> Tensor:
+    """``x / sqrt(Σ x² + 1e-6)`` over the last dimension."""
+    return x * torch.rsqrt(x.square().sum(-1, keepdim=True) + L2_EPS)
+
+
+class GatedDeltaNet(nn.Module):
+    """The Gated DeltaNet token mixer (a body: no outer norm or residual).
+
+    Args:
+        hidden_size: model width ``H``.
+        num_heads: query/key heads ``h``. Default 4.
+        head_dim: query/key width per head ``dk``. Default 64.
+        expand_v: value width per head ``dv = head_dim · expand_v`` (whole). Default 1.
+        num_v_heads: value heads ``hv`` (a multiple of ``num_heads``); None: ``num_heads``.
+        conv_size: kernel of the causal convolutions over q, k and v. Default 4.
+        norm_eps: epsilon of the gated output RMSNorm. Default 1e-5.
+        chunk_size: chunk length of the delta-rule kernel (speed only). Default 64.
+        device, dtype: where and how to create the parameters.
+
+    Initialisation as fla: ``A_log = log U(0.01, 16)``, ``dt_bias = softplus⁻¹(dt)`` with
+    ``dt`` log-uniform in ``[0.001, 0.1]`` (at least 1e-4), PyTorch's defaults for the
+    projections and convolutions, the norm weight 1. ``A_log`` and ``dt_bias`` carry
+    ``_no_weight_decay = True``.
+    """
+
+    def __init__(
+        self,
+        hidden_size: int,
+        *,
+        num_heads: int = 4,
+        head_dim: int = 64,
+        expand_v: float = 1,
+        num_v_heads: int | None = None,
+        conv_size: int = 4,
+        norm_eps: float = 1e-5,
+        chunk_size: int = 64,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.hidden_size = at_least(1).check("hidden_size", hidden_size)
+        self.num_v_heads = value_heads(num_heads, num_v_heads)
+        self.num_heads, self.head_k_dim = num_heads, head_dim
+        self.head_v_dim = value_head_dim(head_dim, expand_v)
+        self.chunk_size = power_of_two.check("chunk_size", chunk_size)
+        self.key_dim = num_heads * head_dim
+        self.value_dim = self.num_v_heads * self.head_v_dim
+        fk: dict[str, Any] = {"device": device, "dtype": dtype}
+        keys, values, hv = self.key_dim, self.value_dim, self.num_v_heads
+
+        self.q_proj = nn.Linear(hidden_size, keys, bias=False, **fk)
+        self.k_proj = nn.Linear(hidden_size, keys, bias=False, **fk)
+        self.v_proj = nn.Linear(hidden_size, values, bias=False, **fk)
+        self.a_proj = nn.Linear(hidden_size, hv, bias=False, **fk)
+        self.b_proj = nn.Linear(hidden_size, hv, bias=False, **fk)
+        self.g_proj = nn.Linear(hidden_size, values, bias=False, **fk)
+        self.q_conv1d = ShortConvolution(keys, conv_size, **fk)
+        self.k_conv1d = ShortConvolution(keys, conv_size, **fk)
+        self.v_conv1d = ShortConvolution(values, conv_size, **fk)
+        self.A_log = nn.Parameter(torch.empty(hv, **fk))
+        self.dt_bias = nn.Parameter(torch.empty(hv, **fk))
+        self.o_norm = GatedRMSNorm(self.head_v_dim, eps=norm_eps, norm_before_gate=True, **fk)
+        self.o_proj = nn.Linear(values, hidden_size, bias=False, **fk)
+        for p in (self.A_log, self.dt_bias):
+            p._no_weight_decay = True  # type: ignore[attr-defined]
+        self.reset_decay_parameters()
+
+    @torch.no_grad()
+    def reset_decay_parameters(self) -> None:
+        """The decay initialisation: ``A_log`` and ``dt_bias`` (see the class docstring)."""
+        log_uniform_(self.A_log, *A_INIT_RANGE)
+        time_step_bias_(self.dt_bias, *DT_INIT)
+
+    def extra_repr(self) -> str:
+        return (
+            f"hidden_size={self.hidden_size}, num_heads={self.num_heads}, "
+            f"num_v_heads={self.num_v_heads}, head_k_dim={self.head_k_dim}, "
+            f"head_v_dim={self.head_v_dim}"
+        )
+
+    # -- shared by both modes -----------------------------------------------------------------
+
+    def _heads(self, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Split the convolved ``[..., K|K|V]`` into heads, q and k L2-normalised (the kernels
+        let each query/key head serve its ``hv / h`` value heads)."""
+        q = l2_normalize(q.unflatten(-1, (self.num_heads, self.head_k_dim)))
+        k = l2_normalize(k.unflatten(-1, (self.num_heads, self.head_k_dim)))
+        return q, k, v.unflatten(-1, (self.num_v_heads, self.head_v_dim))
+
+    def _gates(self, u: Tensor) -> tuple[Tensor, Tensor]:
+        """``(log decay g, β)``, each ``[..., hv]``."""
+        g = -torch.exp(self.A_log) * F.softplus(self.a_proj(u) + self.dt_bias)
+        return g, torch.sigmoid(self.b_proj(u))
+
+    def _output(self, o: Tensor, u: Tensor) -> Tensor:
+        """``o_proj(rms_norm(o) · w ⊙ silu(g_proj u))``: ``o [..., hv, dv]``, ``u [..., H]``."""
+        gate = self.g_proj(u).unflatten(-1, (self.num_v_heads, self.head_v_dim))
+        return self.o_proj(self.o_norm(o, gate).flatten(-2))
+
+    # -- sequence mode ------------------------------------------------------------------------
+
+    def _mix(
+        self, u: Tensor, state: GatedDeltaNetState | None, want_state: bool
+    ) -> tuple[Tensor, GatedDeltaNetState | None]:
+        windows = (None, None, None) if state is None else state[:3]
+        convs = (self.q_conv1d, self.k_conv1d, self.v_conv1d)
+        projs = (self.q_proj, self.k_proj, self.v_proj)
+        conv_out = [
+            conv(proj(u), window, output_final_window=want_state)
+            for conv, proj, window in zip(convs, projs, windows, strict=True)
+        ]
+        q, k, v = self._heads(*(y for y, _ in conv_out))
+        g, beta = self._gates(u)
+        o, final = chunk_gated_delta_rule(
+            q,
+            k,
+            v,
+            g,
+            beta,
+            initial_state=None if state is None else state[3],
+            output_final_state=want_state,
+            chunk_size=self.chunk_size,
+        )
+        out = self._output(o, u)
+        if not want_state:
+            return out, None
+        new_windows = tuple(w for _, w in conv_out)
+        return out, (*new_windows, final.to(u.dtype))  # type: ignore[return-value,union-attr]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x [B, L, H] -> [B, L, H]`` from a zero state."""
+        return self._mix(x, None, False)[0]
+
+    def prefill(
+        self, x: Tensor, state: GatedDeltaNetState | None = None
+    ) -> tuple[Tensor, GatedDeltaNetState]:
+        """``(y [B, L, H], the state after the last position)`` from ``state`` (None: zeros);
+        the given state is not modified."""
+        out, new_state = self._mix(x, state, True)
+        return out, new_state  # type: ignore[return-value]
+
+    # -- step mode ----------------------------------------------------------------------------
+
+    def init_state(self, batch_size: int) -> GatedDeltaNetState:
+        """The zero state ``(q_window, k_window, v_window, S [B, hv, dk, dv])`` in the module's
+        device and dtype."""
+        at_least(0).check("batch_size", batch_size)
+        s = self.A_log.new_zeros(batch_size, self.num_v_heads, self.head_k_dim, self.head_v_dim)
+        windows = (c.init_window(batch_size) for c in (self.q_conv1d, self.k_conv1d, self.v_conv1d))
+        return (*windows, s)  # type: ignore[return-value]
+
+    def step(self, x_t: Tensor, state: GatedDeltaNetState) -> tuple[Tensor, GatedDeltaNetState]:
+        """One position ``x_t [B, H] -> y_t [B, H]``; updates ``state`` in place and returns it.
+
+        Inference only: autograd does not go through the in-place update.
+        """
+        q_w, k_w, v_w, s = state
+        q, k, v = self._heads(
+            self.q_conv1d.step(self.q_proj(x_t), q_w),
+            self.k_conv1d.step(self.k_proj(x_t), k_w),
+            self.v_conv1d.step(self.v_proj(x_t), v_w),
+        )
+        g, beta = self._gates(x_t)
+        o = gated_delta_rule_step(q, k, v, g, beta, s)
+        return self._output(o, x_t), state
+
+
+def make_bodies(o: GatedDeltaNetOptions, hidden_size: int) -> GatedDeltaNet:
+    """The gated_deltanet layer's body: one :class:`GatedDeltaNet`."""
+    return GatedDeltaNet(
+        hidden_size,
+        num_heads=o.num_heads,
+        head_dim=o.head_dim,
+        expand_v=o.expand_v,
+        num_v_heads=o.num_v_heads,
+        conv_size=o.conv_size,
+        norm_eps=o.norm_eps,
+        chunk_size=o.chunk_size,
+    )
