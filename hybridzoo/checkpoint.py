@@ -34,12 +34,12 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from hybridzoo.errors import CheckpointError, ConfigError, HybridZooError, UnknownLayerError
 from hybridzoo.registry import Registry, get_registry
 
-__all__ = ["CONFIG_FILE", "KINDS", "WEIGHTS_FILE", "load", "save", "write_atomic"]
+__all__ = ["CONFIG_FILE", "KINDS", "WEIGHTS_FILE", "Checkpointed", "load", "save", "write_atomic"]
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -281,3 +281,26 @@ def load(
     if device is not None:
         model.to(device)
     return model.eval()
+
+
+C = TypeVar("C", bound="Checkpointed")
+
+
+class Checkpointed:
+    """``save`` and ``load`` for a model class listed in :data:`KINDS` (it has
+    ``checkpoint_kind``, ``config_class`` and ``__init__(config, *, registry=None)``)."""
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``config.json`` (with the weights' SHA-256 and the layers' distributions) and
+        ``model.safetensors`` into ``directory``, atomically (see :mod:`hybridzoo.checkpoint`);
+        a tensor shared by two parameters (tied embeddings) is stored once."""
+        return save(self, directory)
+
+    @classmethod
+    def load(cls: type[C], directory: str | Path, *, device: Any = None, dtype: Any = None) -> C:
+        """Rebuild a model written by :meth:`save`: the same weights, in the dtype they were
+        saved in (or ``dtype``, a ``torch.dtype``), on ``device`` (default CPU), **in eval
+        mode** (call ``.train()`` to train it further). The weights are checked against the
+        digest in ``config.json`` (:class:`~hybridzoo.CheckpointError` naming the file on a
+        mismatch); a directory holding another kind of model is a ``CheckpointError`` too."""
+        return load(directory, kind=cls, device=device, dtype=dtype)

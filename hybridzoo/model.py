@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from hybridzoo.checkpoint import Checkpointed
 from hybridzoo.config import HybridConfig
 from hybridzoo.errors import ConfigError, ShapeError, StateError, StepModeWarning
 from hybridzoo.nn.positionwise import positionwise_prefill, positionwise_step
@@ -149,7 +149,7 @@ class LayerBlock(nn.Module):
         return x, new
 
 
-class HybridModel(nn.Module):
+class HybridModel(nn.Module, Checkpointed):
     """A hybrid sequence model; build one with :func:`hybridzoo.build`.
 
     ``forward(x [B, L, embed_dim])`` returns ``[B, hidden_size]`` (``output="last"``: the final
@@ -360,29 +360,6 @@ class HybridModel(nn.Module):
             stacklevel=2,
         )
         return self.param_count()
-
-    def save(self, directory: str | Path) -> Path:
-        """Write ``config.json`` (with the weights' SHA-256 and the layers' distributions) and
-        ``model.safetensors`` into ``directory``, atomically (see :mod:`hybridzoo.checkpoint`)."""
-        from hybridzoo.checkpoint import save
-
-        return save(self, directory)
-
-    @classmethod
-    def load(
-        cls,
-        directory: str | Path,
-        *,
-        device: str | torch.device | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> HybridModel:
-        """Rebuild a model written by :meth:`save`: the same weights, in the dtype they were
-        saved in (or ``dtype``), on ``device`` (default CPU), **in eval mode** (call
-        ``.train()`` to train it further). The weights are checked against the digest in
-        ``config.json`` (:class:`~hybridzoo.CheckpointError` naming the file on a mismatch)."""
-        from hybridzoo.checkpoint import load
-
-        return load(directory, kind=cls, device=device, dtype=dtype)
 
     def extra_repr(self) -> str:
         return f"pattern={' '.join(self.config.pattern)!r}, hidden_size={self.config.hidden_size}"

@@ -71,9 +71,14 @@ class Recurrence(nn.Module):
     def _out(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return h + self.gain * torch.tanh(self.extra(x))
 
-    def init_state(self, batch_size: int) -> tuple[torch.Tensor]:
+    def init_state(self, batch_size: int) -> tuple[torch.Tensor, ...]:
         p = self.proj.weight
-        return (torch.zeros(batch_size, p.shape[0], dtype=p.dtype, device=p.device),)
+        h = torch.zeros(batch_size, p.shape[0], dtype=p.dtype, device=p.device)
+        if self.fault == "state_on_module":  # the last h kept on the module, not in the state
+            self.last = h.clone()
+        if self.fault == "shared_counter":  # one position counter for the whole batch
+            return h, torch.zeros((), dtype=torch.int64)
+        return (h,)
 
     def prefill(
         self, x: torch.Tensor, state: tuple[torch.Tensor] | None = None
@@ -105,6 +110,10 @@ class Recurrence(nn.Module):
         y = self._out(torch.stack(outs, 1), x)  # [B, L, H]
         if self.fault == "prefill_modifies_state" and given is not None:
             given[0].copy_(h)
+        if self.fault == "state_on_module":
+            self.last = h.clone()
+        if self.fault == "shared_counter":
+            return y, (h.clone(), torch.zeros((), dtype=torch.int64) + x.shape[1])
         return y, (h.clone(),)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -127,7 +136,10 @@ class Recurrence(nn.Module):
         a = torch.sigmoid(self.gate)
         if self.fault == "step_wrong_decay":
             a = a * a
-        h = a * state[0] + self._drive(x_t)
+        previous = self.last if self.fault == "state_on_module" else state[0]
+        h = a * previous + self._drive(x_t)
+        if self.fault == "state_on_module":
+            self.last = h.clone()
         if self.fault == "state_not_updated":
             return self._out(h, x_t), state
         if self.fault == "state_reallocated":
@@ -218,25 +230,37 @@ def test_the_zero_initialised_path_is_not_a_false_alarm() -> None:
 
 # -- each fault fails its check ------------------------------------------------------------------
 
+#: the state checks that compare steps with forward: they fail with any step-mode fault
+STATE_OPS = {"snapshot_rollback", "rows_select_cat"}
+
 #: fault -> (checks that must fail, checks that may fail as a consequence)
 FAULTS: dict[str, tuple[set[str], set[str]]] = {
     "wrong_param_count": ({"param_count_exact", "in_model"}, set()),
     "not_causal": (
         {"causal", "backward_containment"},
-        {"step_equals_parallel", "prefill_then_step", "chunked_prefill", "reference_matches"},
+        {"step_equals_parallel", "prefill_then_step", "chunked_prefill", "reference_matches"}
+        | STATE_OPS,
     ),
-    "step_wrong_decay": ({"step_equals_parallel", "prefill_then_step", "chunked_prefill"}, set()),
+    "step_wrong_decay": (
+        {"step_equals_parallel", "prefill_then_step", "chunked_prefill"},
+        STATE_OPS,
+    ),
     "forward_wrong_decay": (
         {"step_equals_parallel", "reference_matches"},
-        {"prefill_then_step", "chunked_prefill"},
+        {"prefill_then_step", "chunked_prefill"} | STATE_OPS,
     ),
-    "state_not_updated": ({"step_equals_parallel", "prefill_then_step", "chunked_prefill"}, set()),
+    "state_not_updated": (
+        {"step_equals_parallel", "prefill_then_step", "chunked_prefill"},
+        STATE_OPS,
+    ),
+    "state_on_module": (STATE_OPS, set()),
+    "shared_counter": ({"rows_select_cat"}, set()),
     "masked_chunk": ({"backward_containment"}, set()),
     "inf_leaks": ({"backward_containment"}, set()),
     "prefill_modifies_state": ({"chunked_prefill"}, set()),
     "prefill_ignores_state": ({"prefill_then_step", "chunked_prefill"}, set()),
     "unused_parameter": ({"gradients_reach_parameters"}, set()),
-    "mixes_batch": ({"batch_independent"}, {"reference_matches"}),
+    "mixes_batch": ({"batch_independent"}, {"reference_matches", "rows_select_cat"}),
     "nondeterministic": ({"eval_deterministic"}, set(CHECKS)),
     "modifies_input": ({"eval_deterministic"}, set(CHECKS)),
     "wrong_state_size": ({"state_size_formula"}, set()),

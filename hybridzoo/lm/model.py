@@ -12,16 +12,16 @@ The three modes of the backbone carry over with token ids: :meth:`HybridLM.forwa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from hybridzoo.checkpoint import Checkpointed
 from hybridzoo.errors import ConfigError, ShapeError
 from hybridzoo.lm.config import LMConfig
+from hybridzoo.lm.generation import generate
 from hybridzoo.model import HybridModel
 from hybridzoo.registry import Registry
 from hybridzoo.state import HybridState
@@ -57,7 +57,7 @@ def _vocab_error(vocab: int, ids: torch.Tensor) -> ShapeError:
     )
 
 
-class HybridLM(nn.Module):
+class HybridLM(nn.Module, Checkpointed):
     """A language model: embedding, hybrid backbone, head. Build one with
     :func:`hybridzoo.build_lm`, load one with :func:`hybridzoo.load` or convert one with
     :func:`hybridzoo.from_transformers`.
@@ -121,14 +121,6 @@ class HybridLM(nn.Module):
     @property
     def vocab_size(self) -> int:
         return self.config.vocab_size
-
-    @property
-    def embed_dim(self) -> int:
-        return self.config.embed_dim
-
-    @property
-    def hidden_size(self) -> int:
-        return self.config.hidden_size
 
     @property
     def tied(self) -> bool:
@@ -233,58 +225,7 @@ class HybridLM(nn.Module):
         hidden, state = self.backbone.prefill(self._embed(input_ids, 2), state)
         return self.logits(hidden[:, -1] if last_only else hidden), state
 
-    def generate(
-        self,
-        prompts: torch.Tensor | Sequence[Sequence[int]],
-        max_new_tokens: int,
-        *,
-        do_sample: bool = False,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        eos_token_id: int | Sequence[int] | None = None,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor | list[list[int]]:
-        """Continue each prompt by up to ``max_new_tokens`` tokens (see
-        :func:`hybridzoo.lm.generation.generate`): a ``[B, L]`` tensor gives a ``[B, L +
-        max_new_tokens]`` tensor; a list of token lists (any lengths) gives a list of token
-        lists, each its prompt and continuation, cut after its eos."""
-        from hybridzoo.lm.generation import generate
-
-        return generate(
-            self,
-            prompts,
-            max_new_tokens,
-            do_sample=do_sample,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            eos_token_id=eos_token_id,
-            generator=generator,
-        )
-
-    # -- persistence -----------------------------------------------------------------------------
-
-    def save(self, directory: str | Path) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` into ``directory`` atomically (see
-        :mod:`hybridzoo.checkpoint`); the tied matrix is stored once."""
-        from hybridzoo.checkpoint import save
-
-        return save(self, directory)
-
-    @classmethod
-    def load(
-        cls,
-        directory: str | Path,
-        *,
-        device: str | torch.device | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> HybridLM:
-        """Rebuild a model written by :meth:`save` (as :meth:`HybridModel.load`: the saved
-        dtype or ``dtype``, on ``device``, in eval mode, digest checked)."""
-        from hybridzoo.checkpoint import load
-
-        return load(directory, kind=cls, device=device, dtype=dtype)
+    generate = generate
 
     def extra_repr(self) -> str:
         tied = ", tied" if self.tied else ""

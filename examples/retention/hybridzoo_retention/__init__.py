@@ -85,7 +85,9 @@ SPEC = LayerSpec(
     param_count=formulas.param_count,
     description="RetNet multi-scale retention (fixed per-head decay, rotary, group norm, "
     "swish gate; chunkwise + recurrent), then an FFN.",
-    capabilities=Capabilities(causal=True, stateful=True, complexity="linear"),
+    # the decoding position is one counter shared by the batch (a 0-dim tensor), so rows of
+    # states cannot be selected or concatenated: generation decodes prompts one at a time
+    capabilities=Capabilities(causal=True, stateful=True, complexity="linear", batched_state=False),
     state_size=formulas.state_size,
     sub_blocks=2,
     reference="hybridzoo_retention.reference:retention_reference",
