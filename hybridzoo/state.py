@@ -250,6 +250,8 @@ def _row_index(rows: Any, batch_size: int) -> Any:
             index = torch.as_tensor(rows).flatten() if not isinstance(rows, int) else None
         except (TypeError, ValueError, RuntimeError):
             index = None
+        if index is not None and index.numel() == 0:
+            raise StateError("select needs at least one row")
         if index is None or index.dtype.is_floating_point or index.dtype == torch.bool:
             raise StateError(
                 "rows must be a sequence of row indices, a 1-D integer tensor or a boolean mask, "

@@ -127,9 +127,14 @@ class LMConfig:
 
     def replace(self, *, registry: Registry | None = None, **changes: Any) -> LMConfig:
         """A copy with some arguments of :meth:`create` changed (``vocab_size``,
-        ``tie_embeddings``, ``pattern``, model and layer options), re-validated."""
+        ``tie_embeddings``, ``pattern``, model and layer options), re-validated. An embedding
+        as wide as the hidden size stays so when ``hidden_size`` changes (unless ``embed_dim``
+        is given too)."""
         vocab = changes.pop("vocab_size", self.vocab_size)
         tie = changes.pop("tie_embeddings", self.tie_embeddings)
+        keeps_width = self.embed_dim == self.hidden_size and "embed_dim" not in changes
+        if keeps_width and "hidden_size" in changes:
+            changes["embed_dim"] = changes["hidden_size"]
         backbone = self.backbone.replace(registry=registry, **changes) if changes else self.backbone
         return LMConfig(backbone=backbone, vocab_size=vocab, tie_embeddings=tie)
 

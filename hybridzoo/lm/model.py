@@ -99,7 +99,7 @@ class HybridLM(nn.Module, Checkpointed):
             if config.tie_embeddings
             else nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         )
-        self._register_load_state_dict_pre_hook(_rename_legacy_keys)
+        self.register_load_state_dict_pre_hook(_rename_legacy_keys)
 
     @classmethod
     def from_backbone(
