@@ -10,7 +10,7 @@ from lm_helpers import HYBRID, tiny_lm, tokens
 
 import hybridzoo
 from hybridzoo import HybridState, OptionError, ShapeError
-from hybridzoo.lm.generation import SamplingOptions, next_tokens
+from hybridzoo.lm.generation import SamplingOptions, collect, iter_generate, next_tokens
 
 PROMPTS = [[3, 1, 4, 1, 5], [9], [2, 6], [5, 3, 5, 8, 9, 7, 9], [2, 6]]
 
@@ -170,3 +170,15 @@ def test_a_layer_without_batched_state_decodes_its_prompts_one_at_a_time(monkeyp
 
 def _never(states):
     raise AssertionError("states were concatenated")
+
+
+def test_iter_generate_yields_the_steps_of_generate() -> None:
+    lm = _lm(HYBRID)
+    free = lm.generate(PROMPTS, 4)
+    eos = free[1][1]  # the first new token of prompt 1: it stops after one step
+    steps = list(iter_generate(lm, PROMPTS, 4, eos_token_id=eos))
+    assert steps[0].rows == [0, 1, 2, 3, 4] and 1 not in steps[1].rows
+    assert [len(s.rows) for s in steps] == [len(s.tokens) for s in steps]
+    assert collect(PROMPTS, steps, 4) == lm.generate(PROMPTS, 4, eos_token_id=eos)
+    with pytest.raises(OptionError, match="'tempreature'. Did you mean 'temperature'"):
+        iter_generate(lm, PROMPTS, 4, tempreature=0.5)

@@ -17,26 +17,35 @@ smallest set whose probability reaches ``top_p`` (the most likely id always kept
 ``torch.Generator`` makes it reproducible.
 
 :func:`iter_generate` yields one step at a time (the command line draws its progress bar from
-it); :func:`generate` is the library call, with no progress output.
+it; :func:`collect` assembles what :func:`generate` returns); :func:`generate` is the library
+call, with no progress output.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
 import torch
 
-from hybridzoo.errors import OptionError, ShapeError
+from hybridzoo.errors import OptionError, ShapeError, did_you_mean
 from hybridzoo.state import HybridState
 from hybridzoo.validate import is_integer, is_real
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybridzoo.lm.model import HybridLM
 
-__all__ = ["GenerationStep", "SamplingOptions", "generate", "iter_generate", "next_tokens"]
+__all__ = [
+    "GenerationStep",
+    "SamplingOptions",
+    "collect",
+    "generate",
+    "iter_generate",
+    "next_tokens",
+]
 
 
 @attrs.frozen
@@ -156,7 +165,8 @@ class GenerationStep:
     """One step of :func:`iter_generate`: the tokens chosen for the rows still running.
 
     Attributes:
-        rows: the prompt index of each row still running (before this step's eos).
+        rows: the index (in the prompts given) of each prompt still running, before this
+            step's eos.
         tokens: ``[len(rows)]`` the token chosen for each of them.
     """
 
@@ -186,7 +196,7 @@ def _batched_states(
     return torch.cat(logits).index_select(0, back.to(device)), HybridState.cat(states).select(back)
 
 
-def iter_generate(
+def _decode(
     lm: HybridLM,
     prompts: list[list[int]],
     max_new_tokens: int,
@@ -194,7 +204,7 @@ def iter_generate(
     eos: list[int],
 ) -> Iterator[GenerationStep]:
     """Decode ``prompts`` (checked token lists) together, one :class:`GenerationStep` per new
-    token; a row stops after its eos or ``max_new_tokens`` tokens."""
+    token (rows numbered in ``prompts``); a row stops after its eos or ``max_new_tokens``."""
     device = lm.embedding.weight.device
     logits, state = _batched_states(lm, prompts, device)
     rows = list(range(len(prompts)))
@@ -220,7 +230,101 @@ def _batchable(lm: HybridLM) -> bool:
     return all(block.capabilities.batched_state for block in blocks)
 
 
-@torch.no_grad()
+@attrs.frozen
+class _Request:
+    """The checked arguments of one :func:`generate` call."""
+
+    prompts: list[list[int]]
+    max_new_tokens: int
+    options: SamplingOptions
+    eos: list[int]
+
+
+def _request(lm: HybridLM, prompts: Any, max_new_tokens: Any, **sampling: Any) -> _Request:
+    vocab = lm.vocab_size
+    eos = _eos_ids(sampling.pop("eos_token_id"), vocab)
+    options = sampling_options(vocab_size=vocab, **sampling)
+    if not is_integer(max_new_tokens) or max_new_tokens < 0:
+        raise OptionError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
+    if isinstance(prompts, torch.Tensor):
+        if prompts.dim() != 2 or prompts.shape[1] < 1 or prompts.dtype.is_floating_point:
+            raise ShapeError(
+                f"prompts as a tensor must be integer token ids [batch, length >= 1], got shape "
+                f"{list(prompts.shape)} ({prompts.dtype}); prompts of different lengths go in a "
+                "list of token lists"
+            )
+    elif not isinstance(prompts, Sequence) or isinstance(prompts, str):
+        raise ShapeError(
+            f"prompts must be a [batch, length] tensor or a list of token lists, got "
+            f"{type(prompts).__name__}"
+        )
+    return _Request(_prompt_list(prompts, vocab), int(max_new_tokens), options, eos)
+
+
+def _steps(lm: HybridLM, request: _Request) -> Iterator[GenerationStep]:
+    if not request.max_new_tokens:
+        return
+    listed = request.prompts
+    groups = [list(range(len(listed)))] if _batchable(lm) else [[i] for i in range(len(listed))]
+    for group in groups:
+        subset = [listed[i] for i in group]
+        for step in _decode(lm, subset, request.max_new_tokens, request.options, request.eos):
+            yield GenerationStep([group[r] for r in step.rows], step.tokens)
+
+
+def iter_generate(
+    lm: HybridLM,
+    prompts: torch.Tensor | Sequence[Sequence[int]],
+    max_new_tokens: int,
+    **options: Any,
+) -> Iterator[GenerationStep]:
+    """:func:`generate`, one :class:`GenerationStep` at a time: the tokens chosen at each step
+    for the prompts still running (``step.rows`` numbers them in ``prompts``), for a progress
+    display or streaming; :func:`collect` assembles what :func:`generate` returns from them.
+
+    Args:
+        lm, prompts, max_new_tokens: as :func:`generate` takes them.
+        **options: the keyword arguments of :func:`generate` (``do_sample``, ``temperature``,
+            ``top_k``, ``top_p``, ``eos_token_id``, ``generator``), checked before the first
+            step (an unknown name is an :class:`~hybridzoo.OptionError`).
+    """
+    unknown = sorted(set(options) - set(_GENERATE_OPTIONS))
+    if unknown:
+        hint = did_you_mean(unknown[0], _GENERATE_OPTIONS)
+        raise OptionError(
+            f"unknown generation option {unknown[0]!r}.{hint} Valid: {', '.join(_GENERATE_OPTIONS)}"
+        )
+    request = _request(lm, prompts, max_new_tokens, **{**_GENERATE_OPTIONS, **options})
+    return _no_grad(_steps(lm, request))
+
+
+def _no_grad(steps: Iterator[GenerationStep]) -> Iterator[GenerationStep]:
+    while True:
+        with torch.no_grad():
+            step = next(steps, None)
+        if step is None:
+            return
+        yield step
+
+
+def collect(
+    prompts: torch.Tensor | Sequence[Sequence[int]],
+    steps: Iterable[GenerationStep],
+    max_new_tokens: int,
+) -> torch.Tensor | list[list[int]]:
+    """What :func:`generate` returns for ``prompts``, from the steps of :func:`iter_generate`."""
+    listed = [p.tolist() if isinstance(p, torch.Tensor) else list(p) for p in prompts]
+    new: list[list[int]] = [[] for _ in listed]
+    for step in steps:
+        for row, token in zip(step.rows, step.tokens.tolist(), strict=True):
+            new[row].append(token)
+    if not isinstance(prompts, torch.Tensor):
+        return [[int(t) for t in p] + n for p, n in zip(listed, new, strict=True)]
+    fill = [n + [n[-1]] * (max_new_tokens - len(n)) if n else n for n in new]
+    added = torch.tensor(fill, dtype=prompts.dtype).reshape(len(listed), max_new_tokens)
+    return torch.cat([prompts, added.to(prompts.device)], dim=1)
+
+
 def generate(
     lm: HybridLM,
     prompts: torch.Tensor | Sequence[Sequence[int]],
@@ -252,44 +356,23 @@ def generate(
         ended early filled with its eos after it. For a list, a list of token lists: each its
         prompt, then its continuation up to and including its eos.
     """
-    vocab = lm.vocab_size
-    options = sampling_options(
+    request = _request(
+        lm,
+        prompts,
+        max_new_tokens,
         do_sample=do_sample,
         temperature=temperature,
         top_k=top_k,
         top_p=top_p,
+        eos_token_id=eos_token_id,
         generator=generator,
-        vocab_size=vocab,
     )
-    if not is_integer(max_new_tokens) or max_new_tokens < 0:
-        raise OptionError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
-    eos = _eos_ids(eos_token_id, vocab)
-    as_tensor = isinstance(prompts, torch.Tensor)
-    if as_tensor:
-        if prompts.dim() != 2 or prompts.shape[1] < 1 or prompts.dtype.is_floating_point:
-            raise ShapeError(
-                f"prompts as a tensor must be integer token ids [batch, length >= 1], got shape "
-                f"{list(prompts.shape)} ({prompts.dtype}); prompts of different lengths go in a "
-                "list of token lists"
-            )
-        listed = _prompt_list(prompts, vocab)
-    elif isinstance(prompts, Sequence) and not isinstance(prompts, str):
-        listed = _prompt_list(prompts, vocab)
-    else:
-        raise ShapeError(
-            f"prompts must be a [batch, length] tensor or a list of token lists, got "
-            f"{type(prompts).__name__}"
-        )
-    new: list[list[int]] = [[] for _ in listed]
-    if max_new_tokens:
-        groups = [list(range(len(listed)))] if _batchable(lm) else [[i] for i in range(len(listed))]
-        for group in groups:
-            subset = [listed[i] for i in group]
-            for step in iter_generate(lm, subset, int(max_new_tokens), options, eos):
-                for row, token in zip(step.rows, step.tokens.tolist(), strict=True):
-                    new[group[row]].append(token)
-    if not as_tensor:
-        return [p + n for p, n in zip(listed, new, strict=True)]
-    fill = [n + [n[-1]] * (max_new_tokens - len(n)) if n else n for n in new]
-    added = torch.tensor(fill, dtype=prompts.dtype).reshape(len(listed), max_new_tokens)
-    return torch.cat([prompts, added.to(prompts.device)], dim=1)
+    return collect(prompts, _no_grad(_steps(lm, request)), max_new_tokens)
+
+
+#: the keyword arguments of :func:`generate` and their defaults
+_GENERATE_OPTIONS: dict[str, Any] = {
+    name: parameter.default
+    for name, parameter in inspect.signature(generate).parameters.items()
+    if parameter.kind is parameter.KEYWORD_ONLY
+}
