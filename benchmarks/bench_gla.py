@@ -52,11 +52,21 @@ from hybridzoo_plugins.gla.reference import reference_forward
 class LoopGLA(GatedLinearAttention):
     """The GLA body with its recurrence run by the time-step loop (same maths, same weights)."""
 
-    def prefill(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+    def _mix(
+        self, x: torch.Tensor, state: State | None, want_state: bool, seq_idx: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         q, k, v, log_alpha = self._inputs(x)
         initial = None if state is None else state[0]
-        o, final = naive_gla(q, k, v, log_alpha, initial_state=initial, output_final_state=True)
-        return self._output(o, x), (final,)
+        o, final = naive_gla(
+            q,
+            k,
+            v,
+            log_alpha,
+            initial_state=initial,
+            output_final_state=want_state,
+            seq_idx=seq_idx,
+        )
+        return self._output(o, x), final
 
 
 def time_best(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> tuple[float, float]:

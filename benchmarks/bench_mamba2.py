@@ -4,7 +4,8 @@ group: 8 heads), outputs compared; and time(L=16384) / time(L=1024) at batch 1.
 
 Targets: ours >= 4x faster than transformers forward and forward+backward; growth <= 18.
 
-    python benchmarks/bench_mamba2.py                 # the issue's configuration, 2 threads
+    python benchmarks/bench_mamba2.py --clock cpu     # the issue's configuration, 2 threads
+    python benchmarks/bench_mamba2.py --clock cpu --malloc-reuse   # without fresh page faults
     python benchmarks/bench_mamba2.py --length 1024 --scaling-lengths 256 4096
 """
 

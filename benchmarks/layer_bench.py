@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,23 +25,35 @@ from torch import nn
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
+#: glibc returns every block above MALLOC_MMAP_THRESHOLD_ (32 MiB at most by default) to the
+#: system when it is freed, so each large tensor is page-faulted in afresh (PyTorch has no caching
+#: allocator on CPU): at L = 16384 that is most activations. --malloc-reuse keeps freed blocks.
+MALLOC_REUSE = {
+    "MALLOC_MMAP_THRESHOLD_": str(1 << 32),
+    "MALLOC_TRIM_THRESHOLD_": str(1 << 34),
+    "MALLOC_TOP_PAD_": str(1 << 28),
+}
+
 #: ``(args, length, batch) -> (ours, theirs or None)``: the two modules with the same weights
 Build = Callable[[argparse.Namespace, int, int], tuple[nn.Module, nn.Module | None]]
 
 
-def time_best(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> float:
-    """The smallest wall-clock seconds of ``fn`` over ``repeats`` runs after ``warmup``."""
+def time_best(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> tuple[float, float]:
+    """The smallest ``(wall-clock, process CPU)`` seconds of ``fn`` over ``repeats`` runs after
+    ``warmup``. CPU time (all threads together) is the robust one on a machine that other
+    processes share; wall clock is what a user waits."""
     for _ in range(warmup):
         fn()
-    best = float("inf")
+    wall = cpu = float("inf")
     for _ in range(repeats):
-        start = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+        wall = min(wall, time.perf_counter() - t0)
+        cpu = min(cpu, time.process_time() - c0)
+    return wall, cpu
 
 
-def _timings(module: nn.Module, x: torch.Tensor, repeats: int) -> dict[str, float]:
+def _timings(module: nn.Module, x: torch.Tensor, repeats: int, clock: str) -> dict[str, float]:
     grad_y = torch.randn_like(x)
 
     def forward() -> None:
@@ -51,7 +64,12 @@ def _timings(module: nn.Module, x: torch.Tensor, repeats: int) -> dict[str, floa
         module.zero_grad(set_to_none=True)
         module(x.detach().requires_grad_(True)).backward(grad_y)
 
-    return {"fwd_s": time_best(forward, repeats), "fwd_bwd_s": time_best(forward_backward, repeats)}
+    out: dict[str, float] = {}
+    for mode, fn in (("fwd", forward), ("fwd_bwd", forward_backward)):
+        wall, cpu = time_best(fn, repeats)
+        out |= {f"{mode}_wall_s": wall, f"{mode}_cpu_s": cpu}
+        out[f"{mode}_s"] = cpu if clock == "cpu" else wall
+    return out
 
 
 def parser(description: str, **defaults: Any) -> argparse.ArgumentParser:
@@ -66,25 +84,62 @@ def parser(description: str, **defaults: Any) -> argparse.ArgumentParser:
     p.add_argument("--scaling-bound", type=float, default=18.0)
     p.add_argument("--speedup-bound", type=float, default=None, help="target ours/theirs")
     p.add_argument("--no-transformers", action="store_true", help="time our layer only")
+    p.add_argument(
+        "--malloc-reuse",
+        action="store_true",
+        help="keep freed memory for reuse (glibc thresholds, see MALLOC_REUSE): times without "
+        "the page faults of fresh large allocations",
+    )
+    p.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="what the table and the ratios use (cpu: process CPU time, robust on a busy "
+        "machine); the JSON has both",
+    )
     p.add_argument("--out", type=Path, default=None)
     p.set_defaults(**defaults)
     return p
 
 
+def _scaling(args: argparse.Namespace, build: Build) -> dict[int, dict[str, float]]:
+    """Our layer at batch 1 and each of ``--scaling-lengths``."""
+    alone = argparse.Namespace(**{**vars(args), "no_transformers": True})
+    times = {}
+    for length in args.scaling_lengths:
+        body, _ = build(alone, length, 1)
+        x = torch.randn(1, length, args.hidden)
+        times[length] = _timings(body, x, max(args.repeats, 5), args.clock)
+        row = times[length]
+        print(
+            f"{'B=1 L=' + str(length):>14} {row['fwd_s'] * 1e3:>9.1f} "
+            f"{row['fwd_bwd_s'] * 1e3:>11.1f}",
+            flush=True,
+        )
+    return times
+
+
 def run(name: str, args: argparse.Namespace, build: Build) -> dict[str, Any]:
     """Time, compare, print the table and write the JSON; returns the results."""
+    if args.malloc_reuse and any(os.environ.get(k) != v for k, v in MALLOC_REUSE.items()):
+        # the allocator reads its thresholds at start-up: run again with them
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC_REUSE})
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
     result: dict[str, Any] = {"layer": name, "rows": [], "targets": {}}
+    print(
+        f"# {name}: B={args.batch} H={args.hidden} L={args.length} threads={args.threads} "
+        f"clock={args.clock}"
+    )
+    print(f"{'impl':>14} {'fwd ms':>9} {'fwd+bwd ms':>11}", flush=True)
+    times = _scaling(args, build)  # first: small lengths are not timed after large ones
     ours, theirs = build(args, args.length, args.batch)
     if args.no_transformers:
         theirs = None
     x = torch.randn(args.batch, args.length, args.hidden)
-    print(f"# {name}: B={args.batch} H={args.hidden} L={args.length} threads={args.threads}")
-    print(f"{'impl':>14} {'fwd ms':>9} {'fwd+bwd ms':>11}", flush=True)
-    rows = {"hybridzoo": _timings(ours, x, args.repeats)}
+    rows = {"hybridzoo": _timings(ours, x, args.repeats, args.clock)}
     if theirs is not None:
-        rows["transformers"] = _timings(theirs, x, args.repeats)
+        rows["transformers"] = _timings(theirs, x, args.repeats, args.clock)
         with torch.no_grad():
             y, y_ref = ours(x), theirs(x)
         diff = (y - y_ref).abs().max().item() / max(y_ref.abs().max().item(), 1e-30)
@@ -103,17 +158,7 @@ def run(name: str, args: argparse.Namespace, build: Build) -> dict[str, Any]:
                 "bound": bound,
                 "met": met,
             }
-    del ours, theirs
     short, long = args.scaling_lengths
-    times = {}
-    for length in (short, long):
-        body, _ = build(args, length, 1)
-        times[length] = _timings(body, torch.randn(1, length, args.hidden), args.repeats)
-        print(
-            f"{'B=1 L=' + str(length):>14} {times[length]['fwd_s'] * 1e3:>9.1f} "
-            f"{times[length]['fwd_bwd_s'] * 1e3:>11.1f}",
-            flush=True,
-        )
     result["scaling"] = {str(k): v for k, v in times.items()}
     for mode in ("fwd_s", "fwd_bwd_s"):
         growth = times[long][mode] / times[short][mode]

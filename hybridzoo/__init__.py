@@ -19,8 +19,10 @@ from collections.abc import Callable, Iterator
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
+from hybridzoo.budget import BudgetMatch, match_budget
 from hybridzoo.builder import build, build_pattern
 from hybridzoo.config import HybridConfig
+from hybridzoo.cost import CostCard, PositionCost, cost
 from hybridzoo.counting import (
     LayerCount,
     active_param_count,
@@ -29,11 +31,14 @@ from hybridzoo.counting import (
     state_numel,
     state_size,
 )
+from hybridzoo.dialects import format_pattern, parse_pattern
 from hybridzoo.errors import (
     CheckpointError,
     ConfigError,
+    DialectWarning,
     HybridZooError,
     OptionError,
+    PackingError,
     PatternError,
     PluginConflictError,
     PluginError,
@@ -49,6 +54,7 @@ from hybridzoo.losses import aux_losses
 from hybridzoo.model_options import ModelOptions
 from hybridzoo.named_patterns import PatternInfo, expand_named_pattern, list_patterns
 from hybridzoo.patterns import pattern, visualize
+from hybridzoo.positions import Pattern
 from hybridzoo.registry import Registry, get_registry, use_registry
 from hybridzoo.spec import PLUGIN_API_VERSION, Capabilities, LayerSpec, option
 from hybridzoo.state import HybridState
@@ -66,9 +72,12 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "PLUGIN_API_VERSION",
+    "BudgetMatch",
     "Capabilities",
     "CheckpointError",
     "ConfigError",
+    "CostCard",
+    "DialectWarning",
     "HybridConfig",
     "HybridLM",
     "HybridModel",
@@ -79,10 +88,13 @@ __all__ = [
     "LayerSpec",
     "ModelOptions",
     "OptionError",
+    "PackingError",
+    "Pattern",
     "PatternError",
     "PatternInfo",
     "PluginConflictError",
     "PluginError",
+    "PositionCost",
     "Registry",
     "ShapeError",
     "StateError",
@@ -95,7 +107,9 @@ __all__ = [
     "build",
     "build_lm",
     "build_pattern",
+    "cost",
     "expand_named_pattern",
+    "format_pattern",
     "get_layer",
     "get_registry",
     "hookimpl",
@@ -104,9 +118,11 @@ __all__ = [
     "list_patterns",
     "lm_param_count",
     "load",
+    "match_budget",
     "option",
     "param_breakdown",
     "param_count",
+    "parse_pattern",
     "pattern",
     "register_layer",
     "state_numel",

@@ -19,14 +19,25 @@ __all__ = ["build", "build_pattern"]
 
 @with_model_options
 def build(
-    pattern: PatternLike | HybridConfig, *, registry: Registry | None = None, **options: Any
+    pattern: PatternLike | HybridConfig,
+    *,
+    dialect: str = "native",
+    model_type: str | None = None,
+    registry: Registry | None = None,
+    **options: Any,
 ) -> HybridModel:
     """Build a hybrid model.
 
     Args:
-        pattern: ``"C C P"``, ``"(CCP)*4"``, ``["conv", "mlp"]`` (layer names or symbols) or a
+        pattern: ``"C C P"``, ``"(CCP)*4"``, ``"C C{kernel_size=8} P"`` (a position's own
+            options), ``["conv", {"type": "conv", "kernel_size": 8}, "mlp"]`` (layer names,
+            symbols, entries), a pattern from :func:`hybridzoo.parse_pattern`, or a
             :class:`HybridConfig` (then no option is accepted, whatever its value: use
             ``build(config.replace(...))`` to change one).
+        dialect, model_type: the notation of ``pattern``: ``"native"`` (hybridzoo's grammar),
+            ``"megatron"`` (``--hybrid-layer-pattern``) or ``"transformers"`` (a
+            ``layer_types`` list with ``model_type``, or a configuration); see
+            :func:`hybridzoo.parse_pattern`.
         registry: where layers are looked up (default: :func:`hybridzoo.get_registry`).
         **options: the model options below (``embed_dim`` is required) and the layers'
             ``<prefix>_<field>`` options, e.g. ``conv_kernel_size=8`` for a layer with prefix
@@ -50,6 +61,11 @@ def build(
         return HybridModel(pattern, registry=registry)
     if options.get("embed_dim") is None:
         raise OptionError("build() needs embed_dim, the width of the input [B, L, embed_dim]")
+    from hybridzoo.dialects import coerce_pattern
+    from hybridzoo.registry import get_registry
+
+    registry = registry or get_registry()
+    pattern = coerce_pattern(pattern, dialect, model_type=model_type, registry=registry)
     config = HybridConfig.create(pattern, registry=registry, **options)
     return HybridModel(config, registry=registry)
 

@@ -8,171 +8,39 @@ the constructor (records), :meth:`~HybridConfig.from_dict`, :meth:`~HybridConfig
 ``attrs.evolve``. Creating a config needs no torch.
 
 The layers of the model read their options through :meth:`HybridConfig.options_of` (a layer
-name and a pattern position), so that per-position options can later be one more field
-(``position_options``, written by ``to_dict`` only when not empty) without changing this API.
+name and a pattern position): a position with options of its own (``"C C{kernel_size=8}"``,
+see :mod:`hybridzoo.grammar`) has its own record there, kept in ``position_options`` (a shared
+layer's under its name).
 
-``to_dict`` writes ``config_version`` 2; version 1 (no ``norm``: LayerNorm) is still read.
+``to_dict`` writes ``config_version`` 3 when some position has options of its own (the keys
+``position_options``, 1-based, and ``shared_layer_options``), else 2; version 1 (no ``norm``:
+LayerNorm) is still read.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from hybridzoo.errors import ConfigError, HybridZooError, OptionError, did_you_mean
-from hybridzoo.model_options import (
-    MODEL_OPTIONS,
-    ModelOptions,
-    check_model_options,
-    with_model_options,
-)
-from hybridzoo.options import make_options, split_options
-from hybridzoo.patterns import PatternLike, resolve_pattern, resolve_shared_layers
-from hybridzoo.plugin_calls import call_formula
+from hybridzoo.config_fields import OWN_KEYS, LayerOptions, read_own, validated
+from hybridzoo.errors import ConfigError, HybridZooError, did_you_mean
+from hybridzoo.model_options import MODEL_OPTIONS, ModelOptions, with_model_options
+from hybridzoo.patterns import PatternLike, resolve_pattern
+from hybridzoo.positions import PositionOptions
 from hybridzoo.registry import Registry, get_registry
 from hybridzoo.spec import LayerSpec
 
 __all__ = ["CONFIG_VERSION", "MODEL_OPTIONS", "HybridConfig", "LayerOptions"]
 
-CONFIG_VERSION = 2
+CONFIG_VERSION = 3
+#: the version written when no position has options of its own (readable by older releases)
+PLAIN_CONFIG_VERSION = 2
 #: the ``config_version`` values :meth:`HybridConfig.from_dict` reads
-READABLE_VERSIONS = (1, 2)
-
-
-class LayerOptions(Mapping[str, Any]):
-    """An immutable, hashable mapping ``{layer name: options record}``."""
-
-    __slots__ = ("_data",)
-
-    def __init__(self, items: Mapping[str, Any] = ()) -> None:  # type: ignore[assignment]
-        self._data = dict(items)
-
-    def __getitem__(self, name: str) -> Any:
-        return self._data[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def __hash__(self) -> int:
-        return hash(frozenset(self._data.items()))
-
-    def __repr__(self) -> str:
-        return f"LayerOptions({self._data!r})"
-
-
-def _layer_records(
-    given: Any, used: list[LayerSpec], registry: Registry, problems: list[str]
-) -> dict[str, Any]:
-    """Records for ``used`` from ``{layer: record or {field: value}}`` (defaults elsewhere)."""
-    records = {spec.name: None for spec in used}
-    if given is None:
-        given = {}
-    if not isinstance(given, Mapping):
-        problems.append(
-            f"layer_options must be a mapping {{layer: options}}, got {type(given).__name__}: "
-            f"{given!r:.80}"
-        )
-        given = {}
-    for key, value in given.items():
-        try:
-            spec = registry.resolve(key)
-        except HybridZooError as exc:
-            problems.append(f"layer_options: {exc}")
-            continue
-        if spec.name not in records:
-            layers = ", ".join(records)
-            problems.append(
-                f"layer_options[{key!r}]: the model has no {spec.name} layer (layers: {layers})"
-            )
-        elif records[spec.name] is not None:
-            problems.append(f"layer_options: {spec.name!r} is given twice ({key!r})")
-        elif isinstance(value, spec.options):
-            records[spec.name] = value
-        elif isinstance(value, Mapping):
-            records[spec.name], errs = make_options(spec, value)
-            problems.extend(errs)
-        else:
-            problems.append(
-                f"layer_options[{key!r}] must be a {spec.options.__name__} record or a mapping "
-                f"{{field: value}}, got {type(value).__name__}: {value!r:.80}"
-            )
-    return {s.name: s.options() if records[s.name] is None else records[s.name] for s in used}
-
-
-def _shared_mapping(value: Any) -> Any:
-    """The frozen form ``(("layer", (2, 4)), ...)`` (a config's own) as a mapping."""
-    if isinstance(value, tuple) and all(isinstance(i, tuple) and len(i) == 2 for i in value):
-        return dict(value)
-    return value
-
-
-def _validated(
-    pattern: Any,
-    model: Mapping[str, Any],
-    *,
-    records: Any = None,
-    flat: Mapping[str, Any] | None = None,
-    registry: Registry | None = None,
-) -> dict[str, Any]:
-    """The checked fields of a config; raises one :class:`OptionError` with every problem."""
-    registry = registry or get_registry()
-    names = resolve_pattern(pattern, registry=registry)
-    problems: list[str] = []
-    for key in model:
-        if key not in MODEL_OPTIONS:
-            problems.append(
-                f"unknown model option {key!r}.{did_you_mean(str(key), MODEL_OPTIONS)} "
-                f"Model options: {', '.join(MODEL_OPTIONS)}"
-            )
-    values, errs = check_model_options(model)
-    problems.extend(errs)
-    shared, errs = resolve_shared_layers(
-        _shared_mapping(model.get("shared_layers")), len(names), registry=registry
-    )
-    problems.extend(errs)
-    twice = sorted({n for n, _ in shared if [m for m, _ in shared].count(n) > 1})
-    problems.extend(f"shared_layers: {n!r} is given twice; list its positions once" for n in twice)
-    used = [registry.get(n) for n in dict.fromkeys([*names, *(n for n, _ in shared)])]
-    layer_options: dict[str, Any] = {}
-    if flat:
-        try:
-            layer_options = split_options(flat, used, registry, extra_valid=MODEL_OPTIONS)
-        except OptionError as exc:
-            problems.extend(exc.problems)
-    else:
-        layer_options = _layer_records(records, used, registry, problems)
-    hidden = values.get("hidden_size")
-    if not problems:
-        for spec in used:
-            if spec.hidden_size_multiple is None:
-                continue
-            record = layer_options[spec.name]
-            multiple = call_formula(
-                spec, "hidden_size_multiple", record, registry=registry, minimum=1
-            )
-            if hidden % multiple:
-                problems.append(
-                    f"hidden_size={hidden} must be a multiple of {multiple} for layer "
-                    f"{spec.name!r} (set by its options, e.g. a head size); nearest valid: "
-                    f"{max(multiple, hidden // multiple * multiple)}"
-                )
-    if problems:
-        raise OptionError(problems)
-    if values["embed_dim"] is None:
-        values["embed_dim"] = hidden
-    return {
-        "pattern": tuple(names),
-        **values,
-        "shared_layers": tuple(shared),
-        "layer_options": LayerOptions(layer_options),
-    }
+READABLE_VERSIONS = (1, 2, 3)
 
 
 @attrs.frozen(kw_only=True, init=False, repr=False)
@@ -186,6 +54,8 @@ class HybridConfig(ModelOptions):
     Attributes:
         pattern: layer names, one per block.
         layer_options: ``{layer name: options record}`` for every layer type used (immutable).
+        position_options: the options some positions set themselves (``{0-based index or shared
+            layer name: {field: value}}``); :meth:`options_of` gives their records.
         embed_dim, hidden_size, dropout, shared_layers, output, positional_encoding, norm,
             norm_eps: the model options (:class:`~hybridzoo.ModelOptions`); ``embed_dim`` is
             resolved (never ``None``) and ``shared_layers`` is ``((layer, (pos, ...)), ...)``.
@@ -193,16 +63,20 @@ class HybridConfig(ModelOptions):
 
     pattern: tuple[str, ...]
     layer_options: LayerOptions
+    position_options: PositionOptions = attrs.field(factory=PositionOptions)
 
     def __init__(
         self,
         *,
         pattern: PatternLike,
         layer_options: Mapping[str, Any] | None = None,
+        position_options: PositionOptions | None = None,
         registry: Registry | None = None,
         **model_options: Any,
     ) -> None:
-        fields = _validated(pattern, model_options, records=layer_options, registry=registry)
+        fields = validated(
+            pattern, model_options, records=layer_options, registry=registry, own=position_options
+        )
         self.__attrs_init__(**fields)  # type: ignore[attr-defined]
 
     @classmethod
@@ -223,7 +97,7 @@ class HybridConfig(ModelOptions):
         ``embed_dim=None`` (the default here) means ``embed_dim = hidden_size``.
         """
         model = {k: options.pop(k) for k in list(options) if k in MODEL_OPTIONS}
-        return cls._from_fields(_validated(pattern, model, flat=options, registry=registry))
+        return cls._from_fields(validated(pattern, model, flat=options, registry=registry))
 
     # -- views ---------------------------------------------------------------------------------
 
@@ -243,9 +117,18 @@ class HybridConfig(ModelOptions):
 
     def options_of(self, name: str, index: int | None = None) -> Any:
         """The options record of layer ``name`` at pattern index ``index`` (0-based; ``None``
-        for a shared layer): what the model builds and counts with. Every position of a layer
-        type shares one record today."""
-        return self.layer_options[name]
+        for a shared layer): what the model builds and counts with. A position with options of
+        its own has its own record; every other position of a layer type shares one."""
+        record = self.position_options.record(name if index is None else index)
+        return self.layer_options[name] if record is None else record
+
+    def entries(self) -> list[Any]:
+        """The pattern in list form: a layer name per position, ``{"type": name, field: value}``
+        where a position has options of its own (what :func:`hybridzoo.build` takes back)."""
+        own = self.position_options
+        return [
+            {"type": name, **own[i]} if i in own else name for i, name in enumerate(self.pattern)
+        ]
 
     def flat_options(self, registry: Registry | None = None) -> dict[str, Any]:
         """The layer options as the user spells them (``conv_kernel_size``), non-defaults."""
@@ -282,34 +165,52 @@ class HybridConfig(ModelOptions):
         ``changes`` are what :meth:`create` takes: ``pattern`` (any form: a string is parsed
         as by :func:`hybridzoo.build`), model options and ``<prefix>_<field>`` layer options.
         ``shared_layers=None`` (or ``{}``) removes the shared layers, as it means none in
-        :func:`hybridzoo.build`. ``embed_dim`` keeps its value when ``hidden_size`` changes.
+        :func:`hybridzoo.build`. The positions keep their own options unless ``pattern`` is
+        given (a new pattern brings its own), and so do the shared layers unless
+        ``shared_layers`` is. ``embed_dim`` keeps its value when ``hidden_size`` changes.
         Options of a layer the new pattern no longer has are dropped with an
         :class:`~hybridzoo.UnusedOptionWarning`.
         """
-        pattern = changes.pop("pattern", self.pattern)
+        pattern = changes.pop("pattern") if "pattern" in changes else self.entries()
+        own = None
+        if "shared_layers" not in changes:  # the shared layers keep their own options
+            kept = {k: self.position_options.own(k) for k in self.position_options}
+            own = PositionOptions({k: v for k, v in kept.items() if isinstance(k, str)})
         model = {name: getattr(self, name) for name in MODEL_OPTIONS}
         model["shared_layers"] = dict(self.shared_layers)
         model.update({k: changes.pop(k) for k in list(changes) if k in MODEL_OPTIONS})
         layers = {**self.flat_options(registry), **changes}
-        return HybridConfig.create(pattern, registry=registry, **model, **layers)
+        fields = validated(pattern, model, flat=layers, registry=registry, own=own)
+        return HybridConfig._from_fields(fields)
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in MODEL_OPTIONS)
+        own = f", position_options={self.position_options!r}" if self.position_options else ""
         return (
             f"HybridConfig(pattern={self.pattern!r}, {fields}, "
-            f"layer_options={dict(self.layer_options)!r})"
+            f"layer_options={dict(self.layer_options)!r}{own})"
         )
 
     # -- serialisation ---------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (every option spelt out, defaults included)."""
-        out: dict[str, Any] = {"config_version": CONFIG_VERSION, "pattern": list(self.pattern)}
+        """A JSON-ready dict (every option spelt out, defaults included; the positions' own
+        options under ``position_options``, keyed by 1-based position, and
+        ``shared_layer_options``, written only when there are any)."""
+        own = self.position_options
+        version = CONFIG_VERSION if own else PLAIN_CONFIG_VERSION
+        out: dict[str, Any] = {"config_version": version, "pattern": list(self.pattern)}
         out.update({name: getattr(self, name) for name in MODEL_OPTIONS})
         out["shared_layers"] = {k: list(v) for k, v in self.shared_layers}
         out["layer_options"] = {
             name: attrs.asdict(record) for name, record in self.layer_options.items()
         }
+        positions = {str(k + 1): own[k] for k in own if not isinstance(k, str)}
+        shared = {k: own[k] for k in own if isinstance(k, str)}
+        if positions:
+            out["position_options"] = positions
+        if shared:
+            out["shared_layer_options"] = shared
         return out
 
     @classmethod
@@ -321,13 +222,14 @@ class HybridConfig(ModelOptions):
             raise ConfigError(f"a config must be a mapping, got {type(data).__name__}")
         version = data.get("config_version", CONFIG_VERSION)
         if type(version) is not int or version not in READABLE_VERSIONS:
-            readable = " or ".join(map(str, READABLE_VERSIONS))
+            *first, last = map(str, READABLE_VERSIONS)
+            readable = f"{', '.join(first)} or {last}"
             raise ConfigError(
                 f"config_version must be the integer {readable} (the versions this hybridzoo "
                 f"reads), got {version!r} ({type(version).__name__}); a config from a newer "
                 "hybridzoo needs that one (pip install -U hybridzoo)"
             )
-        known = {"config_version", "pattern", "layer_options", *MODEL_OPTIONS}
+        known = {"config_version", "pattern", "layer_options", *OWN_KEYS, *MODEL_OPTIONS}
         unknown = sorted(map(str, set(data) - known))
         if unknown:
             raise ConfigError(
@@ -353,7 +255,8 @@ class HybridConfig(ModelOptions):
             )
         model = {k: data[k] for k in MODEL_OPTIONS if k in data}
         records = data.get("layer_options")
-        fields = _validated(pattern, model, records=records, registry=registry)
+        own = read_own(data, len(pattern))
+        fields = validated(pattern, model, records=records, registry=registry, own=own)
         return cls._from_fields(fields)
 
     def to_json(self, **kwargs: Any) -> str:

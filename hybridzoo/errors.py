@@ -12,8 +12,10 @@ from collections.abc import Iterable, Sequence
 __all__ = [
     "CheckpointError",
     "ConfigError",
+    "DialectWarning",
     "HybridZooError",
     "OptionError",
+    "PackingError",
     "PatternError",
     "PluginConflictError",
     "PluginError",
@@ -86,14 +88,34 @@ class OptionError(HybridZooError, ValueError):
         super().__init__(msg)
 
 
+#: a pattern longer than this is quoted in an error as a window around the fault
+PATTERN_WINDOW = 72
+
+
+def caret_lines(text: str, position: int, width: int = PATTERN_WINDOW) -> str:
+    """``text`` with a caret under ``position``, as two indented lines; a longer text is cut to
+    a window of about ``width`` characters around the position (``…`` marks the cuts), and
+    tabs and newlines are shown as spaces so that the caret lines up."""
+    position = max(0, min(position, len(text)))
+    start, end = 0, len(text)
+    if len(text) > width:
+        start = max(0, min(position - width // 2, len(text) - width))
+        end = min(len(text), start + width)
+    shown = text[start:end].translate(str.maketrans("\t\n\r", "   "))
+    lead = "…" if start else ""
+    tail = "…" if end < len(text) else ""
+    return f"  {lead}{shown}{tail}\n  {' ' * (len(lead) + position - start)}^"
+
+
 class PatternError(HybridZooError, ValueError):
-    """A layer pattern that cannot be parsed or resolved; points at the offending position."""
+    """A layer pattern that cannot be parsed or resolved; points at the offending position
+    (``position``, 0-based in ``pattern``), quoting at most a window of a long pattern."""
 
     def __init__(self, message: str, *, pattern: object = None, position: int | None = None):
         self.pattern = pattern
         self.position = position
         if isinstance(pattern, str) and position is not None:
-            message = f"{message}\n  {pattern}\n  {' ' * position}^"
+            message = f"{message}\n{caret_lines(pattern, position)}"
         super().__init__(message)
 
 
@@ -109,6 +131,11 @@ class CheckpointError(HybridZooError, ValueError):
 class ShapeError(HybridZooError, ValueError):
     """An input that does not fit the model: not a tensor, or a tensor of the wrong shape or
     dtype."""
+
+
+class PackingError(ShapeError):
+    """Packed documents (``seq_idx`` or ``cu_seqlens``) that are malformed, or that the model
+    cannot take (a layer that does not declare ``capabilities.packing``)."""
 
 
 class StateError(HybridZooError, ValueError):
@@ -139,6 +166,11 @@ class StepModeWarning(UserWarning):
 
     Step mode (``init_state``/``step``/``prefill``) is for inference: states are updated in place
     and autograd does not run through them."""
+
+
+class DialectWarning(UserWarning):
+    """A pattern read from or written in another project's notation whose meaning differs there
+    in a way the message names (a setting the notation cannot hold, another activation)."""
 
 
 class UnusedOptionWarning(UserWarning):

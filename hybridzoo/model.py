@@ -9,6 +9,9 @@ with each other: ``forward`` (parallel over the sequence), ``step`` (one positio
 
 Step mode (``init_state``, ``step``, ``prefill``) is for inference: states are updated in place
 and autograd does not run through them; train with ``forward``.
+
+Packed documents (``forward(x, seq_idx=...)``, see :mod:`hybridzoo.packing`) reach every body
+but the per-position ones; the sinusoidal encoding restarts at each document.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from torch import nn
 from hybridzoo.checkpoint import Checkpointed
 from hybridzoo.config import HybridConfig
 from hybridzoo.errors import ConfigError, ShapeError, StateError, StepModeWarning
-from hybridzoo.nn.positionwise import positionwise_prefill, positionwise_step
+from hybridzoo.nn.positionwise import Positionwise, positionwise_prefill, positionwise_step
 from hybridzoo.norms import make_norm
+from hybridzoo.packing import document_positions, packed_seq_idx
 from hybridzoo.plugin_calls import plugin_call, plugin_error
 from hybridzoo.registry import Registry, get_registry
 from hybridzoo.spec import LayerSpec
@@ -66,7 +70,8 @@ def build_bodies(
 
 class ResidualBlock(nn.Module):
     """``x + dropout(body(norm(x)))``, with the body's step protocol passed through (or the
-    core's, for a body of a positionwise layer)."""
+    core's, for a body of a positionwise layer). Packed documents (``seq_idx``) reach the body
+    unless it acts per position (a positionwise layer's, or a :class:`Positionwise` sub-block)."""
 
     def __init__(
         self,
@@ -83,9 +88,12 @@ class ResidualBlock(nn.Module):
         self.body = body
         self.dropout = nn.Dropout(dropout)
         self.positionwise = positionwise
+        self.takes_seq_idx = not positionwise and not isinstance(body, Positionwise)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.dropout(self.body(self.norm(x)))
+    def forward(self, x: torch.Tensor, seq_idx: torch.Tensor | None = None) -> torch.Tensor:
+        if seq_idx is None or not self.takes_seq_idx:
+            return x + self.dropout(self.body(self.norm(x)))
+        return x + self.dropout(self.body(self.norm(x), seq_idx=seq_idx))
 
     def init_state(self, batch_size: int) -> Any:
         return () if self.positionwise else self.body.init_state(batch_size)
@@ -121,6 +129,7 @@ class LayerBlock(nn.Module):
         self.layer = spec.name
         self.capabilities = spec.capabilities
         self.stateful = spec.capabilities.step_mode
+        self.packing = spec.capabilities.supports_packing
         bodies = build_bodies(spec, options, config.hidden_size, registry=registry)
         positionwise = spec.capabilities.positionwise
         H, p, eps, norm = config.hidden_size, config.dropout, config.norm_eps, config.norm
@@ -128,9 +137,9 @@ class LayerBlock(nn.Module):
             ResidualBlock(b, H, p, eps, norm, positionwise=positionwise) for b in bodies
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, seq_idx: torch.Tensor | None = None) -> torch.Tensor:
         for block in self.sub_blocks:
-            x = block(x)
+            x = block(x, seq_idx)
         return x
 
     def init_state(self, batch_size: int) -> list[Any]:
@@ -186,6 +195,7 @@ class HybridModel(nn.Module, Checkpointed):
             for name, i in config.schedule()
         ]
         self._stateless = sorted({b.layer for b in self._order if not b.stateful})
+        self._no_packing = sorted({b.layer for b in self._order if not b.packing})
         self._fingerprint = state_fingerprint(config)
         # the module whose weights the input meets first (in a tuple: not a submodule again)
         entry = self.input_proj if self.input_proj is not None else self._order[0].sub_blocks[0]
@@ -195,13 +205,20 @@ class HybridModel(nn.Module, Checkpointed):
     # -- helpers -------------------------------------------------------------------------------
 
     def _positions(
-        self, start: torch.Tensor | int, length: int, like: torch.Tensor
+        self,
+        start: torch.Tensor | int,
+        length: int,
+        like: torch.Tensor,
+        seq_idx: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The standard (Vaswani) sinusoidal encoding for positions ``start .. start+length-1``:
-        ``[L, H]`` for an integer ``start``, ``[B, L, H]`` for per-row starts ``[B]``."""
+        ``[L, H]`` for an integer ``start``, ``[B, L, H]`` for per-row starts ``[B]``; or for the
+        offsets in their documents of ``seq_idx [B, L]`` (``[B, L, H]``)."""
         H = self.config.hidden_size
         steps = torch.arange(length, device=like.device, dtype=torch.float64)
-        if isinstance(start, torch.Tensor):
+        if seq_idx is not None:
+            pos = document_positions(seq_idx).to(torch.float64)
+        elif isinstance(start, torch.Tensor):
             pos = start.to(device=like.device, dtype=torch.float64)[:, None] + steps  # [B, L]
         else:
             pos = steps + start  # [L]
@@ -247,10 +264,12 @@ class HybridModel(nn.Module, Checkpointed):
                 f"the input (x.to({dtype})) or the model (model.to({x.dtype}))"
             )
 
-    def _embed(self, x: torch.Tensor, start: torch.Tensor | int) -> torch.Tensor:
+    def _embed(
+        self, x: torch.Tensor, start: torch.Tensor | int, seq_idx: torch.Tensor | None = None
+    ) -> torch.Tensor:
         h = self.input_proj(x) if self.input_proj is not None else x
         if self.config.positional_encoding == "sinusoidal":
-            h = h + self._positions(start, x.shape[1], h)
+            h = h + self._positions(start, x.shape[1], h, seq_idx)
         return h
 
     def _readout(self, h: torch.Tensor) -> torch.Tensor:
@@ -260,12 +279,25 @@ class HybridModel(nn.Module, Checkpointed):
 
     # -- the three modes -----------------------------------------------------------------------
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, L, embed_dim]`` → ``[B, hidden]`` (``output="last"``) or ``[B, L, hidden]``."""
+    def forward(
+        self,
+        x: torch.Tensor,
+        *,
+        seq_idx: torch.Tensor | None = None,
+        cu_seqlens: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``[B, L, embed_dim]`` → ``[B, hidden]`` (``output="last"``) or ``[B, L, hidden]``.
+
+        Packed documents: ``seq_idx [B, L]`` numbers the documents of each row, or
+        ``cu_seqlens [N + 1]`` bounds those of one row; each document's outputs and gradients
+        are then those of a forward of it alone (see :func:`hybridzoo.packing.packed_seq_idx`
+        for what is refused, with a :class:`~hybridzoo.PackingError`).
+        """
         self._check_input(x, 3)
-        h = self._embed(x, 0)
+        packed = packed_seq_idx(x, seq_idx, cu_seqlens, self._no_packing, self.config.output)
+        h = self._embed(x, 0, packed)
         for block in self._order:
-            h = block(h)
+            h = block(h, packed)
         return self._readout(h)
 
     def _require_step_mode(self) -> None:

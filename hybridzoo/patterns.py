@@ -1,17 +1,12 @@
-"""Layer patterns: the pattern mini-language, shared layers and ``visualize``.
+"""Layer patterns: the forms a pattern takes, shared layers and ``visualize``.
 
 A pattern given to :func:`hybridzoo.build` may be
 
-- a list of layer names or symbols: ``["conv", "conv", "mlp"]`` or ``["C", "C", "P"]``;
-- a string in the pattern language below: ``"CCP"``, ``"C C P"``, ``"(CCP)*4 C"``.
-
-Grammar of the string form (whitespace, ``,``, ``→`` and ``->`` separate items and are
-otherwise ignored)::
-
-    pattern  := item*
-    item     := atom ( "*" COUNT )?          COUNT >= 1 repeats the atom
-    atom     := WORD | "(" pattern ")"
-    WORD     := letter (letter | digit | "_")*
+- a string of the native grammar (:mod:`hybridzoo.grammar`): ``"CCP"``, ``"C C P"``,
+  ``"(CCP)*4 C"``, with per-position options in blocks: ``"C C{kernel_size=8} P"``;
+- a list of layer names or symbols, and ``{"type": layer, field: value}`` entries for positions
+  with options of their own: ``["conv", {"type": "C", "kernel_size": 8}, "mlp"]``;
+- a :class:`~hybridzoo.positions.Pattern` from :func:`hybridzoo.parse_pattern` (any dialect).
 
 A ``WORD`` that is a registered layer name stands for that layer (``"conv mlp"``); otherwise every
 letter of it must be a layer symbol (``"CCP"`` is conv, conv, mlp). Errors point at the offending
@@ -26,26 +21,26 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from hybridzoo.errors import (
-    HybridZooError,
-    OptionError,
-    PatternError,
-    UnknownLayerError,
-    did_you_mean,
-)
+from hybridzoo.errors import HybridZooError, OptionError, PatternError, UnknownLayerError
+from hybridzoo.grammar import format_block
 from hybridzoo.named_patterns import NamedPattern, expand_named_pattern
+from hybridzoo.positions import Own, Pattern, to_pattern
 from hybridzoo.registry import Registry, get_registry
 from hybridzoo.validate import is_integer
 
 __all__ = [
+    "Pattern",
     "PatternLike",
-    "parse_pattern",
+    "parse_words",
     "resolve_pattern",
     "resolve_shared_layers",
+    "shared_layer_entries",
     "visualize",
 ]
 
-PatternLike = str | Sequence[str]
+#: A pattern string, a list of layer names, symbols and ``{"type": layer, ...}`` entries, or a
+#: :class:`~hybridzoo.positions.Pattern`.
+PatternLike = str | Sequence[Any]
 SharedLayers = tuple[tuple[str, tuple[int, ...]], ...]
 
 
@@ -67,6 +62,14 @@ def pattern(name: str, num_layers: int, *, registry: Registry | None = None) -> 
 
 
 def __getattr__(name: str) -> Any:
+    if name == "parse_pattern":
+        warnings.warn(
+            "hybridzoo.patterns.parse_pattern (words and their positions) is deprecated; use "
+            "hybridzoo.patterns.parse_words, or hybridzoo.parse_pattern for the resolved pattern",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return parse_words
     if name == "NAMED_PATTERNS":
         warnings.warn(
             "hybridzoo.patterns.NAMED_PATTERNS is deprecated; use hybridzoo.list_patterns() or "
@@ -78,136 +81,47 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'hybridzoo.patterns' has no attribute {name!r}")
 
 
-# -- the string language -----------------------------------------------------------------------
-
-_SEPARATORS = " \t\n,→"
+# -- resolution -------------------------------------------------------------------------------
 
 
-class _Parser:
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.pos = 0
+def parse_words(text: str) -> list[tuple[str, int]]:
+    """The words of a pattern string with their character positions, repetitions expanded
+    (option blocks are parsed and dropped; the limits of :mod:`hybridzoo.grammar` hold)."""
+    from hybridzoo.grammar import check_size, parse_tree
 
-    def error(self, message: str, pos: int | None = None) -> PatternError:
-        return PatternError(message, pattern=self.text, position=self.pos if pos is None else pos)
+    nodes = parse_tree(text)
+    check_size(nodes, lambda word: 1, text)
 
-    def skip(self) -> None:
-        while self.pos < len(self.text):
-            if self.text[self.pos] in _SEPARATORS:
-                self.pos += 1
-            elif self.text.startswith("->", self.pos):
-                self.pos += 2
-            else:
-                break
+    def expand(items: Sequence[Any]) -> list[tuple[str, int]]:
+        out: list[tuple[str, int]] = []
+        for node in items:
+            part = [(node.word, node.pos)] if node.kind == "word" else expand(node.children)
+            out.extend(part * node.count)
+        return out
 
-    def sequence(self, depth: int) -> list[tuple[str, int]]:
-        items: list[tuple[str, int]] = []
-        while True:
-            self.skip()
-            if self.pos >= len(self.text):
-                if depth:
-                    raise self.error("unclosed '(': expected ')'")
-                return items
-            ch = self.text[self.pos]
-            if ch == ")":
-                if not depth:
-                    raise self.error("unexpected ')' with no matching '('")
-                return items
-            items.extend(self.item(depth))
-
-    def item(self, depth: int) -> list[tuple[str, int]]:
-        start = self.pos
-        ch = self.text[self.pos]
-        if ch == "(":
-            self.pos += 1
-            inner = self.sequence(depth + 1)
-            self.pos += 1  # the ')'
-            if not inner:
-                raise self.error("empty group '()'", start)
-            atom = inner
-        elif ch.isalpha():
-            while self.pos < len(self.text) and (
-                self.text[self.pos].isalnum() or self.text[self.pos] == "_"
-            ):
-                self.pos += 1
-            atom = [(self.text[start : self.pos], start)]
-        else:
-            raise self.error(
-                f"unexpected character {ch!r}: expected a layer name, a symbol or '('", start
-            )
-        save = self.pos
-        self.skip()
-        if self.pos < len(self.text) and self.text[self.pos] == "*":
-            self.pos += 1
-            self.skip()
-            num_start = self.pos
-            while self.pos < len(self.text) and self.text[self.pos].isdigit():
-                self.pos += 1
-            if num_start == self.pos:
-                raise self.error("expected a repetition count after '*'", num_start)
-            count = int(self.text[num_start : self.pos])
-            if count < 1:
-                raise self.error("the repetition count must be >= 1", num_start)
-            return atom * count
-        self.pos = save
-        return atom
+    return expand(nodes)
 
 
-def parse_pattern(text: str) -> list[tuple[str, int]]:
-    """Parse the string form into ``(word, position)`` pairs, with repetitions expanded."""
-    return _Parser(text).sequence(0)
+def resolve_pattern(value: PatternLike | Pattern, *, registry: Registry | None = None) -> list[str]:
+    """Turn any accepted pattern form into the list of registered layer names (see
+    :func:`hybridzoo.positions.to_pattern` for the per-position options as well)."""
+    return list(to_pattern(value, registry or get_registry()).layers)
 
 
-def _resolve_word(word: str, pos: int, text: str | None, registry: Registry) -> list[str]:
-    if word in registry:
-        return [word]
-    names: list[str] = []
-    for offset, letter in enumerate(word):
-        try:
-            names.append(registry.by_symbol(letter).name)
-        except UnknownLayerError as exc:
-            if len(word) > 1:
-                hint = did_you_mean(word, registry.names())
-                message = (
-                    f"{word!r} is neither a registered layer name nor a run of layer symbols: "
-                    f"{letter!r} is not a symbol.{hint}"
-                )
-            else:
-                message = str(exc)
-            symbols = ", ".join(f"{s.symbol}={s.name}" for s in registry.specs())
-            raise PatternError(
-                f"{message} Symbols: {symbols}",
-                pattern=text,
-                position=None if text is None else pos + offset,
-            ) from None
-    return names
-
-
-def resolve_pattern(value: PatternLike, *, registry: Registry | None = None) -> list[str]:
-    """Turn any accepted pattern form into the list of registered layer names."""
-    registry = registry or get_registry()
-    if isinstance(value, str):
-        words = parse_pattern(value)
-        names = [n for word, pos in words for n in _resolve_word(word, pos, value, registry)]
-    elif isinstance(value, Sequence):
-        names = []
-        for i, item in enumerate(value):
-            if not isinstance(item, str):
-                raise PatternError(
-                    f"pattern item {i} must be a layer name or symbol, got {item!r} "
-                    f"({type(item).__name__})"
-                )
-            try:
-                names.append(registry.resolve(item).name)
-            except UnknownLayerError as exc:
-                raise PatternError(f"pattern item {i}: {exc}") from None
-    else:
+def _shared_key(key: str, registry: Registry) -> tuple[str, Own]:
+    """A shared layer's key: a layer name or symbol, or one layer with a block (``A{...}``)."""
+    try:
+        return registry.resolve(key).name, ()
+    except UnknownLayerError:
+        if "{" not in key:
+            raise
+    pattern = to_pattern(key, registry)
+    if len(pattern) != 1:
         raise PatternError(
-            f"a pattern must be a string or a list of layer names, got {type(value).__name__}"
+            f"a shared layer is one layer (a name or symbol, with its own options in a block: "
+            f"'C{{kernel_size=8}}'), got {len(pattern)} positions in {key!r:.80}"
         )
-    if not names:
-        raise PatternError(f"the pattern {value!r} has no layers")
-    return names
+    return pattern.layers[0], pattern.options[0]
 
 
 def resolve_shared_layers(
@@ -221,18 +135,36 @@ def resolve_shared_layers(
     Returns ``(((layer name, sorted positions), ...), problems)``: one line per problem (a key
     that is not a registered layer name or symbol, positions that are not integers in
     ``1..num_layers``, repeated or missing); the caller raises them (``build`` with the other
-    problems of its call, :func:`visualize` alone).
+    problems of its call, :func:`visualize` alone). A key may give the shared layer options of
+    its own, ``{"C{kernel_size=8}": [2, 4]}`` (see :func:`shared_layer_entries`).
     """
+    shared, _, problems = shared_layer_entries(shared_layers, num_layers, registry=registry)
+    return shared, problems
+
+
+def shared_layer_entries(
+    shared_layers: Mapping[str, Sequence[int] | int] | None,
+    num_layers: int,
+    *,
+    registry: Registry | None = None,
+) -> tuple[SharedLayers, dict[str, Own], list[str]]:
+    """:func:`resolve_shared_layers`, plus ``{layer name: its own options}`` for keys with an
+    option block (``"C{kernel_size=8}"``: one set of weights with its own options)."""
     if shared_layers is None:
-        return (), []
+        return (), {}, []
     example = "e.g. {'conv': [2, 4]}"
     if not isinstance(shared_layers, Mapping):
-        return (), [
-            f"shared_layers must be a mapping {{layer: [positions]}}, {example}; got "
-            f"{shared_layers!r}"
-        ]
+        return (
+            (),
+            {},
+            [
+                f"shared_layers must be a mapping {{layer: [positions]}}, {example}; got "
+                f"{shared_layers!r}"
+            ],
+        )
     registry = registry or get_registry()
     shared: list[tuple[str, tuple[int, ...]]] = []
+    own: dict[str, Own] = {}
     problems: list[str] = []
     for layer, positions in shared_layers.items():
         if not isinstance(layer, str):
@@ -242,7 +174,7 @@ def resolve_shared_layers(
             )
             continue
         try:
-            spec = registry.resolve(layer)
+            name, options = _shared_key(layer, registry)
         except HybridZooError as exc:
             problems.append(f"shared_layers: {exc}")
             continue
@@ -264,43 +196,60 @@ def resolve_shared_layers(
         if len(set(positions)) != len(positions):
             problems.append(f"shared_layers[{layer!r}]: repeated positions {list(positions)}")
             continue
-        shared.append((spec.name, tuple(sorted(int(p) for p in positions))))
-    return tuple(shared), problems
+        shared.append((name, tuple(sorted(int(p) for p in positions))))
+        if options:
+            own[name] = options
+    return tuple(shared), own, problems
 
 
 def visualize(
-    value: PatternLike,
+    value: PatternLike | Pattern,
     *,
     shared_layers: Mapping[str, Sequence[int]] | None = None,
     registry: Registry | None = None,
 ) -> str:
     """Edifice's text picture of a pattern, plus a line for shared layers when there are any.
 
-    The shared layers are checked as :func:`hybridzoo.build` checks them (an
+    A position with options of its own shows them in a block after its symbol, as the grammar
+    writes them. The shared layers are checked as :func:`hybridzoo.build` checks them (an
     :class:`~hybridzoo.OptionError` naming the bad value). With two toy layers::
 
         >>> print(visualize("CPCP"))  # doctest: +SKIP
         Layer pattern: C → P → C → P
         Legend: C=conv, P=mlp
+        >>> print(visualize("C C{kernel_size=8}"))  # doctest: +SKIP
+        Layer pattern: C → C{kernel_size=8}
+        Legend: C=conv
+        Own options at position 2
     """
     registry = registry or get_registry()
-    names = resolve_pattern(value, registry=registry)
-    shared, problems = resolve_shared_layers(shared_layers, len(names), registry=registry)
+    pattern = to_pattern(value, registry)
+    shared, shared_own, problems = shared_layer_entries(
+        shared_layers, len(pattern), registry=registry
+    )
     if problems:
         raise OptionError(problems)
-    specs = [registry.get(n) for n in names]
+    specs = [registry.get(n) for n in pattern.layers]
     legend: dict[str, str] = {}
     for spec in specs:
         legend.setdefault(spec.symbol, spec.name)
+    cells = [s.symbol + format_block(own) for s, own in zip(specs, pattern.options, strict=True)]
     lines = [
-        "Layer pattern: " + " → ".join(s.symbol for s in specs),
+        "Layer pattern: " + " → ".join(cells),
         "Legend: " + ", ".join(f"{sym}={name}" for sym, name in legend.items()),
     ]
+    marked = [str(i + 1) for i, own in enumerate(pattern.options) if own]
+    if marked:
+        shown = ", ".join(marked[:20]) + (f", … ({len(marked)} in all)" if len(marked) > 20 else "")
+        lines.append(f"Own options at position{'s' * (len(marked) > 1)} {shown}")
     if shared:
         parts = []
         for layer, positions in shared:
             spec = registry.get(layer)
             where = ", ".join(str(p) for p in positions)
-            parts.append(f"{spec.symbol}={spec.name} (one set of weights) after layers {where}")
+            block = format_block(shared_own.get(layer, ()))
+            parts.append(
+                f"{spec.symbol}={spec.name}{block} (one set of weights) after layers {where}"
+            )
         lines.append("Shared: " + "; ".join(parts))
     return "\n".join(lines)

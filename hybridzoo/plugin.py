@@ -12,7 +12,8 @@ Everything a layer plugin needs, in one import::
 - the validators of :mod:`hybridzoo.validate` (``at_least``, ``power_of_two``, ``boolean``,
   ``in_range``, ``positive``, ``one_of``), for options records and module constructors alike;
 - the shared parameter formulas of :mod:`hybridzoo.formulas`;
-- :class:`Body` and :class:`StatefulBody`: the protocols of what a factory returns.
+- :class:`Body`, :class:`StatefulBody` and :class:`PackingBody`: the protocols of what a
+  factory returns.
 
 The kernels a plugin may build on are :mod:`hybridzoo.ops`; the conformance kit is
 :mod:`hybridzoo.testing`. Within one API version names are only added, never removed or changed;
@@ -23,9 +24,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from hybridzoo.flops import LayerFlops, causal_context, feedforward_flops, linear_flops
 from hybridzoo.formulas import feedforward_param_count, layer_norm_param_count, linear_param_count
 from hybridzoo.hookspecs import hookimpl
 from hybridzoo.named_patterns import NamedPattern
+from hybridzoo.notation import UNSET, Notation, Setting
 from hybridzoo.spec import PLUGIN_API_VERSION, Capabilities, LayerSpec, option
 from hybridzoo.validate import at_least, boolean, in_range, one_of, positive, power_of_two
 
@@ -34,17 +37,25 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "PLUGIN_API_VERSION",
+    "UNSET",
     "Body",
     "Capabilities",
+    "LayerFlops",
     "LayerSpec",
     "NamedPattern",
+    "Notation",
+    "PackingBody",
+    "Setting",
     "StatefulBody",
     "at_least",
     "boolean",
+    "causal_context",
+    "feedforward_flops",
     "feedforward_param_count",
     "hookimpl",
     "in_range",
     "layer_norm_param_count",
+    "linear_flops",
     "linear_param_count",
     "one_of",
     "option",
@@ -85,6 +96,32 @@ class StatefulBody(Body, Protocol):
     def prefill(
         self, x: Tensor, state: tuple[Tensor, ...] | None = None
     ) -> tuple[Tensor, tuple[Tensor, ...]]: ...
+
+
+@runtime_checkable
+class PackingBody(Body, Protocol):
+    """A body of a layer that declares ``capabilities.packing``: its forward takes packed
+    documents.
+
+    ``forward(x [B, L, H], *, seq_idx=None)``. ``seq_idx [B, L]`` (int64, on ``x``'s device,
+    non-decreasing along each row: validated once by the core) numbers the documents
+    concatenated in each row; where ``seq_idx[b, t] != seq_idx[b, t-1]`` a new document starts
+    and the body starts afresh: recurrent states from zero, causal convolutions and token
+    shifts reading zeros instead of the previous document, attention within the document,
+    positions from 0. Each document's outputs and gradients then equal those of a forward of
+    that document alone (the conformance kit checks it, and that a NaN planted at any position
+    leaves the outputs before it unchanged). ``seq_idx=None`` is the plain forward.
+
+    The boundaries go to the kernels (:mod:`hybridzoo.ops` takes ``seq_idx``): no Python loop
+    over documents. :mod:`hybridzoo.packing` has ``document_starts`` and
+    ``document_positions``. Every body of the layer is called with ``seq_idx`` except a
+    per-position sub-block derived from :class:`hybridzoo.nn.Positionwise` (a feed-forward after
+    the mixer), called without it; a positionwise layer packs without declaring anything. A
+    stateful body's ``prefill`` may take ``seq_idx`` as well, and the spec's ``reference`` may
+    take it as a keyword: the kit then compares it with the packed forward.
+    """
+
+    def forward(self, x: Tensor, *, seq_idx: Tensor | None = None) -> Tensor: ...
 
 
 def register_layer(spec: LayerSpec, *, replace: bool = False) -> LayerSpec:

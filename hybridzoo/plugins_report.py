@@ -57,6 +57,7 @@ def _layer_info(registry: Registry, name: str) -> dict[str, Any]:
         "causal": caps.causal,
         "stateful": caps.stateful,
         "complexity": caps.complexity,
+        "packing": caps.supports_packing,
     }
 
 

@@ -26,13 +26,16 @@ The user's option ``conv_kernel_size=8`` reaches the field ``kernel_size`` of ``
 What plugin API version 2 added (additive: a version-1 spec keeps working):
 
 - ``LayerSpec.scale_options`` (width scaling for budget matching) and
-  ``LayerSpec.active_param_count`` (mixtures of experts);
+  ``LayerSpec.active_param_count`` (mixtures of experts); the cost model's ``flops``,
+  ``state_bytes`` and ``kv_cache_size``, and ``notations`` (other projects' names for a layer);
 - ``factory`` and ``reference`` may be import strings ``"package.module:function"``;
 - ``Capabilities.positionwise``: a layer acting on each position alone declares only this; the
   core supplies its step mode and a zero state size;
 - ``LayerSpec.sub_blocks`` may be a function of the options;
 - ``Capabilities.batched_state`` (default ``True``): the step state's rows can be selected and
   concatenated (generation with prompts of different lengths, beam search);
+- ``Capabilities.packing``: the bodies take packed documents (``forward(x, *, seq_idx=None)``,
+  see :class:`hybridzoo.plugin.PackingBody`); ``HybridModel.forward`` then takes ``seq_idx``;
 - :class:`~hybridzoo.named_patterns.NamedPattern`, the record that a ``hybridzoo_named_patterns``
   hook returns (the old form, a dict of name -> function, still works);
 - stricter checks: a symbol is one ASCII uppercase letter ``A``-``Z``; two layers whose option
@@ -159,6 +162,13 @@ class Capabilities:
             search need (the conformance kit checks it). ``False``: generation decodes such a
             model's prompts one at a time, and the kit skips those checks. Added in API
             version 2.
+        packing: the layer takes packed documents: its bodies' ``forward(x, *, seq_idx=None)``
+            accept ``seq_idx [B, L]`` (document numbers, non-decreasing along each row) and
+            start afresh where it changes, so that a packed forward equals separate forwards
+            of its documents (the protocol: :class:`hybridzoo.plugin.PackingBody`). A
+            positionwise layer packs without declaring it (:attr:`supports_packing`); the core
+            refuses ``seq_idx`` for a model with a layer that does neither. Added in API
+            version 2.
     """
 
     causal: bool = True
@@ -168,11 +178,18 @@ class Capabilities:
     )
     positionwise: bool = attrs.field(default=False, validator=validate.boolean)
     batched_state: bool = attrs.field(default=True, validator=validate.boolean)
+    packing: bool = attrs.field(default=False, validator=validate.boolean)
 
     @property
     def step_mode(self) -> bool:
         """The layer runs in step mode: its bodies are stateful, or it is positionwise."""
         return self.stateful or self.positionwise
+
+    @property
+    def supports_packing(self) -> bool:
+        """The layer takes packed documents: it declares :attr:`packing`, or it is positionwise
+        (document boundaries change nothing at a single position)."""
+        return self.packing or self.positionwise
 
 
 @attrs.frozen
@@ -215,6 +232,17 @@ class LayerSpec:
         active_param_count: ``(options, hidden_size) -> int``: parameters used per token when
             that is fewer than ``param_count`` (a mixture of experts); ``None``: all of them.
             Added in API version 2.
+        flops: ``(options, hidden_size, seq_len) -> LayerFlops``: forward FLOPs on one sequence
+            (see :mod:`hybridzoo.flops`); ``None``: unknown (reported so, never as zero).
+        state_bytes: ``(options, hidden_size, itemsize) -> int``: bytes of the step state per
+            sequence when its floating-point tensors have ``itemsize`` bytes per element, for a
+            state holding integer tensors too (a position counter); ``None``:
+            ``state_size · itemsize``. For a growing cache, the part that does not grow.
+        kv_cache_size: ``(options, hidden_size) -> int``: elements a key/value cache holds per
+            cached position (the state grows by this per token without a window); ``None``:
+            no cache.
+        notations: :class:`~hybridzoo.notation.Notation` records: how Megatron-LM and
+            transformers write this layer (:mod:`hybridzoo.dialects`).
     """
 
     name: str
@@ -232,6 +260,10 @@ class LayerSpec:
     api_version: int = PLUGIN_API_VERSION
     scale_options: Callable[..., Any] | None = None
     active_param_count: Formula | None = None
+    flops: Callable[[Any, int, int], Any] | None = None
+    state_bytes: Callable[[Any, int, int], int] | None = None
+    kv_cache_size: Formula | None = None
+    notations: tuple[Any, ...] = attrs.field(default=(), converter=tuple)
 
     def default_options(self) -> Any:
         """The options record with every default."""
@@ -334,8 +366,8 @@ def validate_spec(
     for attr in ("factory", "param_count"):
         if not callable(getattr(spec, attr)):
             raise fail(f"{attr} must be callable, got {getattr(spec, attr)!r}")
-    optional = ("state_size", "hidden_size_multiple", "reference", "scale_options")
-    for attr in (*optional, "active_param_count"):
+    optional = ("state_size", "hidden_size_multiple", "reference", "scale_options", "flops")
+    for attr in (*optional, "active_param_count", "state_bytes", "kv_cache_size"):
         value = getattr(spec, attr)
         if value is not None and not callable(value):
             raise fail(f"{attr} must be callable or None, got {value!r}")
@@ -350,6 +382,11 @@ def validate_spec(
         spec.num_sub_blocks(defaults)
     except PluginError as exc:
         raise fail(str(exc).partition(": ")[2]) from None
+    from hybridzoo.notation import notation_problem
+
+    problem = notation_problem(spec.notations, spec.options)
+    if problem:
+        raise fail(problem)
 
 
 # -- deprecated spellings ------------------------------------------------------------------------

@@ -156,9 +156,9 @@ def test_schedule_is_what_its_docstring_says():
     [
         ({"pattern": "CF"}, ConfigError, 'got the string \'CF\'.*\\["conv", "ffn"\\]'),
         ({"pattern": 3}, ConfigError, "'pattern' must be a list of layer names, got int"),
-        ({"config_version": True}, ConfigError, "config_version must be the integer 1 or 2"),
+        ({"config_version": True}, ConfigError, "config_version must be the integer 1, 2 or 3"),
         ({"config_version": 1.0}, ConfigError, "got 1.0 \\(float\\)"),
-        ({"config_version": 3}, ConfigError, "pip install -U hybridzoo"),
+        ({"config_version": 4}, ConfigError, "pip install -U hybridzoo"),
         ({"layer_options": [1]}, OptionError, "layer_options must be a mapping"),
         ({"layer_options": {"conv": [1]}}, OptionError, "must be a ConvOptions record or a map"),
         ({"layer_options": {"conv": {"kernel": 2}}}, OptionError, "unknown option 'conv_kernel'"),

@@ -47,7 +47,8 @@ pytest_plugins = ["pytester", "hybridzoo.testing.pytest_plugin"]
 
 
 class Recurrence(nn.Module):
-    """``h_t = a ⊙ h_{t-1} + W x_t + b``, ``y_t = h_t`` (+ a zero-initialised gated term)."""
+    """``h_t = a ⊙ h_{t-1} + W x_t + b``, ``y_t = h_t`` (+ a zero-initialised gated term); with
+    packed documents (``seq_idx``) ``h`` restarts from zero at each one."""
 
     def __init__(self, hidden_size: int, fault: str | None = None, chunk_size: int = 4) -> None:
         super().__init__()
@@ -81,7 +82,11 @@ class Recurrence(nn.Module):
         return (h,)
 
     def prefill(
-        self, x: torch.Tensor, state: tuple[torch.Tensor] | None = None
+        self,
+        x: torch.Tensor,
+        state: tuple[torch.Tensor] | None = None,
+        *,
+        seq_idx: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor]]:
         given = state
         if state is None or self.fault == "prefill_ignores_state":
@@ -105,6 +110,8 @@ class Recurrence(nn.Module):
         h = state[0]
         outs = []
         for t in range(x.shape[1]):
+            if seq_idx is not None and t > 0 and self.fault != "packing_ignored":
+                h = torch.where((seq_idx[:, t] != seq_idx[:, t - 1])[:, None], 0.0, h)
             h = a * h + u[:, t]
             outs.append(h)
         y = self._out(torch.stack(outs, 1), x)  # [B, L, H]
@@ -116,10 +123,10 @@ class Recurrence(nn.Module):
             return y, (h.clone(), torch.zeros((), dtype=torch.int64) + x.shape[1])
         return y, (h.clone(),)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *, seq_idx: torch.Tensor | None = None) -> torch.Tensor:
         if self.fault == "modifies_input":
             x.mul_(0.5)
-        y = self.prefill(x)[0]
+        y = self.prefill(x, seq_idx=seq_idx)[0]
         if self.fault == "drops_last_position":
             y = y[:, :-1]
         if self.fault == "float32_output":
@@ -148,7 +155,9 @@ class Recurrence(nn.Module):
         return self._out(h, x_t), state
 
 
-def reference(body: Recurrence, x: torch.Tensor) -> torch.Tensor:
+def reference(
+    body: Recurrence, x: torch.Tensor, *, seq_idx: torch.Tensor | None = None
+) -> torch.Tensor:
     """The time-step loop, written independently (elementwise over channels)."""
     a = 1.0 / (1.0 + torch.exp(-body.gate))
     if body.fault == "reference_differs":
@@ -157,6 +166,8 @@ def reference(body: Recurrence, x: torch.Tensor) -> torch.Tensor:
     h = torch.zeros_like(x[:, 0])
     out = []
     for t in range(x.shape[1]):
+        if seq_idx is not None and t > 0:
+            h = torch.where((seq_idx[:, t] == seq_idx[:, t - 1])[:, None], h, 0.0)
         h = a * h + u[:, t]
         out.append(h + body.gain * torch.tanh(x[:, t] @ body.extra.weight.T))
     return torch.stack(out, 1)
@@ -196,7 +207,7 @@ def toy_spec(fault: str | None = None, **changes: object) -> LayerSpec:
         "options": ToyOptions,
         "factory": lambda o, h: Recurrence(h, fault, getattr(o, "chunk_size", 4)),
         "param_count": _count,
-        "capabilities": Capabilities(causal=True, stateful=True),
+        "capabilities": Capabilities(causal=True, stateful=True, packing=True),
         "state_size": lambda o, h: h,
         "reference": reference,
     }
@@ -237,16 +248,24 @@ STATE_OPS = {"snapshot_rollback", "rows_select_cat"}
 FAULTS: dict[str, tuple[set[str], set[str]]] = {
     "wrong_param_count": ({"param_count_exact", "in_model"}, set()),
     "not_causal": (
-        {"causal", "backward_containment"},
-        {"step_equals_parallel", "prefill_then_step", "chunked_prefill", "reference_matches"}
+        {"causal", "backward_containment", "packed_equals_separate", "packed_containment"},
+        {
+            "step_equals_parallel",
+            "prefill_then_step",
+            "chunked_prefill",
+            "reference_matches",
+            "packed_model",
+            "packed_reference",
+        }
         | STATE_OPS,
     ),
+    "packing_ignored": ({"packed_equals_separate", "packed_model", "packed_reference"}, set()),
     "step_wrong_decay": (
         {"step_equals_parallel", "prefill_then_step", "chunked_prefill"},
         STATE_OPS,
     ),
     "forward_wrong_decay": (
-        {"step_equals_parallel", "reference_matches"},
+        {"step_equals_parallel", "reference_matches", "packed_reference"},
         {"prefill_then_step", "chunked_prefill"} | STATE_OPS,
     ),
     "state_not_updated": (
@@ -255,16 +274,25 @@ FAULTS: dict[str, tuple[set[str], set[str]]] = {
     ),
     "state_on_module": (STATE_OPS, set()),
     "shared_counter": ({"rows_select_cat"}, set()),
-    "masked_chunk": ({"backward_containment"}, set()),
-    "inf_leaks": ({"backward_containment"}, set()),
+    "masked_chunk": ({"backward_containment", "packed_containment"}, set()),
+    "inf_leaks": ({"backward_containment", "packed_containment"}, set()),
     "prefill_modifies_state": ({"chunked_prefill"}, set()),
     "prefill_ignores_state": ({"prefill_then_step", "chunked_prefill"}, set()),
     "unused_parameter": ({"gradients_reach_parameters"}, set()),
-    "mixes_batch": ({"batch_independent"}, {"reference_matches", "rows_select_cat"}),
+    "mixes_batch": (
+        {"batch_independent"},
+        {
+            "reference_matches",
+            "rows_select_cat",
+            "packed_equals_separate",
+            "packed_model",
+            "packed_reference",
+        },
+    ),
     "nondeterministic": ({"eval_deterministic"}, set(CHECKS)),
     "modifies_input": ({"eval_deterministic"}, set(CHECKS)),
     "wrong_state_size": ({"state_size_formula"}, set()),
-    "reference_differs": ({"reference_matches"}, set()),
+    "reference_differs": ({"reference_matches", "packed_reference"}, set()),
     "drops_last_position": ({"shape"}, set(CHECKS)),
     "float32_output": ({"dtype_device"}, set(CHECKS)),
 }
@@ -489,7 +517,13 @@ def test_a_positionwise_layer_gets_the_step_checks_through_the_core() -> None:
 def test_a_layer_declared_positionwise_that_mixes_time_fails() -> None:
     results = {r.check: r for r in run_checks(positionwise_spec(mixes_time=True))}
     failed = {name for name, r in results.items() if r.failed}
-    assert failed == {"step_equals_parallel", "prefill_then_step", "chunked_prefill"}
+    assert failed == {
+        "step_equals_parallel",
+        "prefill_then_step",
+        "chunked_prefill",
+        "packed_equals_separate",
+        "packed_model",
+    } | STATE_OPS
     assert "PerPosition: step outputs differ from forward" in results["step_equals_parallel"].reason
 
 
@@ -508,13 +542,37 @@ def test_checks_that_do_not_apply_are_skipped_with_a_reason() -> None:
         "chunked_prefill",
         "state_size_formula",
         "reference_matches",
-    }
+        "packed_equals_separate",
+        "packed_containment",
+        "packed_model",
+        "packed_reference",
+        "state_refused_across_models",
+    } | STATE_OPS
     assert "capabilities.stateful=False" in results["step_equals_parallel"].reason
+    assert "capabilities.stateful=False" in results["snapshot_rollback"].reason
     assert "capabilities.causal=False" in results["causal"].reason
+    assert "neither capabilities.packing nor positionwise" in results["packed_model"].reason
     assert "no reference" in results["reference_matches"].reason
     assert all(r.passed for r in results.values() if not r.skipped)
     with pytest.raises(CheckSkipped, match="stateful=False"):
         CHECKS["step_equals_parallel"](layer_case(spec))
+
+
+def test_a_packing_body_whose_forward_takes_no_seq_idx_is_told_so() -> None:
+    class NoKeyword(Recurrence):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.prefill(x)[0]
+
+    spec = toy_spec(factory=lambda o, h: NoKeyword(h))
+    reason = run_checks(spec, checks=["packed_equals_separate"])[0].reason or ""
+    assert "NoKeyword.forward does not take the keyword seq_idx" in reason
+    assert "forward(x, *, seq_idx=None)" in reason
+
+
+def test_a_reference_without_seq_idx_skips_the_packed_reference_check() -> None:
+    spec = toy_spec(reference=lambda body, x: reference(body, x))
+    (result,) = run_checks(spec, checks=["packed_reference"])
+    assert result.skipped and "takes no seq_idx keyword" in result.reason
 
 
 def test_a_state_that_grows_with_the_sequence_is_skipped() -> None:
@@ -534,7 +592,7 @@ def test_assert_conforms_lists_every_failure() -> None:
     with pytest.raises(AssertionError) as info:
         assert_conforms(toy_spec("wrong_param_count"))
     text = str(info.value)
-    assert text.startswith("layer 'toy' fails 2 of 18 conformance checks:")
+    assert text.startswith(f"layer 'toy' fails 2 of {len(CHECKS)} conformance checks:")
     assert "  - param_count_exact: " in text and "  - in_model: " in text
 
 

@@ -13,6 +13,7 @@ from hybridzoo.nn.gated_norm import GatedRMSNorm, gated_rms_norm
 from hybridzoo.nn.init import log_uniform_, time_step_bias_
 from hybridzoo.nn.interop import load_converted, source_state_dict
 from hybridzoo.nn.short_conv import ShortConvolution
+from hybridzoo.nn.step_cache import DerivedTensors
 
 F64 = torch.float64
 
@@ -140,3 +141,24 @@ def test_source_state_dict_and_load_converted() -> None:
     )
     assert copy.weight.dtype == F64 and not copy.training
     torch.testing.assert_close(copy.weight, source.weight)
+
+
+def test_derived_tensors_follow_their_parameters() -> None:
+    cache = DerivedTensors()
+    p = torch.nn.Parameter(torch.ones(3))
+    calls = []
+
+    def make() -> torch.Tensor:
+        calls.append(1)
+        return p * 2
+
+    with torch.no_grad():
+        first = cache.get("twice", (p,), make)
+        assert cache.get("twice", (p,), make) is first and len(calls) == 1
+        p.add_(1.0)  # a new version
+        torch.testing.assert_close(cache.get("twice", (p,), make), torch.full((3,), 4.0))
+        cache.clear()
+        cache.get("twice", (p,), make)
+    assert len(calls) == 3
+    y = cache.get("twice", (p,), make)  # autograd records: never cached, gradients flow
+    assert y.requires_grad and len(calls) == 4

@@ -3,7 +3,7 @@
 Counting uses the plugins' formulas through ``hybridzoo.param_count`` (nothing is built), and
 every layer sizes its own options to a width through its spec's ``scale_options`` (heads split
 the width, a window covers the sequence), so a third-party layer is matched as fairly
-as a builtin. This module is the seam where ``hybridzoo.match_budget`` will take over.
+as a builtin. :func:`hybridzoo.match_budget` does the matching.
 """
 
 from __future__ import annotations
@@ -46,36 +46,37 @@ def match_hidden_size(
 ) -> tuple[int, int]:
     """The width whose language model's parameter count is closest to ``budget``.
 
-    Tries ``hidden_size = multiple, 2·multiple, ...`` with :func:`scaled_layer_options`, counting
-    with ``hybridzoo.param_count`` (nothing is built); widths the layers reject are skipped.
+    :func:`hybridzoo.match_budget` over ``hidden_size = multiple, 2·multiple, ...`` with the
+    layers' scaled options (nothing is built; widths the layers reject are skipped), the budget
+    counting the language model's embedding and head.
     ``lm_options`` are the language model's (learned positions count too). Returns
     ``(hidden_size, param_count)``; a budget that no width reaches is a
     :class:`~hybridzoo.ConfigError`.
     """
-    best: tuple[int, int] | None = None
-    errors: list[str] = []
-    for hidden in range(multiple, max_hidden_size + 1, multiple):
-        try:
-            options = scaled_layer_options(pattern, hidden, seq_len, user_options)
-            count = language_model_param_count(
-                pattern,
-                vocab_size=vocab_size,
-                hidden_size=hidden,
-                embed_dim=embed_dim,
-                tie=tie,
-                **options,
-                **dict(lm_options or {}),
-            )
-        except (ValueError, TypeError, hybridzoo.HybridZooError) as exc:
-            errors.append(f"hidden_size={hidden}: {exc}")
-            continue
-        if best is None or abs(count - budget) < abs(best[1] - budget):
-            best = (hidden, count)
-        if count > budget:
-            break
-    if best is None:
-        raise ConfigError(
-            f"no hidden size up to {max_hidden_size} is valid for pattern {pattern!r}: "
-            + (errors[-1] if errors else "no candidates")
+    lm = dict(lm_options or {})
+    user = dict(user_options or {})
+    if embed_dim is not None:
+        user["embed_dim"] = embed_dim
+
+    def around(hidden: int, options: dict[str, Any]) -> tuple[int, float]:
+        """The language model's parameters beyond the backbone's (embedding, head, positions)."""
+        options.pop("hidden_size")
+        body = hybridzoo.param_count(pattern, hidden_size=hidden, **options)
+        total = language_model_param_count(
+            pattern, vocab_size=vocab_size, hidden_size=hidden, tie=tie, **options, **lm
         )
-    return best
+        return total - body, 0.0
+
+    try:
+        match = hybridzoo.match_budget(
+            pattern,
+            params=budget,
+            seq_len=seq_len,
+            multiple=multiple,
+            max_hidden_size=max_hidden_size,
+            extra=around,
+            **user,
+        )
+    except hybridzoo.OptionError as exc:
+        raise ConfigError(f"pattern {pattern!r}: {exc}") from exc
+    return match.hidden_size, int(match.achieved)

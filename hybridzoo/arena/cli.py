@@ -143,6 +143,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="a fixed training set (default: fresh examples every step)",
     )
     train.add_argument("--batch-size", type=POSITIVE_INT, default=None, help="global batch")
+    train.add_argument(
+        "--pack",
+        type=POSITIVE_INT,
+        default=None,
+        metavar="K",
+        help="train on rows of K examples packed end to end, each its own document",
+    )
     train.add_argument("--weight-decay", type=NON_NEGATIVE, default=None, help="AdamW")
     train.add_argument("--warmup", type=FRACTION, default=None, help="warmup fraction")
     train.add_argument("--eval-every", type=POSITIVE_INT, default=None, help="steps")

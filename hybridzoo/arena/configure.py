@@ -34,6 +34,7 @@ _TRAIN_FLAGS = {
     "dropout": "dropout",
     "dtype": "dtype",
     "train_examples": "train_examples",
+    "pack": "pack",
 }
 
 

@@ -29,7 +29,8 @@ from torch import nn
 
 import hybridzoo
 from hybridzoo.arena.tasks import IGNORE_INDEX, READOUTS, check
-from hybridzoo.errors import ConfigError, StateError
+from hybridzoo.errors import ConfigError, PackingError, StateError
+from hybridzoo.packing import document_positions
 from hybridzoo.validate import at_least, one_of
 
 EMBEDDING_INIT_STD = 0.02
@@ -142,8 +143,12 @@ class LanguageModel(nn.Module):
             return F.linear(hidden, self.embedding.weight)
         return self.head(hidden)
 
-    def _embed(self, tokens: torch.Tensor, start: int) -> torch.Tensor:
+    def _embed(
+        self, tokens: torch.Tensor, start: int, seq_idx: torch.Tensor | None = None
+    ) -> torch.Tensor:
         x = self.embedding(tokens)
+        if self.position is not None and seq_idx is not None:  # from 0 in every document
+            return x + self.position(document_positions(seq_idx))
         if self.position is not None:
             length = tokens.shape[-1] if tokens.dim() == 2 else 1
             if start + length > self.max_len:
@@ -155,9 +160,16 @@ class LanguageModel(nn.Module):
             x = x + (self.position(index) if tokens.dim() == 2 else self.position(index)[0])
         return x
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """``tokens [B, L]`` int64 → ``logits [B, L, vocab_size]``."""
-        hidden = self.model(self._embed(tokens, 0))  # [B, L, H]
+    def forward(self, tokens: torch.Tensor, *, seq_idx: torch.Tensor | None = None) -> torch.Tensor:
+        """``tokens [B, L]`` int64 → ``logits [B, L, vocab_size]``; ``seq_idx [B, L]``: packed
+        documents, each as if alone (learned positions restart too; not with the ``"last"``
+        readout, which reads one position per row)."""
+        if seq_idx is not None and self.readout != "causal":
+            raise PackingError(
+                f"readout={self.readout!r} decodes every target from the row's last position: "
+                "it cannot read packed documents (train without packing)"
+            )
+        hidden = self.model(self._embed(tokens, 0, seq_idx), seq_idx=seq_idx)  # [B, L, H]
         return self._logits(hidden)  # [B, L, V]
 
     def init_state(self, batch_size: int) -> Any:

@@ -25,6 +25,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("pattern", "<"),
     ("hidden", ">"),
     ("params", ">"),
+    ("FLOPs/tok", ">"),
     ("state/seq", ">"),
     ("lr", ">"),
     ("accuracy", ">"),
@@ -90,6 +91,7 @@ def summarize(
                 "pattern": picked[0].get("pattern"),
                 "hidden": hidden,
                 "params": picked[0].get("params"),
+                "flops": picked[0].get("flops_per_token"),
                 "state": picked[0].get("state_size"),
                 "lr": lr,
                 "lrs": {x: _median([_accuracy(r) for r in rs]) for x, rs in sorted(by_lr.items())},
@@ -132,6 +134,7 @@ def leaderboard_rows(summaries: Sequence[Mapping[str, Any]]) -> list[list[str]]:
                 str(row["pattern"]),
                 _fmt(row["hidden"], "d"),
                 _fmt(row["params"], ",d"),
+                _fmt(row.get("flops"), ",.0f"),
                 "grows" if state is None else _fmt(state, ",d"),
                 _fmt(row["lr"], ".3g"),
                 accuracy,
@@ -245,6 +248,10 @@ def format_leaderboard(payload: Mapping[str, Any]) -> str:
         parts += _sweep(summaries, seq_len)
     if "total_seconds" in payload:
         parts += ["", f"total time {payload['total_seconds']:.0f} s"]
+    parts.append(
+        "FLOPs/tok: forward FLOPs per token at the task's length, from the layers' formulas "
+        "(hybridzoo.cost, with the head; training costs 3x)"
+    )
     parts.append(
         "state/seq: recurrent-state elements per sequence in step mode (a KV cache included; "
         "'grows': a cache that grows with the sequence)"

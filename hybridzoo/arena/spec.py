@@ -36,6 +36,8 @@ class TrainSettings:
     ``min_lr_ratio·lr``. Training stops early once the held-out accuracy reaches
     ``target_accuracy`` (``None``: never). ``train_examples=None`` draws fresh examples for every
     step; ``N`` trains on a fixed set of ``N`` examples, reshuffled every epoch (as Zoology does).
+    ``pack=K`` trains on rows of ``K`` examples packed end to end (``seq_idx``: each example its
+    own document, so the maths is that of the unpacked batch); evaluation is unpacked.
     """
 
     steps: int = param(600, "maximum optimizer steps", at_least(1))
@@ -61,6 +63,11 @@ class TrainSettings:
         "a fixed training set of this many examples (None: fresh ones)",
         at_least(1, allow_none=True),
     )
+    pack: int = param(
+        1,
+        "examples packed end to end in each training row, each its own document (1: none)",
+        at_least(1),
+    )
 
     def __attrs_post_init__(self) -> None:
         check_fields(self)
@@ -79,7 +86,10 @@ class TrainSettings:
     def resume_dict(self) -> dict[str, Any]:
         """The settings a checkpoint must agree with to be resumed (all but the cadence of
         checkpoints)."""
-        return {k: v for k, v in attrs.asdict(self).items() if k != "checkpoint_every"}
+        values = attrs.asdict(self)
+        if values["pack"] == 1:  # checkpoints written before packing existed still resume
+            del values["pack"]
+        return {k: v for k, v in values.items() if k != "checkpoint_every"}
 
 
 def _dict(value: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -186,6 +196,26 @@ class RunSpec:
         from hybridzoo.arena.lm import language_model_param_count
 
         return language_model_param_count(self.pattern, **self.lm_arguments())
+
+    def flops_per_token(self) -> float | None:
+        """Forward FLOPs per token of the language model at the task's length, from formulas:
+        the backbone's (:func:`hybridzoo.cost`) and the head's (``2·H·V``; the last-position
+        decoder's ``2·(2·H² + H·V)``); ``None`` when a layer declares no FLOPs formula."""
+        import hybridzoo
+
+        arguments = self.lm_arguments()
+        card = hybridzoo.cost(
+            self.pattern,
+            seq_len=self.make_task().seq_len,
+            hidden_size=self.hidden_size,
+            embed_dim=arguments["embed_dim"] or self.hidden_size,
+            **self.layer_options,
+        )
+        if card.flops_per_token is None:
+            return None
+        H, V = self.hidden_size, arguments["vocab_size"]
+        head = 2 * (2 * H * H + H * V) if arguments.get("readout") == "last" else 2 * H * V
+        return card.flops_per_token + head
 
     def state_size(self) -> int | None:
         """Recurrent-state elements per sequence in step mode; ``None`` when a layer's state

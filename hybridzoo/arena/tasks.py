@@ -114,6 +114,17 @@ class Batch:
     def __len__(self) -> int:
         return int(self.inputs.shape[0])
 
+    def packed(self, per_row: int) -> tuple[Batch, torch.Tensor | None]:
+        """The examples concatenated ``per_row`` at a time, each its own document, and the
+        ``seq_idx`` of the packed rows (``(self, None)`` for ``per_row=1``). The targets stay at
+        their positions: none crosses from one example to the next."""
+        if per_row == 1:
+            return self, None
+        from hybridzoo.packing import pack_rows
+
+        inputs, seq_idx = pack_rows(self.inputs, per_row)
+        return Batch(inputs, pack_rows(self.targets, per_row)[0]), seq_idx
+
 
 def _mix64(value: int) -> int:
     """splitmix64's finaliser: a bijective scramble of a 64-bit integer."""

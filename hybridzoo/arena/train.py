@@ -142,10 +142,10 @@ def evaluate(
 
 
 def _check_device(settings: TrainSettings, context: DistContext) -> None:
-    if settings.batch_size % context.world_size:
+    if settings.batch_size % (context.world_size * settings.pack):
         raise ConfigError(
             f"batch_size={settings.batch_size} must be divisible by the number of processes "
-            f"({context.world_size})"
+            f"({context.world_size}) times the examples packed per row (pack={settings.pack})"
         )
     if settings.dtype == "bfloat16" and context.device.type != "cuda":
         raise ConfigError(
@@ -292,9 +292,9 @@ def train_run(
         started, cpu_started = time.perf_counter(), time.process_time()
         batch = data.batch(state["step"])
         state["sequences"] += len(batch)
-        batch = batch[shard].to(device)
+        batch, seq_idx = batch[shard].to(device).packed(settings.pack)
         with _autocast(device, settings.dtype):
-            logits = model(batch.inputs)
+            logits = model(batch.inputs, seq_idx=seq_idx)
         loss, _, _ = masked_loss_and_accuracy(logits, batch.targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -366,6 +366,7 @@ def _result(
         "lm_options": dict(spec.lm_options),
         "params": sum(p.numel() for p in lm.parameters()),
         "state_size": spec.state_size(),
+        "flops_per_token": spec.flops_per_token(),
         "lr": settings.lr,
         "seed": settings.seed,
         "batch_size": settings.batch_size,

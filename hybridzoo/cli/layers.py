@@ -46,6 +46,7 @@ def rows() -> list[dict[str, Any]]:
                 "causal": caps.causal,
                 "stateful": caps.stateful,
                 "complexity": caps.complexity,
+                "packing": caps.supports_packing,
                 "options": options,
             }
         )

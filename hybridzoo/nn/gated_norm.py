@@ -191,6 +191,12 @@ def gated_rms_norm(
         return x * weight  # an empty result of the right shape, dtype and device
     if torch.is_grad_enabled() and (x.requires_grad or gate.requires_grad or weight.requires_grad):
         return _GatedRMSNorm.apply(x, gate, weight, group, float(eps), bool(norm_before_gate))
+    if x.numel() <= _BLOCK:  # one block, no record for a backward pass (step mode)
+        dtype = _compute_dtype(x.dtype)
+        out = torch.empty(x.shape, dtype=dtype, device=x.device)
+        args = (x.to(dtype), gate.to(dtype), weight.to(dtype), out, group, float(eps))
+        _forward_rows(*args, bool(norm_before_gate))
+        return out.to(x.dtype)
     return _forward(x, gate, weight, group, float(eps), bool(norm_before_gate))[0]
 
 

@@ -17,7 +17,20 @@ from torch import Tensor, nn
 from hybridzoo.ops import causal_conv1d
 from hybridzoo.validate import at_least, boolean, one_of
 
-__all__ = ["ShortConvolution"]
+__all__ = ["ShortConvolution", "conv_step"]
+
+
+def conv_step(
+    x_t: Tensor, window: Tensor, weight: Tensor, bias: Tensor | None, activation: str | None
+) -> Tensor:
+    """One position of a depthwise causal convolution: ``x_t [B, C]``, ``weight [C, K]``;
+    ``window [B, C, K-1]`` (the previous inputs, oldest first) is updated in place."""
+    full = torch.cat([window, x_t.unsqueeze(-1)], dim=-1)  # [B, C, K]
+    y = (full * weight).sum(-1)
+    if bias is not None:
+        y = y + bias
+    window.copy_(full[:, :, 1:])
+    return F.silu(y) if activation == "silu" else y
 
 
 class ShortConvolution(nn.Module):
@@ -69,9 +82,12 @@ class ShortConvolution(nn.Module):
         initial_window: Tensor | None = None,
         *,
         output_final_window: bool = False,
+        seq_idx: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """``x [B, T, C]`` (any strides) → ``(y [B, T, C], the last K-1 inputs [B, C, K-1] or
-        None)``, from ``initial_window`` (None: zeros)."""
+        None)``, from ``initial_window`` (None: zeros). With ``seq_idx [B, T]`` (packed
+        documents) no output reads another document's inputs; the window belongs to a row's
+        first document, the final window to its last."""
         return causal_conv1d(
             x,
             self.weight.squeeze(1),
@@ -79,6 +95,7 @@ class ShortConvolution(nn.Module):
             initial_window=initial_window,
             activation=self.activation,
             output_final_window=output_final_window,
+            seq_idx=seq_idx,
         )
 
     def init_window(self, batch_size: int) -> Tensor:
@@ -88,12 +105,7 @@ class ShortConvolution(nn.Module):
     def step(self, x_t: Tensor, window: Tensor) -> Tensor:
         """One position: ``x_t [B, C] -> y_t [B, C]``; ``window [B, C, K-1]`` is updated in place
         (inference only: autograd does not go through the update)."""
-        full = torch.cat([window, x_t.unsqueeze(-1)], dim=-1)  # [B, C, K]
-        y = (full * self.weight.squeeze(1)).sum(-1)
-        if self.bias is not None:
-            y = y + self.bias
-        window.copy_(full[:, :, 1:])
-        return F.silu(y) if self.activation == "silu" else y
+        return conv_step(x_t, window, self.weight.squeeze(1), self.bias, self.activation)
 
     def extra_repr(self) -> str:
         return (

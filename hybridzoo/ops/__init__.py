@@ -32,6 +32,12 @@ Shared contract:
 - Containment: no output at ``t`` reads an input after ``t``; a NaN or inf planted at position
   ``s`` leaves every output before ``s`` bitwise unchanged, whatever ``chunk_size``.
 - Step functions update ``state`` in place and are inference-only (no autograd through them).
+- ``backend="auto"`` (default) runs a fused C++ CPU recurrence (compiled on first use into the
+  private kernel cache, see :mod:`hybridzoo.ops._compile`; per (batch row, head), position by
+  position, the backward pass recomputing checkpointed blocks) and falls back to the chunked
+  pure-torch form (any device; the delta rule's in the WY / UT-transform form) when it cannot be
+  built, on other devices or with ``HYBRIDZOO_NO_COMPILE`` set; ``"compiled"`` and ``"torch"``
+  pick one. Both are tested against the references, NaN containment and packing included.
 
 Also here: :func:`selective_scan` / :func:`causal_conv1d` (Mamba-1's selective scan and its
 depthwise causal convolution, a fused compiled C++ kernel with a pure-torch fallback;

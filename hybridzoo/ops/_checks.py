@@ -49,110 +49,52 @@ def bind(*specs: Spec) -> dict[str, int]:
     return sizes
 
 
-def _check_length(sizes: dict[str, int], name: str, t: torch.Tensor) -> None:
-    if sizes["T"] < 1:
-        raise ShapeError(f"sequence length T must be >= 1, got {name} of shape {tuple(t.shape)}")
+LAYOUTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "chunk_gla": (
+        ("q", "B T H K"), ("k", "B T H K"), ("v", "B T H V"), ("log_decay", "B T H K"),
+        ("bonus", "H K"), ("initial_state", "B H K V"),
+    ),
+    "chunk_simple_gla": (
+        ("q", "B T G K"), ("k", "B T G K"), ("v", "B T H V"), ("log_decay", "B T H"),
+        ("initial_state", "B H K V"),
+    ),
+    "chunk_ssd": (
+        ("x", "B T H P"), ("dt", "B T H"), ("A", "H"), ("B", "B T G N"), ("C", "B T G N"),
+        ("initial_state", "B H P N"),
+    ),
+    "chunk_gated_delta_rule": (
+        ("q", "B T G K"), ("k", "B T G K"), ("v", "B T H V"), ("log_decay", "B T H"),
+        ("beta", "B T H"), ("initial_state", "B H K V"),
+    ),
+}  # fmt: skip
+"""Each kernel's tensor arguments, in order, with their layouts (the step functions take the
+same without ``T``: names get ``_t``, and ``initial_state`` is the ``state`` updated in place)."""
+
+_GROUPED = {
+    "chunk_simple_gla": "q and k",
+    "chunk_ssd": "B and C",
+    "chunk_gated_delta_rule": "q and k",
+}
 
 
-def _check_groups(sizes: dict[str, int], heads: str, groups: str, names: str) -> None:
-    if sizes[heads] % sizes[groups]:
+def sizes(kernel: str, *tensors: Opt, step: bool = False) -> dict[str, int]:
+    """Check ``kernel``'s tensor arguments (in :data:`LAYOUTS` order, None for an absent optional
+    one) for the sequence form or, ``step``, the one-token form; return every letter's size."""
+    specs = []
+    for (name, layout), t in zip(LAYOUTS[kernel], tensors, strict=True):
+        if step and "T" in layout.split():
+            name, layout = name + "_t", layout.replace("T ", "")
+        elif step and name == "initial_state":
+            name = "state"
+        specs.append((name, t, layout))
+    n = bind(*specs)
+    if not step and n["T"] < 1:
         raise ShapeError(
-            f"the {sizes[groups]} groups of {names} must divide the {sizes[heads]} heads "
-            f"({groups} must divide {heads})"
+            f"sequence length T must be >= 1, got {specs[0][0]} of shape {tuple(tensors[0].shape)}"
         )
-
-
-def gla_sizes(
-    q: Tensor, k: Tensor, v: Tensor, g: Tensor, bonus: Opt, initial_state: Opt
-) -> dict[str, int]:
-    """``chunk_gla``'s arguments: q, k, log_decay ``[B, T, H, K]``, v ``[B, T, H, V]``."""
-    sizes = bind(
-        ("q", q, "B T H K"),
-        ("k", k, "B T H K"),
-        ("v", v, "B T H V"),
-        ("log_decay", g, "B T H K"),
-        ("bonus", bonus, "H K"),
-        ("initial_state", initial_state, "B H K V"),
-    )
-    _check_length(sizes, "q", q)
-    return sizes
-
-
-def gla_step_sizes(
-    q: Tensor, k: Tensor, v: Tensor, g: Tensor, state: Tensor, bonus: Opt
-) -> dict[str, int]:
-    """``gla_step``'s arguments: ``[B, H, D]`` inputs, state ``[B, H, K, V]``."""
-    return bind(
-        ("q_t", q, "B H K"),
-        ("k_t", k, "B H K"),
-        ("v_t", v, "B H V"),
-        ("log_decay_t", g, "B H K"),
-        ("state", state, "B H K V"),
-        ("bonus", bonus, "H K"),
-    )
-
-
-def simple_gla_sizes(
-    q: Tensor, k: Tensor, v: Tensor, g: Tensor, state: Opt, *, step: bool = False
-) -> dict[str, int]:
-    """``chunk_simple_gla``'s (or, ``step``, ``simple_gla_step``'s) arguments."""
-    t = "" if step else "T "
-    suffix = "_t" if step else ""
-    sizes = bind(
-        ("q" + suffix, q, f"B {t}G K"),
-        ("k" + suffix, k, f"B {t}G K"),
-        ("v" + suffix, v, f"B {t}H V"),
-        ("log_decay" + suffix, g, f"B {t}H"),
-        ("state" if step else "initial_state", state, "B H K V"),
-    )
-    if not step:
-        _check_length(sizes, "q", q)
-    _check_groups(sizes, "H", "G", "q and k")
-    return sizes
-
-
-def ssd_sizes(
-    x: Tensor, dt: Tensor, a: Tensor, b: Tensor, c: Tensor, state: Opt, *, step: bool = False
-) -> dict[str, int]:
-    """``chunk_ssd``'s (or, ``step``, ``ssd_step``'s) arguments."""
-    t = "" if step else "T "
-    suffix = "_t" if step else ""
-    sizes = bind(
-        ("x" + suffix, x, f"B {t}H P"),
-        ("dt" + suffix, dt, f"B {t}H"),
-        ("A", a, "H"),
-        ("B" + suffix, b, f"B {t}G N"),
-        ("C" + suffix, c, f"B {t}G N"),
-        ("state" if step else "initial_state", state, "B H P N"),
-    )
-    if not step:
-        _check_length(sizes, "x", x)
-    _check_groups(sizes, "H", "G", "B and C")
-    return sizes
-
-
-def delta_sizes(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    g: Tensor,
-    beta: Tensor,
-    state: Opt,
-    *,
-    step: bool = False,
-) -> dict[str, int]:
-    """``chunk_gated_delta_rule``'s (or, ``step``, ``gated_delta_rule_step``'s) arguments."""
-    t = "" if step else "T "
-    suffix = "_t" if step else ""
-    sizes = bind(
-        ("q" + suffix, q, f"B {t}G K"),
-        ("k" + suffix, k, f"B {t}G K"),
-        ("v" + suffix, v, f"B {t}H V"),
-        ("log_decay" + suffix, g, f"B {t}H"),
-        ("beta" + suffix, beta, f"B {t}H"),
-        ("state" if step else "initial_state", state, "B H K V"),
-    )
-    if not step:
-        _check_length(sizes, "q", q)
-    _check_groups(sizes, "H", "G", "q and k")
-    return sizes
+    if kernel in _GROUPED and n["H"] % n["G"]:
+        raise ShapeError(
+            f"the {n['G']} groups of {_GROUPED[kernel]} must divide the {n['H']} heads "
+            "(G must divide H)"
+        )
+    return n

@@ -126,17 +126,31 @@ def levels(c: int) -> list[int]:
 
 def causal_matmul(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``y_t = Σ_{s<=t} a_ts x_s`` for ``a [..., C, C]``, ``x [..., C, D]``: the lower triangle
-    (diagonal included) of ``a`` times ``x``, block by block (see the module docstring), never
-    touching ``a`` above the diagonal nor combining ``x_s`` into an output before ``s``."""
-    y = a.diagonal(dim1=-2, dim2=-1).unsqueeze(-1) * x
-    for m in levels(a.shape[-1]):
-        first = halves(x, m)[..., 0, :, :]  # [..., C/2m, m, D]
-        out = halves(y, m)[..., 1, :, :]
-        blk = block(a, m)
-        if m == 1:
-            out.add_(blk * first)
-        else:
-            out.add_(torch.matmul(blk, first))
+    (diagonal included) of ``a`` times ``x``, never touching ``a`` above the diagonal nor
+    combining ``x_s`` into an output before ``s``.
+
+    Blocks of four: the rows of each quarter of the chunk take the quarters before it in one
+    matmul (reading ``a``'s rows in place), and the four diagonal blocks recurse, down to blocks
+    of four positions done by offset diagonals. C a power of two."""
+    lead, c, d = a.shape[:-2], a.shape[-1], x.shape[-1]
+    nb = lead.numel()
+    return _causal(a.reshape(nb, c, c), x.reshape(nb, c, d)).view(*lead, c, d)
+
+
+def _causal(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    nb, c, d = x.shape
+    if c <= 4:
+        y = a.diagonal(dim1=-2, dim2=-1).unsqueeze(-1) * x
+        for off in range(1, c):  # a_{t, t-off} x_{t-off}
+            y[:, off:].addcmul_(a.diagonal(-off, dim1=-2, dim2=-1).unsqueeze(-1), x[:, : c - off])
+        return y
+    q = c // 4
+    blocks = a.view(nb, 4, q, 4, q).diagonal(dim1=1, dim2=3)  # [nb, q, q, 4]
+    diag = blocks.permute(0, 3, 1, 2).reshape(nb * 4, q, q)
+    y = _causal(diag, x.reshape(nb * 4, q, d)).view(nb, c, d)
+    for j in range(1, 4):  # quarter j reads quarters 0 .. j-1
+        rows = slice(j * q, (j + 1) * q)
+        y[:, rows] += torch.bmm(a[:, rows, : j * q], x[:, : j * q])
     return y
 
 

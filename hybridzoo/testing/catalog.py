@@ -27,6 +27,7 @@ CONTRACTS: dict[str, str] = {
     "shapes": "[B, L, H] -> [B, L, H] for any B and L; dtype and device kept; works in a model",
     "counting": "param_count and state_size are exact closed formulas",
     "causality": "no output depends on a later input, non-finite inputs included",
+    "packing": "a packed forward equals the separate forwards of its documents",
     "step_mode": "stepping and prefilling, in any chunks, equal the parallel forward",
     "state_ops": "a step state is rolled back by a snapshot, batched by rows, and refused by "
     "a model of another structure",

@@ -106,10 +106,14 @@ SPEC = LayerSpec(
     param_count=formulas.param_count,
     state_size=formulas.state_size,
     scale_options=formulas.scale_options,
+    flops=formulas.flops,
+    state_bytes=formulas.state_bytes,
+    kv_cache_size=formulas.kv_cache_size,
+    notations=formulas.NOTATIONS,
     sub_blocks=formulas.sub_blocks,
     description="Causal attention (sliding-window or full; GQA, RoPE, QK-norm, short conv), "
     "then an FFN.",
-    capabilities=Capabilities(causal=True, stateful=True, complexity="linear"),
+    capabilities=Capabilities(causal=True, stateful=True, complexity="linear", packing=True),
 )
 
 

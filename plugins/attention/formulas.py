@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from hybridzoo.plugin import feedforward_param_count
+from hybridzoo.plugin import (
+    LayerFlops,
+    Notation,
+    Setting,
+    causal_context,
+    feedforward_flops,
+    feedforward_param_count,
+    linear_flops,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybridzoo_plugins.attention import AttentionOptions
@@ -77,3 +85,75 @@ def scale_options(
     head_dim = max(2, hidden_size // o.num_heads // 2 * 2)
     window = o.window_size if seq_len is None or o.window_size is None else max(2, seq_len)
     return attrs.evolve(o, head_dim=head_dim, window_size=window)
+
+
+def flops(o: AttentionOptions, hidden_size: int, seq_len: int) -> LayerFlops:
+    """Forward FLOPs on ``seq_len`` positions. Matmul, per position: q and output
+    ``2·(2·H·Q)``, k and v ``2·(2·H·K)``, and the feed-forward sub-block. Mixer: the scores
+    ``q·k`` and the weighted values, ``4·d`` per query head and key seen, over the keys each
+    query sees (:func:`~hybridzoo.plugin.causal_context`: ``L(L+1)/2`` without a window), and
+    the input convolution ``2·H·c`` per position; the softmax is not counted."""
+    queries, keys = o.num_heads * o.head_dim, kv_heads(o) * o.head_dim
+    per = 2 * linear_flops(hidden_size, queries) + 2 * linear_flops(hidden_size, keys)
+    if o.ffn_expand_factor:
+        per += feedforward_flops(hidden_size, o.ffn_expand_factor, activation=o.ffn_activation)
+    mixer = 4 * o.num_heads * o.head_dim * causal_context(seq_len, o.window_size)
+    mixer += 2 * hidden_size * o.conv_size * seq_len
+    return LayerFlops(per * seq_len, mixer)
+
+
+def _conv_window(o: AttentionOptions, hidden_size: int) -> int:
+    return (o.conv_size - 1) * hidden_size if o.conv_size > 1 else 0
+
+
+def state_bytes(o: AttentionOptions, hidden_size: int, itemsize: int) -> int:
+    """Bytes of the decoding state: the caches (a window's worth; none counted without a
+    window, where they grow by :func:`kv_cache_size` per token), the convolution window, and
+    the ``int64`` position counter (8 bytes)."""
+    cache = 0 if o.window_size is None else kv_cache_size(o, hidden_size) * o.window_size
+    return (cache + _conv_window(o, hidden_size)) * itemsize + 8
+
+
+def kv_cache_size(o: AttentionOptions, hidden_size: int) -> int:
+    """Elements the key/value cache holds per cached position: ``2·kv_heads·d``."""
+    return 2 * kv_heads(o) * o.head_dim
+
+
+_FULL = {"ffn_expand_factor": 0, "window_size": None}
+_NO_NORM = {**_FULL, "qk_norm": False}
+
+#: How other projects write this layer: attention alone (the feed-forward is a layer of its own
+#: there, hybridzoo's ``ffn`` or ``moe``).
+NOTATIONS = (
+    Notation(
+        "megatron",
+        "*",
+        {
+            "ffn_expand_factor": 0,
+            "window_size": Setting("window_size", None),
+            "qk_norm": Setting("qk_layernorm", False),
+        },
+    ),
+    Notation(
+        "transformers",
+        "full_attention",
+        {**_NO_NORM, "rope_base": None},
+        models=("nemotron_h", "jamba"),
+    ),
+    Notation(
+        "transformers",
+        "full_attention",
+        {**_FULL, "qk_norm": True},
+        models=("qwen3_next",),
+        note="Qwen3-Next's attention gates its output, rotates part of each head only and "
+        "normalises q and k with RMSNorms; hybridzoo's attention rotates whole heads, has no "
+        "output gate and uses LayerNorms",
+    ),
+    Notation("transformers", "full_attention", _NO_NORM),
+    Notation("transformers", "attention", _NO_NORM),  # the legacy name
+    Notation(
+        "transformers",
+        "sliding_attention",
+        {"ffn_expand_factor": 0, "qk_norm": False, "window_size": Setting("sliding_window")},
+    ),
+)

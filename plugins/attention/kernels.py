@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from hybridzoo.packing import document_positions
+
 #: After a cache, full attention runs in blocks of queries whose mask holds at most this many
 #: values (``B · block · keys``), so that no ``L×L`` tensor is built for a long prefill.
 MASK_BUDGET = 1 << 22
@@ -191,15 +193,28 @@ def cached_attention(
 
 def packed_attention(q: Tensor, k: Tensor, v: Tensor, seq_idx: Tensor) -> Tensor:
     """Full causal attention within documents: query ``t`` sees keys ``s <= t`` with
-    ``seq_idx[b, s] == seq_idx[b, t]`` (``seq_idx [B, L]``, non-decreasing per row)."""
-    cols = torch.arange(q.shape[2], device=q.device)
+    ``seq_idx[b, s] == seq_idx[b, t]`` (``seq_idx [B, L]``, non-decreasing per row).
 
-    def mask_of(lo: int, hi: int) -> Tensor:
-        causal = cols[:hi] <= cols[lo:hi, None]  # [n, hi]
-        same = seq_idx[:, lo:hi, None] == seq_idx[:, None, :hi]  # [B, n, hi]
-        return (causal & same).unsqueeze(1)
-
-    return _in_blocks(q, k, v, 0, mask_of)
+    Queries run in blocks (a mask of at most :data:`MASK_BUDGET` values each) over the keys from
+    the earliest start, over the rows, of the documents the block's first query belongs to:
+    keys of earlier documents are never touched, so the cost follows the documents' lengths.
+    """
+    batch, _, length, _ = q.shape
+    cols = torch.arange(length, device=q.device)
+    first = (cols - document_positions(seq_idx)).amin(0).tolist()  # [L]: earliest key seen
+    block = max(1, min(length, MASK_BUDGET // max(1, batch * length)))
+    outs = []
+    for lo in range(0, length, block):
+        hi, k0 = min(length, lo + block), first[lo]
+        causal = cols[k0:hi] <= cols[lo:hi, None]  # [n, hi - k0]
+        same = seq_idx[:, lo:hi, None] == seq_idx[:, None, k0:hi]  # [B, n, hi - k0]
+        mask = (causal & same).unsqueeze(1)
+        outs.append(
+            F.scaled_dot_product_attention(
+                q[:, :, lo:hi], k[:, :, k0:hi], v[:, :, k0:hi], attn_mask=mask, enable_gqa=True
+            )
+        )
+    return torch.cat(outs, 2)
 
 
 def decode_attention(q: Tensor, cache_k: Tensor, cache_v: Tensor, valid: Tensor) -> Tensor:

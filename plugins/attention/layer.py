@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from hybridzoo.nn import FeedForward
 from hybridzoo.ops import causal_conv1d
+from hybridzoo.packing import check_seq_idx, document_positions
 from hybridzoo.validate import at_least, boolean, in_range
 from hybridzoo_plugins.attention.kernels import (
     banded_attention,
@@ -119,9 +120,12 @@ class SlidingWindowAttention(nn.Module):
             self.conv = nn.Conv1d(hidden_size, hidden_size, conv_size, groups=hidden_size)
 
     # ------------------------------------------------------------------ pieces
-    def _short_conv(self, x: Tensor, window: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        """The input convolution ``[B, L, H]`` (from ``window [B, H, K-1]`` or zeros) and the
-        last ``K-1`` inputs; the kernel runs in float32 for half-precision inputs."""
+    def _short_conv(
+        self, x: Tensor, window: Tensor | None = None, seq_idx: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """The input convolution ``[B, L, H]`` (from ``window [B, H, K-1]`` or zeros; zeros
+        before each packed document of ``seq_idx``) and the last ``K-1`` inputs; the kernel
+        runs in float32 for half-precision inputs."""
         assert self.conv is not None
         compute = torch.promote_types(x.dtype, torch.float32)
         out, final = causal_conv1d(
@@ -131,6 +135,7 @@ class SlidingWindowAttention(nn.Module):
             initial_window=None if window is None else window.to(compute),
             activation=None,
             output_final_window=True,
+            seq_idx=seq_idx,
         )
         # a copy: the kernel may hand back a view of its input as the window
         return out.to(x.dtype), final.to(x.dtype, copy=True)
@@ -153,19 +158,20 @@ class SlidingWindowAttention(nn.Module):
         return self.o_proj(out.transpose(1, 2).reshape(batch, length, -1))
 
     # ------------------------------------------------------------------ protocol
-    def forward(self, x: Tensor, seq_idx: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, *, seq_idx: Tensor | None = None) -> Tensor:
         """``x [B, L, H] -> [B, L, H]`` from a fresh start (position 0).
 
         ``seq_idx [B, L]`` (integers, non-decreasing along each row) numbers documents packed in
-        a row: each attends within itself and its rotary positions restart at 0, so the output
-        equals separate forwards of the documents. (Not yet with ``conv_size``: the short
-        convolution kernel takes no document boundaries.)
+        a row: each attends within itself, its rotary positions restart at 0 and the short
+        convolution reads zeros before it, so the output equals separate forwards of the
+        documents.
         """
         positions = torch.arange(x.shape[1], device=x.device)
         if seq_idx is not None:
-            positions = self._check_packing(x, seq_idx)
+            seq_idx = check_seq_idx(seq_idx, x.shape[0], x.shape[1], x.device)
+            positions = document_positions(seq_idx)
         if self.conv is not None:
-            x = self._short_conv(x)[0]
+            x = self._short_conv(x, seq_idx=seq_idx)[0]
         q, k, v = self._project(x, positions)
         k, v, bad = contain(x, k, v)
         if self.window_size is not None:
@@ -177,32 +183,6 @@ class SlidingWindowAttention(nn.Module):
         if bad is not None:
             out = poison(out, bad, self.window_size, positions)
         return self._merge(out)
-
-    def _check_packing(self, x: Tensor, seq_idx: Tensor) -> Tensor:
-        """Validate ``seq_idx``; each position's offset in its document ``[B, L]``."""
-        if (
-            not isinstance(seq_idx, Tensor)
-            or seq_idx.shape != x.shape[:2]
-            or seq_idx.is_floating_point()
-            or seq_idx.is_complex()
-        ):
-            shape = tuple(getattr(seq_idx, "shape", ()))
-            raise ValueError(
-                f"seq_idx must be an integer tensor of shape [B, L] = {tuple(x.shape[:2])}, "
-                f"got {type(seq_idx).__name__} {shape}"
-            )
-        if seq_idx.shape[1] > 1 and bool((seq_idx.diff(dim=1) < 0).any()):
-            raise ValueError("seq_idx must be non-decreasing along each row (documents in order)")
-        if self.conv is not None:
-            raise NotImplementedError(
-                "packed documents (seq_idx) with attention_conv_size > 0: the short convolution "
-                "kernel (hybridzoo.ops.causal_conv1d) takes no document boundaries yet"
-            )
-        index = torch.arange(x.shape[1], device=x.device).expand_as(seq_idx)
-        starts = torch.ones_like(seq_idx, dtype=torch.bool)
-        starts[:, 1:] = seq_idx[:, 1:] != seq_idx[:, :-1]
-        first = torch.where(starts, index, 0).cummax(dim=1).values  # each document's first index
-        return index - first
 
     def init_state(self, batch_size: int) -> State:
         """Empty caches, ``pos`` zeros and (with a convolution) a zero input window."""

@@ -20,14 +20,15 @@ def _layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tensor:
     return (x - mean) / torch.sqrt(var + eps) * weight + bias
 
 
-def _rotate(x: Tensor, base: float) -> Tensor:
-    """Rotate channel pair ``(i, i + d/2)`` of ``x [..., L, d]`` by ``t · base^(-2i/d)``."""
+def _rotate(x: Tensor, base: float, positions: Tensor) -> Tensor:
+    """Rotate channel pair ``(i, i + d/2)`` of ``x [B, h, L, d]`` by ``p · base^(-2i/d)`` for the
+    position ``p`` of each ``positions [B, L]``."""
     d = x.shape[-1]
     half = d // 2
-    positions = torch.arange(x.shape[-2], dtype=torch.float64)
+    positions = positions.to(torch.float64)[:, None]  # [B, 1, L]
     out = torch.empty_like(x)
     for i in range(half):
-        theta = positions * base ** (-2.0 * i / d)  # [L], in float64
+        theta = positions * base ** (-2.0 * i / d)  # [B, 1, L], in float64
         cos, sin = torch.cos(theta).to(x.dtype), torch.sin(theta).to(x.dtype)
         a, b = x[..., i], x[..., i + half]
         out[..., i] = a * cos - b * sin
@@ -35,8 +36,9 @@ def _rotate(x: Tensor, base: float) -> Tensor:
     return out
 
 
-def _conv(layer: SlidingWindowAttention, x: Tensor) -> Tensor:
-    """``out[t] = bias + Σ_j w[j] · x[t - (K-1) + j]`` per channel, zeros before position 0."""
+def _conv(layer: SlidingWindowAttention, x: Tensor, doc: Tensor) -> Tensor:
+    """``out[t] = bias + Σ_j w[j] · x[t - (K-1) + j]`` per channel, over the inputs of t's own
+    document ``doc [B, L]`` only (zeros before it)."""
     assert layer.conv is not None
     weight, bias = layer.conv.weight[:, 0], layer.conv.bias  # [H, K], [H]
     size = weight.shape[1]
@@ -46,18 +48,27 @@ def _conv(layer: SlidingWindowAttention, x: Tensor) -> Tensor:
         for j in range(size):
             s = t - (size - 1) + j
             if s >= 0:
-                acc = acc + weight[:, j] * x[:, s]
+                same = (doc[:, s] == doc[:, t])[:, None]  # [B, 1]
+                acc = acc + torch.where(same, weight[:, j] * x[:, s], 0.0)
         out[:, t] = acc
     return out
 
 
-def reference_forward(layer: SlidingWindowAttention, x: Tensor) -> Tensor:
-    """``layer``'s output for ``x [B, L, H]`` (positions ``0 .. L-1``), from its parameters only."""
+def reference_forward(
+    layer: SlidingWindowAttention, x: Tensor, *, seq_idx: Tensor | None = None
+) -> Tensor:
+    """``layer``'s output for ``x [B, L, H]`` (positions ``0 .. L-1``), from its parameters only.
+
+    ``seq_idx [B, L]``: packed documents, each attending within itself from position 0."""
     batch, length, _ = x.shape
     d = layer.head_dim
     groups = layer.num_heads // layer.num_kv_heads
+    doc = x.new_zeros(batch, length, dtype=torch.long) if seq_idx is None else seq_idx
+    positions = torch.zeros_like(doc)  # each position's distance to its document's start
+    for t in range(1, length):
+        positions[:, t] = torch.where(doc[:, t] == doc[:, t - 1], positions[:, t - 1] + 1, 0)
     if layer.conv is not None:
-        x = _conv(layer, x)
+        x = _conv(layer, x, doc)
 
     def linear(module: torch.nn.Linear, inp: Tensor) -> Tensor:
         out = inp @ module.weight.T
@@ -73,11 +84,11 @@ def reference_forward(layer: SlidingWindowAttention, x: Tensor) -> Tensor:
         q = _layer_norm(q, layer.q_norm.weight, layer.q_norm.bias, layer.q_norm.eps)
         k = _layer_norm(k, layer.k_norm.weight, layer.k_norm.bias, layer.k_norm.eps)
     if layer.rope_base is not None:
-        q, k = _rotate(q, layer.rope_base), _rotate(k, layer.rope_base)
+        q, k = _rotate(q, layer.rope_base, positions), _rotate(k, layer.rope_base, positions)
 
-    t = torch.arange(length)[:, None]
-    s = torch.arange(length)[None, :]
-    allowed = s <= t
+    t = torch.arange(length, device=x.device)[:, None]
+    s = torch.arange(length, device=x.device)[None, :]
+    allowed = (s <= t) & (doc[:, :, None] == doc[:, None, :])  # [B, L, L]
     if layer.window_size is not None:
         allowed &= s > t - layer.window_size
     outs = []

@@ -58,6 +58,8 @@ SPEC = LayerSpec(
     factory="hybridzoo_plugins.ffn.layer:make_bodies",
     reference="hybridzoo_plugins.ffn.reference:reference_forward",
     param_count=formulas.param_count,
+    flops=formulas.flops,
+    notations=formulas.NOTATIONS,
     description="Position-wise feed-forward: down(act(up(x))), act = GELU, relu² or SwiGLU.",
     capabilities=Capabilities(causal=True, positionwise=True),
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from hybridzoo.plugin import feedforward_param_count
+from hybridzoo.plugin import LayerFlops, Notation, feedforward_flops, feedforward_param_count
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybridzoo_plugins.ffn import FFNOptions
@@ -20,3 +20,26 @@ def param_count(o: FFNOptions, hidden_size: int) -> int:
         bias=o.bias,
         inner_size=o.inner_size,
     )
+
+
+def flops(o: FFNOptions, hidden_size: int, seq_len: int) -> LayerFlops:
+    """Forward FLOPs on ``seq_len`` positions: two per weight of its matrices, per position."""
+    per = feedforward_flops(
+        hidden_size, o.expand_factor, activation=o.activation, inner_size=o.inner_size
+    )
+    return LayerFlops(per * seq_len)
+
+
+#: How other projects write this layer: Megatron's MLP; transformers' ``mlp`` is a SwiGLU
+#: without biases (Jamba, Bamba, Qwen3-Next), a squared-ReLU one in NemotronH.
+NOTATIONS = (
+    Notation("megatron", "-"),
+    Notation(
+        "transformers",
+        "mlp",
+        {"activation": "relu2", "bias": False},
+        models=("nemotron_h",),
+        role="dense",
+    ),
+    Notation("transformers", "mlp", {"activation": "swiglu", "bias": False}, role="dense"),
+)

@@ -73,6 +73,8 @@ SPEC = LayerSpec(
     options=GatedDeltaNetOptions,
     factory="hybridzoo_plugins.gated_deltanet.layer:make_bodies",
     param_count=formulas.param_count,
+    flops=formulas.flops,
+    notations=formulas.NOTATIONS,
     description="Gated DeltaNet: delta-rule matrix state with a scalar decay per head, short "
     "convolutions, gated RMSNorm.",
     capabilities=Capabilities(causal=True, stateful=True, complexity="linear"),

@@ -13,12 +13,27 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from hybridzoo.plugin import at_least, linear_param_count, positive
+from hybridzoo.plugin import (
+    LayerFlops,
+    Notation,
+    at_least,
+    linear_flops,
+    linear_param_count,
+    positive,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybridzoo_plugins.gated_deltanet import GatedDeltaNetOptions
 
-__all__ = ["param_count", "scale_options", "state_size", "value_head_dim", "value_heads"]
+__all__ = [
+    "NOTATIONS",
+    "flops",
+    "param_count",
+    "scale_options",
+    "state_size",
+    "value_head_dim",
+    "value_heads",
+]
 
 
 def value_head_dim(head_dim: int, expand_v: float) -> int:
@@ -86,3 +101,23 @@ def scale_options(
     the value width ``expand_v · H`` as with the defaults at ``H = 256``; ``seq_len`` is not
     used."""
     return attrs.evolve(o, head_dim=max(1, hidden_size // o.num_heads))
+
+
+def flops(o: GatedDeltaNetOptions, hidden_size: int, seq_len: int) -> LayerFlops:
+    """Forward FLOPs on ``seq_len`` positions. Matmul, per position: the projections
+    ``H → 2K + 2V + 2hv`` and ``o_proj`` ``V → H``. Mixer, per position: the convolutions
+    ``2·(2K + V)·conv_size`` and the gated delta rule in its step form, ``7·hv·dk·dv`` (per
+    state element: the decay, ``kᵀS``, the rank-one correction and its addition, the readout
+    ``Sᵀq``); the norms and the gate are not counted."""
+    keys, values, hv, dv = _widths(o)
+    per = linear_flops(hidden_size, 2 * keys + 2 * values + 2 * hv)
+    per += linear_flops(values, hidden_size)
+    mixer = 2 * (2 * keys + values) * o.conv_size + 7 * hv * o.head_dim * dv
+    return LayerFlops(per * seq_len, mixer * seq_len)
+
+
+#: How other projects write this layer.
+NOTATIONS = (
+    Notation("megatron", "G"),
+    Notation("transformers", "linear_attention", models=("qwen3_next",)),
+)

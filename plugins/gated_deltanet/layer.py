@@ -18,13 +18,13 @@ WY form) and :func:`hybridzoo.ops.gated_delta_rule_step` (decoding).
 
 Parameter names are fla's (``q_proj``, ``k_proj``, ``v_proj``, ``a_proj``, ``b_proj``,
 ``g_proj``, ``q_conv1d``, ``k_conv1d``, ``v_conv1d``, ``A_log``, ``dt_bias``, ``o_norm``,
-``o_proj``). Step-mode state: ``(q_window [B, K, c-1], k_window [B, K, c-1], v_window [B, V,
-c-1], S [B, hv, dk, dv])`` for a convolution kernel ``c``.
+``o_proj``). Step-mode state: ``(window [B, 2K + V, c-1], S [B, hv, dk, dv])``: the last ``c-1``
+inputs of the q, k and v convolutions (kernel ``c``) and the delta-rule state.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -32,7 +32,9 @@ from torch import Tensor, nn
 
 from hybridzoo.nn.gated_norm import GatedRMSNorm
 from hybridzoo.nn.init import log_uniform_, time_step_bias_
-from hybridzoo.nn.short_conv import ShortConvolution
+from hybridzoo.nn.sequence_mixer import SequenceMixer
+from hybridzoo.nn.short_conv import ShortConvolution, conv_step
+from hybridzoo.nn.step_cache import DerivedTensors
 from hybridzoo.ops import chunk_gated_delta_rule, gated_delta_rule_step
 from hybridzoo.plugin import at_least, power_of_two
 from hybridzoo_plugins.gated_deltanet.formulas import value_head_dim, value_heads
@@ -42,8 +44,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["GatedDeltaNet", "GatedDeltaNetState", "make_bodies"]
 
-GatedDeltaNetState = tuple[Tensor, Tensor, Tensor, Tensor]
-"""``(q_window [B, K, c-1], k_window [B, K, c-1], v_window [B, V, c-1], S [B, hv, dk, dv])``."""
+GatedDeltaNetState = tuple[Tensor, Tensor]
+"""``(window [B, 2K + V, c-1], S [B, hv, dk, dv])``: the convolutions' last inputs (q, k, v
+channels, as Qwen3-Next's conv cache) and the delta-rule state."""
 
 #: initial decay rates ``A = U(0.01, 16)`` per head (Qwen3-Next's range: fla's, kept off 0)
 A_INIT_RANGE = (0.01, 16.0)
@@ -58,7 +61,7 @@ def l2_normalize(x: Tensor) -> Tensor:
     return x * torch.rsqrt(x.square().sum(-1, keepdim=True) + L2_EPS)
 
 
-class GatedDeltaNet(nn.Module):
+class GatedDeltaNet(SequenceMixer):
     """The Gated DeltaNet token mixer (a body: no outer norm or residual).
 
     Args:
@@ -118,6 +121,7 @@ class GatedDeltaNet(nn.Module):
         self.o_proj = nn.Linear(values, hidden_size, bias=False, **fk)
         for p in (self.A_log, self.dt_bias):
             p._no_weight_decay = True  # type: ignore[attr-defined]
+        self._derived = DerivedTensors()  # step mode's fused weights
         self.reset_decay_parameters()
 
     @torch.no_grad()
@@ -142,82 +146,83 @@ class GatedDeltaNet(nn.Module):
         k = l2_normalize(k.unflatten(-1, (self.num_heads, self.head_k_dim)))
         return q, k, v.unflatten(-1, (self.num_v_heads, self.head_v_dim))
 
-    def _gates(self, u: Tensor) -> tuple[Tensor, Tensor]:
-        """``(log decay g, β)``, each ``[..., hv]``."""
-        g = -torch.exp(self.A_log) * F.softplus(self.a_proj(u) + self.dt_bias)
-        return g, torch.sigmoid(self.b_proj(u))
+    def _log_decay(self, a: Tensor) -> Tensor:
+        """``g = -exp(A_log) · softplus(a + dt_bias)``, ``[..., hv]``."""
+        A = self._derived.get("A", (self.A_log,), lambda: -torch.exp(self.A_log))
+        return A * F.softplus(a + self.dt_bias)
 
-    def _output(self, o: Tensor, u: Tensor) -> Tensor:
-        """``o_proj(rms_norm(o) · w ⊙ silu(g_proj u))``: ``o [..., hv, dv]``, ``u [..., H]``."""
-        gate = self.g_proj(u).unflatten(-1, (self.num_v_heads, self.head_v_dim))
+    def _output(self, o: Tensor, gate: Tensor) -> Tensor:
+        """``o_proj(rms_norm(o) · w ⊙ silu(gate))``: ``o [..., hv, dv]``, ``gate [..., V]``."""
+        gate = gate.unflatten(-1, (self.num_v_heads, self.head_v_dim))
         return self.o_proj(self.o_norm(o, gate).flatten(-2))
 
     # -- sequence mode ------------------------------------------------------------------------
 
     def _mix(
-        self, u: Tensor, state: GatedDeltaNetState | None, want_state: bool
+        self, u: Tensor, state: GatedDeltaNetState | None, want_state: bool, seq_idx: Tensor | None
     ) -> tuple[Tensor, GatedDeltaNetState | None]:
-        windows = (None, None, None) if state is None else state[:3]
+        widths = [self.key_dim, self.key_dim, self.value_dim]
+        windows = [None] * 3 if state is None else state[0].split(widths, dim=1)
         convs = (self.q_conv1d, self.k_conv1d, self.v_conv1d)
         projs = (self.q_proj, self.k_proj, self.v_proj)
         conv_out = [
-            conv(proj(u), window, output_final_window=want_state)
+            conv(proj(u), window, output_final_window=want_state, seq_idx=seq_idx)
             for conv, proj, window in zip(convs, projs, windows, strict=True)
         ]
         q, k, v = self._heads(*(y for y, _ in conv_out))
-        g, beta = self._gates(u)
         o, final = chunk_gated_delta_rule(
             q,
             k,
             v,
-            g,
-            beta,
-            initial_state=None if state is None else state[3],
+            self._log_decay(self.a_proj(u)),
+            torch.sigmoid(self.b_proj(u)),
+            initial_state=None if state is None else state[1],
             output_final_state=want_state,
             chunk_size=self.chunk_size,
+            seq_idx=seq_idx,
         )
-        out = self._output(o, u)
+        out = self._output(o, self.g_proj(u))
         if not want_state:
             return out, None
-        new_windows = tuple(w for _, w in conv_out)
-        return out, (*new_windows, final.to(u.dtype))  # type: ignore[return-value,union-attr]
-
-    def forward(self, x: Tensor) -> Tensor:
-        """``x [B, L, H] -> [B, L, H]`` from a zero state."""
-        return self._mix(x, None, False)[0]
-
-    def prefill(
-        self, x: Tensor, state: GatedDeltaNetState | None = None
-    ) -> tuple[Tensor, GatedDeltaNetState]:
-        """``(y [B, L, H], the state after the last position)`` from ``state`` (None: zeros);
-        the given state is not modified."""
-        out, new_state = self._mix(x, state, True)
-        return out, new_state  # type: ignore[return-value]
+        window = torch.cat([cast(Tensor, w) for _, w in conv_out], dim=1)
+        return out, (window, cast(Tensor, final).to(u.dtype))
 
     # -- step mode ----------------------------------------------------------------------------
 
     def init_state(self, batch_size: int) -> GatedDeltaNetState:
-        """The zero state ``(q_window, k_window, v_window, S [B, hv, dk, dv])`` in the module's
+        """The zero state ``(window [B, 2K + V, c-1], S [B, hv, dk, dv])`` in the module's
         device and dtype."""
         at_least(0).check("batch_size", batch_size)
         s = self.A_log.new_zeros(batch_size, self.num_v_heads, self.head_k_dim, self.head_v_dim)
-        windows = (c.init_window(batch_size) for c in (self.q_conv1d, self.k_conv1d, self.v_conv1d))
-        return (*windows, s)  # type: ignore[return-value]
+        size = self.q_conv1d.kernel_size - 1
+        return s.new_zeros(batch_size, 2 * self.key_dim + self.value_dim, size), s
+
+    def _step_weights(self) -> tuple[Tensor, Tensor]:
+        """The six projections as one ``[2K + V + 2hv + V, H]`` weight (q, k, v, a, b, g) and the
+        three convolutions as one ``[2K + V, c]`` kernel, cached for step mode."""
+        projs = (self.q_proj, self.k_proj, self.v_proj, self.a_proj, self.b_proj, self.g_proj)
+        convs = (self.q_conv1d, self.k_conv1d, self.v_conv1d)
+        proj_w = [p.weight for p in projs]
+        conv_w = [c.weight for c in convs]
+        return (
+            self._derived.get("proj", proj_w, lambda: torch.cat(proj_w)),
+            self._derived.get("conv", conv_w, lambda: torch.cat(conv_w).squeeze(1)),
+        )
 
     def step(self, x_t: Tensor, state: GatedDeltaNetState) -> tuple[Tensor, GatedDeltaNetState]:
         """One position ``x_t [B, H] -> y_t [B, H]``; updates ``state`` in place and returns it.
 
         Inference only: autograd does not go through the in-place update.
         """
-        q_w, k_w, v_w, s = state
+        window, s = state
+        proj_w, conv_w = self._step_weights()
+        hv, keys, values = self.num_v_heads, self.key_dim, self.value_dim
+        qkv, a, b, gate = F.linear(x_t, proj_w).split([2 * keys + values, hv, hv, values], -1)
         q, k, v = self._heads(
-            self.q_conv1d.step(self.q_proj(x_t), q_w),
-            self.k_conv1d.step(self.k_proj(x_t), k_w),
-            self.v_conv1d.step(self.v_proj(x_t), v_w),
+            *conv_step(qkv, window, conv_w, None, "silu").split([keys, keys, values], -1)
         )
-        g, beta = self._gates(x_t)
-        o = gated_delta_rule_step(q, k, v, g, beta, s)
-        return self._output(o, x_t), state
+        o = gated_delta_rule_step(q, k, v, self._log_decay(a), torch.sigmoid(b), s)
+        return self._output(o, gate), state
 
 
 def make_bodies(o: GatedDeltaNetOptions, hidden_size: int) -> GatedDeltaNet:

@@ -29,10 +29,14 @@ def _conv_step(past: list[Tensor], weight: Tensor) -> Tensor:
 
 
 def reference_scan(
-    layer: GatedDeltaNet, u: Tensor, state: tuple[Tensor, ...] | None = None
-) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor, Tensor]]:
-    """``layer`` applied to ``u [B, T, H]`` from ``state = (q_window, k_window, v_window, S)``
-    (None: zeros); returns ``(y [B, T, H], the state after the last position)``."""
+    layer: GatedDeltaNet,
+    u: Tensor,
+    state: tuple[Tensor, ...] | None = None,
+    seq_idx: Tensor | None = None,
+) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    """``layer`` applied to ``u [B, T, H]`` from ``state = (window [B, 2K + V, c-1], S)`` (None:
+    zeros); returns ``(y [B, T, H], the state after the last position)``. With ``seq_idx [B,
+    T]``, the convolutions' past and the memory are zeroed where a new document starts."""
     batch, length, _ = u.shape
     h, hv, dk, dv = layer.num_heads, layer.num_v_heads, layer.head_k_dim, layer.head_v_dim
     convs = (layer.q_conv1d, layer.k_conv1d, layer.v_conv1d)
@@ -42,11 +46,16 @@ def reference_scan(
         pasts = [[u.new_zeros(batch, c) for _ in range(k_size - 1)] for c in widths]
         S = u.new_zeros(batch, hv, dk, dv)
     else:
-        pasts = [[w[:, :, j] for j in range(k_size - 1)] for w in state[:3]]
-        S = state[3]
+        windows = state[0].split(widths, dim=1)  # q, k, v channels
+        pasts = [[w[:, :, j] for j in range(k_size - 1)] for w in windows]
+        S = state[1]
     scale = dk**-0.5
     outputs = []
     for t in range(length):
+        if seq_idx is not None and t > 0:  # a new document forgets everything before it
+            keep = seq_idx[:, t] == seq_idx[:, t - 1]  # [B]; where: a NaN never crosses
+            pasts = [[torch.where(keep[:, None], p_j, 0.0) for p_j in p] for p in pasts]
+            S = torch.where(keep[:, None, None, None], S, 0.0)
         u_t = u[:, t]
         conv_out = []
         projs = (layer.q_proj, layer.k_proj, layer.v_proj)
@@ -78,11 +87,11 @@ def reference_scan(
         o = (o * _silu(gate)).reshape(batch, hv * dv)
         outputs.append(o @ layer.o_proj.weight.T)
     y = torch.stack(outputs, 1) if outputs else u.new_zeros(batch, 0, layer.hidden_size)
-    windows = tuple(
-        torch.stack(p, -1) if k_size > 1 else u.new_zeros(batch, c, 0)
-        for p, c in zip(pasts, widths, strict=True)
-    )
-    return y, (*windows, S)  # type: ignore[return-value]
+    if k_size > 1:  # the last inputs of the q, k, v channels, oldest first
+        window = torch.stack([torch.cat(p, dim=1) for p in zip(*pasts, strict=True)], -1)
+    else:
+        window = u.new_zeros(batch, sum(widths), 0)
+    return y, (window, S)
 
 
 def reference_forward(layer: GatedDeltaNet, u: Tensor) -> Tensor:

@@ -60,9 +60,10 @@ SPEC = LayerSpec(
     options=GLAOptions,
     factory="hybridzoo_plugins.gla.layer:make_bodies",
     param_count=formulas.param_count,
+    flops=formulas.flops,
     description="Gated Linear Attention: data-dependent forget gate, per-head matrix state; "
     "then an FFN.",
-    capabilities=Capabilities(causal=True, stateful=True, complexity="linear"),
+    capabilities=Capabilities(causal=True, stateful=True, complexity="linear", packing=True),
     state_size=formulas.state_size,
     sub_blocks=2,
     reference="hybridzoo_plugins.gla.reference:reference_forward",

@@ -14,12 +14,25 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from hybridzoo.plugin import at_least, feedforward_param_count, positive
+from hybridzoo.plugin import (
+    LayerFlops,
+    at_least,
+    feedforward_flops,
+    feedforward_param_count,
+    positive,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybridzoo_plugins.gla import GLAOptions
 
-__all__ = ["gla_param_count", "key_width", "param_count", "scale_options", "state_size"]
+__all__ = [
+    "flops",
+    "gla_param_count",
+    "key_width",
+    "param_count",
+    "scale_options",
+    "state_size",
+]
 
 
 def key_width(head_dim: int, expand_k: float) -> int:
@@ -58,3 +71,17 @@ def scale_options(o: GLAOptions, hidden_size: int, *, seq_len: int | None = None
     """Heads split the width: ``head_dim = hidden_size // num_heads``, even (keys are half as
     wide with the default ``expand_k``), at least 2."""
     return attrs.evolve(o, head_dim=max(2, hidden_size // o.num_heads // 2 * 2))
+
+
+def flops(o: GLAOptions, hidden_size: int, seq_len: int) -> LayerFlops:
+    """Forward FLOPs on ``seq_len`` positions. Matmul, per position: q, k ``2·(2·H·K)``; v and
+    the output gate ``2·(2·H·V)``; the low-rank forget gate ``2·(H·r + r·K)``; the output
+    ``2·V·H``; the FFN sub-block. Mixer, per position: the recurrence in its step form,
+    ``5·h·dk·dv`` (per state element: the decay, ``kᵀv``, the addition, the readout ``q·S``);
+    the norm and the gates are not counted."""
+    H, r = hidden_size, o.gate_low_rank_dim
+    dk = key_width(o.head_dim, o.expand_k)
+    keys, values = o.num_heads * dk, o.num_heads * o.head_dim
+    per = 2 * (2 * H * keys + 3 * H * values + H * r + r * keys)
+    per += feedforward_flops(H, o.ffn_expand_factor)
+    return LayerFlops(per * seq_len, 5 * o.num_heads * dk * o.head_dim * seq_len)

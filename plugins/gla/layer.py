@@ -14,6 +14,9 @@ The body maps ``[B, L, H] -> [B, L, H]``:
 
 Decoding state: ``(S,)`` with ``S: [B, heads, dk, dv]`` (constant size, updated in place by step;
 step mode is for inference, autograd does not go through the update).
+
+Packed documents: ``forward(x, seq_idx=...)`` and ``prefill`` hand ``seq_idx [B, L]`` to
+:func:`~hybridzoo.ops.gla.chunk_gla`, whose state restarts from zero at each document.
 """
 
 from __future__ import annotations
@@ -101,9 +104,9 @@ class GatedLinearAttention(nn.Module):
         o = self.g_norm(o).flatten(-2)  # [..., heads·dv]
         return self.o_proj(o * F.silu(self.g_proj(x)))
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``[B, L, H] -> [B, L, H]`` from a zero state."""
-        return self.prefill(x)[0]
+    def forward(self, x: Tensor, *, seq_idx: Tensor | None = None) -> Tensor:
+        """``[B, L, H] -> [B, L, H]`` from a zero state; ``seq_idx``: see :meth:`prefill`."""
+        return self._mix(x, None, False, seq_idx)[0]
 
     def init_state(self, batch_size: int) -> State:
         """``(S,)``, ``S = 0: [B, heads, dk, dv]`` on the module's device and dtype."""
@@ -111,8 +114,21 @@ class GatedLinearAttention(nn.Module):
         shape = (batch_size, self.num_heads, self.head_k_dim, self.head_v_dim)
         return (self.q_proj.weight.new_zeros(shape),)
 
-    def prefill(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
-        """``y [B, L, H]`` from ``state`` (None = zeros) and the state after the last position."""
+    def prefill(
+        self, x: Tensor, state: State | None = None, *, seq_idx: Tensor | None = None
+    ) -> tuple[Tensor, State]:
+        """``y [B, L, H]`` from ``state`` (None = zeros) and the state after the last position.
+
+        ``seq_idx [B, L]`` (integers, non-decreasing along L) packs documents in a row: each
+        starts from a zero state, as if it ran alone; the given state belongs to a row's first
+        document, the returned one to its last.
+        """
+        y, final = self._mix(x, state, True, seq_idx)
+        return y, (final,)
+
+    def _mix(
+        self, x: Tensor, state: State | None, want_state: bool, seq_idx: Tensor | None
+    ) -> tuple[Tensor, Tensor | None]:
         q, k, v, log_alpha = self._inputs(x)  # [B, L, heads, d]
         o, final = chunk_gla(
             q,
@@ -120,10 +136,11 @@ class GatedLinearAttention(nn.Module):
             v,
             log_alpha,
             initial_state=None if state is None else state[0],
-            output_final_state=True,
+            output_final_state=want_state,
             chunk_size=self.chunk_size,
+            seq_idx=seq_idx,
         )
-        return self._output(o, x), (final.to(x.dtype),)
+        return self._output(o, x), None if final is None else final.to(x.dtype)
 
     def step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
         """One token ``x_t [B, H] -> y_t [B, H]``; the state tensor is updated in place."""

@@ -12,10 +12,15 @@ from hybridzoo_plugins.gla.layer import GatedLinearAttention
 
 
 def reference_scan(
-    layer: GatedLinearAttention, x: Tensor, state: Tensor | None = None
+    layer: GatedLinearAttention,
+    x: Tensor,
+    state: Tensor | None = None,
+    *,
+    seq_idx: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """``layer``'s output for ``x [B, L, H]`` from ``state [B, heads, dk, dv]`` (None = zeros),
-    and the state after the last position."""
+    and the state after the last position. With ``seq_idx [B, L]`` (packed documents) the
+    state is forgotten where a row's document number changes."""
     batch = x.shape[0]
     nh, dk, dv = layer.num_heads, layer.head_k_dim, layer.head_v_dim
     w_gate_down, w_gate_up = layer.gk_proj[0].weight, layer.gk_proj[1].weight
@@ -24,7 +29,10 @@ def reference_scan(
     if state is None:
         state = x.new_zeros(batch, nh, dk, dv)
     outputs = []
-    for x_t in x.unbind(1):  # [B, H]
+    for t, x_t in enumerate(x.unbind(1)):  # [B, H]
+        if seq_idx is not None and t > 0:  # a new document starts from nothing
+            keep = seq_idx[:, t] == seq_idx[:, t - 1]  # [B]
+            state = torch.where(keep[:, None, None, None], state, 0.0)
         q_t = (x_t @ layer.q_proj.weight.T).view(batch, nh, dk)
         k_t = (x_t @ layer.k_proj.weight.T).view(batch, nh, dk)
         v_t = (x_t @ layer.v_proj.weight.T).view(batch, nh, dv)
@@ -43,6 +51,9 @@ def reference_scan(
     return torch.stack(outputs, 1), state
 
 
-def reference_forward(layer: GatedLinearAttention, x: Tensor) -> Tensor:
-    """``layer``'s output for ``x [B, L, H]`` from a zero state (the kit's reference hook)."""
-    return reference_scan(layer, x)[0]
+def reference_forward(
+    layer: GatedLinearAttention, x: Tensor, *, seq_idx: Tensor | None = None
+) -> Tensor:
+    """``layer``'s output for ``x [B, L, H]`` from a zero state (the kit's reference hook);
+    ``seq_idx``: see :func:`reference_scan`."""
+    return reference_scan(layer, x, seq_idx=seq_idx)[0]

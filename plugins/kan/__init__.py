@@ -54,6 +54,7 @@ SPEC = LayerSpec(
     options=KANOptions,
     factory="hybridzoo_plugins.kan.layer:make_bodies",
     param_count=formulas.param_count,
+    flops=formulas.flops,
     description="KAN layer per position: SiLU base path + cubic B-spline path.",
     capabilities=Capabilities(causal=True, positionwise=True, complexity="linear"),
     reference="hybridzoo_plugins.kan.reference:reference_forward",

@@ -69,8 +69,10 @@ SPEC = LayerSpec(
     options=MambaOptions,
     factory="hybridzoo_plugins.mamba.layer:make_bodies",
     param_count=formulas.param_count,
+    flops=formulas.flops,
+    notations=formulas.NOTATIONS,
     description="Mamba-1 selective SSM mixer: conv1d, input-dependent (dt, B, C), A = -exp(A_log).",
-    capabilities=Capabilities(causal=True, stateful=True, complexity="linear"),
+    capabilities=Capabilities(causal=True, stateful=True, complexity="linear", packing=True),
     state_size=formulas.state_size,
     reference="hybridzoo_plugins.mamba.reference:mixer_reference",
 )

@@ -5,12 +5,19 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from hybridzoo.plugin import at_least, one_of, positive
+from hybridzoo.plugin import LayerFlops, Notation, at_least, linear_flops, one_of, positive
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybridzoo_plugins.mamba import MambaOptions
 
-__all__ = ["intermediate_size", "param_count", "resolve_dt_rank", "state_size"]
+__all__ = [
+    "NOTATIONS",
+    "flops",
+    "intermediate_size",
+    "param_count",
+    "resolve_dt_rank",
+    "state_size",
+]
 
 _DT_RANK = one_of("auto") | at_least(1)
 
@@ -59,3 +66,32 @@ def state_size(o: MambaOptions, hidden_size: int) -> int:
     """Step-mode state per sequence: the conv window ``I(K-1)`` plus the SSM state ``IN``."""
     inner = intermediate_size(hidden_size, o.expand_factor)
     return inner * (o.conv_size - 1) + inner * o.state_size
+
+
+def flops(o: MambaOptions, hidden_size: int, seq_len: int) -> LayerFlops:
+    """Forward FLOPs on ``seq_len`` positions. Matmul, per position: ``in_proj`` ``H → 2I``,
+    ``x_proj`` ``I → R + 2N``, ``dt_proj`` ``R → I``, ``out_proj`` ``I → H``. Mixer, per
+    position: the depthwise convolution ``2·I·K`` and the selective scan ``6·I·N`` (per state
+    element: the decay ``Δ·A``, ``Δ·B·x``, the update ``Ā·h + ...`` and the readout ``C·h``);
+    the skip ``D·x``, the gate and the exponentials are not counted."""
+    H, n = hidden_size, o.state_size
+    inner = intermediate_size(H, o.expand_factor)
+    rank = resolve_dt_rank(H, o.dt_rank)
+    per = linear_flops(H, 2 * inner) + linear_flops(inner, rank + 2 * n)
+    per += linear_flops(rank, inner) + linear_flops(inner, H)
+    return LayerFlops(per * seq_len, (2 * inner * o.conv_size + 6 * inner * n) * seq_len)
+
+
+_JAMBA = "Jamba's Mamba mixer normalises dt, B and C with RMSNorms, which hybridzoo's has not"
+
+#: How other projects write this layer: Jamba's Mamba mixer is Mamba-1 (Megatron's ``M`` and
+#: the other models' Mamba layers are Mamba-2: the ``mamba2`` layer).
+NOTATIONS = (
+    Notation(
+        "transformers",
+        "linear_attention",
+        models=("jamba",),
+        note=_JAMBA,
+    ),
+    Notation("transformers", "mamba", models=("jamba",), note=_JAMBA),  # the legacy name
+)

@@ -18,6 +18,9 @@ in :func:`hybridzoo.ops.selective_scan.selective_scan` (fused compiled CPU kerne
 
 Step-mode state: ``(conv_window [B, I, K-1], ssm [B, I, N])``: the last K-1 inputs of the
 convolution and the SSM state.
+
+Packed documents: ``forward(x, seq_idx=...)`` and ``prefill`` hand ``seq_idx [B, L]`` to both
+kernels: the convolution reads zeros before a document's start and the SSM state restarts there.
 """
 
 from __future__ import annotations
@@ -143,7 +146,7 @@ class MambaMixer(nn.Module):
     # -- sequence mode ----------------------------------------------------------------------
 
     def _mix(
-        self, x: Tensor, state: MambaState | None, want_state: bool
+        self, x: Tensor, state: MambaState | None, want_state: bool, seq_idx: Tensor | None
     ) -> tuple[Tensor, MambaState | None]:
         inner, n, rank = self.intermediate_size, self.state_size, self.dt_rank
         # in_proj as two products, x and z contiguous: their gradients then need no [B, L, 2I]
@@ -161,6 +164,7 @@ class MambaMixer(nn.Module):
             activation="silu",
             output_final_window=want_state,
             backend=self.scan_backend,
+            seq_idx=seq_idx,
         )  # [B, L, I]
         dt_low, b, c = self.x_proj(u).split([rank, n, n], dim=-1)  # [B, L, R|N|N]
         delta = F.linear(dt_low, self.dt_proj.weight)  # [B, L, I]; bias added in the scan
@@ -177,22 +181,28 @@ class MambaMixer(nn.Module):
             initial_state=ssm0,
             output_final_state=want_state,
             backend=self.scan_backend,
+            seq_idx=seq_idx,
         )
         out = self.out_proj(y)  # [B, L, H]
         if not want_state:
             return out, None
         return out, (cast(Tensor, new_window), cast(Tensor, ssm))
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``x`` [B, L, H] -> [B, L, H] from a zero state."""
-        return self._mix(x, None, False)[0]
+    def forward(self, x: Tensor, *, seq_idx: Tensor | None = None) -> Tensor:
+        """``x`` [B, L, H] -> [B, L, H] from a zero state; ``seq_idx``: see :meth:`prefill`."""
+        return self._mix(x, None, False, seq_idx)[0]
 
-    def prefill(self, x: Tensor, state: MambaState | None = None) -> tuple[Tensor, MambaState]:
+    def prefill(
+        self, x: Tensor, state: MambaState | None = None, *, seq_idx: Tensor | None = None
+    ) -> tuple[Tensor, MambaState]:
         """Forward from ``state`` (None: zeros); returns ``(y, state after the last step)``.
 
-        The given state is not modified; the returned one is new.
+        The given state is not modified; the returned one is new. ``seq_idx [B, L]`` (integers,
+        non-decreasing along L) packs documents in a row: each starts from a zero state, as if
+        it ran alone; the given state belongs to a row's first document, the returned one to
+        its last.
         """
-        out, new_state = self._mix(x, state, True)
+        out, new_state = self._mix(x, state, True, seq_idx)
         return out, cast(MambaState, new_state)
 
     # -- step mode --------------------------------------------------------------------------

@@ -31,6 +31,8 @@ def mixer_reference(
     x: torch.Tensor,
     initial_state: tuple[torch.Tensor, torch.Tensor] | None = None,
     output_final_state: bool = False,
+    *,
+    seq_idx: torch.Tensor | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
     """The Mamba-1 mixer applied to ``x`` [B, T, H] with ``mixer``'s weights, a loop over t.
 
@@ -39,6 +41,8 @@ def mixer_reference(
         x: input ``[B, T, H]``.
         initial_state: ``(conv_window [B, I, K-1], h [B, I, N])``; zeros when ``None``.
         output_final_state: also return the state after the last token.
+        seq_idx: ``[B, T]`` document numbers of packed documents: where a row's number
+            changes, its convolution inputs and SSM state are forgotten (set to zero).
 
     Returns:
         ``y`` [B, T, H], or ``(y, (conv_window, h))`` when ``output_final_state``.
@@ -62,6 +66,10 @@ def mixer_reference(
         past = [window[:, :, j] for j in range(k - 1)]
     outputs = []
     for t in range(length):
+        if seq_idx is not None and t > 0:  # a new document starts from nothing
+            keep = (seq_idx[:, t] == seq_idx[:, t - 1])[:, None]  # [B, 1]
+            past = [torch.where(keep, p, 0.0) for p in past]
+            h = torch.where(keep[:, :, None], h, 0.0)
         xz = x[:, t] @ w_in.T + (0 if b_in is None else b_in)  # [B, 2I]
         x_t, z_t = xz[:, :inner], xz[:, inner:]
         past = [*past, x_t]  # the last K inputs

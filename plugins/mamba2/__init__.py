@@ -111,6 +111,8 @@ SPEC = LayerSpec(
     options=Mamba2Options,
     factory="hybridzoo_plugins.mamba2.layer:make_bodies",
     param_count=formulas.param_count,
+    flops=formulas.flops,
+    notations=formulas.NOTATIONS,
     description="Mamba-2 (SSD) mixer: scalar decay per head, B and C shared in groups, "
     "gated RMSNorm.",
     capabilities=Capabilities(causal=True, stateful=True, complexity="linear"),

@@ -14,13 +14,22 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from hybridzoo.plugin import at_least, linear_param_count, positive
+from hybridzoo.plugin import (
+    LayerFlops,
+    Notation,
+    at_least,
+    linear_flops,
+    linear_param_count,
+    positive,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybridzoo_plugins.mamba2 import Mamba2Options
 
 __all__ = [
+    "NOTATIONS",
     "conv_channels",
+    "flops",
     "hidden_size_multiple",
     "inner_width",
     "num_heads",
@@ -131,3 +140,23 @@ def scale_options(
         return o
     head_dim = math.gcd(inner, o.head_dim)
     return attrs.evolve(o, head_dim=head_dim, num_groups=math.gcd(o.num_groups, inner // head_dim))
+
+
+def flops(o: Mamba2Options, hidden_size: int, seq_len: int) -> LayerFlops:
+    """Forward FLOPs on ``seq_len`` positions. Matmul, per position: ``in_proj``
+    ``H → 2I + 2GN + h`` and ``out_proj`` ``I → H``. Mixer, per position: the convolution
+    ``2·C·K`` and the SSD recurrence in its step form, ``5·I·N`` (per state element: the decay,
+    ``Δ·x ⊗ B``, the update and the readout ``h·C``); the skip, the gate and the gated norm are
+    not counted. (The chunked kernel does more matrix work, growing with ``chunk_size``.)"""
+    inner, heads, channels = _widths(o, hidden_size)
+    per = linear_flops(hidden_size, inner + channels + heads) + linear_flops(inner, hidden_size)
+    mixer = 2 * channels * o.conv_size + 5 * inner * o.state_size
+    return LayerFlops(per * seq_len, mixer * seq_len)
+
+
+#: How other projects write this layer (a Mamba-2 mixer).
+NOTATIONS = (
+    Notation("megatron", "M"),
+    Notation("transformers", "linear_attention", models=("nemotron_h", "bamba")),
+    Notation("transformers", "mamba", models=("nemotron_h", "bamba")),  # the legacy name
+)

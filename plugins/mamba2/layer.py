@@ -31,7 +31,9 @@ from torch import Tensor, nn
 
 from hybridzoo.nn.gated_norm import GatedRMSNorm
 from hybridzoo.nn.init import log_uniform_, time_step_bias_
+from hybridzoo.nn.sequence_mixer import SequenceMixer
 from hybridzoo.nn.short_conv import ShortConvolution
+from hybridzoo.nn.step_cache import DerivedTensors
 from hybridzoo.ops import chunk_ssd, ssd_step
 from hybridzoo.plugin import at_least, boolean, in_range, positive, power_of_two
 from hybridzoo_plugins.mamba2.formulas import conv_channels, inner_width, num_heads
@@ -48,7 +50,7 @@ Mamba2State = tuple[Tensor, Tensor]
 A_INIT_RANGE = (1.0, 16.0)
 
 
-class Mamba2Mixer(nn.Module):
+class Mamba2Mixer(SequenceMixer):
     """The Mamba-2 mixer body.
 
     Args:
@@ -126,6 +128,7 @@ class Mamba2Mixer(nn.Module):
         self.out_proj = nn.Linear(inner, hidden_size, bias=bias, **fk)
         for p in (self.dt_bias, self.A_log, self.D):
             p._no_weight_decay = True  # type: ignore[attr-defined]
+        self._derived = DerivedTensors()  # step mode's A = -exp(A_log)
         self.reset_ssm_parameters()
 
     @torch.no_grad()
@@ -180,11 +183,11 @@ class Mamba2Mixer(nn.Module):
     # -- sequence mode ------------------------------------------------------------------------
 
     def _mix(
-        self, u: Tensor, state: Mamba2State | None, want_state: bool
+        self, u: Tensor, state: Mamba2State | None, want_state: bool, seq_idx: Tensor | None
     ) -> tuple[Tensor, Mamba2State | None]:
         z, xbc, dt = self._projections(u)
         window, ssm0 = (None, None) if state is None else state
-        xbc, new_window = self.conv1d(xbc, window, output_final_window=want_state)
+        xbc, new_window = self.conv1d(xbc, window, output_final_window=want_state, seq_idx=seq_idx)
         x, b, c = self._split(xbc)
         y, ssm = chunk_ssd(
             x,
@@ -195,21 +198,12 @@ class Mamba2Mixer(nn.Module):
             initial_state=ssm0,
             output_final_state=want_state,
             chunk_size=self.chunk_size,
+            seq_idx=seq_idx,
         )
         out = self._output(y, x, z)
         if not want_state:
             return out, None
         return out, (cast(Tensor, new_window), cast(Tensor, ssm).to(u.dtype))
-
-    def forward(self, x: Tensor) -> Tensor:
-        """``x [B, L, H] -> [B, L, H]`` from a zero state."""
-        return self._mix(x, None, False)[0]
-
-    def prefill(self, x: Tensor, state: Mamba2State | None = None) -> tuple[Tensor, Mamba2State]:
-        """``(y [B, L, H], the state after the last position)`` from ``state`` (None: zeros);
-        the given state is not modified."""
-        out, new_state = self._mix(x, state, True)
-        return out, cast(Mamba2State, new_state)
 
     # -- step mode ----------------------------------------------------------------------------
 
@@ -229,7 +223,8 @@ class Mamba2Mixer(nn.Module):
         sizes = [self.intermediate_size, self.conv_dim, self.num_heads]
         z, xbc, dt = self.in_proj(x_t).split(sizes, dim=-1)  # one product for one position
         x, b, c = self._split(self.conv1d.step(xbc, window))
-        y = ssd_step(x, self._time_step(dt), -torch.exp(self.A_log), b, c, ssm)
+        A = self._derived.get("A", (self.A_log,), lambda: -torch.exp(self.A_log))
+        y = ssd_step(x, self._time_step(dt), A, b, c, ssm)
         return self._output(y, x, z), state
 
 

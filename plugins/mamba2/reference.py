@@ -28,10 +28,15 @@ def _softplus(x: Tensor) -> Tensor:
 
 
 def reference_scan(
-    mixer: Mamba2Mixer, u: Tensor, state: tuple[Tensor, Tensor] | None = None
+    mixer: Mamba2Mixer,
+    u: Tensor,
+    state: tuple[Tensor, Tensor] | None = None,
+    seq_idx: Tensor | None = None,
 ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
     """The mixer applied to ``u [B, T, H]`` from ``state = (conv_window [B, C, K-1], ssm [B, h,
-    P, N])`` (None: zeros); returns ``(y [B, T, H], the state after the last position)``."""
+    P, N])`` (None: zeros); returns ``(y [B, T, H], the state after the last position)``. With
+    ``seq_idx [B, T]``, the convolution's past and the SSM state are zeroed where a new document
+    starts."""
     batch, length, _ = u.shape
     inner, heads, p, n = mixer.intermediate_size, mixer.num_heads, mixer.head_dim, mixer.state_size
     groups, k = mixer.num_groups, mixer.conv1d.kernel_size
@@ -51,6 +56,10 @@ def reference_scan(
         past = [window[:, :, j] for j in range(k - 1)]
     outputs = []
     for t in range(length):
+        if seq_idx is not None and t > 0:  # a new document forgets everything before it
+            keep = seq_idx[:, t] == seq_idx[:, t - 1]  # [B]; where: a NaN never crosses
+            past = [torch.where(keep[:, None], p_j, 0.0) for p_j in past]
+            h = torch.where(keep[:, None, None, None], h, 0.0)
         proj = u[:, t] @ w_in.T + (0 if b_in is None else b_in)
         z, xbc, dt_raw = proj[:, :inner], proj[:, inner : inner + channels], proj[:, -heads:]
         past = [*past, xbc]

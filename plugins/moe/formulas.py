@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from hybridzoo.plugin import LayerFlops, Notation, Setting, linear_flops
+
 if TYPE_CHECKING:  # pragma: no cover
     from hybridzoo_plugins.moe import MoEOptions
 
@@ -35,3 +37,65 @@ def scale_options(o: MoEOptions, hidden_size: int, *, seq_len: int | None = None
     a shared expert, when there is one, as well."""
     width = 2 * hidden_size
     return attrs.evolve(o, expert_size=width, shared_expert_size=o.shared_expert_size and width)
+
+
+def flops(o: MoEOptions, hidden_size: int, seq_len: int) -> LayerFlops:
+    """Forward FLOPs on ``seq_len`` positions, every token through its ``top_k`` experts (no
+    token dropped): the router ``2·E·H``, ``top_k`` SwiGLU experts ``6·I·H`` each, the shared
+    expert ``6·S·H`` and its gate ``2·H``, per position (the routing itself is not counted)."""
+    H = hidden_size
+    per = linear_flops(H, o.num_experts) + o.top_k * 6 * o.expert_size * H
+    per += 6 * o.shared_expert_size * H + (2 * H if o.shared_expert_gate else 0)
+    return LayerFlops(per * seq_len)
+
+
+_EXPERTS = {"router": "softmax", "num_experts": Setting("num_experts")}
+
+#: How other projects write this layer (transformers: each model's own router).
+NOTATIONS = (
+    Notation("megatron", "E"),
+    Notation(
+        "transformers",
+        "moe",
+        {
+            **_EXPERTS,
+            "num_experts": Setting("num_experts", 16),
+            "top_k": Setting("num_experts_per_tok", 2),
+            "normalize_top_k": False,
+            "shared_expert_size": 0,
+        },
+        models=("jamba",),
+        role="sparse",
+    ),
+    Notation(
+        "transformers",
+        "moe",
+        {
+            **_EXPERTS,
+            "num_experts": Setting("num_experts", 512),
+            "top_k": Setting("num_experts_per_tok", 10),
+            "normalize_top_k": Setting("norm_topk_prob", True),
+            "expert_size": Setting("moe_intermediate_size", 512),
+            "shared_expert_size": Setting("shared_expert_intermediate_size", 512),
+            "shared_expert_gate": True,
+        },
+        models=("qwen3_next",),
+        role="sparse",
+    ),
+    Notation(
+        "transformers",
+        "moe",
+        {
+            "router": "sigmoid",
+            "num_experts": Setting("n_routed_experts", 8),
+            "top_k": Setting("num_experts_per_tok", 2),
+            "normalize_top_k": Setting("norm_topk_prob", True),
+        },
+        models=("nemotron_h",),
+        role="sparse",
+        note="NemotronH's experts are squared-ReLU MLPs routed with a score-correction bias, "
+        "grouped top-k and a scaling factor, beside a shared expert; hybridzoo's moe has "
+        "SwiGLU experts, plain top-k routing and a shared expert only if "
+        "moe_shared_expert_size is set",
+    ),
+)

@@ -13,6 +13,10 @@ No token is dropped (no capacity factor). The ``N·k`` (token, expert) assignmen
 expert, each expert multiplies the contiguous block of its tokens' rows (one pair of matmuls per
 expert, none for an expert with no token), and the results go back to their tokens by the
 inverse permutation; every token sums its own ``k`` rows, so its output depends on it alone.
+An expert's block of fewer than :data:`MIN_BLOCK` rows is zero-padded to that many: BLAS takes
+another kernel for a matrix-vector-like product, whose rounding would make a token's output
+depend (in the last bit) on how many other tokens share its expert, so that a NaN in a later
+token, which routes it elsewhere, would move earlier outputs.
 
 Auxiliary losses (training mode; read with :func:`hybridzoo.aux_losses`), each scaled by its
 coefficient: ``load_balancing = E · Σ_e f_e P_e`` with ``f_e`` the fraction of tokens routed to
@@ -42,6 +46,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from hybridzoo_plugins.moe import MoEOptions
 
 _COEFFICIENT = in_range(0.0, math.inf, high_open=True)
+
+#: Expert blocks are at least this many rows (zero padding; see the module docstring).
+MIN_BLOCK = 4
+
+
+def _at_least_rows(block: Tensor) -> Tensor:
+    """``block [n, H]`` zero-padded to :data:`MIN_BLOCK` rows when shorter."""
+    short = block.shape[0] < MIN_BLOCK
+    return F.pad(block, (0, 0, 0, MIN_BLOCK - block.shape[0])) if short else block
 
 
 class MixtureOfExperts(Positionwise):
@@ -139,20 +152,25 @@ class MixtureOfExperts(Positionwise):
             # unbind and split: their backward stacks and concatenates once
             gate_ups, downs = self.gate_up.unbind(0), self.down.unbind(0)
             outs = [
-                F.linear(activate(F.linear(block, gate_ups[e]), "swiglu"), downs[e])
+                F.linear(activate(F.linear(_at_least_rows(block), gate_ups[e]), "swiglu"), downs[e])
                 for e, block in enumerate(torch.split(rows, sizes))
                 if sizes[e]
             ]
+            outs = [out[:n] for out, n in zip(outs, (n for n in sizes if n), strict=True)]
             weighted = torch.cat(outs) * scale  # [N·k, H]
         else:  # inference: the same products, in place, into one buffer
             weighted = torch.empty_like(rows)
             start = 0
             for e, n in enumerate(sizes):
                 if n:
-                    h = torch.mm(rows[start : start + n], self.gate_up[e].t())  # [n, 2·I]
+                    block = _at_least_rows(rows[start : start + n])
+                    h = torch.mm(block, self.gate_up[e].t())  # [max(n, MIN_BLOCK), 2·I]
                     gate, up = h.chunk(2, dim=-1)
                     F.silu(gate, inplace=True).mul_(up)
-                    torch.mm(gate, self.down[e].t(), out=weighted[start : start + n])
+                    if n < MIN_BLOCK:
+                        weighted[start : start + n] = torch.mm(gate, self.down[e].t())[:n]
+                    else:
+                        torch.mm(gate, self.down[e].t(), out=weighted[start : start + n])
                     start += n
             weighted.mul_(scale)
         # each token sums its own k rows (in expert order, as Mixtral's block)

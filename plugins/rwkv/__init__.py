@@ -71,9 +71,10 @@ SPEC = LayerSpec(
     options=RWKVOptions,
     factory="hybridzoo_plugins.rwkv.layer:make_bodies",
     param_count=formulas.param_count,
+    flops=formulas.flops,
     description="RWKV-6 Finch: data-dependent token shift and decay, bonus u, WKV state; "
     "then channel-mixing.",
-    capabilities=Capabilities(causal=True, stateful=True, complexity="linear"),
+    capabilities=Capabilities(causal=True, stateful=True, complexity="linear", packing=True),
     state_size=formulas.state_size,
     hidden_size_multiple=formulas.hidden_size_multiple,
     sub_blocks=2,

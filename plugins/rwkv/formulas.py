@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from hybridzoo.plugin import at_least, positive
+from hybridzoo.plugin import LayerFlops, at_least, positive
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybridzoo_plugins.rwkv import RWKVOptions
@@ -21,6 +21,7 @@ __all__ = [
     "channel_mix_param_count",
     "check_head_size",
     "ffn_size",
+    "flops",
     "hidden_size_multiple",
     "param_count",
     "scale_options",
@@ -92,3 +93,16 @@ def hidden_size_multiple(o: RWKVOptions) -> int:
 def scale_options(o: RWKVOptions, hidden_size: int, *, seq_len: int | None = None) -> RWKVOptions:
     """WKV heads of ``min(64, hidden_size // 4)`` channels (four heads or more)."""
     return attrs.evolve(o, head_size=min(64, max(1, hidden_size // 4)))
+
+
+def flops(o: RWKVOptions, hidden_size: int, seq_len: int) -> LayerFlops:
+    """Forward FLOPs on ``seq_len`` positions. Matmul, per position: two per weight of the
+    matrices (time-mix ``5·H² + 10·r·H + 2·d·H``, channel-mix ``H² + 2·F·H``). Mixer, per
+    position: the WKV recurrence in its step form, ``7·H·head_size`` (per state element:
+    ``kᵀv``, the bonus ``u``, the readout ``r·(S + u·kᵀv)``, the decay and the addition); the
+    token-shift interpolations and the norm are not counted."""
+    H, r, d = hidden_size, o.mix_rank, o.decay_rank
+    f = ffn_size(H, o.expand, o.multiple_of)
+    check_head_size(H, o.head_size)
+    per = 2 * (5 * H * H + 2 * NUM_MIXES * r * H + 2 * d * H + H * H + 2 * f * H)
+    return LayerFlops(per * seq_len, 7 * H * o.head_size * seq_len)

@@ -22,6 +22,10 @@ that a block's ``att.*`` / ``ffn.*`` weights load with ``load_state_dict``.
 The WKV recurrence runs in :func:`hybridzoo.ops.gla.chunk_gla` (chunked, parallel over time) and
 :func:`hybridzoo.ops.gla.gla_step` (one token) with ``scale=1`` and ``bonus=u``.
 
+Packed documents (``forward(x, seq_idx=...)``, ``prefill``): at a document's start the token
+shift of both bodies reads zeros instead of the previous document's last token, and the WKV state
+restarts from zero (``seq_idx`` goes to the kernel).
+
 Initialisation follows RWKV-LM with one depth-dependent knob, ``init_depth`` (RWKV-LM's
 ``layer_id / n_layer``; a body does not know its position in the stack, so 0.5 by default):
 ``time_maa_*`` ramps over channels, ``time_decay`` from -6 to -1, the zig-zag bonus ``time_faaaa``,
@@ -54,9 +58,15 @@ ChannelMixState = tuple[torch.Tensor]
 _DEPTH = in_range(0.0, 1.0)  # init_depth
 
 
-def _shifted(x: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
-    """``x_{t-1}`` for every t: ``prev`` [B, H] then ``x[:, :-1]``; [B, L, H]."""
-    return torch.cat([prev.unsqueeze(1), x[:, :-1]], dim=1)
+def _shifted(
+    x: torch.Tensor, prev: torch.Tensor, seq_idx: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``x_{t-1}`` for every t: ``prev`` [B, H] then ``x[:, :-1]``; [B, L, H]. With ``seq_idx
+    [B, L]``, zeros where a packed document starts (selected, so nothing crosses)."""
+    earlier = x[:, :-1]
+    if seq_idx is not None:
+        earlier = earlier.masked_fill((seq_idx[:, 1:] != seq_idx[:, :-1]).unsqueeze(-1), 0.0)
+    return torch.cat([prev.unsqueeze(1), earlier], dim=1)
 
 
 class RWKV6TimeMix(nn.Module):
@@ -199,9 +209,14 @@ class RWKV6TimeMix(nn.Module):
         return self.output(o * g)
 
     def _run(
-        self, x: torch.Tensor, shift: torch.Tensor, wkv: torch.Tensor | None, want_state: bool
+        self,
+        x: torch.Tensor,
+        shift: torch.Tensor,
+        wkv: torch.Tensor | None,
+        want_state: bool,
+        seq_idx: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        r, k, v, g, log_decay = self._project(x, _shifted(x, shift))
+        r, k, v, g, log_decay = self._project(x, _shifted(x, shift, seq_idx))
         o, final = gla_ops.chunk_gla(
             r,
             k,
@@ -212,15 +227,17 @@ class RWKV6TimeMix(nn.Module):
             initial_state=wkv,
             output_final_state=want_state,
             chunk_size=self.chunk_size,
+            seq_idx=seq_idx,
         )  # o: [B, L, nh, hs]
         return self._finish(o, g), final
 
     # -- body protocol --------------------------------------------------------------------------
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, L, H] -> [B, L, H]`` from a fresh (zero) state."""
+    def forward(self, x: torch.Tensor, *, seq_idx: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, L, H] -> [B, L, H]`` from a fresh (zero) state; ``seq_idx [B, L]``: packed
+        documents, each as if it ran alone."""
         shift = x.new_zeros(x.shape[0], self.hidden_size)
-        y, _ = self._run(x, shift, None, want_state=False)
+        y, _ = self._run(x, shift, None, want_state=False, seq_idx=seq_idx)
         return y
 
     def init_state(self, batch_size: int) -> TimeMixState:
@@ -231,13 +248,19 @@ class RWKV6TimeMix(nn.Module):
         return shift, wkv
 
     def prefill(
-        self, x: torch.Tensor, state: TimeMixState | None = None
+        self,
+        x: torch.Tensor,
+        state: TimeMixState | None = None,
+        *,
+        seq_idx: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, TimeMixState]:
-        """Forward over ``x`` [B, L, H] from ``state`` (``None``: fresh); return the final state."""
+        """Forward over ``x`` [B, L, H] from ``state`` (``None``: fresh); return the final state
+        (with packed documents, ``seq_idx``, the given state is the first document's, the
+        returned one the last's)."""
         if state is None:
             state = self.init_state(x.shape[0])
         shift, wkv = state
-        y, final = self._run(x, shift, wkv, want_state=True)
+        y, final = self._run(x, shift, wkv, want_state=True, seq_idx=seq_idx)
         return y, (x[:, -1].clone(), cast(torch.Tensor, final))
 
     def step(self, x_t: torch.Tensor, state: TimeMixState) -> tuple[torch.Tensor, TimeMixState]:
@@ -309,20 +332,26 @@ class RWKV6ChannelMix(nn.Module):
         k = torch.relu_(self.key(xk)).square()  # [..., F]; relu in place on a fresh output
         return torch.sigmoid(self.receptance(xr)) * self.value(k)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, L, H] -> [B, L, H]`` from a fresh (zero) previous token."""
-        return self._mix(x, _shifted(x, x.new_zeros(x.shape[0], self.hidden_size)))
+    def forward(self, x: torch.Tensor, *, seq_idx: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, L, H] -> [B, L, H]`` from a fresh (zero) previous token; with ``seq_idx [B, L]``
+        (packed documents) also at each document's start."""
+        return self._mix(x, _shifted(x, x.new_zeros(x.shape[0], self.hidden_size), seq_idx))
 
     def init_state(self, batch_size: int) -> ChannelMixState:
         """Zero state ``(shift [B, H],)`` on the module's device and dtype."""
         return (self.key.weight.new_zeros(batch_size, self.hidden_size),)
 
     def prefill(
-        self, x: torch.Tensor, state: ChannelMixState | None = None
+        self,
+        x: torch.Tensor,
+        state: ChannelMixState | None = None,
+        *,
+        seq_idx: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, ChannelMixState]:
-        """Forward over ``x`` [B, L, H] from ``state`` (``None``: fresh); return the final state."""
+        """Forward over ``x`` [B, L, H] from ``state`` (``None``: fresh); return the final state
+        (``seq_idx``: as :meth:`RWKV6TimeMix.prefill`)."""
         shift = x.new_zeros(x.shape[0], self.hidden_size) if state is None else state[0]
-        return self._mix(x, _shifted(x, shift)), (x[:, -1].clone(),)
+        return self._mix(x, _shifted(x, shift, seq_idx)), (x[:, -1].clone(),)
 
     def step(
         self, x_t: torch.Tensor, state: ChannelMixState

@@ -23,6 +23,8 @@ def time_mix_reference(
     x: torch.Tensor,
     initial_state: tuple[torch.Tensor, torch.Tensor] | None = None,
     output_final_state: bool = False,
+    *,
+    seq_idx: torch.Tensor | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
     """RWKV-6 time-mixing of ``x`` [B, T, H] with ``mix``'s weights, a loop over t.
 
@@ -31,6 +33,8 @@ def time_mix_reference(
         x: input ``[B, T, H]``.
         initial_state: ``(x_prev [B, H], S [B, heads, hs, hs])``; zeros when ``None``.
         output_final_state: also return the state after the last token.
+        seq_idx: ``[B, T]`` document numbers of packed documents: where a row's number
+            changes, the previous token and the WKV state are forgotten (set to zero).
 
     Returns:
         ``y`` [B, T, H], or ``(y, (x_prev, S))`` when ``output_final_state``.
@@ -62,6 +66,10 @@ def time_mix_reference(
     ys = []
     for t in range(t_len):
         x_t = x[:, t]  # [B, H]
+        if seq_idx is not None and t > 0:  # a new document starts from nothing
+            keep = seq_idx[:, t] == seq_idx[:, t - 1]  # [B]
+            x_prev = torch.where(keep[:, None], x_prev, 0.0)
+            state = torch.where(keep[:, None, None, None], state, 0.0)
         delta = x_prev - x_t
 
         # data-dependent linear interpolation ("ddlerp")
@@ -100,10 +108,13 @@ def channel_mix_reference(
     x: torch.Tensor,
     initial_state: tuple[torch.Tensor] | None = None,
     output_final_state: bool = False,
+    *,
+    seq_idx: torch.Tensor | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, tuple[torch.Tensor]]:
     """RWKV-6 channel-mixing of ``x`` [B, T, H] with ``mix``'s weights, a loop over t.
 
-    ``y_t = σ(x^r W_r) ⊙ W_v relu(W_k x^k)²`` with ``x^□ = x_t + (x_{t-1} - x_t) ⊙ μ_□``.
+    ``y_t = σ(x^r W_r) ⊙ W_v relu(W_k x^k)²`` with ``x^□ = x_t + (x_{t-1} - x_t) ⊙ μ_□``
+    (``x_{t-1} = 0`` at the start of a packed document of ``seq_idx``).
     Returns ``y`` [B, T, H], or ``(y, (x_prev,))`` when ``output_final_state``.
     """
     b, t_len, c = x.shape
@@ -112,6 +123,8 @@ def channel_mix_reference(
     ys = []
     for t in range(t_len):
         x_t = x[:, t]
+        if seq_idx is not None and t > 0:
+            x_prev = torch.where((seq_idx[:, t] == seq_idx[:, t - 1])[:, None], x_prev, 0.0)
         xk = x_t + (x_prev - x_t) * mu_k
         xr = x_t + (x_prev - x_t) * mu_r
         k = torch.relu(xk @ mix.key.weight.T) ** 2  # [B, F]

@@ -3,6 +3,8 @@ draw their arguments, and their chunked, reference and one-token forms."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -139,48 +141,58 @@ def _step_delta(args_t, state, kwargs):
     return ops.gated_delta_rule_step(*args_t, state, **kwargs)
 
 
-KERNELS = {
-    "gla": Kernel(
-        "gla",
-        ops.chunk_gla,
-        naive_gla,
-        _step_gla,
-        _gla,
-        (True,) * 4,
-        lambda d: (d.b, d.h, d.d_k, d.d_v),
-        3,
-    ),
-    "simple_gla": Kernel(
-        "simple_gla",
-        ops.chunk_simple_gla,
-        naive_simple_gla,
-        _step_simple,
-        _simple_gla,
-        (True,) * 4,
-        lambda d: (d.b, d.h, d.d_k, d.d_v),
-        3,
-    ),
-    "ssd": Kernel(
-        "ssd",
-        ops.chunk_ssd,
-        naive_ssd,
-        _step_ssd,
-        _ssd,
-        (True, True, False, True, True),
-        lambda d: (d.b, d.h, d.d_v, d.d_k),
-        1,
-    ),
-    "delta": Kernel(
-        "delta",
-        ops.chunk_gated_delta_rule,
-        naive_gated_delta_rule,
-        _step_delta,
-        _delta,
-        (True,) * 5,
-        lambda d: (d.b, d.h, d.d_k, d.d_v),
-        3,
-    ),
-}
+def _kernels() -> dict[str, Kernel]:
+    base = {
+        "gla": Kernel(
+            "gla",
+            ops.chunk_gla,
+            naive_gla,
+            _step_gla,
+            _gla,
+            (True,) * 4,
+            lambda d: (d.b, d.h, d.d_k, d.d_v),
+            3,
+        ),
+        "simple_gla": Kernel(
+            "simple_gla",
+            ops.chunk_simple_gla,
+            naive_simple_gla,
+            _step_simple,
+            _simple_gla,
+            (True,) * 4,
+            lambda d: (d.b, d.h, d.d_k, d.d_v),
+            3,
+        ),
+        "ssd": Kernel(
+            "ssd",
+            ops.chunk_ssd,
+            naive_ssd,
+            _step_ssd,
+            _ssd,
+            (True, True, False, True, True),
+            lambda d: (d.b, d.h, d.d_v, d.d_k),
+            1,
+        ),
+        "delta": Kernel(
+            "delta",
+            ops.chunk_gated_delta_rule,
+            naive_gated_delta_rule,
+            _step_delta,
+            _delta,
+            (True,) * 5,
+            lambda d: (d.b, d.h, d.d_k, d.d_v),
+            3,
+        ),
+    }
+    out = {}
+    for name, kernel in base.items():
+        for backend in ("compiled", "torch"):  # every kernel has both backends
+            chunk = functools.partial(kernel.chunk, backend=backend)
+            out[f"{name}-{backend}"] = dataclasses.replace(kernel, chunk=chunk)
+    return out
+
+
+KERNELS = _kernels()
 
 
 @st.composite

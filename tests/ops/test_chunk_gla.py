@@ -30,7 +30,8 @@ def _step_mode(q, k, v, g, bonus, scale):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("bonus", [False, True])
 @pytest.mark.parametrize("time_decay", [8.0, 15.0, 25.0, 100.0])
-def test_strong_decay_equals_step_mode(dtype, bonus: bool, time_decay: float) -> None:
+@pytest.mark.parametrize("backend", ["compiled", "torch"])
+def test_strong_decay_equals_step_mode(dtype, bonus: bool, time_decay: float, backend) -> None:
     """RWKV-6's log decay is ``-exp(time_decay)``: -exp(8) was 1.4e-4 off step mode, -exp(15)
     3e-2, -exp(25) NaN; -exp(100) is -inf in float32. Mixed with weak decays (where the weights
     that matter live), the chunked form equals the step mode to rounding."""
@@ -46,24 +47,35 @@ def test_strong_decay_equals_step_mode(dtype, bonus: bool, time_decay: float) ->
     u = None if u is None else u.to(dtype)
     o_step, s_step = _step_mode(q, k, v, g, u, 1.0)
     for chunk in (16, 64):
-        o, s = chunk_gla(q, k, v, g, scale=1.0, bonus=u, output_final_state=True, chunk_size=chunk)
+        o, s = chunk_gla(
+            q,
+            k,
+            v,
+            g,
+            scale=1.0,
+            bonus=u,
+            output_final_state=True,
+            chunk_size=chunk,
+            backend=backend,
+        )
         tol = 1e-12 if dtype == torch.float64 else 2e-6
         torch.testing.assert_close(o, o_step, rtol=0, atol=tol * o_step.abs().max().item())
         torch.testing.assert_close(s, s_step, rtol=0, atol=tol * s_step.abs().max().item())
 
 
-def test_strong_decay_gradients_are_finite() -> None:
+@pytest.mark.parametrize("backend", ["compiled", "torch"])
+def test_strong_decay_gradients_are_finite(backend: str) -> None:
     gen = torch.Generator().manual_seed(1)
     q, k, v = (torch.randn(1, 70, 2, 4, generator=gen) for _ in range(3))
     g = torch.full((1, 70, 2, 4), -math.exp(25.0))
     g[:, ::3] = -math.inf
     leaves = [x.requires_grad_() for x in (q, k, v, g)]
-    o, s = chunk_gla(*leaves, bonus=torch.randn(2, 4), output_final_state=True)
+    o, s = chunk_gla(*leaves, bonus=torch.randn(2, 4), output_final_state=True, backend=backend)
     grads = torch.autograd.grad(o.sum() + s.sum(), leaves)
     assert all(torch.isfinite(x).all() for x in (o, s, *grads))
 
 
-@given(p=problems(KERNELS["gla"], max_t=60), data=st.data())
+@given(p=problems(KERNELS["gla-torch"], max_t=60), data=st.data())
 def test_grouping_changes_nothing_and_calls_chain_by_state(p: Problem, data) -> None:
     chunk = data.draw(st.sampled_from([1, 4, 16]))
     o_all, s_all = p.chunk(chunk_size=chunk)
@@ -106,6 +118,8 @@ def test_bad_arguments_are_named() -> None:
         chunk_gla(q[0], q, v, -q.abs())
     with pytest.raises(HybridZooError, match="state must"):
         gla_step(q[:, 0], q[:, 0], v[:, 0], q[:, 0], torch.zeros(1, 2, 3, 3))
+    with pytest.raises(HybridZooError, match="backend must be one of"):
+        chunk_gla(q, q, v, -q.abs(), backend="fast")
     with pytest.raises(HybridZooError, match="G must divide H"):
         chunk_simple_gla(
             torch.randn(1, 5, 2, 3),

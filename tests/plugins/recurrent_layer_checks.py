@@ -4,6 +4,7 @@ gradients, and the same weights in transformers."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping
 
 import torch
@@ -145,6 +146,22 @@ def check_float32(body: nn.Module, x: Tensor) -> None:
     torch.testing.assert_close(y.double(), y64, rtol=1e-4, atol=1e-5)
 
 
+def check_bfloat16(body: nn.Module, x: Tensor) -> None:
+    """In bfloat16 (the kernels compute in float32) forward, backward and a step run, keep the
+    dtype and stay within bfloat16's rounding of the float32 result."""
+    with torch.no_grad():
+        expected = body(x)
+    body = body.bfloat16()
+    xb = x.bfloat16().requires_grad_(True)
+    y = body(xb)
+    y.float().square().sum().backward()
+    assert y.dtype == torch.bfloat16 and xb.grad is not None and torch.isfinite(xb.grad).all()
+    torch.testing.assert_close(y.float(), expected, rtol=0.05, atol=0.05 * expected.abs().max())
+    with torch.no_grad():
+        y_t, _ = body.step(xb[:, 0].detach(), body.init_state(x.shape[0]))
+    assert y_t.dtype == torch.bfloat16
+
+
 def check_counts(make_bodies: Callable, formulas: object, options: object, hidden: int) -> None:
     """``formulas.param_count`` and ``formulas.state_size`` equal the built body's numbers."""
     body = make_bodies(options, hidden)
@@ -164,3 +181,92 @@ def float32_conformance(layer: str) -> Callable[..., None]:
         check()
 
     return test_conformance_kit_in_float32
+
+
+def check_step_sees_parameter_updates(layer: nn.Module, other: nn.Module, x: Tensor) -> None:
+    """Step mode caches tensors derived from the weights; an in-place update (as an optimizer
+    makes) and ``load_state_dict`` must both reach the next steps."""
+    updates = (
+        lambda: [p.add_(0.1) for p in layer.parameters()],
+        lambda: layer.load_state_dict(other.state_dict()),
+    )
+    with torch.no_grad():
+        for update in updates:
+            steps(layer, x[:, :2], layer.init_state(x.shape[0]))  # fills the caches
+            update()
+            y, _ = steps(layer, x, layer.init_state(x.shape[0]))
+            torch.testing.assert_close(y, layer(x), **TOL64)
+
+
+def documents(seq_idx: Tensor) -> list[list[tuple[int, int]]]:
+    """Per row, the ``(start, end)`` of each packed document."""
+    out = []
+    for row in seq_idx.tolist():
+        cuts = [0, *(t for t in range(1, len(row)) if row[t] != row[t - 1]), len(row)]
+        out.append(list(itertools.pairwise(cuts)))
+    return out
+
+
+def check_packing(
+    layer: nn.Module, reference: ReferenceScan, x: Tensor, seq_idx: Tensor, state: State
+) -> None:
+    """A packed prefill (``seq_idx``) equals prefills of each document on its own, the given
+    state seen by a row's first document only: outputs, final states (the last document's) and
+    the gradients of the input, of the state and of every parameter; and equals the reference
+    run packed."""
+    inputs = [x.clone().requires_grad_(True), *(t.clone().requires_grad_(True) for t in state)]
+    params = list(layer.parameters())
+    w = randn(*x.shape, seed=97, dtype=x.dtype)
+    y, final = layer.prefill(inputs[0], tuple(inputs[1:]), seq_idx=seq_idx)
+    y_ref, final_ref = reference(layer, x, state, seq_idx)
+    torch.testing.assert_close(y, y_ref, **TOL64)
+    assert_states_close(final, final_ref)
+    grads = torch.autograd.grad((y * w).sum(), inputs + params)
+
+    parts, finals, loss = [], [], 0.0
+    for b, docs in enumerate(documents(seq_idx)):
+        for i, (start, end) in enumerate(docs):
+            first = tuple(t[b : b + 1] for t in inputs[1:]) if i == 0 else None
+            y_doc, s_doc = layer.prefill(inputs[0][b : b + 1, start:end], first)
+            parts.append(y_doc)
+            loss = loss + (y_doc * w[b : b + 1, start:end]).sum()
+        finals.append(s_doc)
+    lengths = [end - start for docs in documents(seq_idx) for start, end in docs]
+    separate = torch.cat(parts, dim=1).view(-1, x.shape[-1])
+    torch.testing.assert_close(y.reshape(-1, x.shape[-1]), separate, **TOL64)
+    assert sum(lengths) == x.shape[0] * x.shape[1]
+    assert_states_close(final, tuple(torch.cat(ts) for ts in zip(*finals, strict=True)))
+    grads_separate = torch.autograd.grad(loss, inputs + params, allow_unused=True)
+    for i, (g, g_sep) in enumerate(zip(grads, grads_separate, strict=True)):
+        expected = torch.zeros_like(g) if g_sep is None else g_sep
+        torch.testing.assert_close(g, expected, **TOL64, msg=lambda m, i=i: f"gradient {i}: {m}")
+
+
+#: the fields a transformers hybrid config needs besides the layer under test (its attention
+#: and vocabulary, unused by a lone mixer), kept tiny
+UNUSED_CONFIG = {
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "head_dim": 4,
+    "vocab_size": 10,
+}
+
+
+def check_same_as_transformers_decoding(
+    ours: nn.Module, theirs: nn.Module, config: object, x: Tensor, cut: int = 5
+) -> None:
+    """A prefill of ``cut`` positions then steps equal transformers' cached decoding (a prefill
+    into a ``DynamicCache``, then one position at a time): outputs, and the states (their conv
+    cache keeps one input more than our window, the oldest)."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=config)
+    with torch.no_grad():
+        expected = [theirs(x[:, :cut], cache=cache)]
+        expected += [theirs(x[:, t : t + 1], cache=cache) for t in range(cut, x.shape[1])]
+        y_pre, state = ours.prefill(x[:, :cut])
+        y_steps, state = steps(ours, x[:, cut:], state)
+    torch.testing.assert_close(torch.cat([y_pre, y_steps], 1), torch.cat(expected, 1), **TOL32)
+    their_state = (cache.get_conv_state(0)[..., 1:], cache.get_recurrent_state(0))
+    assert_states_close(state, their_state, **TOL32)

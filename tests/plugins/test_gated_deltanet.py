@@ -76,6 +76,22 @@ def test_step_and_prefill_agree_with_forward(cut: int) -> None:
     )
 
 
+def test_step_sees_parameter_updates() -> None:
+    first, second = (layer(seed=0), layer(seed=3))
+    rc.check_step_sees_parameter_updates(first, second, rc.randn(2, 6, HIDDEN))
+
+
+@given(cuts=st.lists(st.integers(1, 12), max_size=4), seed=st.integers(0, 100))
+def test_packed_documents_equal_separate_prefills(cuts: list[int], seed: int) -> None:
+    """Random boundaries (documents of length 1 included) in row 0, one document in row 1."""
+    body = layer(num_v_heads=4, conv_size=3, chunk_size=4)
+    seq_idx = torch.zeros(2, 13, dtype=torch.int64)
+    for cut in cuts:
+        seq_idx[0, cut:] += 1
+    state = tuple(rc.randn(*t.shape, seed=seed + i) for i, t in enumerate(body.init_state(2)))
+    rc.check_packing(body, reference_scan, rc.randn(2, 13, HIDDEN, seed=seed), seq_idx, state)
+
+
 def test_gradients_match_reference() -> None:
     rc.check_gradients(layer(num_v_heads=4), reference_scan, rc.randn(2, 7, HIDDEN))
 
@@ -96,12 +112,16 @@ def test_float32_keeps_dtype_and_matches_float64() -> None:
     rc.check_float32(layer(dtype=torch.float32), rc.randn(2, 70, HIDDEN, dtype=torch.float32))
 
 
+def test_bfloat16_runs_close_to_float32() -> None:
+    rc.check_bfloat16(layer(dtype=torch.float32), rc.randn(2, 70, HIDDEN, dtype=torch.float32))
+
+
 def test_empty_batch_and_state_layout() -> None:
     body = layer(num_v_heads=4, expand_v=2, conv_size=3)
     assert body(rc.randn(0, 5, HIDDEN)).shape == (0, 5, HIDDEN)
-    q_w, k_w, v_w, s = body.init_state(3)
-    assert q_w.shape == k_w.shape == (3, 6, 2) and v_w.shape == (3, 24, 2)
-    assert s.shape == (3, 4, 3, 6) and not s.any()
+    window, s = body.init_state(3)
+    assert window.shape == (3, 6 + 6 + 24, 2) and s.shape == (3, 4, 3, 6)
+    assert not window.any() and not s.any()
 
 
 test_conformance_kit_in_float32 = rc.float32_conformance("gated_deltanet")
@@ -173,12 +193,8 @@ def _qwen3_next(config: dict):
         hidden_size=HIDDEN,
         linear_value_head_dim=6,
         linear_conv_kernel_dim=3,
-        num_hidden_layers=1,
         layer_types=["linear_attention"],
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=4,
-        vocab_size=10,
+        **rc.UNUSED_CONFIG,
         **config,
     )
     torch.manual_seed(0)
@@ -197,23 +213,11 @@ def test_same_as_qwen3_next_forward_and_backward(config: dict) -> None:
 @pytest.mark.filterwarnings("ignore")
 @pytest.mark.parametrize("config", HF_CONFIGS)
 def test_step_equals_qwen3_next_cache_decoding(config: dict) -> None:
-    from transformers import DynamicCache
-
     hf, cfg = _qwen3_next(config)
     ours = from_qwen3_next(hf.eval())
-    x = rc.randn(2, 9, HIDDEN, dtype=torch.float32)
-    cache = DynamicCache(config=cfg)
-    with torch.no_grad():
-        expected = [hf(x[:, :5], cache=cache)]
-        expected += [hf(x[:, t : t + 1], cache=cache) for t in range(5, 9)]
-        y_pre, state = ours.prefill(x[:, :5])
-        y_steps, state = rc.steps(ours, x[:, 5:], state)
-    torch.testing.assert_close(torch.cat([y_pre, y_steps], 1), torch.cat(expected, 1), **rc.TOL32)
-    # their conv cache: the last 3 inputs of the q, k, v channels; ours the last 2 of each
-    windows = cache.get_conv_state(0)[..., 1:].split(
-        [ours.key_dim, ours.key_dim, ours.value_dim], 1
+    rc.check_same_as_transformers_decoding(
+        ours, hf, cfg, rc.randn(2, 9, HIDDEN, dtype=torch.float32)
     )
-    rc.assert_states_close(state, (*windows, cache.get_recurrent_state(0)), **rc.TOL32)
 
 
 @pytest.mark.filterwarnings("ignore")

@@ -72,6 +72,22 @@ def test_time_step_clamp_matches_reference() -> None:
     assert not torch.allclose(layer(rc.randn(2, 10, 8)), unclamped(rc.randn(2, 10, 8)))
 
 
+def test_step_sees_parameter_updates() -> None:
+    first, second = (mixer(8, seed=0), mixer(8, seed=3))
+    rc.check_step_sees_parameter_updates(first, second, rc.randn(2, 6, 8))
+
+
+@given(cuts=st.lists(st.integers(1, 12), max_size=4), seed=st.integers(0, 100))
+def test_packed_documents_equal_separate_prefills(cuts: list[int], seed: int) -> None:
+    """Random boundaries (documents of length 1 included) in row 0, one document in row 1."""
+    body = mixer(8, num_groups=2, conv_size=3, chunk_size=4)
+    seq_idx = torch.zeros(2, 13, dtype=torch.int64)
+    for cut in cuts:
+        seq_idx[0, cut:] += 1
+    state = tuple(rc.randn(*t.shape, seed=seed + i) for i, t in enumerate(body.init_state(2)))
+    rc.check_packing(body, reference_scan, rc.randn(2, 13, 8, seed=seed), seq_idx, state)
+
+
 def test_gradients_match_reference() -> None:
     rc.check_gradients(mixer(8, num_groups=2, bias=True), reference_scan, rc.randn(2, 7, 8))
 
@@ -89,6 +105,10 @@ def test_strong_decay_stays_finite_and_exact() -> None:
 
 def test_float32_keeps_dtype_and_matches_float64() -> None:
     rc.check_float32(mixer(16, dtype=torch.float32), rc.randn(2, 70, 16, dtype=torch.float32))
+
+
+def test_bfloat16_runs_close_to_float32() -> None:
+    rc.check_bfloat16(mixer(16, dtype=torch.float32), rc.randn(2, 70, 16, dtype=torch.float32))
 
 
 def test_empty_batch_and_state_layout() -> None:
@@ -232,22 +252,11 @@ def test_step_equals_transformers_cache_decoding(config: dict) -> None:
     """Prefill then steps equal transformers' cached decoding, outputs and states. (Without a
     time-step limit: transformers' torch decoding path ignores ``time_step_limit``, so there its
     own decoding differs from its forward; ours equals its forward, see the tests above.)"""
-    from transformers import DynamicCache
-
     hf, cfg = _hf_mamba2(config)
     hf.eval()
     ours = mixer_from_transformers(hf)
     x = rc.randn(2, 9, config["hidden_size"], dtype=torch.float32)
-    cache = DynamicCache(config=cfg)
-    with torch.no_grad():
-        expected = [hf(x[:, :5], cache=cache)]
-        expected += [hf(x[:, t : t + 1], cache=cache) for t in range(5, 9)]
-        y_pre, state = ours.prefill(x[:, :5])
-        y_steps, state = rc.steps(ours, x[:, 5:], state)
-    torch.testing.assert_close(torch.cat([y_pre, y_steps], 1), torch.cat(expected, 1), **rc.TOL32)
-    theirs = (conv_state_from_transformers(cache.get_conv_state(0)), cache.get_recurrent_state(0))
-    rc.assert_states_close(state, theirs, **rc.TOL32)
-    torch.testing.assert_close(conv_state_to_transformers(state[0])[..., 1:], state[0])
+    rc.check_same_as_transformers_decoding(ours, hf, cfg, x)
 
 
 @pytest.mark.filterwarnings("ignore")
@@ -274,6 +283,10 @@ def test_conversion_both_ways_and_from_a_prefixed_state_dict() -> None:
         torch.testing.assert_close(back(x), ours(x), **rc.TOL32)
         torch.testing.assert_close(again(x), ours(x), rtol=0, atol=0)
     assert repr(again) == repr(ours) and again.dt_limit == ours.dt_limit
+    window = rc.randn(2, 5, 3)  # conv states both ways: theirs keeps one (unread) input more
+    theirs = conv_state_to_transformers(window)
+    assert theirs.shape == (2, 5, 4) and not theirs[..., 0].any()
+    torch.testing.assert_close(conv_state_from_transformers(theirs), window, rtol=0, atol=0)
     with pytest.raises(ValueError, match="config is required"):
         mixer_from_transformers(hf.state_dict())
     with pytest.raises(ValueError, match="no 'A_log'"):
@@ -296,10 +309,7 @@ def test_same_as_nemotron_h_mixer_with_its_time_step_floor() -> None:
         time_step_min=0.3,
         time_step_max=1.0,
         layers_block_type=["mamba"],
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=8,
-        vocab_size=10,
+        **rc.UNUSED_CONFIG,
     )
     torch.manual_seed(0)
     hf = rc.scramble(NemotronHMamba2Mixer(cfg, layer_idx=0))

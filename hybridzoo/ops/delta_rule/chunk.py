@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 import torch
 
-from hybridzoo.ops._checks import delta_sizes
+from hybridzoo.ops._checks import sizes
 from hybridzoo.ops._common import (
     ScalarDecays,
     causal_matmul,
@@ -38,6 +38,8 @@ from hybridzoo.ops._common import (
     resolve_scale,
 )
 from hybridzoo.ops._recompute import group_bounds, run_groups
+from hybridzoo.ops.delta_rule.compiled import KERNEL
+from hybridzoo.ops.gla.compiled import checkpoint_interval, compiled_recurrence, resolve_backend
 
 
 def chunk_gated_delta_rule(
@@ -52,6 +54,7 @@ def chunk_gated_delta_rule(
     output_final_state: bool = False,
     chunk_size: int = 64,
     seq_idx: torch.Tensor | None = None,
+    backend: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Gated delta rule over a whole sequence, chunkwise parallel (WY / UT-transform form).
 
@@ -71,19 +74,30 @@ def chunk_gated_delta_rule(
         chunk_size: positions per chunk, a power of two; changes speed only.
         seq_idx: ``[B, T]`` integers, non-decreasing along T: the state restarts from zero where
             it changes (packed documents).
+        backend: ``"auto"`` (the compiled CPU kernel where it builds, else torch),
+            ``"compiled"`` (the fused C++ recurrence, CPU; ``chunk_size`` is its checkpoint
+            interval) or ``"torch"`` (this module's WY / UT-transform form, any device).
 
     Returns:
         ``(o [B, T, H, V] in v's dtype, S_T [B, H, K, V] or None)``, computed in float64 for
         float64 inputs and in float32 otherwise. Differentiable in every tensor argument.
     """
-    n = delta_sizes(q, k, v, log_decay, beta, initial_state)
+    n = sizes("chunk_gated_delta_rule", q, k, v, log_decay, beta, initial_state)
     b, t_len, h, d_k, d_v = (n[x] for x in "BTHKV")
-    if n["G"] != h:  # grouped values: each query/key head serves H / G consecutive value heads
-        q, k = (x.repeat_interleave(h // n["G"], 2) for x in (q, k))
     scale = resolve_scale(scale, d_k)
     chunk = chunk_length(chunk_size, t_len)
     dt = compute_dtype(v.dtype)
-    log_decay = floor_log_decay(log_decay, document_starts(seq_idx, b, t_len))
+    starts = document_starts(seq_idx, b, t_len)
+    if resolve_backend(backend, v.device, KERNEL) == "compiled":
+        interval = checkpoint_interval(chunk_size, d_k, d_v)
+        g, bt = log_decay.unsqueeze(-1), beta.unsqueeze(-1)
+        o, s_end = compiled_recurrence(
+            q, k, v, g, bt, initial_state, starts, scale, interval, dt, kernel=KERNEL
+        )
+        return o.to(v.dtype), (s_end if output_final_state else None)
+    if n["G"] != h:  # grouped values: each query/key head serves H / G consecutive value heads
+        q, k = (x.repeat_interleave(h // n["G"], 2) for x in (q, k))
+    log_decay = floor_log_decay(log_decay, starts)
     s0 = v.new_zeros(b, h, d_k, d_v, dtype=dt) if initial_state is None else initial_state.to(dt)
     bounds = group_bounds(t_len, chunk, b * h * chunk * max(d_k + d_v, chunk))
     o, s_end = run_groups(_GroupRun(chunk, scale, dt), bounds, s0, (q, k, v, log_decay, beta))
@@ -104,26 +118,38 @@ class _GroupRun:
         n = -(-t // c)
         # chunks first: q, k [n, B, H, C, K], v [n, B, H, C, V], g and β [n, B, H, C]
         qc, kc, vc, gc, bc = (
-            pad_time(x.to(self.dtype), n * c).unflatten(1, (n, c)).transpose(2, 3).movedim(1, 0)
+            pad_time(x.to(self.dtype), n * c)
+            .unflatten(1, (n, c))
+            .transpose(2, 3)
+            .movedim(1, 0)
+            .contiguous()
             for x in inputs
         )
         dec = ScalarDecays(gc)
-        kk = torch.matmul(kc, kc.transpose(-1, -2))  # [n, B, H, C, C]
-        a = (kk * dec.gamma * bc.unsqueeze(-1)).tril(-1)  # strictly lower (a select: no 0 · x)
-        rhs = torch.cat((vc, kc * dec.from_start.unsqueeze(-1)), -1) * bc.unsqueeze(-1)
+        kb = kc * bc.unsqueeze(-1)  # β_t k_t
+        a = (torch.matmul(kb, kc.transpose(-1, -2)) * dec.gamma).tril_(-1)  # a select: no 0 · x
+        rhs = torch.cat((vc * bc.unsqueeze(-1), kb * dec.from_start.unsqueeze(-1)), -1)
         solved = torch.linalg.solve_triangular(a, rhs, upper=False, unitriangular=True)
         u_tilde, w = solved.split((d_v, solved.shape[-1] - d_v), -1)
-        k_end = kc * dec.to_end.unsqueeze(-1)
-        us, entering = [], []
+        # S_end = total S_0 + k_endᵀ (Ũ - W S_0) = M S_0 + D, all chunks' M and D at once
+        k_end = (kc * dec.to_end.unsqueeze(-1)).transpose(-1, -2)  # [n, B, H, K, C]
+        m = torch.matmul(k_end, w).neg_()  # [n, B, H, K, K]
+        m.diagonal(dim1=-2, dim2=-1).add_(dec.total)
+        dd = torch.matmul(k_end, u_tilde)  # [n, B, H, K, V]
+        entering = []
         s = state
         for i in range(n):
             entering.append(s)
-            u = u_tilde[i] - torch.matmul(w[i], s)  # [B, H, C, V]
-            us.append(u)
-            s = dec.total[i].unsqueeze(-1) * s + torch.matmul(k_end[i].transpose(-1, -2), u)
-        u_all, s_all = torch.stack(us), torch.stack(entering)
-        scores = torch.matmul(qc, kc.transpose(-1, -2)) * dec.gamma
-        o = causal_matmul(scores, u_all)
-        o = o + dec.from_start.unsqueeze(-1) * torch.matmul(qc, s_all)
-        o = (o * self.scale).movedim(0, 1).transpose(2, 3).reshape(b, n * c, h, d_v)[:, :t]
+            s = torch.baddbmm(dd[i].flatten(0, 1), m[i].flatten(0, 1), s.flatten(0, 1))
+            s = s.view(b, h, s.shape[-2], d_v)
+        s_all = torch.stack(entering)  # the state entering each chunk
+        flat = (n * b * h, c)
+        s_flat = s_all.view(n * b * h, s_all.shape[-2], d_v)
+        u_all = torch.baddbmm(u_tilde.flatten(0, 2), w.flatten(0, 2), s_flat, alpha=-1)  # u_t
+        qs = qc * self.scale
+        scores = (torch.matmul(qs, kc.transpose(-1, -2)) * dec.gamma).flatten(0, 2)
+        o = causal_matmul(scores, u_all.view(*flat, d_v))
+        qd = (qs * dec.from_start.unsqueeze(-1)).flatten(0, 2)
+        o = o.baddbmm_(qd, s_flat).view(n, b, h, c, d_v)
+        o = o.movedim(0, 1).transpose(2, 3).reshape(b, n * c, h, d_v)[:, :t]
         return o, s

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from hybridzoo.ops._checks import delta_sizes
+from hybridzoo.ops._checks import sizes
 from hybridzoo.ops._common import resolve_scale
 
 
@@ -33,7 +33,7 @@ def gated_delta_rule_step(
     Returns:
         ``o_t [B, H, V]`` in ``v_t``'s dtype.
     """
-    n = delta_sizes(q_t, k_t, v_t, log_decay_t, beta_t, state, step=True)
+    n = sizes("chunk_gated_delta_rule", q_t, k_t, v_t, log_decay_t, beta_t, state, step=True)
     scale = resolve_scale(scale, n["K"])
     dt = state.dtype
     q, k, v, g, b = (x.to(dt) for x in (q_t, k_t, v_t, log_decay_t, beta_t))

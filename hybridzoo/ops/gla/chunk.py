@@ -36,7 +36,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from hybridzoo.ops._checks import gla_sizes
+from hybridzoo.ops._checks import sizes
 from hybridzoo.ops._common import (
     DECAY_FLOOR,
     chunk_length,
@@ -46,6 +46,7 @@ from hybridzoo.ops._common import (
     levels,
     resolve_scale,
 )
+from hybridzoo.ops.gla.compiled import checkpoint_interval, compiled_recurrence, resolve_backend
 
 GROUP_ELEMENTS = 1 << 19
 """Chunks are processed in groups of about this many elements per ``[chunks, B, H, C, D]``
@@ -64,6 +65,7 @@ def chunk_gla(
     output_final_state: bool = False,
     chunk_size: int = 64,
     seq_idx: torch.Tensor | None = None,
+    backend: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Gated linear recurrence over a whole sequence, chunkwise parallel.
 
@@ -83,19 +85,28 @@ def chunk_gla(
             than one chunk runs as one chunk of the next power of two >= T.
         seq_idx: ``[B, T]`` integers, non-decreasing along T, numbering documents packed in a
             row: the state restarts from zero where it changes. None: one document per row.
+        backend: ``"auto"`` (default: the compiled CPU kernel where it builds, else torch),
+            ``"compiled"`` (the fused C++ recurrence, CPU; ``chunk_size`` is its checkpoint
+            interval) or ``"torch"`` (this module's chunked form, any device). Same results.
 
     Returns:
         ``(o [B, T, H, V] in q's dtype, S_T [B, H, K, V] or None)``. The maths runs in float64
         for float64 inputs and in float32 otherwise; the state is returned in that dtype.
         Differentiable with respect to q, k, v, log_decay, bonus and initial_state.
     """
-    n = gla_sizes(q, k, v, log_decay, bonus, initial_state)
+    n = sizes("chunk_gla", q, k, v, log_decay, bonus, initial_state)
     b, t_len, h, d_k, d_v = (n[x] for x in "BTHKV")
     scale = resolve_scale(scale, d_k)
     chunk = chunk_length(chunk_size, t_len)
     dt = compute_dtype(q.dtype)
     starts = document_starts(seq_idx, b, t_len)
     s0 = q.new_zeros(b, h, d_k, d_v, dtype=dt) if initial_state is None else initial_state.to(dt)
+    if resolve_backend(backend, q.device) == "compiled":
+        interval = checkpoint_interval(chunk_size, d_k, d_v)
+        o, s_end = compiled_recurrence(
+            q, k, v, log_decay, bonus, initial_state, starts, scale, interval, dt
+        )
+        return o.to(q.dtype), (s_end if output_final_state else None)
     u = q.new_zeros(0, dtype=dt) if bonus is None else bonus.to(dt)
     o, s_end = _ChunkGLAFunction.apply(q, k, v, log_decay, u, s0, scale, chunk, starts)
     return o.to(q.dtype), (s_end if output_final_state else None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from hybridzoo.ops._checks import gla_step_sizes
+from hybridzoo.ops._checks import sizes
 from hybridzoo.ops._common import resolve_scale
 
 
@@ -34,7 +34,7 @@ def gla_step(
     Returns:
         ``o_t [B, H, V]`` in ``q_t``'s dtype. Nothing larger than ``[B, H, K]`` is allocated.
     """
-    gla_step_sizes(q_t, k_t, v_t, log_decay_t, state, bonus)
+    sizes("chunk_gla", q_t, k_t, v_t, log_decay_t, bonus, state, step=True)
     scale = resolve_scale(scale, q_t.shape[-1])
     dt = state.dtype
     q, k, v, g = (x.to(dt) for x in (q_t, k_t, v_t, log_decay_t))

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import torch
 
-from hybridzoo.ops._checks import simple_gla_sizes
+from hybridzoo.ops._checks import sizes
 from hybridzoo.ops._common import (
     ScalarDecays,
     causal_matmul,
@@ -31,6 +31,7 @@ from hybridzoo.ops._common import (
     resolve_scale,
 )
 from hybridzoo.ops._recompute import group_bounds, run_groups
+from hybridzoo.ops.gla.compiled import checkpoint_interval, compiled_recurrence, resolve_backend
 
 
 def chunk_simple_gla(
@@ -44,6 +45,7 @@ def chunk_simple_gla(
     output_final_state: bool = False,
     chunk_size: int = 64,
     seq_idx: torch.Tensor | None = None,
+    backend: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Linear recurrence with one scalar decay per head, chunkwise parallel.
 
@@ -62,18 +64,25 @@ def chunk_simple_gla(
         chunk_size: positions per chunk, a power of two; changes speed only.
         seq_idx: ``[B, T]`` integers, non-decreasing along T, numbering documents packed in a
             row: the state restarts from zero where it changes. None: one document per row.
+        backend: ``"auto"``, ``"compiled"`` (the fused C++ recurrence of :func:`chunk_gla`, CPU)
+            or ``"torch"`` (this module's chunked form, any device). Same results.
 
     Returns:
         ``(o [B, T, H, V] in v's dtype, S_T [B, H, K, V] or None)``. The maths runs in float64
         for float64 inputs, in float32 otherwise; ``S_T`` is in that dtype. Differentiable in
         q, k, v, log_decay and initial_state.
     """
-    n = simple_gla_sizes(q, k, v, log_decay, initial_state)
+    n = sizes("chunk_simple_gla", q, k, v, log_decay, initial_state)
     b, t_len, g, d_k, h, d_v = (n[x] for x in "BTGKHV")
     scale = resolve_scale(scale, d_k)
     chunk = chunk_length(chunk_size, t_len)
     dt = compute_dtype(v.dtype)
     starts = document_starts(seq_idx, b, t_len)
+    if resolve_backend(backend, v.device) == "compiled":
+        interval = checkpoint_interval(chunk_size, d_k, d_v)
+        g = log_decay.unsqueeze(-1)  # one decay per head: [B, T, H, 1]
+        o, s_end = compiled_recurrence(q, k, v, g, None, initial_state, starts, scale, interval, dt)
+        return o.to(v.dtype), (s_end if output_final_state else None)
     log_decay = floor_log_decay(log_decay, starts)
     s0 = v.new_zeros(b, h, d_k, d_v, dtype=dt) if initial_state is None else initial_state.to(dt)
     run = _GroupRun(chunk, g, scale, dt)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from hybridzoo.ops._checks import simple_gla_sizes
+from hybridzoo.ops._checks import sizes
 from hybridzoo.ops._common import resolve_scale
 
 
@@ -32,7 +32,7 @@ def simple_gla_step(
     Returns:
         ``o_t [B, H, V]`` in ``v_t``'s dtype.
     """
-    n = simple_gla_sizes(q_t, k_t, v_t, log_decay_t, state, step=True)
+    n = sizes("chunk_simple_gla", q_t, k_t, v_t, log_decay_t, state, step=True)
     scale = resolve_scale(scale, n["K"])
     b, g, r = n["B"], n["G"], n["H"] // n["G"]
     dt = state.dtype

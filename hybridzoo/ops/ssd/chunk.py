@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from hybridzoo.ops._checks import ssd_sizes
+from hybridzoo.ops._checks import sizes
 from hybridzoo.ops.simple_gla.chunk import chunk_simple_gla
 
 
@@ -20,6 +20,7 @@ def chunk_ssd(
     output_final_state: bool = False,
     chunk_size: int = 64,
     seq_idx: torch.Tensor | None = None,
+    backend: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Mamba-2's selective state-space scan (SSD), chunkwise parallel.
 
@@ -37,12 +38,13 @@ def chunk_ssd(
         chunk_size: positions per chunk, a power of two; changes speed only.
         seq_idx: ``[B, T]`` integers, non-decreasing along T: the state restarts from zero where
             it changes (packed documents).
+        backend: ``"auto"``, ``"compiled"`` or ``"torch"``, as :func:`chunk_simple_gla`'s.
 
     Returns:
         ``(y [B, T, H, P] in x's dtype, h_T [B, H, P, N] or None)``, computed in float64 for
         float64 inputs and in float32 otherwise. Differentiable in every tensor argument.
     """
-    ssd_sizes(x, dt, A, B, C, initial_state)
+    sizes("chunk_ssd", x, dt, A, B, C, initial_state)
     state = None if initial_state is None else initial_state.transpose(-1, -2)
     y, final = chunk_simple_gla(
         C,
@@ -54,6 +56,7 @@ def chunk_ssd(
         output_final_state=output_final_state,
         chunk_size=chunk_size,
         seq_idx=seq_idx,
+        backend=backend,
     )
     return y, (None if final is None else final.transpose(-1, -2))
 
@@ -72,7 +75,7 @@ def ssd_step(
     [B, H]``, ``A [H]``, ``B_t, C_t [B, G, N]``. The maths runs in the state's dtype; inference
     only (no autograd through the in-place update). Returns ``y_t [B, H, P]`` in x_t's dtype.
     """
-    n = ssd_sizes(x_t, dt_t, A, B_t, C_t, state, step=True)
+    n = sizes("chunk_ssd", x_t, dt_t, A, B_t, C_t, state, step=True)
     b, g, r = n["B"], n["G"], n["H"] // n["G"]
     ds = state.dtype
     x, d, a, bt, ct = (t.to(ds) for t in (x_t, dt_t, A, B_t, C_t))
