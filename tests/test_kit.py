@@ -523,7 +523,8 @@ def test_a_layer_declared_positionwise_that_mixes_time_fails() -> None:
         "chunked_prefill",
         "packed_equals_separate",
         "packed_model",
-    } | STATE_OPS
+        *STATE_OPS,
+    }
     assert "PerPosition: step outputs differ from forward" in results["step_equals_parallel"].reason
 
 
@@ -547,7 +548,8 @@ def test_checks_that_do_not_apply_are_skipped_with_a_reason() -> None:
         "packed_model",
         "packed_reference",
         "state_refused_across_models",
-    } | STATE_OPS
+        *STATE_OPS,
+    }
     assert "capabilities.stateful=False" in results["step_equals_parallel"].reason
     assert "capabilities.stateful=False" in results["snapshot_rollback"].reason
     assert "capabilities.causal=False" in results["causal"].reason
