@@ -35,6 +35,7 @@ from hybridzoo.dialects import format_pattern, parse_pattern
 from hybridzoo.errors import (
     CheckpointError,
     ConfigError,
+    ConversionError,
     DialectWarning,
     HybridZooError,
     OptionError,
@@ -49,7 +50,7 @@ from hybridzoo.errors import (
     UnusedOptionWarning,
 )
 from hybridzoo.hookspecs import hookimpl
-from hybridzoo.lm import LMConfig, build_lm, lm_param_count
+from hybridzoo.lm import LMConfig, build_lm, from_transformers, lm_param_count, to_transformers
 from hybridzoo.losses import aux_losses
 from hybridzoo.model_options import ModelOptions
 from hybridzoo.named_patterns import PatternInfo, expand_named_pattern, list_patterns
@@ -76,6 +77,7 @@ __all__ = [
     "Capabilities",
     "CheckpointError",
     "ConfigError",
+    "ConversionError",
     "CostCard",
     "DialectWarning",
     "HybridConfig",
@@ -110,6 +112,7 @@ __all__ = [
     "cost",
     "expand_named_pattern",
     "format_pattern",
+    "from_transformers",
     "get_layer",
     "get_registry",
     "hookimpl",
@@ -128,6 +131,7 @@ __all__ = [
     "state_numel",
     "state_size",
     "temporary_layers",
+    "to_transformers",
     "unregister_layer",
     "use_registry",
     "visualize",

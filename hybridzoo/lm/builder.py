@@ -27,8 +27,8 @@ def build_lm(
     """Build a language model: token embedding, the hybrid backbone of ``pattern`` (its blocks
     and final norm, ``output="sequence"``) and a head tied to the embedding.
 
-        >>> lm = hybridzoo.build_lm("M A M F", vocab_size=512, hidden_size=64)  # doctest: +SKIP
-        >>> lm(torch.randint(512, (2, 16))).shape                               # doctest: +SKIP
+        >>> lm = hybridzoo.build_lm("C C P", vocab_size=512, hidden_size=64)  # doctest: +SKIP
+        >>> lm(torch.randint(512, (2, 16))).shape                             # doctest: +SKIP
         torch.Size([2, 16, 512])
 
     Args:
