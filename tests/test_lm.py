@@ -203,3 +203,20 @@ def test_weights_of_the_arenas_former_language_model_load() -> None:
         again.load_state_dict(legacy)
     ids = tokens(1, 5)
     assert torch.equal(again(ids), lm(ids))
+
+
+def test_the_arenas_language_model_is_a_hybrid_lm_with_learned_positions() -> None:
+    from hybridzoo.arena.lm import build_language_model
+
+    torch.manual_seed(0)
+    options = tiny_options("M A")
+    lm = build_language_model(
+        "M A", vocab_size=23, hidden_size=16, positions="learned", max_len=12, **options
+    )
+    lm = lm.double().eval()
+    assert isinstance(lm, HybridLM) and lm.model is lm.backbone and lm.tied
+    out = lm.generate(tokens(2, 5), 4)  # prefill, then steps: each at its learned position
+    with torch.no_grad():
+        assert torch.equal(out[:, 5:], lm(out).argmax(-1)[:, 4:-1])
+    with pytest.raises(hybridzoo.StateError, match="learned positions cover 12 tokens"):
+        lm.generate(tokens(1, 10), 4)
