@@ -39,7 +39,16 @@ from typing import Any, TypeVar
 from hybridzoo.errors import CheckpointError, ConfigError, HybridZooError, UnknownLayerError
 from hybridzoo.registry import Registry, get_registry
 
-__all__ = ["CONFIG_FILE", "KINDS", "WEIGHTS_FILE", "Checkpointed", "load", "save", "write_atomic"]
+__all__ = [
+    "CONFIG_FILE",
+    "KINDS",
+    "WEIGHTS_FILE",
+    "Checkpointed",
+    "load",
+    "read_config",
+    "save",
+    "write_atomic",
+]
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -218,6 +227,14 @@ def _check_layers(data: dict[str, Any], registry: Registry) -> None:
 def _kind_class(kind: str) -> type:
     module, _, attr = KINDS[kind].partition(":")
     return getattr(importlib.import_module(module), attr)
+
+
+def read_config(directory: str | Path, *, registry: Registry | None = None) -> Any:
+    """The config of a saved model (its class's ``config_class``), without its weights."""
+    data = _read_manifest(Path(directory))
+    registry = registry or get_registry()
+    _check_layers(data, registry)
+    return _kind_class(data["kind"]).config_class.from_dict(data["config"], registry=registry)
 
 
 def load(

@@ -110,3 +110,14 @@ def test_a_directory_without_a_language_model_is_refused(saved, capsys, tmp_path
     assert rc == 2 and "holds a HybridModel, not a HybridLM" in err
     rc, _, err = _run(capsys, tmp_path / "nothing", "--prompt", "1")
     assert rc == 2 and "not a saved hybridzoo model" in err
+
+
+def test_show_reads_a_saved_language_model(saved, capsys) -> None:
+    """A converted checkpoint, once saved, shows its derived pattern and options."""
+    _, path = saved
+    assert main(["show", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Layer pattern: M → A\nLegend: M=mamba, A=attention")
+    assert "  mamba: MambaOptions(state_size=4" in out and "window_size=6" in out
+    assert main(["show", str(path), "--hidden-size", "8"]) == 2
+    assert "holds a saved model: its config sets every option" in capsys.readouterr().err
