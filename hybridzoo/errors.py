@@ -7,7 +7,9 @@ the close matches.
 from __future__ import annotations
 
 import difflib
+import sys
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 __all__ = [
     "CheckpointError",
@@ -28,6 +30,18 @@ __all__ = [
     "close_matches",
     "did_you_mean",
 ]
+
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` for :func:`warnings.warn` that points at the first frame outside the
+    hybridzoo package (the user's call), however deep inside the library the warning is raised."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and Path(frame.f_code.co_filename).resolve().is_relative_to(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def close_matches(word: str, candidates: Iterable[str], n: int = 3) -> list[str]:

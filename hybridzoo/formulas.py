@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["feedforward_param_count", "layer_norm_param_count", "linear_param_count"]
+from hybridzoo.validate import at_least, positive
+
+__all__ = [
+    "feedforward_param_count",
+    "layer_norm_param_count",
+    "linear_param_count",
+    "whole_product",
+]
 
 
 def linear_param_count(in_features: int, out_features: int, *, bias: bool = True) -> int:
@@ -35,3 +42,22 @@ def feedforward_param_count(
     return linear_param_count(hidden_size, up, bias=bias) + linear_param_count(
         inner, hidden_size, bias=bias
     )
+
+
+def whole_product(size_name: str, size: int, factor_name: str, factor: float, *, what: str) -> int:
+    """``size · factor`` as an ``int``: a width set by a fractional factor (``expand_factor ·
+    hidden_size``, ``head_dim · expand_k``).
+
+    ``size`` must be an integer >= 1 and ``factor`` > 0 (checked, naming them), and the product
+    a whole number >= 1 up to float rounding (``30 · 0.1`` is 3); else a ``ValueError`` naming
+    both, their values and ``what`` the product is ("the inner width").
+    """
+    at_least(1).check(size_name, size)
+    product = size * positive.check(factor_name, factor)
+    rounded = round(product)
+    if rounded < 1 or abs(product - rounded) > 1e-6:
+        raise ValueError(
+            f"{size_name} · {factor_name} ({what}) must be a whole number >= 1, got "
+            f"{size} · {factor!r} = {product!r}"
+        )
+    return int(rounded)

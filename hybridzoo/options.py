@@ -21,7 +21,13 @@ from typing import Any
 
 import attrs
 
-from hybridzoo.errors import OptionError, PluginConflictError, UnusedOptionWarning, close_matches
+from hybridzoo.errors import (
+    OptionError,
+    PluginConflictError,
+    UnusedOptionWarning,
+    close_matches,
+    user_stacklevel,
+)
 from hybridzoo.registry import Registry
 from hybridzoo.spec import LayerSpec
 
@@ -148,6 +154,6 @@ def split_options(
             f"options {names} are valid but unused: no {layers} layer in this model "
             f"(layers: {', '.join(s.name for s in used)})",
             UnusedOptionWarning,
-            stacklevel=4,
+            stacklevel=user_stacklevel(),
         )
     return records

@@ -7,6 +7,9 @@ Everything a layer plugin needs, in one import::
 - :class:`LayerSpec`, :class:`Capabilities`, :func:`option`: what a layer plugin declares;
 - :class:`NamedPattern`: what a named-pattern plugin declares;
 - :data:`hookimpl`: marks the plugin's hook functions (see :mod:`hybridzoo.hookspecs`);
+- :func:`layer_spec`, :func:`specs_hook`, :func:`option_kwargs`: the layer-plugin convention
+  in code (a spec from the package's formulas module and conventional import strings, the hook
+  in one line, a module's keywords from the options record; see :mod:`hybridzoo.convention`);
 - :func:`register_layer`, :func:`unregister_layer`, :func:`register_pattern`,
   :func:`unregister_pattern`: run-time registration;
 - the validators of :mod:`hybridzoo.validate` (``at_least``, ``power_of_two``, ``boolean``,
@@ -24,8 +27,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from hybridzoo.convention import layer_spec, option_kwargs, specs_hook
 from hybridzoo.flops import LayerFlops, causal_context, feedforward_flops, linear_flops
-from hybridzoo.formulas import feedforward_param_count, layer_norm_param_count, linear_param_count
+from hybridzoo.formulas import (
+    feedforward_param_count,
+    layer_norm_param_count,
+    linear_param_count,
+    whole_product,
+)
 from hybridzoo.hookspecs import hookimpl
 from hybridzoo.named_patterns import NamedPattern
 from hybridzoo.notation import UNSET, Notation, Setting
@@ -55,16 +64,20 @@ __all__ = [
     "hookimpl",
     "in_range",
     "layer_norm_param_count",
+    "layer_spec",
     "linear_flops",
     "linear_param_count",
     "one_of",
     "option",
+    "option_kwargs",
     "positive",
     "power_of_two",
     "register_layer",
     "register_pattern",
+    "specs_hook",
     "unregister_layer",
     "unregister_pattern",
+    "whole_product",
 ]
 
 

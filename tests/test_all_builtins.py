@@ -7,8 +7,8 @@ from __future__ import annotations
 import torch
 
 import hybridzoo
+from hybridzoo.arena import task_class
 from hybridzoo.arena.lm import build_language_model, masked_loss_and_accuracy
-from hybridzoo.arena.tasks import MQAR
 
 PATTERN = "M S D A G R E F K"
 HIDDEN = 16
@@ -53,7 +53,7 @@ def test_pattern_names_every_builtin() -> None:
 
 def test_trains_on_mqar_with_finite_losses() -> None:
     torch.manual_seed(0)
-    task = MQAR(vocab_size=32, seq_len=16, num_kv_pairs=2)
+    task = task_class("mqar")(vocab_size=32, seq_len=16, num_kv_pairs=2)
     lm = build_language_model(PATTERN, vocab_size=32, **SMALL).train()
     optimizer = torch.optim.AdamW(lm.parameters(), lr=3e-3)
     losses = []

@@ -47,8 +47,9 @@ def test_options_reach_the_plugin_and_all_problems_are_reported():
 def test_options_of_layers_absent_from_the_pattern_are_validated_then_dropped_with_a_warning():
     with pytest.warns(
         hybridzoo.UnusedOptionWarning, match="ffn_expand_factor are valid but unused"
-    ):
+    ) as caught:
         model = hybridzoo.build("C", embed_dim=4, hidden_size=8, ffn_expand_factor=2)
+    assert caught[0].filename == __file__  # the warning points at the user's call
     assert set(model.config.layer_options) == {"conv"}
     with pytest.raises(OptionError, match="ffn_expand_factor=0: must be an integer >= 1"):
         hybridzoo.build("C", embed_dim=4, ffn_expand_factor=0)

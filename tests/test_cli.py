@@ -52,6 +52,15 @@ def test_layers_lists_builtins(capsys):
     assert ffn["option_prefix"] == ffn["prefix"] == "ffn"  # the key of `hybridzoo plugins`
 
 
+def test_layers_say_that_position_wise_layers_step(capsys):
+    assert main(["layers"]) == 0
+    lines = {
+        line.split()[1]: line for line in capsys.readouterr().out.splitlines() if line[:1] != " "
+    }
+    assert "position-wise, step mode, packs documents" in lines["ffn"]
+    assert "no step mode" not in lines["moe"] and "position-wise" not in lines["mamba"]
+
+
 def test_show_counts_and_visualises(capsys):
     assert main(["show", "F F", "--hidden-size", "16", "--embed-dim", "8"]) == 0
     out = capsys.readouterr().out

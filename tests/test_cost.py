@@ -86,7 +86,10 @@ def test_every_builtin_has_a_case_and_a_flops_formula():
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_the_matmul_flops_agree_with_flop_counter_mode(case):
+def test_the_matmul_flops_agree_with_flop_counter_mode(case, monkeypatch):
+    # moe zero-pads an expert's block of fewer than MIN_BLOCK rows (bitwise containment): at
+    # these tiny lengths that padding would dominate; the formula counts the tokens' own work
+    monkeypatch.setattr("hybridzoo_plugins.moe.layer.MIN_BLOCK", 1)
     pattern, _ = CASES[case]
     options = _options(case)
     for length in (1, 7, 12):

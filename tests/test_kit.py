@@ -706,6 +706,23 @@ class _BadExample:
     width: int = hybridzoo.option(1, doc="Width.", validator=at_least(1), examples=(-1,))
 
 
+@attrs.frozen
+class _Clashing:
+    """Two options each valid alone whose examples clash: ``low < high`` as a whole."""
+
+    low: int = hybridzoo.option(1, doc="Low.", validator=at_least(1), examples=(2, 3))
+    high: int = hybridzoo.option(4, doc="High.", validator=at_least(1), examples=(2,))
+
+    def __attrs_post_init__(self) -> None:
+        if not self.low < self.high:
+            raise ValueError(f"toy_low={self.low} must be < toy_high={self.high}")
+
+
+@given(hzst.layer_options(toy_spec(options=_Clashing)))
+def test_layer_options_redraw_combinations_the_record_refuses(options: _Clashing) -> None:
+    assert options.low < options.high
+
+
 # -- the pytest plugin ----------------------------------------------------------------------------
 
 

@@ -49,7 +49,7 @@ def test_without_builtins_runtime_layers_get_patterns_counting_and_budget_matchi
     names = hybridzoo.expand_named_pattern("toy_mix", 5)
     assert names == ["conv", "conv", "mlp", "conv", "conv"]
     model = hybridzoo.build_pattern("toy_mix", 5, embed_dim=6, hidden_size=12, mlp_inner=5)
-    assert model.num_parameters() == hybridzoo.param_count(
+    assert model.param_count() == hybridzoo.param_count(
         names, embed_dim=6, hidden_size=12, mlp_inner=5
     )
     # width scaling comes from the run-time layer's own scale_options; the user's value wins
@@ -63,7 +63,7 @@ def test_without_builtins_runtime_layers_get_patterns_counting_and_budget_matchi
 def test_positionwise_layer_declares_nothing_else(toy_registry: Registry) -> None:
     spec = toy_registry.get("mlp")
     assert spec.state_size is None and not spec.capabilities.stateful
-    assert hybridzoo.state_size("C P C", hidden_size=8, conv_kernel_size=3) == 2 * 2 * 8
+    assert hybridzoo.state_numel("C P C", hidden_size=8, conv_kernel_size=3) == 2 * 2 * 8
     torch.manual_seed(0)
     model = hybridzoo.build("C P P C", embed_dim=4, hidden_size=8, dropout=0.0, output="sequence")
     model.eval()
@@ -98,9 +98,7 @@ def test_sub_blocks_may_depend_on_the_options(toy_registry: Registry) -> None:
     for twice in (True, False):
         model = hybridzoo.build("W C", embed_dim=5, hidden_size=5, two_twice=twice)
         assert len(model.blocks[0].sub_blocks) == 1 + twice
-        assert model.num_parameters() == hybridzoo.param_count(
-            "W C", hidden_size=5, two_twice=twice
-        )
+        assert model.param_count() == hybridzoo.param_count("W C", hidden_size=5, two_twice=twice)
     broken = attrs.evolve(
         spec, name="broken", symbol="V", option_prefix="broken", sub_blocks=lambda o: 0
     )
@@ -251,7 +249,7 @@ def test_formula_results_are_checked(formula: str, bad: object) -> None:
     spec = attrs.evolve(conv_spec(name="liar", symbol="L"), **{formula: lambda o, h: bad})
     registry = Registry(autoload=False)
     registry.register(spec)
-    count = hybridzoo.param_count if formula == "param_count" else hybridzoo.state_size
+    count = hybridzoo.param_count if formula == "param_count" else hybridzoo.state_numel
     with (
         hybridzoo.use_registry(registry),
         pytest.raises(hybridzoo.PluginError, match=f"layer 'liar': its {formula} formula returned"),

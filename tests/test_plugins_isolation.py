@@ -461,7 +461,7 @@ def test_a_good_fake_plugin_is_discovered_and_mixes_with_builtins(
     with hybridzoo.use_registry(registry):
         model = hybridzoo.build("F Q F", embed_dim=8, hidden_size=16, fakegood_width=2)
         assert model(torch.randn(2, 4, 8)).shape == (2, 16)
-        assert model.num_parameters() == hybridzoo.param_count(
+        assert model.param_count() == hybridzoo.param_count(
             "F Q F", embed_dim=8, hidden_size=16, fakegood_width=2
         )
     layers = cli(tmp_path, "layers")

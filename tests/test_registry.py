@@ -46,7 +46,7 @@ def test_runtime_registration_and_build():
         hybridzoo.register_layer(conv_spec())
         assert registry.source("conv") == (None, None)
         model = hybridzoo.build("C F C", embed_dim=5, hidden_size=8, conv_kernel_size=4)
-        assert model.num_parameters() == hybridzoo.param_count(
+        assert model.param_count() == hybridzoo.param_count(
             "C F C", embed_dim=5, hidden_size=8, conv_kernel_size=4
         )
         hybridzoo.unregister_layer("conv")

@@ -119,7 +119,7 @@ def test_generated_code_is_lint_clean(generated: Path) -> None:
         assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_each_option_is_declared_once(generated: Path) -> None:
+def test_each_option_is_declared_once(generated: Path, imported) -> None:
     """The options record declares every option; the formulas and ``make_bodies`` take the
     record (no keyword defaults, no ``**kwargs``); the README's table is the spec's."""
     init = (generated / PACKAGE / "__init__.py").read_text()
@@ -133,8 +133,9 @@ def test_each_option_is_declared_once(generated: Path) -> None:
     assert "**" not in formulas
     make = layer[layer.index("def make_bodies") :]
     assert "kernel_size=o.kernel_size, expand=o.expand" in make and "**" not in make
-    assert 'factory="hybridzoo_scaffoldtest.layer:make_bodies"' in init
-    assert 'reference="hybridzoo_scaffoldtest.reference:reference_forward"' in init
+    assert imported.SPEC.factory.target == "hybridzoo_scaffoldtest.layer:make_bodies"
+    assert imported.SPEC.reference.target == "hybridzoo_scaffoldtest.reference:reference_forward"
+    assert imported.hybridzoo_layer_specs() == [imported.SPEC]
 
 
 def test_the_readme_table_is_produced_from_the_spec(generated: Path, imported) -> None:

@@ -45,6 +45,8 @@ def rows() -> list[dict[str, Any]]:
                 "version": version,
                 "causal": caps.causal,
                 "stateful": caps.stateful,
+                "positionwise": caps.positionwise,
+                "step_mode": caps.step_mode,
                 "complexity": caps.complexity,
                 "packing": caps.supports_packing,
                 "options": options,
@@ -64,11 +66,15 @@ def run(args: argparse.Namespace) -> int:
     for row in listing:
         source = row["distribution"] + (f" {row['version']}" if row["version"] else "")
         flags = ", ".join(
-            (
+            flag
+            for flag in (
                 "causal" if row["causal"] else "non-causal",
-                "step mode" if row["stateful"] else "no step mode",
+                "position-wise" if row["positionwise"] else None,
+                "step mode" if row["step_mode"] else "no step mode",
+                "packs documents" if row["packing"] else None,
                 row["complexity"],
             )
+            if flag
         )
         print(
             f"{row['symbol']}  {row['name']}  (prefix {row['option_prefix']}_, from {source}; "

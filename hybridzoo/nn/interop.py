@@ -7,7 +7,15 @@ from typing import Any
 
 from torch import Tensor, nn
 
-__all__ = ["load_converted", "source_state_dict"]
+__all__ = ["config_field", "load_converted", "source_state_dict"]
+
+
+def config_field(config: Any, name: str, default: Any = None) -> Any:
+    """Field ``name`` of another library's config: an object with attributes, or a mapping of
+    its fields (``default`` when it has none)."""
+    if isinstance(config, Mapping):
+        return config.get(name, default)
+    return getattr(config, name, default)
 
 
 def source_state_dict(

@@ -10,13 +10,13 @@ import attrs
 
 from hybridzoo.plugin import (
     Capabilities,
-    LayerSpec,
     at_least,
     boolean,
-    hookimpl,
     in_range,
+    layer_spec,
     one_of,
     option,
+    specs_hook,
 )
 from hybridzoo_plugins.attention import formulas
 
@@ -96,27 +96,15 @@ class AttentionOptions:
             )
 
 
-SPEC = LayerSpec(
+SPEC = layer_spec(
+    __name__,
     name="attention",
     symbol="A",
-    option_prefix="attention",
     options=AttentionOptions,
-    factory="hybridzoo_plugins.attention.layer:make_bodies",
-    reference="hybridzoo_plugins.attention.reference:reference_forward",
-    param_count=formulas.param_count,
-    state_size=formulas.state_size,
-    scale_options=formulas.scale_options,
-    flops=formulas.flops,
-    state_bytes=formulas.state_bytes,
-    kv_cache_size=formulas.kv_cache_size,
-    notations=formulas.NOTATIONS,
-    sub_blocks=formulas.sub_blocks,
+    formulas=formulas,
     description="Causal attention (sliding-window or full; GQA, RoPE, QK-norm, short conv), "
     "then an FFN.",
     capabilities=Capabilities(causal=True, stateful=True, complexity="linear", packing=True),
 )
 
-
-@hookimpl
-def hybridzoo_layer_specs() -> list[LayerSpec]:
-    return [SPEC]
+hybridzoo_layer_specs = specs_hook(SPEC)

@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from hybridzoo.nn import FeedForward
 from hybridzoo.ops import causal_conv1d
 from hybridzoo.packing import check_seq_idx, document_positions
-from hybridzoo.validate import at_least, boolean, in_range
+from hybridzoo.plugin import at_least, boolean, in_range, option_kwargs
 from hybridzoo_plugins.attention.kernels import (
     banded_attention,
     cached_attention,
@@ -316,17 +316,8 @@ def _grow(cache: Tensor, capacity: int) -> Tensor:
 
 def make_bodies(o: AttentionOptions, hidden_size: int) -> list[nn.Module]:
     """The attention body, then (unless ``ffn_expand_factor`` is 0) its feed-forward body."""
-    attention = SlidingWindowAttention(
-        hidden_size,
-        num_heads=o.num_heads,
-        num_kv_heads=o.num_kv_heads,
-        head_dim=o.head_dim,
-        window_size=o.window_size,
-        qk_norm=o.qk_norm,
-        rope_base=o.rope_base,
-        bias=o.bias,
-        conv_size=o.conv_size,
-    )
+    ffn = ("ffn_expand_factor", "ffn_activation")
+    attention = SlidingWindowAttention(hidden_size, **option_kwargs(o, exclude=ffn))
     if not o.ffn_expand_factor:
         return [attention]
     return [attention, FeedForward(hidden_size, o.ffn_expand_factor, activation=o.ffn_activation)]

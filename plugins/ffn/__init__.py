@@ -5,15 +5,7 @@ from __future__ import annotations
 
 import attrs
 
-from hybridzoo.plugin import (
-    Capabilities,
-    LayerSpec,
-    at_least,
-    boolean,
-    hookimpl,
-    one_of,
-    option,
-)
+from hybridzoo.plugin import Capabilities, at_least, boolean, layer_spec, one_of, option, specs_hook
 from hybridzoo_plugins.ffn import formulas
 
 
@@ -50,21 +42,14 @@ class FFNOptions:
             )
 
 
-SPEC = LayerSpec(
+SPEC = layer_spec(
+    __name__,
     name="ffn",
     symbol="F",
-    option_prefix="ffn",
     options=FFNOptions,
-    factory="hybridzoo_plugins.ffn.layer:make_bodies",
-    reference="hybridzoo_plugins.ffn.reference:reference_forward",
-    param_count=formulas.param_count,
-    flops=formulas.flops,
-    notations=formulas.NOTATIONS,
+    formulas=formulas,
     description="Position-wise feed-forward: down(act(up(x))), act = GELU, relu² or SwiGLU.",
     capabilities=Capabilities(causal=True, positionwise=True),
 )
 
-
-@hookimpl
-def hybridzoo_layer_specs() -> list[LayerSpec]:
-    return [SPEC]
+hybridzoo_layer_specs = specs_hook(SPEC)

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from hybridzoo.plugin import LayerFlops, Notation, feedforward_flops, feedforward_param_count
+from hybridzoo.plugin import (
+    LayerFlops,
+    Notation,
+    feedforward_flops,
+    feedforward_param_count,
+    option_kwargs,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybridzoo_plugins.ffn import FFNOptions
@@ -13,20 +19,12 @@ if TYPE_CHECKING:  # pragma: no cover
 def param_count(o: FFNOptions, hidden_size: int) -> int:
     """``up`` ``H → I`` (``H → 2·I`` for SwiGLU) and ``down`` ``I → H``, biases if ``o.bias``:
     ``2·I·H`` weights (``3·I·H`` for SwiGLU), with ``I = o.inner_size or o.expand_factor·H``."""
-    return feedforward_param_count(
-        hidden_size,
-        o.expand_factor,
-        activation=o.activation,
-        bias=o.bias,
-        inner_size=o.inner_size,
-    )
+    return feedforward_param_count(hidden_size, **option_kwargs(o))
 
 
 def flops(o: FFNOptions, hidden_size: int, seq_len: int) -> LayerFlops:
     """Forward FLOPs on ``seq_len`` positions: two per weight of its matrices, per position."""
-    per = feedforward_flops(
-        hidden_size, o.expand_factor, activation=o.activation, inner_size=o.inner_size
-    )
+    per = feedforward_flops(hidden_size, **option_kwargs(o, exclude=["bias"]))
     return LayerFlops(per * seq_len)
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from torch import nn
 
 from hybridzoo.nn import FeedForward
+from hybridzoo.plugin import option_kwargs
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybridzoo_plugins.ffn import FFNOptions
@@ -15,12 +16,4 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def make_bodies(o: FFNOptions, hidden_size: int) -> list[nn.Module]:
     """One :class:`~hybridzoo.nn.FeedForward` body."""
-    return [
-        FeedForward(
-            hidden_size,
-            o.expand_factor,
-            activation=o.activation,
-            bias=o.bias,
-            inner_size=o.inner_size,
-        )
-    ]
+    return [FeedForward(hidden_size, **option_kwargs(o))]

@@ -9,12 +9,12 @@ import attrs
 
 from hybridzoo.plugin import (
     Capabilities,
-    LayerSpec,
     at_least,
-    hookimpl,
+    layer_spec,
     option,
     positive,
     power_of_two,
+    specs_hook,
 )
 from hybridzoo_plugins.gated_deltanet import formulas
 
@@ -66,24 +66,15 @@ class GatedDeltaNetOptions:
         formulas.value_heads(self.num_heads, self.num_v_heads)
 
 
-SPEC = LayerSpec(
+SPEC = layer_spec(
+    __name__,
     name="gated_deltanet",
     symbol="D",
-    option_prefix="gated_deltanet",
     options=GatedDeltaNetOptions,
-    factory="hybridzoo_plugins.gated_deltanet.layer:make_bodies",
-    param_count=formulas.param_count,
-    flops=formulas.flops,
-    notations=formulas.NOTATIONS,
+    formulas=formulas,
     description="Gated DeltaNet: delta-rule matrix state with a scalar decay per head, short "
     "convolutions, gated RMSNorm.",
-    capabilities=Capabilities(causal=True, stateful=True, complexity="linear"),
-    state_size=formulas.state_size,
-    reference="hybridzoo_plugins.gated_deltanet.reference:reference_forward",
-    scale_options=formulas.scale_options,
+    capabilities=Capabilities(causal=True, stateful=True, complexity="linear", packing=True),
 )
 
-
-@hookimpl
-def hybridzoo_layer_specs() -> list[LayerSpec]:
-    return [SPEC]
+hybridzoo_layer_specs = specs_hook(SPEC)

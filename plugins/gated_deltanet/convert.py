@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from hybridzoo.nn.interop import load_converted, source_state_dict
+from hybridzoo.nn.interop import config_field, load_converted, source_state_dict
 from hybridzoo_plugins.gated_deltanet.layer import GatedDeltaNet
 
 __all__ = [
@@ -41,28 +41,22 @@ _RENAMED = {
 }
 
 
-def _field(config: Any, name: str, default: Any = None) -> Any:
-    if isinstance(config, Mapping):
-        return config.get(name, default)
-    return getattr(config, name, default)
-
-
 def layer_kwargs_from_config(config: Any) -> dict[str, Any]:
     """The :class:`GatedDeltaNet` keywords for a ``Qwen3NextConfig`` (or a mapping of its
     fields); a ``ValueError`` names a setting that has no equivalent."""
-    hidden = _field(config, "hidden_size")
+    hidden = config_field(config, "hidden_size")
     if hidden is None:
         raise ValueError("config has no hidden_size; expected a Qwen3NextConfig")
-    act = _field(config, "hidden_act", "silu")
+    act = config_field(config, "hidden_act", "silu")
     if act not in ("silu", "swish"):
         raise ValueError(f"only the SiLU activation is supported, got hidden_act={act!r}")
     heads, v_heads = (
-        int(_field(config, "linear_num_key_heads")),
-        int(_field(config, "linear_num_value_heads")),
+        int(config_field(config, "linear_num_key_heads")),
+        int(config_field(config, "linear_num_value_heads")),
     )
     dk, dv = (
-        int(_field(config, "linear_key_head_dim")),
-        int(_field(config, "linear_value_head_dim")),
+        int(config_field(config, "linear_key_head_dim")),
+        int(config_field(config, "linear_value_head_dim")),
     )
     expand_v = dv / dk
     return {
@@ -71,8 +65,8 @@ def layer_kwargs_from_config(config: Any) -> dict[str, Any]:
         "head_dim": dk,
         "expand_v": int(expand_v) if expand_v.is_integer() else expand_v,
         "num_v_heads": None if v_heads == heads else v_heads,
-        "conv_size": int(_field(config, "linear_conv_kernel_dim", 4)),
-        "norm_eps": float(_field(config, "rms_norm_eps", 1e-6)),
+        "conv_size": int(config_field(config, "linear_conv_kernel_dim", 4)),
+        "norm_eps": float(config_field(config, "rms_norm_eps", 1e-6)),
     }
 
 

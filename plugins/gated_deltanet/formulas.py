@@ -19,7 +19,7 @@ from hybridzoo.plugin import (
     at_least,
     linear_flops,
     linear_param_count,
-    positive,
+    whole_product,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,13 +38,9 @@ __all__ = [
 
 def value_head_dim(head_dim: int, expand_v: float) -> int:
     """``dv = head_dim · expand_v``; a ``ValueError`` names both unless it is a whole number."""
-    width = at_least(1).check("head_dim", head_dim) * positive.check("expand_v", expand_v)
-    if width < 1 or not float(width).is_integer():
-        raise ValueError(
-            "head_dim · expand_v (the value width per head) must be a whole number >= 1, got "
-            f"{head_dim} · {expand_v!r} = {width!r}"
-        )
-    return int(width)
+    return whole_product(
+        "head_dim", head_dim, "expand_v", expand_v, what="the value width per head"
+    )
 
 
 def value_heads(num_heads: int, num_v_heads: int | None) -> int:

@@ -36,7 +36,7 @@ from hybridzoo.nn.sequence_mixer import SequenceMixer
 from hybridzoo.nn.short_conv import ShortConvolution, conv_step
 from hybridzoo.nn.step_cache import DerivedTensors
 from hybridzoo.ops import chunk_gated_delta_rule, gated_delta_rule_step
-from hybridzoo.plugin import at_least, power_of_two
+from hybridzoo.plugin import at_least, option_kwargs, power_of_two
 from hybridzoo_plugins.gated_deltanet.formulas import value_head_dim, value_heads
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -227,13 +227,4 @@ class GatedDeltaNet(SequenceMixer):
 
 def make_bodies(o: GatedDeltaNetOptions, hidden_size: int) -> GatedDeltaNet:
     """The gated_deltanet layer's body: one :class:`GatedDeltaNet`."""
-    return GatedDeltaNet(
-        hidden_size,
-        num_heads=o.num_heads,
-        head_dim=o.head_dim,
-        expand_v=o.expand_v,
-        num_v_heads=o.num_v_heads,
-        conv_size=o.conv_size,
-        norm_eps=o.norm_eps,
-        chunk_size=o.chunk_size,
-    )
+    return GatedDeltaNet(hidden_size, **option_kwargs(o))

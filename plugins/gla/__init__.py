@@ -7,12 +7,12 @@ import attrs
 
 from hybridzoo.plugin import (
     Capabilities,
-    LayerSpec,
     at_least,
-    hookimpl,
+    layer_spec,
     option,
     positive,
     power_of_two,
+    specs_hook,
 )
 from hybridzoo_plugins.gla import formulas
 
@@ -53,24 +53,16 @@ class GLAOptions:
         formulas.key_width(self.head_dim, self.expand_k)  # raises ValueError naming both
 
 
-SPEC = LayerSpec(
+SPEC = layer_spec(
+    __name__,
     name="gla",
     symbol="G",
-    option_prefix="gla",
     options=GLAOptions,
-    factory="hybridzoo_plugins.gla.layer:make_bodies",
-    param_count=formulas.param_count,
-    flops=formulas.flops,
+    formulas=formulas,
+    sub_blocks=2,
     description="Gated Linear Attention: data-dependent forget gate, per-head matrix state; "
     "then an FFN.",
     capabilities=Capabilities(causal=True, stateful=True, complexity="linear", packing=True),
-    state_size=formulas.state_size,
-    sub_blocks=2,
-    reference="hybridzoo_plugins.gla.reference:reference_forward",
-    scale_options=formulas.scale_options,
 )
 
-
-@hookimpl
-def hybridzoo_layer_specs() -> list[LayerSpec]:
-    return [SPEC]
+hybridzoo_layer_specs = specs_hook(SPEC)

@@ -16,10 +16,9 @@ import attrs
 
 from hybridzoo.plugin import (
     LayerFlops,
-    at_least,
     feedforward_flops,
     feedforward_param_count,
-    positive,
+    whole_product,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -37,14 +36,7 @@ __all__ = [
 
 def key_width(head_dim: int, expand_k: float) -> int:
     """Key width per head ``dk = head_dim · expand_k``; it must be a whole number >= 1."""
-    at_least(1).check("head_dim", head_dim)
-    width = head_dim * positive.check("expand_k", expand_k)
-    if round(width) < 1 or abs(width - round(width)) > 1e-9:
-        raise ValueError(
-            "head_dim · expand_k (the key width per head) must be a whole number >= 1, got "
-            f"{head_dim} · {expand_k!r} = {width!r}"
-        )
-    return round(width)
+    return whole_product("head_dim", head_dim, "expand_k", expand_k, what="the key width per head")
 
 
 def gla_param_count(o: GLAOptions, hidden_size: int) -> int:

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from hybridzoo.nn import FeedForward
 from hybridzoo.ops.gla import chunk_gla, gla_step
-from hybridzoo.plugin import at_least, positive, power_of_two
+from hybridzoo.plugin import at_least, option_kwargs, positive, power_of_two
 from hybridzoo_plugins.gla.formulas import key_width
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -151,15 +151,6 @@ class GatedLinearAttention(nn.Module):
 
 def make_bodies(o: GLAOptions, hidden_size: int) -> list[nn.Module]:
     """The gla layer's bodies: ``[GatedLinearAttention, FeedForward]`` (each its own residual)."""
-    mixer = GatedLinearAttention(
-        hidden_size,
-        num_heads=o.num_heads,
-        head_dim=o.head_dim,
-        expand_k=o.expand_k,
-        gate_low_rank_dim=o.gate_low_rank_dim,
-        gate_logit_normalizer=o.gate_logit_normalizer,
-        norm_eps=o.norm_eps,
-        chunk_size=o.chunk_size,
-    )
+    mixer = GatedLinearAttention(hidden_size, **option_kwargs(o, exclude=["ffn_expand_factor"]))
     ffn_expand = at_least(1).check("ffn_expand_factor", o.ffn_expand_factor)
     return [mixer, FeedForward(hidden_size, ffn_expand)]

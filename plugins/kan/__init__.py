@@ -10,7 +10,15 @@ import math
 
 import attrs
 
-from hybridzoo.plugin import Capabilities, LayerSpec, at_least, boolean, hookimpl, in_range, option
+from hybridzoo.plugin import (
+    Capabilities,
+    at_least,
+    boolean,
+    in_range,
+    layer_spec,
+    option,
+    specs_hook,
+)
 from hybridzoo_plugins.kan import formulas
 
 _FINITE = in_range(-math.inf, math.inf, low_open=True, high_open=True)
@@ -47,20 +55,14 @@ class KANOptions:
             )
 
 
-SPEC = LayerSpec(
+SPEC = layer_spec(
+    __name__,
     name="kan",
     symbol="K",
-    option_prefix="kan",
     options=KANOptions,
-    factory="hybridzoo_plugins.kan.layer:make_bodies",
-    param_count=formulas.param_count,
-    flops=formulas.flops,
+    formulas=formulas,
     description="KAN layer per position: SiLU base path + cubic B-spline path.",
     capabilities=Capabilities(causal=True, positionwise=True, complexity="linear"),
-    reference="hybridzoo_plugins.kan.reference:reference_forward",
 )
 
-
-@hookimpl
-def hybridzoo_layer_specs() -> list[LayerSpec]:
-    return [SPEC]
+hybridzoo_layer_specs = specs_hook(SPEC)

@@ -7,13 +7,13 @@ import attrs
 
 from hybridzoo.plugin import (
     Capabilities,
-    LayerSpec,
     at_least,
     boolean,
-    hookimpl,
+    layer_spec,
     one_of,
     option,
     positive,
+    specs_hook,
 )
 from hybridzoo_plugins.mamba import formulas
 
@@ -62,22 +62,15 @@ class MambaOptions:
             )
 
 
-SPEC = LayerSpec(
+SPEC = layer_spec(
+    __name__,
     name="mamba",
     symbol="M",
-    option_prefix="mamba",
     options=MambaOptions,
-    factory="hybridzoo_plugins.mamba.layer:make_bodies",
-    param_count=formulas.param_count,
-    flops=formulas.flops,
-    notations=formulas.NOTATIONS,
+    formulas=formulas,
+    reference=f"{__name__}.reference:mixer_reference",
     description="Mamba-1 selective SSM mixer: conv1d, input-dependent (dt, B, C), A = -exp(A_log).",
     capabilities=Capabilities(causal=True, stateful=True, complexity="linear", packing=True),
-    state_size=formulas.state_size,
-    reference="hybridzoo_plugins.mamba.reference:mixer_reference",
 )
 
-
-@hookimpl
-def hybridzoo_layer_specs() -> list[LayerSpec]:
-    return [SPEC]
+hybridzoo_layer_specs = specs_hook(SPEC)

@@ -8,20 +8,16 @@ transformers is not imported here: any object (or mapping) with the config field
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import torch
 from torch import nn
 
+from hybridzoo.nn.interop import config_field, load_converted, source_state_dict
 from hybridzoo_plugins.mamba.layer import MambaMixer
 
 __all__ = ["mixer_from_transformers", "mixer_kwargs_from_config"]
-
-
-def _field(config: Any, name: str, default: Any = None) -> Any:
-    if isinstance(config, Mapping):
-        return config.get(name, default)
-    return getattr(config, name, default)
 
 
 def mixer_kwargs_from_config(config: Any) -> dict[str, Any]:
@@ -31,27 +27,27 @@ def mixer_kwargs_from_config(config: Any) -> dict[str, Any]:
     ``conv_kernel``, ``time_step_rank``, ``use_conv_bias``, ``use_bias``, ``time_step_min``,
     ``time_step_max``, ``time_step_floor``; ``hidden_act`` must be ``"silu"``.
     """
-    hidden = _field(config, "hidden_size")
+    hidden = config_field(config, "hidden_size")
     if hidden is None:
         raise ValueError("config has no hidden_size; expected a transformers MambaConfig")
-    act = _field(config, "hidden_act", "silu")
+    act = config_field(config, "hidden_act", "silu")
     if act != "silu":
         raise ValueError(f"only hidden_act='silu' is supported (Mamba-1), got {act!r}")
-    inner = _field(config, "intermediate_size")
-    expand = inner / hidden if inner is not None else _field(config, "expand", 2)
+    inner = config_field(config, "intermediate_size")
+    expand = inner / hidden if inner is not None else config_field(config, "expand", 2)
     if isinstance(expand, float) and expand.is_integer():
         expand = int(expand)
     return {
         "hidden_size": int(hidden),
-        "state_size": int(_field(config, "state_size", 16)),
+        "state_size": int(config_field(config, "state_size", 16)),
         "expand_factor": expand,
-        "conv_size": int(_field(config, "conv_kernel", 4)),
-        "dt_rank": _field(config, "time_step_rank", "auto"),
-        "dt_min": float(_field(config, "time_step_min", 0.001)),
-        "dt_max": float(_field(config, "time_step_max", 0.1)),
-        "dt_init_floor": float(_field(config, "time_step_floor", 1e-4)),
-        "conv_bias": bool(_field(config, "use_conv_bias", True)),
-        "bias": bool(_field(config, "use_bias", False)),
+        "conv_size": int(config_field(config, "conv_kernel", 4)),
+        "dt_rank": config_field(config, "time_step_rank", "auto"),
+        "dt_min": float(config_field(config, "time_step_min", 0.001)),
+        "dt_max": float(config_field(config, "time_step_max", 0.1)),
+        "dt_init_floor": float(config_field(config, "time_step_floor", 1e-4)),
+        "conv_bias": bool(config_field(config, "use_conv_bias", True)),
+        "bias": bool(config_field(config, "use_bias", False)),
     }
 
 
@@ -73,27 +69,10 @@ def mixer_from_transformers(
     The new module has the dtype and device of the weights, and is in eval mode if the source
     module is.
     """
-    if isinstance(source, nn.Module):
-        if config is None:
-            config = getattr(source, "config", None)
-        state = source.state_dict()
-    elif isinstance(source, Mapping):
-        state = dict(source)
-    else:
-        raise TypeError(
-            f"source must be a transformers MambaMixer or a state dict, got {type(source).__name__}"
-        )
+    if config is None and isinstance(source, nn.Module):
+        config = getattr(source, "config", None)
+    state = source_state_dict(source, prefix=prefix, required="A_log")
     if config is None:
         raise ValueError("config is required when converting from a state dict")
-    if prefix:
-        state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-    if "A_log" not in state:
-        raise ValueError(f"no 'A_log' in the state dict (prefix {prefix!r}); keys: {sorted(state)}")
-    ref = state["A_log"]
-    mixer = MambaMixer(
-        **{**mixer_kwargs_from_config(config), **overrides}, device=ref.device, dtype=ref.dtype
-    )
-    mixer.load_state_dict(state, strict=True)
-    if isinstance(source, nn.Module):
-        mixer.train(source.training)
-    return mixer
+    kwargs = {**mixer_kwargs_from_config(config), **overrides}
+    return load_converted(partial(MambaMixer, **kwargs), state, source)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from hybridzoo.plugin import LayerFlops, Notation, at_least, linear_flops, one_of, positive
+from hybridzoo.plugin import LayerFlops, Notation, at_least, linear_flops, one_of, whole_product
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybridzoo_plugins.mamba import MambaOptions
@@ -32,14 +32,9 @@ def resolve_dt_rank(hidden_size: int, dt_rank: int | str = "auto") -> int:
 
 def intermediate_size(hidden_size: int, expand_factor: int | float = 2) -> int:
     """Inner width ``I = expand_factor · hidden_size``; it must be a whole number >= 1."""
-    at_least(1).check("hidden_size", hidden_size)
-    inner = positive.check("expand_factor", expand_factor) * hidden_size
-    if round(inner) < 1 or abs(inner - round(inner)) > 1e-6:
-        raise ValueError(
-            "expand_factor · hidden_size must be a whole number >= 1, got "
-            f"{expand_factor!r} · {hidden_size} = {inner!r}"
-        )
-    return round(inner)
+    return whole_product(
+        "hidden_size", hidden_size, "expand_factor", expand_factor, what="the inner width"
+    )
 
 
 def param_count(o: MambaOptions, hidden_size: int) -> int:

@@ -32,13 +32,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hybridzoo.nn.init import time_step_bias_
 from hybridzoo.ops.selective_scan import (
     BACKENDS,
     causal_conv1d,
     selective_scan,
     selective_state_update,
 )
-from hybridzoo.plugin import at_least, in_range, one_of, positive
+from hybridzoo.plugin import at_least, in_range, one_of, option_kwargs, positive
 from hybridzoo_plugins.mamba.formulas import intermediate_size, resolve_dt_rank
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -128,11 +129,7 @@ class MambaMixer(nn.Module):
         """The SSM-specific initialisation: dt_proj, A_log (S4D-real) and D."""
         std = self.dt_rank**-0.5
         nn.init.uniform_(self.dt_proj.weight, -std, std)
-        w = self.dt_proj.bias
-        u = torch.rand(w.shape, device=w.device, dtype=torch.float64)
-        log_min, log_max = math.log(self.dt_min), math.log(self.dt_max)
-        dt = torch.exp(u * (log_max - log_min) + log_min).clamp(min=self.dt_init_floor)
-        w.copy_(dt + torch.log(-torch.expm1(-dt)))  # softplus⁻¹(dt)
+        w = time_step_bias_(self.dt_proj.bias, self.dt_min, self.dt_max, self.dt_init_floor)
         a = torch.arange(1, self.state_size + 1, dtype=torch.float64, device=w.device)
         self.A_log.copy_(torch.log(a).expand(self.intermediate_size, -1))
         self.D.fill_(1.0)
@@ -267,15 +264,4 @@ class MambaMixer(nn.Module):
 
 def make_bodies(o: MambaOptions, hidden_size: int) -> MambaMixer:
     """The mamba layer's body: one :class:`MambaMixer`."""
-    return MambaMixer(
-        hidden_size,
-        state_size=o.state_size,
-        expand_factor=o.expand_factor,
-        conv_size=o.conv_size,
-        dt_rank=o.dt_rank,
-        dt_min=o.dt_min,
-        dt_max=o.dt_max,
-        dt_init_floor=o.dt_init_floor,
-        conv_bias=o.conv_bias,
-        bias=o.bias,
-    )
+    return MambaMixer(hidden_size, **option_kwargs(o))

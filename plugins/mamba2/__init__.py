@@ -10,14 +10,14 @@ import attrs
 
 from hybridzoo.plugin import (
     Capabilities,
-    LayerSpec,
     at_least,
     boolean,
-    hookimpl,
     in_range,
+    layer_spec,
     option,
     positive,
     power_of_two,
+    specs_hook,
 )
 from hybridzoo_plugins.mamba2 import formulas
 
@@ -104,25 +104,15 @@ class Mamba2Options:
             )
 
 
-SPEC = LayerSpec(
+SPEC = layer_spec(
+    __name__,
     name="mamba2",
     symbol="S",
-    option_prefix="mamba2",
     options=Mamba2Options,
-    factory="hybridzoo_plugins.mamba2.layer:make_bodies",
-    param_count=formulas.param_count,
-    flops=formulas.flops,
-    notations=formulas.NOTATIONS,
+    formulas=formulas,
     description="Mamba-2 (SSD) mixer: scalar decay per head, B and C shared in groups, "
     "gated RMSNorm.",
-    capabilities=Capabilities(causal=True, stateful=True, complexity="linear"),
-    state_size=formulas.state_size,
-    hidden_size_multiple=formulas.hidden_size_multiple,
-    reference="hybridzoo_plugins.mamba2.reference:reference_forward",
-    scale_options=formulas.scale_options,
+    capabilities=Capabilities(causal=True, stateful=True, complexity="linear", packing=True),
 )
 
-
-@hookimpl
-def hybridzoo_layer_specs() -> list[LayerSpec]:
-    return [SPEC]
+hybridzoo_layer_specs = specs_hook(SPEC)

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from hybridzoo.nn.interop import load_converted, source_state_dict
+from hybridzoo.nn.interop import config_field, load_converted, source_state_dict
 from hybridzoo_plugins.mamba2.layer import Mamba2Mixer
 
 __all__ = [
@@ -36,12 +36,6 @@ __all__ = [
 ]
 
 
-def _field(config: Any, name: str, default: Any = None) -> Any:
-    if isinstance(config, Mapping):
-        return config.get(name, default)
-    return getattr(config, name, default)
-
-
 def _whole(value: float) -> float:
     """``value`` as an ``int`` when it is one (``2.0 -> 2``)."""
     return int(value) if float(value).is_integer() else value
@@ -50,22 +44,22 @@ def _whole(value: float) -> float:
 def mixer_kwargs_from_config(config: Any) -> dict[str, Any]:
     """The :class:`Mamba2Mixer` keywords for a ``Mamba2Config`` or a ``NemotronHConfig`` (or a
     mapping of their fields); a ``ValueError`` names a setting that has no equivalent."""
-    hidden = _field(config, "hidden_size")
+    hidden = config_field(config, "hidden_size")
     if hidden is None:
         raise ValueError("config has no hidden_size; expected a Mamba2Config or NemotronHConfig")
-    nemotron = _field(config, "mamba_num_heads") is not None
+    nemotron = config_field(config, "mamba_num_heads") is not None
     prefix = "mamba_" if nemotron else ""
-    act = _field(config, f"{prefix}hidden_act", "silu")
+    act = config_field(config, f"{prefix}hidden_act", "silu")
     if act not in ("silu", "swish"):
         raise ValueError(f"only the SiLU activation is supported, got {prefix}hidden_act={act!r}")
-    heads = int(_field(config, f"{prefix}num_heads"))
-    head_dim = int(_field(config, f"{prefix}head_dim"))
+    heads = int(config_field(config, f"{prefix}num_heads"))
+    head_dim = int(config_field(config, f"{prefix}head_dim"))
     if nemotron:  # the inner width is heads · head_dim, and dt >= time_step_min
         inner = heads * head_dim
-        limit = (float(_field(config, "time_step_min", 0.001)), math.inf)
+        limit = (float(config_field(config, "time_step_min", 0.001)), math.inf)
     else:
-        inner = round(_field(config, "expand", 2) * hidden)
-        limit = tuple(float(v) for v in _field(config, "time_step_limit", (0.0, math.inf)))
+        inner = round(config_field(config, "expand", 2) * hidden)
+        limit = tuple(float(v) for v in config_field(config, "time_step_limit", (0.0, math.inf)))
     if inner != heads * head_dim:
         raise ValueError(
             f"inconsistent config: the inner width {inner} != num_heads · head_dim = "
@@ -73,19 +67,19 @@ def mixer_kwargs_from_config(config: Any) -> dict[str, Any]:
         )
     return {
         "hidden_size": int(hidden),
-        "state_size": int(_field(config, "ssm_state_size" if nemotron else "state_size")),
+        "state_size": int(config_field(config, "ssm_state_size" if nemotron else "state_size")),
         "head_dim": head_dim,
         "expand_factor": _whole(inner / hidden),
-        "num_groups": int(_field(config, "n_groups", 1)),
-        "conv_size": int(_field(config, "conv_kernel", 4)),
-        "dt_min": float(_field(config, "time_step_min", 0.001)),
-        "dt_max": float(_field(config, "time_step_max", 0.1)),
-        "dt_init_floor": float(_field(config, "time_step_floor", 1e-4)),
+        "num_groups": int(config_field(config, "n_groups", 1)),
+        "conv_size": int(config_field(config, "conv_kernel", 4)),
+        "dt_min": float(config_field(config, "time_step_min", 0.001)),
+        "dt_max": float(config_field(config, "time_step_max", 0.1)),
+        "dt_init_floor": float(config_field(config, "time_step_floor", 1e-4)),
         "dt_limit_min": limit[0],
         "dt_limit_max": None if limit[1] == math.inf else limit[1],
-        "conv_bias": bool(_field(config, "use_conv_bias", True)),
-        "bias": bool(_field(config, "use_bias", False)),
-        "norm_eps": float(_field(config, "layer_norm_epsilon", 1e-5)),
+        "conv_bias": bool(config_field(config, "use_conv_bias", True)),
+        "bias": bool(config_field(config, "use_bias", False)),
+        "norm_eps": float(config_field(config, "layer_norm_epsilon", 1e-5)),
     }
 
 

@@ -20,7 +20,7 @@ from hybridzoo.plugin import (
     at_least,
     linear_flops,
     linear_param_count,
-    positive,
+    whole_product,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,16 +41,9 @@ __all__ = [
 
 def inner_width(hidden_size: int, expand_factor: float) -> int:
     """``I = expand_factor · hidden_size``; a ``ValueError`` names both unless it is whole."""
-    at_least(1).check("hidden_size", hidden_size)
-    positive.check("expand_factor", expand_factor)
-    inner = expand_factor * hidden_size
-    rounded = round(inner)
-    if rounded < 1 or abs(inner - rounded) > 1e-6:
-        raise ValueError(
-            "expand_factor · hidden_size (the inner width) must be a whole number >= 1, got "
-            f"{expand_factor!r} · {hidden_size} = {inner!r}"
-        )
-    return int(rounded)
+    return whole_product(
+        "hidden_size", hidden_size, "expand_factor", expand_factor, what="the inner width"
+    )
 
 
 def num_heads(inner: int, head_dim: int, num_groups: int) -> int:

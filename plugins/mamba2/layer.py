@@ -35,7 +35,7 @@ from hybridzoo.nn.sequence_mixer import SequenceMixer
 from hybridzoo.nn.short_conv import ShortConvolution
 from hybridzoo.nn.step_cache import DerivedTensors
 from hybridzoo.ops import chunk_ssd, ssd_step
-from hybridzoo.plugin import at_least, boolean, in_range, positive, power_of_two
+from hybridzoo.plugin import at_least, boolean, in_range, option_kwargs, positive, power_of_two
 from hybridzoo_plugins.mamba2.formulas import conv_channels, inner_width, num_heads
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -230,20 +230,4 @@ class Mamba2Mixer(SequenceMixer):
 
 def make_bodies(o: Mamba2Options, hidden_size: int) -> Mamba2Mixer:
     """The mamba2 layer's body: one :class:`Mamba2Mixer`."""
-    return Mamba2Mixer(
-        hidden_size,
-        state_size=o.state_size,
-        head_dim=o.head_dim,
-        expand_factor=o.expand_factor,
-        num_groups=o.num_groups,
-        conv_size=o.conv_size,
-        dt_min=o.dt_min,
-        dt_max=o.dt_max,
-        dt_init_floor=o.dt_init_floor,
-        dt_limit_min=o.dt_limit_min,
-        dt_limit_max=o.dt_limit_max,
-        conv_bias=o.conv_bias,
-        bias=o.bias,
-        norm_eps=o.norm_eps,
-        chunk_size=o.chunk_size,
-    )
+    return Mamba2Mixer(hidden_size, **option_kwargs(o))

@@ -11,13 +11,13 @@ import attrs
 
 from hybridzoo.plugin import (
     Capabilities,
-    LayerSpec,
     at_least,
     boolean,
-    hookimpl,
     in_range,
+    layer_spec,
     one_of,
     option,
+    specs_hook,
 )
 from hybridzoo_plugins.moe import formulas
 
@@ -97,24 +97,15 @@ class MoEOptions:
             )
 
 
-SPEC = LayerSpec(
+SPEC = layer_spec(
+    __name__,
     name="moe",
     symbol="E",
-    option_prefix="moe",
     options=MoEOptions,
-    factory="hybridzoo_plugins.moe.layer:make_bodies",
-    reference="hybridzoo_plugins.moe.reference:reference_forward",
-    param_count=formulas.param_count,
-    flops=formulas.flops,
-    notations=formulas.NOTATIONS,
-    active_param_count=formulas.active_param_count,
-    scale_options=formulas.scale_options,
+    formulas=formulas,
     description="Dropless mixture of SwiGLU experts (top-k router, optional shared expert, "
     "load-balancing and z-loss).",
     capabilities=Capabilities(causal=True, positionwise=True),
 )
 
-
-@hookimpl
-def hybridzoo_layer_specs() -> list[LayerSpec]:
-    return [SPEC]
+hybridzoo_layer_specs = specs_hook(SPEC)

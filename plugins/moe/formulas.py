@@ -42,7 +42,9 @@ def scale_options(o: MoEOptions, hidden_size: int, *, seq_len: int | None = None
 def flops(o: MoEOptions, hidden_size: int, seq_len: int) -> LayerFlops:
     """Forward FLOPs on ``seq_len`` positions, every token through its ``top_k`` experts (no
     token dropped): the router ``2·E·H``, ``top_k`` SwiGLU experts ``6·I·H`` each, the shared
-    expert ``6·S·H`` and its gate ``2·H``, per position (the routing itself is not counted)."""
+    expert ``6·S·H`` and its gate ``2·H``, per position. Not counted: the routing itself, and
+    the zero rows that pad an expert's block of fewer than 4 tokens (at most ``3·6·I·H`` per
+    expert and forward: a tiny batch's cost)."""
     H = hidden_size
     per = linear_flops(H, o.num_experts) + o.top_k * 6 * o.expert_size * H
     per += 6 * o.shared_expert_size * H + (2 * H if o.shared_expert_gate else 0)

@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from hybridzoo.losses import AuxLossRecorder
 from hybridzoo.nn import FeedForward, Positionwise
 from hybridzoo.nn.feedforward import activate
-from hybridzoo.validate import at_least, boolean, in_range, one_of
+from hybridzoo.plugin import at_least, boolean, in_range, one_of, option_kwargs
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybridzoo_plugins.moe import MoEOptions
@@ -240,17 +240,4 @@ class MixtureOfExperts(Positionwise):
 
 def make_bodies(o: MoEOptions, hidden_size: int) -> list[nn.Module]:
     """One :class:`MixtureOfExperts` body."""
-    return [
-        MixtureOfExperts(
-            hidden_size,
-            num_experts=o.num_experts,
-            top_k=o.top_k,
-            expert_size=o.expert_size,
-            shared_expert_size=o.shared_expert_size,
-            shared_expert_gate=o.shared_expert_gate,
-            router=o.router,
-            normalize_top_k=o.normalize_top_k,
-            aux_loss_coef=o.aux_loss_coef,
-            z_loss_coef=o.z_loss_coef,
-        )
-    ]
+    return [MixtureOfExperts(hidden_size, **option_kwargs(o))]

@@ -7,12 +7,12 @@ import attrs
 
 from hybridzoo.plugin import (
     Capabilities,
-    LayerSpec,
     at_least,
-    hookimpl,
     in_range,
+    layer_spec,
     option,
     power_of_two,
+    specs_hook,
 )
 from hybridzoo_plugins.rwkv import formulas
 
@@ -64,25 +64,17 @@ class RWKVOptions:
     )
 
 
-SPEC = LayerSpec(
+SPEC = layer_spec(
+    __name__,
     name="rwkv",
     symbol="R",
-    option_prefix="rwkv",
     options=RWKVOptions,
-    factory="hybridzoo_plugins.rwkv.layer:make_bodies",
-    param_count=formulas.param_count,
-    flops=formulas.flops,
+    formulas=formulas,
+    sub_blocks=2,
+    reference=f"{__name__}.reference:time_mix_reference",
     description="RWKV-6 Finch: data-dependent token shift and decay, bonus u, WKV state; "
     "then channel-mixing.",
     capabilities=Capabilities(causal=True, stateful=True, complexity="linear", packing=True),
-    state_size=formulas.state_size,
-    hidden_size_multiple=formulas.hidden_size_multiple,
-    sub_blocks=2,
-    reference="hybridzoo_plugins.rwkv.reference:time_mix_reference",
-    scale_options=formulas.scale_options,
 )
 
-
-@hookimpl
-def hybridzoo_layer_specs() -> list[LayerSpec]:
-    return [SPEC]
+hybridzoo_layer_specs = specs_hook(SPEC)

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hybridzoo.ops import gla as gla_ops
-from hybridzoo.plugin import at_least, in_range, positive, power_of_two
+from hybridzoo.plugin import at_least, in_range, option_kwargs, positive, power_of_two
 from hybridzoo_plugins.rwkv.formulas import NUM_MIXES, check_head_size, ffn_size
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -372,22 +372,13 @@ def make_bodies(
 ) -> list[nn.Module]:
     """The bodies of one ``rwkv`` block: ``[RWKV6TimeMix, RWKV6ChannelMix]`` (``init_depth``,
     ``device`` and ``dtype`` go to both)."""
+    channel = ("expand", "multiple_of")
     time_mix = RWKV6TimeMix(
-        hidden_size,
-        head_size=o.head_size,
-        mix_rank=o.mix_rank,
-        decay_rank=o.decay_rank,
-        head_size_divisor=o.head_size_divisor,
-        init_depth=o.init_depth,
-        chunk_size=o.chunk_size,
-        device=device,
-        dtype=dtype,
+        hidden_size, **option_kwargs(o, exclude=channel), device=device, dtype=dtype
     )
     channel_mix = RWKV6ChannelMix(
         hidden_size,
-        expand=o.expand,
-        multiple_of=o.multiple_of,
-        init_depth=o.init_depth,
+        **option_kwargs(o, only=(*channel, "init_depth")),
         device=device,
         dtype=dtype,
     )

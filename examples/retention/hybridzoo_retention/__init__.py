@@ -7,9 +7,11 @@ with options prefixed ``retention_``::
     model = hybridzoo.build("M T A", embed_dim=64, retention_num_heads=4)
 
 This module is what the entry point names; it imports no torch (the factory and the reference are
-import strings, imported when a model is built). It follows hybridzoo's layer-plugin convention:
-the options record here, ``formulas.py`` (torch-free counts), ``layer.py`` (the module and
-``make_bodies``), ``reference.py`` (the recurrent form, one token at a time).
+import strings, imported when a model is built: :func:`hybridzoo.plugin.layer_spec` names them by
+the convention and takes the formulas from ``formulas.py`` by their names). It follows
+hybridzoo's layer-plugin convention: the options record here, ``formulas.py`` (torch-free
+counts), ``layer.py`` (the module and ``make_bodies``), ``reference.py`` (the recurrent form, one
+token at a time).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-from hybridzoo.plugin import Capabilities, LayerSpec, at_least, hookimpl, in_range, option
+from hybridzoo.plugin import Capabilities, at_least, in_range, layer_spec, option, specs_hook
 
 from hybridzoo_retention import formulas
 
@@ -76,26 +78,21 @@ class RetentionOptions:
     )
 
 
-SPEC = LayerSpec(
+SPEC = layer_spec(
+    __name__,
     name="retention",
     symbol="T",
-    option_prefix="retention",
     options=RetentionOptions,
-    factory="hybridzoo_retention.layer:make_bodies",
-    param_count=formulas.param_count,
+    formulas=formulas,
+    sub_blocks=2,
+    reference=f"{__name__}.reference:retention_reference",
     description="RetNet multi-scale retention (fixed per-head decay, rotary, group norm, "
     "swish gate; chunkwise + recurrent), then an FFN.",
     # the decoding position is one counter shared by the batch (a 0-dim tensor), so rows of
     # states cannot be selected or concatenated: generation decodes prompts one at a time
     capabilities=Capabilities(causal=True, stateful=True, complexity="linear", batched_state=False),
-    state_size=formulas.state_size,
-    sub_blocks=2,
-    reference="hybridzoo_retention.reference:retention_reference",
     api_version=2,
 )
 
-
-@hookimpl
-def hybridzoo_layer_specs() -> list[LayerSpec]:
-    """The one layer this plugin provides."""
-    return [SPEC]
+#: The hook hybridzoo calls once, on first use: the one layer this plugin provides.
+hybridzoo_layer_specs = specs_hook(SPEC)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 from hybridzoo.nn import FeedForward
-from hybridzoo.plugin import at_least
+from hybridzoo.plugin import at_least, option_kwargs
 from torch import Tensor, nn
 
 from hybridzoo_retention.formulas import head_log_decays
@@ -254,12 +254,5 @@ class MultiScaleRetention(nn.Module):
 
 def make_bodies(o: RetentionOptions, hidden_size: int) -> list[nn.Module]:
     """The layer's two bodies (the spec's factory): retention, then a feed-forward."""
-    retention = MultiScaleRetention(
-        hidden_size,
-        num_heads=o.num_heads,
-        head_dim=o.head_dim,
-        value_factor=o.value_factor,
-        chunk_size=o.chunk_size,
-        rope_base=o.rope_base,
-    )
+    retention = MultiScaleRetention(hidden_size, **option_kwargs(o, exclude=["ffn_expand_factor"]))
     return [retention, FeedForward(hidden_size, o.ffn_expand_factor)]

@@ -7,6 +7,7 @@ from typing import Any
 
 import attrs
 import torch
+from hypothesis import reject
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
@@ -67,7 +68,7 @@ def layer_options(
         try:
             return spec.options(**values)
         except (TypeError, ValueError):
-            st.reject()  # an invalid combination of individually valid examples
+            reject()  # an invalid combination of individually valid examples
 
     return draw_options()
 
@@ -159,7 +160,7 @@ def layer_cases(
         record = draw(option_strategy)
         hidden = draw(hidden_sizes(spec, record) if hidden_size is None else strategy(hidden_size))
         if hidden % multiple(spec, record):
-            st.reject()  # a given hidden size that the drawn options do not allow
+            reject()  # a given hidden size that the drawn options do not allow
         return layer_case(
             spec,
             options=record,
