@@ -220,3 +220,16 @@ def test_the_arenas_language_model_is_a_hybrid_lm_with_learned_positions() -> No
         assert torch.equal(out[:, 5:], lm(out).argmax(-1)[:, 4:-1])
     with pytest.raises(hybridzoo.StateError, match="learned positions cover 12 tokens"):
         lm.generate(tokens(1, 10), 4)
+
+
+def test_packed_documents_give_the_logits_and_loss_of_each_alone() -> None:
+    lm = tiny_lm(HYBRID)
+    a, b = tokens(1, 5, seed=1), tokens(1, 4, seed=2)
+    packed, seq_idx = torch.cat([a, b], 1), torch.tensor([[0] * 5 + [1] * 4])
+    with torch.no_grad():
+        out = lm(packed, seq_idx=seq_idx)
+        torch.testing.assert_close(out, torch.cat([lm(a), lm(b)], 1), rtol=1e-9, atol=1e-10)
+        torch.testing.assert_close(lm(packed, cu_seqlens=torch.tensor([0, 5, 9])), out)
+        alone = (lm.loss(a, aux=False) * 4 + lm.loss(b, aux=False) * 3) / 7  # 4 + 3 targets
+        packed_loss = lm.loss(packed, seq_idx=seq_idx, aux=False)
+        torch.testing.assert_close(packed_loss, alone, rtol=1e-9, atol=1e-10)

@@ -23,6 +23,7 @@ from hybridzoo.errors import ConfigError, ShapeError
 from hybridzoo.lm.config import LMConfig
 from hybridzoo.lm.generation import generate
 from hybridzoo.model import HybridModel
+from hybridzoo.packing import packed_seq_idx
 from hybridzoo.registry import Registry
 from hybridzoo.state import HybridState
 
@@ -163,9 +164,19 @@ class HybridLM(nn.Module, Checkpointed):
             return F.linear(hidden, self.embedding.weight)
         return self.head(hidden)
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """``input_ids [B, L]`` (integers in ``[0, vocab_size)``) → ``logits [B, L, V]``."""
-        return self.logits(self.backbone(self._embed(input_ids, 2)))
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        *,
+        seq_idx: torch.Tensor | None = None,
+        cu_seqlens: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``input_ids [B, L]`` (integers in ``[0, vocab_size)``) → ``logits [B, L, V]``.
+
+        Packed documents (``seq_idx [B, L]`` or ``cu_seqlens``, as :meth:`HybridModel.forward`
+        takes them): each document's logits are those of a forward of it alone."""
+        hidden = self.backbone(self._embed(input_ids, 2), seq_idx=seq_idx, cu_seqlens=cu_seqlens)
+        return self.logits(hidden)
 
     def loss(
         self,
@@ -174,10 +185,14 @@ class HybridLM(nn.Module, Checkpointed):
         *,
         ignore_index: int = IGNORE_INDEX,
         aux: bool = True,
+        seq_idx: torch.Tensor | None = None,
+        cu_seqlens: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The training loss of one forward: mean next-token cross-entropy, plus the layers'
         auxiliary losses (:func:`hybridzoo.aux_losses`, e.g. a mixture of experts' load
-        balancing) when ``aux``.
+        balancing) when ``aux``. With packed documents (``seq_idx``/``cu_seqlens``, see
+        :meth:`forward`) the default targets do not cross a document's end: its last token
+        is not scored.
 
         Args:
             input_ids: ``[B, L]`` token ids.
@@ -188,9 +203,13 @@ class HybridLM(nn.Module, Checkpointed):
             ignore_index: the target value of an unscored position.
             aux: add the auxiliary losses recorded by this forward.
         """
-        logits = self(input_ids)
+        packed = packed_seq_idx(input_ids, seq_idx, cu_seqlens)
+        logits = self(input_ids, seq_idx=packed)
         if targets is None:
             targets = F.pad(input_ids[:, 1:], (0, 1), value=ignore_index)
+            if packed is not None:  # a document's last token predicts nothing
+                ends = F.pad(packed[:, 1:] != packed[:, :-1], (0, 1), value=False)
+                targets = targets.masked_fill(ends, ignore_index)
         elif not isinstance(targets, torch.Tensor) or targets.shape != input_ids.shape:
             shape = list(targets.shape) if isinstance(targets, torch.Tensor) else type(targets)
             raise ShapeError(
