@@ -35,22 +35,7 @@ import subprocess
 import sys
 import time
 
-
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not found in /proc/self/status")
-
-
-def _reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        return False
-    return True
+from timing import add_options, reset_peak, status_kib, write_json
 
 
 def child(
@@ -89,12 +74,12 @@ def child(
             load_average_1min=os.getloadavg()[0],  # > threads: timings are contended
         )
         return record
-    before = _status_kib("VmRSS")
+    before = status_kib("VmRSS")
     method = "VmHWM - VmRSS, MALLOC_MMAP_THRESHOLD_=" + os.environ.get("MALLOC_MMAP_THRESHOLD_", "")
-    if not _reset_peak():
+    if not reset_peak():
         method = "clear_refs not writable: VmHWM is the process's lifetime peak (an upper bound)"
     run()
-    record.update(peak_mib=(_status_kib("VmHWM") - before) / 1024, memory_method=method)
+    record.update(peak_mib=(status_kib("VmHWM") - before) / 1024, memory_method=method)
     return record
 
 
@@ -103,9 +88,7 @@ def main() -> None:
     parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 16384])
     parser.add_argument("--windows", type=int, nargs="+", default=[60, 128])
     parser.add_argument("--modes", nargs="+", default=["fwd", "fwd+bwd"])
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--repeat", type=int, default=3)
+    add_options(parser, batch=4, hidden=256, repeat=3)
     parser.add_argument("--out", default="bench_attention.json")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)  # L WINDOW MODE MEASURE
     args = parser.parse_args()
@@ -142,8 +125,7 @@ def main() -> None:
                     f"{record['peak_mib']:>9.1f} {per_k:>10.2f}",
                     flush=True,
                 )
-    with open(args.out, "w") as f:
-        json.dump({"benchmark": "attention", "records": records}, f, indent=2)
+    write_json(args.out, {"benchmark": "attention", "records": records})
     print(f"wrote {args.out}")
 
 

@@ -14,6 +14,7 @@ import warnings
 
 import torch
 from layer_bench import parser, run
+from timing import add_options
 from torch import nn
 
 from hybridzoo_plugins.gated_deltanet.convert import (
@@ -45,9 +46,7 @@ def build(args: argparse.Namespace, length: int, batch: int) -> tuple[nn.Module,
 
 def main() -> None:
     p = parser(__doc__.split("\n")[0])
-    p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--head-dim", type=int, default=64)
-    p.add_argument("--chunk-size", type=int, default=64)
+    add_options(p, heads=4, head_dim=64, chunk_size=64)
     run("gated_deltanet", p.parse_args(), build)
 
 

@@ -38,11 +38,11 @@ import os
 import platform
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
+from timing import add_options, output_grad_runs, reset_peak, status_kib, time_best, write_json
 
 from hybridzoo.ops.gla.naive import naive_gla
 from hybridzoo_plugins.gla.layer import GatedLinearAttention, State
@@ -69,29 +69,6 @@ class LoopGLA(GatedLinearAttention):
         return self._output(o, x), final
 
 
-def time_best(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> tuple[float, float]:
-    """Minimum seconds of ``fn`` over ``repeats`` runs after ``warmup`` runs, as
-    ``(wall clock, process CPU time)``. The minimum is the estimate least disturbed by other
-    processes; with one thread, CPU time is also robust to other processes holding the cores."""
-    for _ in range(warmup):
-        fn()
-    wall = cpu = float("inf")
-    for _ in range(repeats):
-        c0, t0 = time.process_time(), time.perf_counter()
-        fn()
-        wall = min(wall, time.perf_counter() - t0)
-        cpu = min(cpu, time.process_time() - c0)
-    return wall, cpu
-
-
-def _rss_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
 # -- the cases -----------------------------------------------------------------------------------
 
 
@@ -103,18 +80,8 @@ def build(args: argparse.Namespace, impl: str, length: int) -> tuple[Callable, C
         args.hidden, num_heads=args.heads, head_dim=args.head_dim, chunk_size=args.chunk_size
     )
     body = (lambda inp: reference_forward(layer, inp)) if impl == "loop" else layer
-    x = torch.randn(args.batch, length, args.hidden)
-    grad_y = torch.randn_like(x)
-
-    def forward() -> None:
-        with torch.no_grad():
-            body(x)
-
-    def forward_backward() -> None:
-        layer.zero_grad(set_to_none=True)
-        body(x.detach().requires_grad_(True)).backward(grad_y)
-
-    return forward, forward_backward
+    runs = output_grad_runs(body, torch.randn(args.batch, length, args.hidden), layer)
+    return runs["fwd"], runs["fwd+bwd"]
 
 
 def peak_bytes(args: argparse.Namespace, impl: str, length: int, mode: str) -> float:
@@ -132,11 +99,11 @@ def child(args: argparse.Namespace) -> None:
     impl, length, mode = args.child[0], int(args.child[1]), args.child[2]
     fwd, fwd_bwd = build(args, impl, length)
     fn = fwd if mode == "fwd" else fwd_bwd
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset the high-water mark
-    base = _rss_kib("VmRSS")
+    if not reset_peak():
+        raise OSError("/proc/self/clear_refs is not writable: cannot reset the peak")
+    base = status_kib("VmRSS")
     fn()
-    print(json.dumps({"peak_bytes": max(_rss_kib("VmHWM") - base, 0) * 1024}))
+    print(json.dumps({"peak_bytes": max(status_kib("VmHWM") - base, 0) * 1024}))
 
 
 # -- the floor -----------------------------------------------------------------------------------
@@ -273,16 +240,10 @@ def targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--hidden", type=int, default=256)
-    p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--head-dim", type=int, default=64)
-    p.add_argument("--chunk-size", type=int, default=64)
+    add_options(p, batch=4, hidden=256, heads=4, head_dim=64, chunk_size=64)
     p.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 16384])
     p.add_argument("--loop-lengths", type=int, nargs="*", default=None, help="default: --lengths")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--loop-repeats", type=int, default=2)
-    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    add_options(p, repeats=5, loop_repeats=2, threads=torch.get_num_threads())
     p.add_argument(
         "--clock",
         choices=["wall", "cpu"],
@@ -312,8 +273,7 @@ def main() -> None:
         "loadavg_at_end": os.getloadavg(),
     }
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=2)
+        write_json(args.out, result)
 
 
 if __name__ == "__main__":

@@ -65,6 +65,8 @@ import tempfile
 import time
 from typing import Any
 
+from timing import add_options, reset_peak, status_kib, write_json
+
 IMPLS = ("ours", "ours_torch", "reference", "hf_slow", "hf_mambapy")
 SLOW = ("reference", "hf_slow", "hf_mambapy")
 MODES = ("fwd", "fwd+bwd")
@@ -80,23 +82,6 @@ _MALLOC_REUSE = {
 
 
 # -- child side ----------------------------------------------------------------------------------
-
-
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def _reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        return False
-    return True
 
 
 def _build(impl: str, hidden: int) -> tuple[Any, Any]:
@@ -161,14 +146,14 @@ def child(args: argparse.Namespace) -> dict:
     record["hidden"] = args.hidden
     if measure == "memory":
         run(make_input(64))
-        before = _status_kib("VmRSS")
+        before = status_kib("VmRSS")
         method = "VmHWM - VmRSS, MALLOC_MMAP_THRESHOLD_=" + os.environ.get(
             "MALLOC_MMAP_THRESHOLD_", "(unset)"
         )
-        if not _reset_peak():
+        if not reset_peak():
             method = "clear_refs not writable: lifetime VmHWM (an upper bound)"
         run(x)
-        record.update(peak_mib=(_status_kib("VmHWM") - before) / 1024, memory_method=method)
+        record.update(peak_mib=(status_kib("VmHWM") - before) / 1024, memory_method=method)
         return record
     run(make_input(64) if slow else x)  # warm-up
     repeat = args.slow_repeat if slow and length >= 1024 else args.repeat
@@ -309,15 +294,11 @@ def main() -> None:
     parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 16384])
     parser.add_argument("--impls", nargs="+", default=list(IMPLS), choices=IMPLS)
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--repeat", type=int, default=3)
+    add_options(parser, batch=4, hidden=256, repeat=3)
     parser.add_argument(
         "--slow-repeat", type=int, default=1, help="runs of the other paths from L=1024 on"
     )
-    parser.add_argument("--max-slow-length", type=int, default=4096)
-    parser.add_argument("--max-slow-bwd-length", type=int, default=1024)
-    parser.add_argument("--step-repeat", type=int, default=300)
+    add_options(parser, max_slow_length=4096, max_slow_bwd_length=1024, step_repeat=300)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory children")
     parser.add_argument(
@@ -443,9 +424,8 @@ def main() -> None:
         status = "n/a" if t["met"] is None else ("MET" if t["met"] else "NOT MET")
         print(f"target {name}: {_fmt(t['value'], '.2f')} (want {t['want']}) {status}")
     meta["load_average_end"] = os.getloadavg()
-    with open(args.out, "w") as f:
-        result = {**meta, "records": records, "step": step, "targets": targets}
-        json.dump({**result, "packing": packing}, f, indent=2)
+    result = {**meta, "records": records, "step": step, "targets": targets}
+    write_json(args.out, {**result, "packing": packing})
     print(f"wrote {args.out}")
 
 

@@ -16,6 +16,7 @@ import warnings
 
 import torch
 from layer_bench import parser, run
+from timing import add_options
 from torch import nn
 
 from hybridzoo_plugins.mamba2.convert import mamba2_config_kwargs
@@ -45,10 +46,7 @@ def build(args: argparse.Namespace, length: int, batch: int) -> tuple[nn.Module,
 
 def main() -> None:
     p = parser(__doc__.split("\n")[0], speedup_bound=4.0)
-    p.add_argument("--state-size", type=int, default=128)
-    p.add_argument("--head-dim", type=int, default=64)
-    p.add_argument("--groups", type=int, default=1)
-    p.add_argument("--chunk-size", type=int, default=64)
+    add_options(p, state_size=128, head_dim=64, groups=1, chunk_size=64)
     run("mamba2", p.parse_args(), build)
 
 

@@ -21,12 +21,11 @@ warm-up, the minimum process CPU time, and the ratios of the minima. Usage::
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from timing import interleaved, meta
+from timing import add_options, interleaved, meta, module_runs, write_json
 
 
 def _floor(n: int, hidden: int, experts: int, top_k: int, inner: int) -> dict[str, Callable]:
@@ -59,14 +58,8 @@ def _floor(n: int, hidden: int, experts: int, top_k: int, inner: int) -> dict[st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--length", type=int, default=1024)
-    parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--experts", type=int, default=8)
-    parser.add_argument("--top-k", type=int, default=2)
-    parser.add_argument("--expert-size", type=int, default=512)
-    parser.add_argument("--repeat", type=int, default=15)
-    parser.add_argument("--threads", type=int, default=2)
+    add_options(parser, batch=4, length=1024, hidden=256, experts=8, top_k=2, expert_size=512)
+    add_options(parser, repeat=15, threads=2)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/moe.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -92,24 +85,10 @@ def main() -> None:
     with torch.no_grad():
         same = torch.allclose(ours(x), mixtral(x), atol=1e-5, rtol=1e-4)
 
-    def module_runs(module: torch.nn.Module) -> dict[str, Callable]:
-        xg = x.clone().requires_grad_(True)
-
-        def forward() -> None:
-            with torch.no_grad():
-                module(x)
-
-        def backward() -> None:
-            module.zero_grad(set_to_none=True)
-            xg.grad = None
-            (module(xg) * g).sum().backward()
-
-        return {"fwd": forward, "fwd+bwd": backward}
-
     n = args.batch * args.length
     runs = {
-        "hybridzoo": module_runs(ours),
-        "mixtral": module_runs(mixtral),
+        "hybridzoo": module_runs(ours, x, g),
+        "mixtral": module_runs(mixtral, x, g),
         "floor": _floor(n, H, E, k, inner),
     }
     rows = []
@@ -147,8 +126,7 @@ def main() -> None:
         outputs_equal_mixtral=same,
     )
     print(f"outputs equal to Mixtral's: {same}; load average {info['load_average_1min']:.2f}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"meta": info, "rows": rows}, indent=2) + "\n")
+    write_json(args.out, {"meta": info, "rows": rows})
     print(f"wrote {args.out}")
 
 

@@ -25,14 +25,13 @@ Example::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
-from timing import interleaved, meta
+from timing import add_options, interleaved, meta, write_json
 
 import hybridzoo
 
@@ -110,13 +109,9 @@ def case(
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--layers", nargs="+", default=list(CASES), choices=list(CASES))
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--length", type=int, default=4096)
-    p.add_argument("--hidden", type=int, default=256)
-    p.add_argument("--mean-document", type=float, default=512.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=3)
+    add_options(
+        p, batch=4, length=4096, hidden=256, mean_document=512.0, seed=0, threads=1, repeats=3
+    )
     p.add_argument("--bound", type=float, default=1.2, help="target packed / plain")
     p.add_argument("--out", type=Path, default=RESULTS / "packing.json")
     args = p.parse_args(argv)
@@ -146,8 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_after": os.getloadavg(),
         "rows": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    write_json(args.out, result)
     print(f"load average before {load_before}, after {result['load_average_after']}; {args.out}")
     return 0 if all(r["ok"] for r in rows) else 1
 

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from timing import add_options, reset_peak, status_kib, write_json
 
 from hybridzoo_plugins.rwkv import RWKVOptions
 from hybridzoo_plugins.rwkv.layer import make_bodies
@@ -47,14 +48,6 @@ from hybridzoo_plugins.rwkv.reference import channel_mix_reference, time_mix_ref
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def time_best(fn: Callable[[], Any], device: torch.device, repeats: int, warmup: int) -> float:
@@ -87,11 +80,11 @@ def peak_bytes_here(fn: Callable[[], Any], device: torch.device) -> float:
         fn()
         torch.cuda.synchronize(device)
         return float(torch.cuda.max_memory_allocated(device) - base)
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    base = _status_kib("VmRSS")
+    if not reset_peak():
+        raise OSError("/proc/self/clear_refs is not writable: cannot reset the peak")
+    base = status_kib("VmRSS")
     fn()
-    return float(max(_status_kib("VmHWM") - base, 0) * 1024)
+    return float(max(status_kib("VmHWM") - base, 0) * 1024)
 
 
 def peak_bytes(args: argparse.Namespace, length: int, what: str, mode: str) -> float:
@@ -329,13 +322,10 @@ HEADER = (
 def main(argv: list[str] | None = None) -> None:
     """Parse arguments, run, print the table and the targets, write JSON to ``--out``."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--hidden", type=int, default=256)
-    p.add_argument("--head-size", type=int, default=64)
+    add_options(p, batch=4, hidden=256, head_size=64)
     p.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 16384])
     p.add_argument("--ref-lengths", type=int, nargs="*", default=[1024, 4096])
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--ref-repeats", type=int, default=1)
+    add_options(p, repeats=3, ref_repeats=1)
     p.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16"])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
@@ -363,7 +353,7 @@ def main(argv: list[str] | None = None) -> None:
         mark = "met" if t["met"] else "NOT met"
         print(f"{t['target']:<45} {t['value']:>8.2f}  (goal {t['goal']}: {mark})")
     if args.out is not None:
-        args.out.write_text(json.dumps(result, indent=2))
+        write_json(args.out, result)
         print(f"wrote {args.out}")
 
 

@@ -15,12 +15,10 @@ information (ratio ~256 expected), not held to the target. Usage::
 from __future__ import annotations
 
 import argparse
-import json
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from timing import interleaved, meta
+from timing import add_options, interleaved, meta, module_runs, write_json
 
 from hybridzoo.plugin import LayerSpec
 
@@ -42,27 +40,10 @@ def _first_body(spec: LayerSpec, options: dict, hidden: int) -> torch.nn.Module:
     return spec.factory(spec.options(**options), hidden)[0].train()
 
 
-def _runs(body: torch.nn.Module, x: torch.Tensor, mode: str) -> Callable[[], None]:
-    xg = x.clone().requires_grad_(True)
-
-    def forward() -> None:
-        with torch.no_grad():
-            body(x)
-
-    def backward() -> None:
-        body.zero_grad(set_to_none=True)
-        xg.grad = None
-        body(xg).sum().backward()
-
-    return forward if mode == "fwd" else backward
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", type=int, nargs=2, default=[1024, 16384])
-    parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=2)
+    add_options(parser, hidden=256, repeat=5, threads=2)
     parser.add_argument("--modes", nargs="+", default=["fwd", "fwd+bwd"])
     parser.add_argument("--skip-full", action="store_true", help="leave out full attention")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/scaling.json"))
@@ -83,7 +64,7 @@ def main() -> None:
                 continue  # quadratic: the forward says enough
             inputs = {n: torch.randn(1, n, args.hidden) for n in (short, long)}
             result = interleaved(
-                {str(n): _runs(body, x, mode) for n, x in inputs.items()}, args.repeat
+                {str(n): module_runs(body, x)[mode] for n, x in inputs.items()}, args.repeat
             )
             ratio = result[str(long)]["min_ms"] / result[str(short)]["min_ms"]
             rows.append(
@@ -103,8 +84,7 @@ def main() -> None:
             )
     info = meta(lengths=args.lengths, hidden=args.hidden, batch=1, repeat=args.repeat)
     print(f"load average {info['load_average_1min']:.2f}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"meta": info, "rows": rows}, indent=2) + "\n")
+    write_json(args.out, {"meta": info, "rows": rows})
     print(f"wrote {args.out}")
 
 

@@ -8,13 +8,13 @@ Prints a table and writes JSON. Example::
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from timing import add_options, write_json
 
 import hybridzoo
 
@@ -43,10 +43,7 @@ def measure(pattern: str, *, embed_dim: int, hidden_size: int, steps: int, warmu
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--embed-dim", type=int, default=287)
-    parser.add_argument("--hidden-size", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=600)
-    parser.add_argument("--warmup", type=int, default=50)
+    add_options(parser, embed_dim=287, hidden_size=256, steps=600, warmup=50)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/step.json"))
     args = parser.parse_args()
@@ -61,16 +58,10 @@ def main() -> None:
         "R x6": "R" * 6,
         "S E S A S E": "S E S A S E",  # Mamba-2 with mixtures of experts and one attention
     }
+    settings = {key: vars(args)[key] for key in ("embed_dim", "hidden_size", "steps", "warmup")}
     rows = []
     for label, pattern in patterns.items():
-        row = measure(
-            pattern,
-            embed_dim=args.embed_dim,
-            hidden_size=args.hidden_size,
-            steps=args.steps,
-            warmup=args.warmup,
-        )
-        row["label"] = label
+        row = {**measure(pattern, **settings), "label": label}
         rows.append(row)
         print(
             f"{label:16} params {row['params']:>10,}  median {row['median_ms']:6.3f} ms  "
@@ -84,8 +75,7 @@ def main() -> None:
         "processor": platform.processor(),
         "date": time.strftime("%Y-%m-%d"),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    write_json(args.out, {"meta": meta, "rows": rows})
     print(f"wrote {args.out}")
 
 

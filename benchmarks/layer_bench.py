@@ -11,7 +11,6 @@ ratios, the targets they are checked against, and the load average before and af
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from timing import add_options, output_grad_runs, time_best, write_json
 from torch import nn
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -38,34 +38,10 @@ MALLOC_REUSE = {
 Build = Callable[[argparse.Namespace, int, int], tuple[nn.Module, nn.Module | None]]
 
 
-def time_best(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> tuple[float, float]:
-    """The smallest ``(wall-clock, process CPU)`` seconds of ``fn`` over ``repeats`` runs after
-    ``warmup``. CPU time (all threads together) is the robust one on a machine that other
-    processes share; wall clock is what a user waits."""
-    for _ in range(warmup):
-        fn()
-    wall = cpu = float("inf")
-    for _ in range(repeats):
-        c0, t0 = time.process_time(), time.perf_counter()
-        fn()
-        wall = min(wall, time.perf_counter() - t0)
-        cpu = min(cpu, time.process_time() - c0)
-    return wall, cpu
-
-
 def _timings(module: nn.Module, x: torch.Tensor, repeats: int, clock: str) -> dict[str, float]:
-    grad_y = torch.randn_like(x)
-
-    def forward() -> None:
-        with torch.no_grad():
-            module(x)
-
-    def forward_backward() -> None:
-        module.zero_grad(set_to_none=True)
-        module(x.detach().requires_grad_(True)).backward(grad_y)
-
+    runs = output_grad_runs(module, x, module)
     out: dict[str, float] = {}
-    for mode, fn in (("fwd", forward), ("fwd_bwd", forward_backward)):
+    for mode, fn in (("fwd", runs["fwd"]), ("fwd_bwd", runs["fwd+bwd"])):
         wall, cpu = time_best(fn, repeats)
         out |= {f"{mode}_wall_s": wall, f"{mode}_cpu_s": cpu}
         out[f"{mode}_s"] = cpu if clock == "cpu" else wall
@@ -75,11 +51,7 @@ def _timings(module: nn.Module, x: torch.Tensor, repeats: int, clock: str) -> di
 def parser(description: str, **defaults: Any) -> argparse.ArgumentParser:
     """The common options; ``defaults`` sets layer-specific ones added by the caller."""
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--hidden", type=int, default=256)
-    p.add_argument("--length", type=int, default=4096)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=3)
+    add_options(p, batch=4, hidden=256, length=4096, threads=2, repeats=3)
     p.add_argument("--scaling-lengths", type=int, nargs=2, default=[1024, 16384])
     p.add_argument("--scaling-bound", type=float, default=18.0)
     p.add_argument("--speedup-bound", type=float, default=None, help="target ours/theirs")
@@ -184,7 +156,5 @@ def run(name: str, args: argparse.Namespace, build: Build) -> dict[str, Any]:
         "loadavg_after": load_after,
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
-    out = args.out or RESULTS / f"{name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.out or RESULTS / f"{name}.json", result)
     return result

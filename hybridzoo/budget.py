@@ -14,11 +14,12 @@ to ``max_hidden_size``: doubling until the budget is passed, then every multiple
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from hybridzoo.cost import CostCard, cost
 from hybridzoo.counting import scale_layer_options
+from hybridzoo.dict_backed import DictBacked
 from hybridzoo.errors import HybridZooError, OptionError
 from hybridzoo.model_options import MODEL_OPTIONS, with_model_options
 from hybridzoo.registry import Registry, get_registry
@@ -35,7 +36,7 @@ METRICS: dict[str, Callable[[CostCard], float | None]] = {
 }
 
 
-class BudgetMatch(Mapping[str, Any]):
+class BudgetMatch(DictBacked):
     """The options that meet a budget (a mapping: ``build(pattern, **match)``), and how close
     they got: :attr:`achieved` against :attr:`target` (:attr:`relative_error`)."""
 
@@ -54,14 +55,8 @@ class BudgetMatch(Mapping[str, Any]):
         """``(achieved - target) / target``: negative below the budget, positive above."""
         return (self.achieved - self.target) / self.target
 
-    def __getitem__(self, key: str) -> Any:
-        return self.options[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.options)
-
-    def __len__(self) -> int:
-        return len(self.options)
+    def _items(self) -> dict[str, Any]:
+        return self.options
 
     def __str__(self) -> str:
         side = "above" if self.achieved > self.target else "below"

@@ -3,11 +3,12 @@ registry, the positions' own options turned into records, stored ones read back.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
+from hybridzoo.dict_backed import DictBacked
 from hybridzoo.errors import ConfigError, HybridZooError, OptionError, did_you_mean
 from hybridzoo.model_options import MODEL_OPTIONS, check_model_options
 from hybridzoo.options import make_options, split_options
@@ -20,7 +21,7 @@ from hybridzoo.spec import LayerSpec
 __all__ = ["LayerOptions", "read_own", "validated"]
 
 
-class LayerOptions(Mapping[str, Any]):
+class LayerOptions(DictBacked):
     """An immutable, hashable mapping ``{layer name: options record}``."""
 
     __slots__ = ("_data",)
@@ -28,14 +29,8 @@ class LayerOptions(Mapping[str, Any]):
     def __init__(self, items: Mapping[str, Any] = ()) -> None:  # type: ignore[assignment]
         self._data = dict(items)
 
-    def __getitem__(self, name: str) -> Any:
-        return self._data[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
+    def _items(self) -> dict[str, Any]:
+        return self._data
 
     def __hash__(self) -> int:
         return hash(frozenset(self._data.items()))

@@ -23,6 +23,7 @@ from typing import Any, TextIO
 from hybridzoo.errors import PluginError
 from hybridzoo.registry import PluginRecord, Registry, get_registry
 from hybridzoo.spec import PLUGIN_API_VERSION
+from hybridzoo.subcommand import run_alone
 
 __all__ = ["collect", "configure_parser", "format_table", "main", "run"]
 
@@ -189,9 +190,7 @@ def run(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m hybridzoo.plugins_report [--json]`` (the same as ``hybridzoo plugins``)."""
-    parser = argparse.ArgumentParser(prog="hybridzoo plugins")
-    configure_parser(parser)
-    return run(parser.parse_args(argv))
+    return run_alone("hybridzoo plugins", configure_parser, run, argv)
 
 
 if __name__ == "__main__":

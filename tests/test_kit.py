@@ -241,6 +241,11 @@ def test_the_zero_initialised_path_is_not_a_false_alarm() -> None:
 
 # -- each fault fails its check ------------------------------------------------------------------
 
+#: the checks of step mode, and those of packed documents
+STEP_CHECKS = frozenset({"step_equals_parallel", "prefill_then_step", "chunked_prefill"})
+PACKING_CHECKS = frozenset(
+    {"packed_equals_separate", "packed_containment", "packed_model", "packed_reference"}
+)
 #: the state checks that compare steps with forward: they fail with any step-mode fault
 STATE_OPS = {"snapshot_rollback", "rows_select_cat"}
 
@@ -249,29 +254,15 @@ FAULTS: dict[str, tuple[set[str], set[str]]] = {
     "wrong_param_count": ({"param_count_exact", "in_model"}, set()),
     "not_causal": (
         {"causal", "backward_containment", "packed_equals_separate", "packed_containment"},
-        {
-            "step_equals_parallel",
-            "prefill_then_step",
-            "chunked_prefill",
-            "reference_matches",
-            "packed_model",
-            "packed_reference",
-        }
-        | STATE_OPS,
+        {*STEP_CHECKS, "reference_matches", "packed_model", "packed_reference", *STATE_OPS},
     ),
     "packing_ignored": ({"packed_equals_separate", "packed_model", "packed_reference"}, set()),
-    "step_wrong_decay": (
-        {"step_equals_parallel", "prefill_then_step", "chunked_prefill"},
-        STATE_OPS,
-    ),
+    "step_wrong_decay": (set(STEP_CHECKS), STATE_OPS),
     "forward_wrong_decay": (
         {"step_equals_parallel", "reference_matches", "packed_reference"},
         {"prefill_then_step", "chunked_prefill"} | STATE_OPS,
     ),
-    "state_not_updated": (
-        {"step_equals_parallel", "prefill_then_step", "chunked_prefill"},
-        STATE_OPS,
-    ),
+    "state_not_updated": (set(STEP_CHECKS), STATE_OPS),
     "state_on_module": (STATE_OPS, set()),
     "shared_counter": ({"rows_select_cat"}, set()),
     "masked_chunk": ({"backward_containment", "packed_containment"}, set()),
@@ -508,7 +499,7 @@ def positionwise_spec(mixes_time: bool = False) -> LayerSpec:
 def test_a_positionwise_layer_gets_the_step_checks_through_the_core() -> None:
     results = {r.check: r for r in run_checks(positionwise_spec())}
     assert not [r for r in results.values() if r.failed]
-    for name in ("step_equals_parallel", "prefill_then_step", "chunked_prefill"):
+    for name in sorted(STEP_CHECKS):
         assert results[name].passed, results[name]
     assert results["state_size_formula"].skipped
     assert "positionwise: it holds no state" in results["state_size_formula"].reason
@@ -517,14 +508,7 @@ def test_a_positionwise_layer_gets_the_step_checks_through_the_core() -> None:
 def test_a_layer_declared_positionwise_that_mixes_time_fails() -> None:
     results = {r.check: r for r in run_checks(positionwise_spec(mixes_time=True))}
     failed = {name for name, r in results.items() if r.failed}
-    assert failed == {
-        "step_equals_parallel",
-        "prefill_then_step",
-        "chunked_prefill",
-        "packed_equals_separate",
-        "packed_model",
-        *STATE_OPS,
-    }
+    assert failed == {*STEP_CHECKS, "packed_equals_separate", "packed_model", *STATE_OPS}
     assert "PerPosition: step outputs differ from forward" in results["step_equals_parallel"].reason
 
 
@@ -538,15 +522,10 @@ def test_checks_that_do_not_apply_are_skipped_with_a_reason() -> None:
     assert skipped == {
         "causal",
         "backward_containment",
-        "step_equals_parallel",
-        "prefill_then_step",
-        "chunked_prefill",
         "state_size_formula",
         "reference_matches",
-        "packed_equals_separate",
-        "packed_containment",
-        "packed_model",
-        "packed_reference",
+        *STEP_CHECKS,
+        *PACKING_CHECKS,
         "state_refused_across_models",
         *STATE_OPS,
     }

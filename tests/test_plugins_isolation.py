@@ -212,22 +212,36 @@ FAULTS: dict[str, Fault] = {
 }
 
 
-def make_distribution(root: Path, dist: str, module: str, source: str, ep_name: str) -> None:
-    """Write ``<dist>-1.0.dist-info`` (METADATA, entry_points.txt) and ``<module>.py`` in root."""
+def install_distribution(
+    monkeypatch: pytest.MonkeyPatch, root: Path, dist: str, module: str, source: str, ep_name: str
+) -> None:
+    """Write ``<dist>-1.0.dist-info`` (METADATA, entry_points.txt) and ``<module>.py`` in root,
+    and put root on ``sys.path``."""
     info = root / f"{dist.replace('-', '_')}-1.0.dist-info"
     info.mkdir(parents=True)
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
     (info / "entry_points.txt").write_text(f"[hybridzoo.layers]\n{ep_name} = {module}\n")
     (root / f"{module}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(root))
 
 
 def install_fault(root: Path, case: str, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
     """Install the fake distribution of ``case`` on ``sys.path``; ``(dist, entry-point name)``."""
     dist = f"hybridzoo-fake-{case.replace('_', '-')}"
     ep_name = f"fake_{case}"
-    make_distribution(root, dist, f"fake_{case}_plugin", FAULTS[case].module_source, ep_name)
-    monkeypatch.syspath_prepend(str(root))
+    source = FAULTS[case].module_source
+    install_distribution(monkeypatch, root, dist, f"fake_{case}_plugin", source, ep_name)
     return dist, ep_name
+
+
+def install_layer(
+    monkeypatch: pytest.MonkeyPatch, root: Path, dist: str, name: str, ep_name: str
+) -> Registry:
+    """Install a distribution of one good layer ``name`` (symbol Q, options ``<name>_width``) and
+    return a fresh registry that sees it."""
+    module = f"{dist.replace('-', '_')}_plugin"
+    install_distribution(monkeypatch, root, dist, module, spec_module(name, "Q", name), ep_name)
+    return Registry()
 
 
 def record_of(registry: Registry, ep_name: str) -> PluginRecord:
@@ -276,12 +290,17 @@ def cli(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess
 # -- each fault ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("case", sorted(FAULTS))
-def test_fault_is_recorded_and_the_rest_works(
-    case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    fault = FAULTS[case]
-    dist, ep_name = install_fault(tmp_path, case, monkeypatch)
+@pytest.fixture(params=sorted(FAULTS))
+def installed_fault(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Fault, str, str]:
+    """Each fault's fake distribution installed in ``tmp_path``: ``(fault, dist, entry point)``."""
+    dist, ep_name = install_fault(tmp_path, request.param, monkeypatch)
+    return FAULTS[request.param], dist, ep_name
+
+
+def test_fault_is_recorded_and_the_rest_works(installed_fault: tuple[Fault, str, str]) -> None:
+    fault, dist, ep_name = installed_fault
     registry = Registry()
     record = record_of(registry, ep_name)
     assert record.distribution == dist
@@ -296,12 +315,10 @@ def test_fault_is_recorded_and_the_rest_works(
     build_with_builtins(registry, avoid=fault.victim)
 
 
-@pytest.mark.parametrize("case", sorted(FAULTS))
 def test_fault_raises_in_strict_mode(
-    case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    installed_fault: tuple[Fault, str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fault = FAULTS[case]
-    dist, _ = install_fault(tmp_path, case, monkeypatch)
+    fault, dist, _ = installed_fault
     others = builtin_failures()
     expected = PluginConflictError if fault.conflict else PluginError
     with pytest.raises(expected) as info:
@@ -314,11 +331,10 @@ def test_fault_raises_in_strict_mode(
         Registry().names()
 
 
-@pytest.mark.parametrize("case", sorted(FAULTS))
 def test_fault_does_not_break_the_commands(
-    case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    installed_fault: tuple[Fault, str, str], tmp_path: Path
 ) -> None:
-    dist, ep_name = install_fault(tmp_path, case, monkeypatch)
+    _, dist, ep_name = installed_fault
     listing = cli(tmp_path, "plugins", "--json")
     assert listing.returncode == 0, listing.stderr
     report = json.loads(listing.stdout)
@@ -378,8 +394,8 @@ def test_a_contested_name_is_an_error_when_used(
 ) -> None:
     # distributions load in name order: "aaa-..." before "hybridzoo", "hybridzoo-..." after
     dist = "aaa-fake-claims-ffn" if dist_first else "hybridzoo-fake-claims-ffn"
-    make_distribution(tmp_path, dist, "fake_claims_ffn", spec_module("ffn", "Q", "fakeq"), "cf")
-    monkeypatch.syspath_prepend(str(tmp_path))
+    source = spec_module("ffn", "Q", "fakeq")
+    install_distribution(monkeypatch, tmp_path, dist, "fake_claims_ffn", source, "cf")
     registry = Registry()
     assert any(dist in (p.error or "") for p in registry.failures())
     with pytest.raises(PluginConflictError, match=dist):
@@ -406,8 +422,8 @@ def test_ctrl_c_while_a_plugin_loads_leaves_nothing_half_loaded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dist, ep_name = "hybridzoo-fake-slow", "fake_slow"
-    make_distribution(tmp_path, dist, "fake_slow_plugin", "raise KeyboardInterrupt\n", ep_name)
-    monkeypatch.syspath_prepend(str(tmp_path))
+    source = "raise KeyboardInterrupt\n"
+    install_distribution(monkeypatch, tmp_path, dist, "fake_slow_plugin", source, ep_name)
     registry = Registry()
     with pytest.raises(KeyboardInterrupt):
         registry.names()
@@ -435,8 +451,9 @@ def test_the_version_1_named_pattern_form_still_works(
             return {"ffn_pairs": lambda n: ["ffn"] * (2 * n)}
         """
     )
-    make_distribution(tmp_path, "hybridzoo-fake-v1", "fake_v1_plugin", source, "fakev1")
-    monkeypatch.syspath_prepend(str(tmp_path))
+    install_distribution(
+        monkeypatch, tmp_path, "hybridzoo-fake-v1", "fake_v1_plugin", source, "fakev1"
+    )
     registry = Registry()
     assert record_of(registry, "fakev1").patterns == ["ffn_pairs"]
     assert hybridzoo.expand_named_pattern("ffn_pairs", 2, registry=registry) == ["ffn"] * 4
@@ -452,10 +469,7 @@ def test_a_good_fake_plugin_is_discovered_and_mixes_with_builtins(
 ) -> None:
     import torch
 
-    source = spec_module("fakegood", "Q", "fakegood")
-    make_distribution(tmp_path, "hybridzoo-fake-good", "fake_good_plugin", source, "fakegood")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    registry = Registry()
+    registry = install_layer(monkeypatch, tmp_path, "hybridzoo-fake-good", "fakegood", "fakegood")
     assert registry.source("fakegood") == ("hybridzoo-fake-good", "1.0")
     assert record_of(registry, "fakegood").status == "loaded"
     with hybridzoo.use_registry(registry):
@@ -518,10 +532,7 @@ def test_disable_autoload(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 def test_an_entry_point_named_like_a_builtin_one_still_loads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    source = spec_module("betterffn", "Q", "betterffn")
-    make_distribution(tmp_path, "hybridzoo-fake-dup", "fake_dup_plugin", source, "ffn")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    registry = Registry()
+    registry = install_layer(monkeypatch, tmp_path, "hybridzoo-fake-dup", "betterffn", "ffn")
     assert registry.source("betterffn") == ("hybridzoo-fake-dup", "1.0")
     assert registry.source("ffn") == (BUILTIN_DIST, hybridzoo.__version__)
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from hybridzoo.cli.values import parse_assignment
+from hybridzoo.subcommand import run_alone
 from hybridzoo.validate import Validator, at_least, in_range, positive
 
 DEFAULT_PRESET = "default"
@@ -130,12 +131,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     train.add_argument("--seed", type=NON_NEGATIVE_INT, default=None, help="= --seeds X")
     train.add_argument("--steps", type=POSITIVE_INT, default=None, help="max steps per run")
-    train.add_argument(
-        "--epochs",
-        type=POSITIVE_INT,
-        default=None,
-        help="passes over --train-examples (sets the steps)",
-    )
+    train.add_argument("--epochs", type=POSITIVE_INT, default=None,
+                       help="passes over --train-examples (sets the steps)")  # fmt: skip
     train.add_argument(
         "--train-examples",
         type=POSITIVE_INT,
@@ -302,9 +299,7 @@ def _run(args: argparse.Namespace, started: float) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m hybridzoo.arena.cli``: the arena without the core's CLI."""
-    parser = argparse.ArgumentParser(prog="hybridzoo arena")
-    configure_parser(parser)
-    return run(parser.parse_args(argv))
+    return run_alone("hybridzoo arena", configure_parser, run, argv)
 
 
 if __name__ == "__main__":
