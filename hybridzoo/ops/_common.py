@@ -15,9 +15,13 @@ no difference of two cumulative sums is ever taken, so a strong decay (any log d
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import torch
 
 from hybridzoo.errors import OptionError, ShapeError
+from hybridzoo.ops._checks import sizes
 
 DECAY_FLOOR = -1.0e4
 """Log decays are raised to this floor (``-inf`` included) and document starts get it: its
@@ -80,6 +84,62 @@ def document_starts(seq_idx: torch.Tensor | None, b: int, t_len: int) -> torch.T
     return torch.nn.functional.pad(step != 0, (1, 0))
 
 
+@dataclass(frozen=True)
+class Call:
+    """One call of a chunked kernel with its arguments checked and resolved (:func:`prepare`)."""
+
+    n: dict[str, int]  # the size of every layout letter
+    scale: float
+    chunk: int  # the chunk length used (:func:`chunk_length`)
+    chunk_size: int  # as asked: the compiled backend's checkpoint interval
+    dtype: torch.dtype  # the compute dtype
+    out_dtype: torch.dtype
+    starts: torch.Tensor | None  # document starts [B, T] or None
+    output_final_state: bool
+
+    def initial(self, state: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+        """``state`` in the compute dtype, or a zero ``[B, H, K, V]`` state."""
+        if state is not None:
+            return state.to(self.dtype)
+        return like.new_zeros(*(self.n[x] for x in "BHKV"), dtype=self.dtype)
+
+    def result(
+        self, o: torch.Tensor, s_end: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(o in the output dtype, s_end or None)``: what the kernel returns."""
+        return o.to(self.out_dtype), (s_end if self.output_final_state else None)
+
+
+def prepare(
+    kernel: str,
+    tensors: Sequence[torch.Tensor | None],
+    like: torch.Tensor,
+    scale: float | None,
+    chunk_size: int,
+    seq_idx: torch.Tensor | None,
+    output_final_state: bool,
+) -> Call:
+    """Check ``kernel``'s tensor arguments (:data:`~hybridzoo.ops._checks.LAYOUTS` order) and
+    resolve the options shared by the family; ``like``'s dtype sets the compute and output
+    dtypes."""
+    n = sizes(kernel, *tensors)
+    scale = resolve_scale(scale, n["K"])
+    chunk = chunk_length(chunk_size, n["T"])
+    dtype = compute_dtype(like.dtype)
+    starts = document_starts(seq_idx, n["B"], n["T"])
+    return Call(n, scale, chunk, chunk_size, dtype, like.dtype, starts, output_final_state)
+
+
+def step_inputs(
+    kernel: str, tensors: Sequence[torch.Tensor | None], state: torch.Tensor
+) -> tuple[dict[str, int], list]:
+    """Check a one-token step's tensor arguments (``kernel``'s layouts without ``T``, ``state``
+    last); return every letter's size and the tensors in the state's dtype (None stays None)."""
+    n = sizes(kernel, *tensors, state, step=True)
+    dt = state.dtype
+    return n, [None if x is None else x.to(dt) for x in tensors]
+
+
 def floor_log_decay(g: torch.Tensor, starts: torch.Tensor | None) -> torch.Tensor:
     """``g`` raised to :data:`DECAY_FLOOR`, and :data:`DECAY_FLOOR` at document starts.
 
@@ -91,6 +151,12 @@ def floor_log_decay(g: torch.Tensor, starts: torch.Tensor | None) -> torch.Tenso
         return g
     mask = starts.view(*starts.shape, *([1] * (g.dim() - 2)))
     return g.masked_fill(mask, DECAY_FLOOR)
+
+
+def needs_grad(*tensors: torch.Tensor | None) -> bool:
+    """True when autograd records and one of ``tensors`` (None ones skipped) requires a gradient:
+    then a kernel runs through its autograd Function."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
 def pad_time(x: torch.Tensor, length: int) -> torch.Tensor:

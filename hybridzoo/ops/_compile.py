@@ -19,15 +19,18 @@ import hashlib
 import logging
 import os
 import sys
-import threading
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from hybridzoo.ops.selective_scan.build import check_cache_dir, extension_name, kernel_cache_dir
+from hybridzoo.ops.selective_scan.build import (
+    BuildOnce,
+    check_cache_dir,
+    extension_name,
+    kernel_cache_dir,
+)
 
 _NATIVE = ["-march=native", "-mprefer-vector-width=512"]  # AVX-512 where the host has it
 _FLAG_SETS: tuple[tuple[list[str], list[str]], ...] = (
@@ -53,7 +56,7 @@ def _private_directory(path: Path) -> Path:
     return path
 
 
-class Kernel:
+class Kernel(BuildOnce):
     """A C++ source compiled at most once per process (thread-safe), remembering the outcome.
 
     ``namespace`` is the ``TORCH_LIBRARY`` namespace the source registers (``headers``: the
@@ -62,13 +65,10 @@ class Kernel:
     """
 
     def __init__(self, source: Path, namespace: str, headers: tuple[Path, ...] = ()) -> None:
+        super().__init__(self._compile, namespace)
         self.source, self.namespace, self.headers = source, namespace, headers
-        self._lock = threading.Lock()
-        self._tried = False
-        self.ops: Any = None
-        self.error: str | None = None
 
-    def _build(self) -> Any:
+    def _compile(self) -> Any:
         code = b"".join(p.read_bytes() for p in (self.source, *self.headers))
         flags = repr(_FLAG_SETS).encode()
         # the selective scan's build name already covers the host CPU, torch and Python
@@ -104,23 +104,6 @@ class Kernel:
                 )
             return getattr(torch.ops, self.namespace)
         raise RuntimeError(f"could not compile {self.source.name}:\n" + "\n".join(errors))
-
-    def load(self) -> Any:
-        """The compiled ops, compiling them on the first call; None if that is impossible."""
-        with self._lock:
-            if not self._tried:
-                self._tried = True
-                try:
-                    self.ops = self._build()
-                except Exception as exc:
-                    self.error = str(exc)
-                    warnings.warn(
-                        f"hybridzoo: the compiled {self.namespace} kernel is unavailable; the "
-                        f"pure-torch backend runs instead (slower). Reason: {self.error[:600]}",
-                        RuntimeWarning,
-                        stacklevel=3,
-                    )
-            return self.ops
 
 
 def compile_disabled() -> bool:

@@ -15,6 +15,7 @@ from hybridzoo.ops.selective_scan import causal_conv1d
 from hybridzoo.ops.selective_scan import fused as fused_module
 from hybridzoo.ops.selective_scan.chunked import chunked_selective_scan
 from hybridzoo.ops.selective_scan.fused import fused_selective_scan
+from hybridzoo.ops.selective_scan.inputs import ScanInputs
 
 # float64 tolerances, relative to the largest magnitude of the reference tensor.
 RTOL64 = 1e-10
@@ -123,7 +124,7 @@ def internal_scan(backend: str, chunk: int) -> Callable:
     chunks of the torch one), with the signature of ``selective_scan``; no input checks."""
 
     def fn(u, delta, A, B, C, D, z, bias, sp, *, initial_state, output_final_state, seq_idx=None):
-        args = (u, delta, A, B, C, D, z, bias, sp, initial_state)
+        args = (ScanInputs(u, delta, A, B, C, D, z, bias), sp, initial_state)
         if backend == "compiled":
             return fused_selective_scan(*args, seq_idx=seq_idx, chunk=chunk)
         return chunked_selective_scan(*args, seq_idx=seq_idx, chunk_size=chunk)

@@ -26,20 +26,10 @@ from collections.abc import Sequence
 
 import torch
 
-from hybridzoo.ops._checks import sizes
-from hybridzoo.ops._common import (
-    ScalarDecays,
-    causal_matmul,
-    chunk_length,
-    compute_dtype,
-    document_starts,
-    floor_log_decay,
-    pad_time,
-    resolve_scale,
-)
+from hybridzoo.ops._common import ScalarDecays, causal_matmul, floor_log_decay, pad_time, prepare
 from hybridzoo.ops._recompute import group_bounds, run_groups
 from hybridzoo.ops.delta_rule.compiled import KERNEL
-from hybridzoo.ops.gla.compiled import checkpoint_interval, compiled_recurrence, resolve_backend
+from hybridzoo.ops.gla.compiled import compiled_recurrence, resolve_backend
 
 
 def chunk_gated_delta_rule(
@@ -82,26 +72,21 @@ def chunk_gated_delta_rule(
         ``(o [B, T, H, V] in v's dtype, S_T [B, H, K, V] or None)``, computed in float64 for
         float64 inputs and in float32 otherwise. Differentiable in every tensor argument.
     """
-    n = sizes("chunk_gated_delta_rule", q, k, v, log_decay, beta, initial_state)
-    b, t_len, h, d_k, d_v = (n[x] for x in "BTHKV")
-    scale = resolve_scale(scale, d_k)
-    chunk = chunk_length(chunk_size, t_len)
-    dt = compute_dtype(v.dtype)
-    starts = document_starts(seq_idx, b, t_len)
+    tensors = (q, k, v, log_decay, beta, initial_state)
+    call = prepare(
+        "chunk_gated_delta_rule", tensors, v, scale, chunk_size, seq_idx, output_final_state
+    )
     if resolve_backend(backend, v.device, KERNEL) == "compiled":
-        interval = checkpoint_interval(chunk_size, d_k, d_v)
         g, bt = log_decay.unsqueeze(-1), beta.unsqueeze(-1)
-        o, s_end = compiled_recurrence(
-            q, k, v, g, bt, initial_state, starts, scale, interval, dt, kernel=KERNEL
-        )
-        return o.to(v.dtype), (s_end if output_final_state else None)
-    if n["G"] != h:  # grouped values: each query/key head serves H / G consecutive value heads
-        q, k = (x.repeat_interleave(h // n["G"], 2) for x in (q, k))
-    log_decay = floor_log_decay(log_decay, starts)
-    s0 = v.new_zeros(b, h, d_k, d_v, dtype=dt) if initial_state is None else initial_state.to(dt)
-    bounds = group_bounds(t_len, chunk, b * h * chunk * max(d_k + d_v, chunk))
-    o, s_end = run_groups(_GroupRun(chunk, scale, dt), bounds, s0, (q, k, v, log_decay, beta))
-    return o.to(v.dtype), (s_end if output_final_state else None)
+        return compiled_recurrence(call, q, k, v, g, bt, initial_state, kernel=KERNEL)
+    b, h, d_k, d_v, chunk = call.n["B"], call.n["H"], call.n["K"], call.n["V"], call.chunk
+    if call.n["G"] != h:  # grouped values: each query/key head serves H / G value heads
+        q, k = (x.repeat_interleave(h // call.n["G"], 2) for x in (q, k))
+    log_decay = floor_log_decay(log_decay, call.starts)
+    s0 = call.initial(initial_state, v)
+    bounds = group_bounds(call.n["T"], chunk, b * h * chunk * max(d_k + d_v, chunk))
+    run = _GroupRun(chunk, call.scale, call.dtype)
+    return call.result(*run_groups(run, bounds, s0, (q, k, v, log_decay, beta)))
 
 
 class _GroupRun:

@@ -41,8 +41,8 @@ void keys_times_state(const Dims& d, const T* S, const T* k, T* r) {
   }
 }
 
-Dims delta_dims(const at::Tensor& q, const at::Tensor& v, const at::Tensor& w,
-                const at::Tensor& starts, int64_t chunk) {
+Dims kernel_dims(const at::Tensor& q, const at::Tensor& v, const at::Tensor& w,
+                 const at::Tensor& beta, const at::Tensor& starts, int64_t chunk) {
   return dims_of(q, v, w, at::empty({0}, v.options()), starts, chunk);  // Kw = 1, no bonus
 }
 
@@ -52,22 +52,17 @@ void forward_impl(const Dims& d, const at::Tensor& q, const at::Tensor& k, const
                   const at::Tensor& starts, double scale_d, at::Tensor& o, at::Tensor& s_end,
                   at::Tensor* ckpt) {
   Seq<T> Q(q), Kt(k), Vt(v), Wt(w), Bt(beta), O(o);
-  const T* S0 = s0.numel() ? s0.data_ptr<T>() : nullptr;
   const bool* st = d.has_starts ? starts.data_ptr<bool>() : nullptr;
-  T* SE = s_end.data_ptr<T>();
-  T* CK = ckpt ? ckpt->data_ptr<T>() : nullptr;
+  const RunningStates<T> states(d, s0, s_end, ckpt);
   const T scale = static_cast<T>(scale_d);
-  const int64_t KV = d.K * d.V;
   at::parallel_for(0, d.B * d.H, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> u(d.V);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / d.H, h = task % d.H, g = h / d.R;
-      T* S = SE + task * KV;
-      if (S0) std::copy(S0 + task * KV, S0 + (task + 1) * KV, S);
-      else std::fill(S, S + KV, T(0));
+      T* S = states.start(task);
       for (int64_t t = 0; t < d.T; ++t) {
-        if (is_start(d, st, b, t)) std::fill(S, S + KV, T(0));
-        if (CK && t % d.chunk == 0) std::copy(S, S + KV, CK + (task * d.nc + t / d.chunk) * KV);
+        if (is_start(d, st, b, t)) std::fill(S, S + states.KV, T(0));
+        if (t % d.chunk == 0) states.save(task, t / d.chunk, S);
         if (t + kAhead < d.T) {
           prefetch_row(Q.at(b, t + kAhead, g), d.K);
           prefetch_row(Kt.at(b, t + kAhead, g), d.K);
@@ -81,23 +76,6 @@ void forward_impl(const Dims& d, const at::Tensor& q, const at::Tensor& k, const
       }
     }
   });
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor> fwd(const at::Tensor& q, const at::Tensor& k,
-                                                   const at::Tensor& v, const at::Tensor& w,
-                                                   const at::Tensor& beta, const at::Tensor& s0,
-                                                   const at::Tensor& starts, double scale,
-                                                   int64_t chunk, bool save) {
-  const Dims d = delta_dims(q, v, w, starts, chunk);
-  auto opts = v.options();
-  at::Tensor o = at::empty({d.B, d.T, d.H, d.V}, opts);
-  at::Tensor s_end = at::empty({d.B, d.H, d.K, d.V}, opts);
-  at::Tensor ckpt = at::empty({save ? d.B : 0, d.H, d.nc, d.K, d.V}, opts);
-  AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "gated_delta_rule_fwd", [&] {
-    forward_impl<scalar_t>(d, q, k, v, w, beta, s0, starts, scale, o, s_end,
-                           save ? &ckpt : nullptr);
-  });
-  return {o, s_end, ckpt};
 }
 
 // One reverse step for the channels [i0, i0 + NB·L) of every value column j (see the header).
@@ -180,22 +158,17 @@ void backward_impl(const Dims& d, const at::Tensor& q, const at::Tensor& k, cons
   const T scale = static_cast<T>(scale_d);
   const int64_t KV = d.K * d.V, K = d.K, V = d.V;
   at::parallel_for(0, d.B * d.H, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> buf((d.chunk + 1) * KV), zeros(KV, T(0)), G(KV), ub(d.chunk * V),
-        rb(d.chunk * V), du(V), dr(V);
+    BlockStates<T> states(d, st);
+    std::vector<T> G(KV), ub(d.chunk * V), rb(d.chunk * V), du(V), dr(V);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / d.H, h = task % d.H, g = h / d.R;
-      auto before = [&](int64_t t, int64_t t0) -> const T* {
-        if (t > t0 && is_start(d, st, b, t)) return zeros.data();
-        return buf.data() + (t - t0) * KV;
-      };
-      if (DSE) transpose(DSE + task * KV, G.data(), K, V);
-      else std::fill(G.begin(), G.end(), T(0));
+      transpose_or_zero(DSE ? DSE + task * KV : nullptr, G.data(), K, V);
       for (int64_t c = d.nc - 1; c >= 0; --c) {
         const int64_t t0 = c * d.chunk, t1 = std::min(d.T, t0 + d.chunk);
-        transpose(CK + (task * d.nc + c) * KV, buf.data(), K, V);
+        states.enter(CK + (task * d.nc + c) * KV);
         for (int64_t t = t0; t < t1; ++t) {  // recompute r, u and the states (transposed)
-          const T* cur = before(t, t0);
-          T* nxt = buf.data() + (t - t0 + 1) * KV;
+          const T* cur = states.before(b, t, t0);
+          T* nxt = states.after(t, t0);
           const T *kt = Kt.at(b, t, g), *vt = Vt.at(b, t, h), w0 = *Wt.at(b, t, h),
                   bt = *Bt.at(b, t, h);
           T *r = rb.data() + (t - t0) * V, *u = ub.data() + (t - t0) * V;
@@ -208,7 +181,7 @@ void backward_impl(const Dims& d, const at::Tensor& q, const at::Tensor& k, cons
         for (int64_t t = t1 - 1; t >= t0; --t) {
           const T *qt = Q.at(b, t, g), *kt = Kt.at(b, t, g), *vt = Vt.at(b, t, h),
                   *dot = DO.at(b, t, h), w0 = *Wt.at(b, t, h), bt = *Bt.at(b, t, h);
-          const T *prev = before(t, t0), *post = buf.data() + (t - t0 + 1) * KV;
+          const T *prev = states.before(b, t, t0), *post = states.after(t, t0);
           const T *u = ub.data() + (t - t0) * V, *r = rb.data() + (t - t0) * V;
           T *dqt = qk_grad_row<T>(d, out[0], b, t, h), *dkt = qk_grad_row<T>(d, out[1], b, t, h);
           T* dvt = DV.at(b, t, h);
@@ -238,36 +211,10 @@ void backward_impl(const Dims& d, const at::Tensor& q, const at::Tensor& k, cons
   });
 }
 
-std::vector<at::Tensor> bwd(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                            const at::Tensor& w, const at::Tensor& beta, const at::Tensor& starts,
-                            const at::Tensor& ckpt, const at::Tensor& dout,
-                            const at::Tensor& ds_end, double scale, int64_t chunk) {
-  const Dims d = delta_dims(q, v, w, starts, chunk);
-  auto opts = v.options();
-  std::vector<at::Tensor> out = {
-      qk_grad_buffer(d, opts),               qk_grad_buffer(d, opts),
-      at::empty({d.B, d.T, d.H, d.V}, opts), at::empty({d.B, d.T, d.H, 1}, opts),
-      at::empty({d.B, d.T, d.H, 1}, opts),   at::empty({d.B, d.H, d.K, d.V}, opts)};
-  AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "gated_delta_rule_bwd", [&] {
-    backward_impl<scalar_t>(d, q, k, v, w, beta, starts, ckpt, dout, ds_end, scale, out);
-  });
-  out[0] = finish_qk_grad(d, out[0]);
-  out[1] = finish_qk_grad(d, out[1]);
-  return out;
+std::vector<at::Tensor> extra_grads(const Dims& d, const at::TensorOptions& opts) {
+  return {at::empty({d.B, d.T, d.H, 1}, opts), at::empty({d.B, d.T, d.H, 1}, opts)};  // dw, dβ
 }
 
 }  // namespace
 
-TORCH_LIBRARY(hybridzoo_gated_delta_rule, m) {
-  m.def(
-      "fwd(Tensor q, Tensor k, Tensor v, Tensor w, Tensor beta, Tensor s0, Tensor starts, "
-      "float scale, int chunk, bool save) -> (Tensor, Tensor, Tensor)");
-  m.def(
-      "bwd(Tensor q, Tensor k, Tensor v, Tensor w, Tensor beta, Tensor starts, Tensor ckpt, "
-      "Tensor dout, Tensor ds_end, float scale, int chunk) -> Tensor[]");
-}
-
-TORCH_LIBRARY_IMPL(hybridzoo_gated_delta_rule, CPU, m) {
-  m.impl("fwd", &fwd);
-  m.impl("bwd", &bwd);
-}
+HYBRIDZOO_RECURRENCE_LIBRARY(hybridzoo_gated_delta_rule, "beta")

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from hybridzoo.ops._checks import sizes
-from hybridzoo.ops._common import resolve_scale
+from hybridzoo.ops._common import resolve_scale, step_inputs
 
 
 def gated_delta_rule_step(
@@ -33,10 +32,9 @@ def gated_delta_rule_step(
     Returns:
         ``o_t [B, H, V]`` in ``v_t``'s dtype.
     """
-    n = sizes("chunk_gated_delta_rule", q_t, k_t, v_t, log_decay_t, beta_t, state, step=True)
+    tensors = (q_t, k_t, v_t, log_decay_t, beta_t)
+    n, (q, k, v, g, b) = step_inputs("chunk_gated_delta_rule", tensors, state)
     scale = resolve_scale(scale, n["K"])
-    dt = state.dtype
-    q, k, v, g, b = (x.to(dt) for x in (q_t, k_t, v_t, log_decay_t, beta_t))
     if n["G"] != n["H"]:
         q, k = (x.repeat_interleave(n["H"] // n["G"], 1) for x in (q, k))
     state.mul_(torch.exp(g)[..., None, None])

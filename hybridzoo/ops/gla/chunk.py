@@ -36,17 +36,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from hybridzoo.ops._checks import sizes
-from hybridzoo.ops._common import (
-    DECAY_FLOOR,
-    chunk_length,
-    compute_dtype,
-    document_starts,
-    halves,
-    levels,
-    resolve_scale,
-)
-from hybridzoo.ops.gla.compiled import checkpoint_interval, compiled_recurrence, resolve_backend
+from hybridzoo.ops._common import DECAY_FLOOR, halves, levels, prepare
+from hybridzoo.ops.gla.compiled import compiled_recurrence, resolve_backend
 
 GROUP_ELEMENTS = 1 << 19
 """Chunks are processed in groups of about this many elements per ``[chunks, B, H, C, D]``
@@ -94,22 +85,16 @@ def chunk_gla(
         for float64 inputs and in float32 otherwise; the state is returned in that dtype.
         Differentiable with respect to q, k, v, log_decay, bonus and initial_state.
     """
-    n = sizes("chunk_gla", q, k, v, log_decay, bonus, initial_state)
-    b, t_len, h, d_k, d_v = (n[x] for x in "BTHKV")
-    scale = resolve_scale(scale, d_k)
-    chunk = chunk_length(chunk_size, t_len)
-    dt = compute_dtype(q.dtype)
-    starts = document_starts(seq_idx, b, t_len)
-    s0 = q.new_zeros(b, h, d_k, d_v, dtype=dt) if initial_state is None else initial_state.to(dt)
+    tensors = (q, k, v, log_decay, bonus, initial_state)
+    call = prepare("chunk_gla", tensors, q, scale, chunk_size, seq_idx, output_final_state)
+    s0 = call.initial(initial_state, q)
     if resolve_backend(backend, q.device) == "compiled":
-        interval = checkpoint_interval(chunk_size, d_k, d_v)
-        o, s_end = compiled_recurrence(
-            q, k, v, log_decay, bonus, initial_state, starts, scale, interval, dt
-        )
-        return o.to(q.dtype), (s_end if output_final_state else None)
-    u = q.new_zeros(0, dtype=dt) if bonus is None else bonus.to(dt)
-    o, s_end = _ChunkGLAFunction.apply(q, k, v, log_decay, u, s0, scale, chunk, starts)
-    return o.to(q.dtype), (s_end if output_final_state else None)
+        return compiled_recurrence(call, q, k, v, log_decay, bonus, initial_state)
+    u = q.new_zeros(0, dtype=call.dtype) if bonus is None else bonus.to(call.dtype)
+    o, s_end = _ChunkGLAFunction.apply(
+        q, k, v, log_decay, u, s0, call.scale, call.chunk, call.starts
+    )
+    return call.result(o, s_end)
 
 
 class _Groups:

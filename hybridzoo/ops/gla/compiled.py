@@ -16,6 +16,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from hybridzoo.errors import OptionError
+from hybridzoo.ops._common import Call, needs_grad
 from hybridzoo.ops._compile import Kernel, compile_disabled
 
 _HERE = Path(__file__).parent
@@ -65,33 +66,32 @@ def ready(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 def compiled_recurrence(
+    call: Call,
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
     log_decay: torch.Tensor,
     extra: torch.Tensor | None,
     initial_state: torch.Tensor | None,
-    starts: torch.Tensor | None,
-    scale: float,
-    interval: int,
-    dtype: torch.dtype,
     kernel: Kernel | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(o [B, T, H, V], S_T [B, H, K, V])`` in ``dtype`` from ``kernel`` (default: the gated
-    linear recurrence; ``extra`` its bonus ``[H, K]`` or None; the delta rule's kernel takes β
-    ``[B, T, H, 1]`` there). q, k ``[B, T, G, K]``, log_decay ``[B, T, H, K]`` or
-    ``[B, T, H, 1]`` (one decay per head); arguments already checked."""
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The kernel's result (:meth:`~hybridzoo.ops._common.Call.result`) from ``kernel``
+    (default: the gated linear recurrence; ``extra`` its bonus ``[H, K]`` or None; the delta
+    rule's kernel takes β ``[B, T, H, 1]`` there). q, k ``[B, T, G, K]``, log_decay
+    ``[B, T, H, K]`` or ``[B, T, H, 1]`` (one decay per head); arguments already checked."""
     kernel = KERNEL if kernel is None else kernel
+    dtype, starts, scale = call.dtype, call.starts, call.scale
+    interval = checkpoint_interval(call.chunk_size, call.n["K"], call.n["V"])
     empty = v.new_empty(0, dtype=dtype)
     x = empty if extra is None else ready(extra, dtype).contiguous()
     s0 = empty if initial_state is None else initial_state.to(dtype).contiguous()
     st = v.new_empty(0, dtype=torch.bool) if starts is None else starts.contiguous()
     q, k, v, g = (ready(t, dtype) for t in (q, k, v, log_decay))
-    leaves = (q, k, v, g, extra, initial_state)
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in leaves):
-        return _Recurrence.apply(kernel, q, k, v, g, x, s0, st, scale, interval)
-    o, s_end, _ = kernel.ops.fwd(q, k, v, torch.exp(g), x, s0, st, scale, interval, False)
-    return o, s_end
+    if needs_grad(q, k, v, g, extra, initial_state):
+        o, s_end = _Recurrence.apply(kernel, q, k, v, g, x, s0, st, scale, interval)
+    else:
+        o, s_end, _ = kernel.ops.fwd(q, k, v, torch.exp(g), x, s0, st, scale, interval, False)
+    return call.result(o, s_end)
 
 
 class _Recurrence(torch.autograd.Function):

@@ -42,6 +42,11 @@
 
 namespace {
 
+Dims kernel_dims(const at::Tensor& q, const at::Tensor& v, const at::Tensor& w, const at::Tensor& u,
+                 const at::Tensor& starts, int64_t chunk) {
+  return dims_of(q, v, w, u, starts, chunk);
+}
+
 template <typename T>
 void forward_impl(const Dims& d, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                   const at::Tensor& w, const at::Tensor& u, const at::Tensor& s0,
@@ -49,29 +54,23 @@ void forward_impl(const Dims& d, const at::Tensor& q, const at::Tensor& k, const
                   at::Tensor* ckpt) {
   Seq<T> Q(q), Kt(k), Vt(v), W(w), O(o);
   const T* U = d.bonus ? u.data_ptr<T>() : nullptr;
-  const T* S0 = s0.numel() ? s0.data_ptr<T>() : nullptr;
   const bool* st = d.has_starts ? starts.data_ptr<bool>() : nullptr;
-  T* SE = s_end.data_ptr<T>();
-  T* CK = ckpt ? ckpt->data_ptr<T>() : nullptr;
+  const RunningStates<T> states(d, s0, s_end, ckpt);
   const T scale = static_cast<T>(scale_d);
   const int64_t KV = d.K * d.V;
   at::parallel_for(0, d.B * d.H, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t task = begin; task < end; ++task) {  // the final state doubles as the running one
-      T* S = SE + task * KV;
-      if (S0) std::copy(S0 + task * KV, S0 + (task + 1) * KV, S);
-      else std::fill(S, S + KV, T(0));
-    }
+    for (int64_t task = begin; task < end; ++task) states.start(task);
     // block by block of `chunk` positions, every head of this thread in turn: the query and key
     // rows of a block stay in cache for all the heads that share them
     for (int64_t c = 0; c < d.nc; ++c) {
       const int64_t t0 = c * d.chunk, t1 = std::min(d.T, t0 + d.chunk);
       for (int64_t task = begin; task < end; ++task) {
         const int64_t b = task / d.H, h = task % d.H, g = h / d.R;
-        T* S = SE + task * KV;
+        T* S = states.of(task);
         const T* u = U ? U + h * d.K : nullptr;
         for (int64_t t = t0; t < t1; ++t) {
           if (is_start(d, st, b, t)) std::fill(S, S + KV, T(0));
-          if (CK && t == t0) std::copy(S, S + KV, CK + (task * d.nc + c) * KV);
+          if (t == t0) states.save(task, c, S);
           if (t + kAhead < d.T) {
             prefetch_row(Q.at(b, t + kAhead, g), d.K);
             prefetch_row(Kt.at(b, t + kAhead, g), d.K);
@@ -84,22 +83,6 @@ void forward_impl(const Dims& d, const at::Tensor& q, const at::Tensor& k, const
       }
     }
   });
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor> fwd(const at::Tensor& q, const at::Tensor& k,
-                                                   const at::Tensor& v, const at::Tensor& w,
-                                                   const at::Tensor& u, const at::Tensor& s0,
-                                                   const at::Tensor& starts, double scale,
-                                                   int64_t chunk, bool save) {
-  const Dims d = dims_of(q, v, w, u, starts, chunk);
-  auto opts = v.options();
-  at::Tensor o = at::empty({d.B, d.T, d.H, d.V}, opts);
-  at::Tensor s_end = at::empty({d.B, d.H, d.K, d.V}, opts);
-  at::Tensor ckpt = at::empty({save ? d.B : 0, d.H, d.nc, d.K, d.V}, opts);
-  AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "linear_recurrence_fwd", [&] {
-    forward_impl<scalar_t>(d, q, k, v, w, u, s0, starts, scale, o, s_end, save ? &ckpt : nullptr);
-  });
-  return {o, s_end, ckpt};
 }
 
 // What one reverse step reads and writes (pointers at position t; states transposed: [V, K]).
@@ -176,8 +159,9 @@ template <typename T>
 void backward_impl(const Dims& d, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                    const at::Tensor& w, const at::Tensor& u, const at::Tensor& starts,
                    const at::Tensor& ckpt, const at::Tensor& dout, const at::Tensor& ds_end,
-                   double scale_d, at::Tensor& dq, at::Tensor& dk, at::Tensor& dv,
-                   at::Tensor& dw, at::Tensor& du, at::Tensor& ds0) {
+                   double scale_d, std::vector<at::Tensor>& grads) {
+  at::Tensor &dq = grads[0], &dk = grads[1], &dv = grads[2], &dw = grads[3], &du = grads[4],
+             &ds0 = grads[5];
   Seq<T> Q(q), Kt(k), Vt(v), W(w), DO(dout), DV(dv), DW(dw);
   const T* U = d.bonus ? u.data_ptr<T>() : nullptr;
   const bool* st = d.has_starts ? starts.data_ptr<bool>() : nullptr;
@@ -189,25 +173,21 @@ void backward_impl(const Dims& d, const at::Tensor& q, const at::Tensor& k, cons
   const int64_t KV = d.K * d.V, K = d.K, V = d.V;
   at::parallel_for(0, d.B * d.H, 1, [&](int64_t begin, int64_t end) {
     // states and their gradient transposed ([V, K]): the reverse step vectorises over channels
-    std::vector<T> buf((d.chunk + 1) * KV), zeros(KV, T(0)), dST(KV), dv_part(V);
+    BlockStates<T> states(d, st);
+    std::vector<T> dST(KV), dv_part(V);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / d.H, h = task % d.H, g = h / d.R;
-      auto before = [&](int64_t t, int64_t t0) -> const T* {
-        if (t > t0 && is_start(d, st, b, t)) return zeros.data();
-        return buf.data() + (t - t0) * KV;
-      };
-      if (DSE) transpose(DSE + task * KV, dST.data(), K, V);
-      else std::fill(dST.begin(), dST.end(), T(0));
+      transpose_or_zero(DSE ? DSE + task * KV : nullptr, dST.data(), K, V);
       T* du_row = DU ? DU + task * K : nullptr;
       if (du_row) std::fill(du_row, du_row + K, T(0));
       for (int64_t c = d.nc - 1; c >= 0; --c) {
         const int64_t t0 = c * d.chunk, t1 = std::min(d.T, t0 + d.chunk);
         // recompute: buf[0] = the state entering t0 (after a reset there), buf[s + 1] = the
         // state after position t0 + s; a reset makes the state before a position the zeros
-        transpose(CK + (task * d.nc + c) * KV, buf.data(), K, V);
+        states.enter(CK + (task * d.nc + c) * KV);
         for (int64_t t = t0; t < t1; ++t) {
-          const T* cur = before(t, t0);
-          T* nxt = buf.data() + (t - t0 + 1) * KV;
+          const T* cur = states.before(b, t, t0);
+          T* nxt = states.after(t, t0);
           if (t + kAhead < t1) {
             prefetch_row(Kt.at(b, t + kAhead, g), K);
             prefetch_row(Vt.at(b, t + kAhead, h), V);
@@ -227,7 +207,7 @@ void backward_impl(const Dims& d, const at::Tensor& q, const at::Tensor& k, cons
           StepGrad<T> a;
           a.q = Q.at(b, t, g), a.k = Kt.at(b, t, g), a.v = Vt.at(b, t, h), a.w = W.at(b, t, h);
           a.u = U ? U + h * K : nullptr, a.dout = DO.at(b, t, h);
-          a.prev = before(t, t0), a.post = buf.data() + (t - t0 + 1) * KV;
+          a.prev = states.before(b, t, t0), a.post = states.after(t, t0);
           a.dST = dST.data(), a.dq = qk_grad_row<T>(d, dq, b, t, h),
           a.dk = qk_grad_row<T>(d, dk, b, t, h), a.dw = DW.at(b, t, h);
           a.du = du_row, a.dv_part = dv_part.data(), a.scale = scale;
@@ -244,36 +224,10 @@ void backward_impl(const Dims& d, const at::Tensor& q, const at::Tensor& k, cons
   });
 }
 
-std::vector<at::Tensor> bwd(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                            const at::Tensor& w, const at::Tensor& u, const at::Tensor& starts,
-                            const at::Tensor& ckpt, const at::Tensor& dout,
-                            const at::Tensor& ds_end, double scale, int64_t chunk) {
-  const Dims d = dims_of(q, v, w, u, starts, chunk);
-  auto opts = v.options();
-  at::Tensor dq = qk_grad_buffer(d, opts), dk = qk_grad_buffer(d, opts);
-  at::Tensor dv = at::empty({d.B, d.T, d.H, d.V}, opts);
-  at::Tensor dw = at::empty({d.B, d.T, d.H, d.Kw}, opts);
-  at::Tensor du = at::empty({d.bonus ? d.B : 0, d.H, d.K}, opts);
-  at::Tensor ds0 = at::empty({d.B, d.H, d.K, d.V}, opts);
-  AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "linear_recurrence_bwd", [&] {
-    backward_impl<scalar_t>(d, q, k, v, w, u, starts, ckpt, dout, ds_end, scale, dq, dk, dv, dw,
-                            du, ds0);
-  });
-  return {finish_qk_grad(d, dq), finish_qk_grad(d, dk), dv, dw, du, ds0};
+std::vector<at::Tensor> extra_grads(const Dims& d, const at::TensorOptions& opts) {
+  return {at::empty({d.B, d.T, d.H, d.Kw}, opts), at::empty({d.bonus ? d.B : 0, d.H, d.K}, opts)};
 }
 
 }  // namespace
 
-TORCH_LIBRARY(hybridzoo_linear_recurrence, m) {
-  m.def(
-      "fwd(Tensor q, Tensor k, Tensor v, Tensor w, Tensor u, Tensor s0, Tensor starts, "
-      "float scale, int chunk, bool save) -> (Tensor, Tensor, Tensor)");
-  m.def(
-      "bwd(Tensor q, Tensor k, Tensor v, Tensor w, Tensor u, Tensor starts, Tensor ckpt, "
-      "Tensor dout, Tensor ds_end, float scale, int chunk) -> Tensor[]");
-}
-
-TORCH_LIBRARY_IMPL(hybridzoo_linear_recurrence, CPU, m) {
-  m.impl("fwd", &fwd);
-  m.impl("bwd", &bwd);
-}
+HYBRIDZOO_RECURRENCE_LIBRARY(hybridzoo_linear_recurrence, "u")

@@ -2,14 +2,18 @@
 // extensions: one cache line per vector, loads and stores at any address).
 #pragma once
 
+#include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/zeros.h>
 #include <ATen/ops/empty.h>
+#include <torch/library.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <tuple>
 #include <type_traits>
+#include <vector>
 
 namespace {
 
@@ -29,20 +33,10 @@ struct Dims {
 
 Dims dims_of(const at::Tensor& q, const at::Tensor& v, const at::Tensor& w, const at::Tensor& u,
              const at::Tensor& starts, int64_t chunk) {
-  Dims d;
-  d.B = q.size(0);
-  d.T = q.size(1);
-  d.G = q.size(2);
-  d.K = q.size(3);
-  d.H = v.size(2);
-  d.V = v.size(3);
-  d.Kw = w.size(3);
-  d.R = d.H / d.G;
-  d.chunk = std::max<int64_t>(chunk, 1);
-  d.nc = (d.T + d.chunk - 1) / d.chunk;
-  d.bonus = u.numel() > 0;
-  d.has_starts = starts.numel() > 0;
-  return d;
+  const int64_t T = q.size(1), G = q.size(2), H = v.size(2), c = std::max<int64_t>(chunk, 1);
+  // B, T, G, H, K, V, Kw, R, chunk, nc, bonus, has_starts
+  return {q.size(0), T, G, H, q.size(3), v.size(3), w.size(3), H / G, c, (T + c - 1) / c,
+          u.numel() > 0, starts.numel() > 0};
 }
 
 // Ask for the rows of a later position early: the recurrence reads each input row once, in
@@ -151,6 +145,59 @@ void transpose(const T* src, T* dst, int64_t rows, int64_t cols) {
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < cols; ++c) dst[c * rows + r] = src[r * cols + c];
 }
+
+// dst [V, K] = src [K, V]ᵀ, or zeros where there is no src.
+template <typename T>
+void transpose_or_zero(const T* src, T* dst, int64_t K, int64_t V) {
+  if (src) transpose(src, dst, K, V);
+  else std::fill(dst, dst + K * V, T(0));
+}
+
+// The states of a forward pass: each task's running state (its slice of the final states
+// s_end), started from s0 (zeros where s0 is empty), and the checkpoints (where asked for).
+template <typename T>
+struct RunningStates {
+  const T* S0;
+  T* SE;
+  T* CK;
+  int64_t KV, nc;
+  RunningStates(const Dims& d, const at::Tensor& s0, at::Tensor& s_end, at::Tensor* ckpt)
+      : S0(s0.numel() ? s0.data_ptr<T>() : nullptr),
+        SE(s_end.data_ptr<T>()),
+        CK(ckpt ? ckpt->data_ptr<T>() : nullptr),
+        KV(d.K * d.V),
+        nc(d.nc) {}
+  T* of(int64_t task) const { return SE + task * KV; }
+  T* start(int64_t task) const {
+    T* S = of(task);
+    if (S0) std::copy(S0 + task * KV, S0 + (task + 1) * KV, S);
+    else std::fill(S, S + KV, T(0));
+    return S;
+  }
+  // Stores S as the checkpoint of block c, if checkpoints are kept.
+  void save(int64_t task, int64_t c, const T* S) const {
+    if (CK) std::copy(S, S + KV, CK + (task * nc + c) * KV);
+  }
+};
+
+// The states of one block of positions t0 .. t0 + chunk - 1 that a backward task recomputes,
+// transposed ([V, K]): entering t0 (from its checkpoint), then after each position. The state
+// before a document start reads as zeros.
+template <typename T>
+struct BlockStates {
+  const Dims& d;
+  const bool* starts;
+  int64_t KV;
+  std::vector<T> buf, zeros;
+  BlockStates(const Dims& dims, const bool* st)
+      : d(dims), starts(st), KV(dims.K * dims.V), buf((dims.chunk + 1) * KV), zeros(KV, T(0)) {}
+  void enter(const T* checkpoint) { transpose(checkpoint, buf.data(), d.K, d.V); }
+  const T* before(int64_t b, int64_t t, int64_t t0) const {
+    if (t > t0 && is_start(d, starts, b, t)) return zeros.data();
+    return buf.data() + (t - t0) * KV;
+  }
+  T* after(int64_t t, int64_t t0) { return buf.data() + (t - t0 + 1) * KV; }
+};
 
 // Σ_i a_i b_i over n entries, as a vector of partial sums (the remainder added to lane 0).
 template <typename T>
@@ -271,4 +318,71 @@ inline void step_forward(const Dims& d, T* __restrict S, const T* __restrict q,
   }
 }
 
+// What each kernel's source (recurrence.cpp, delta_rule.cpp) defines for the operators fwd and
+// bwd below; `x` is its extra input (the bonus u, the delta rule's β).
+Dims kernel_dims(const at::Tensor& q, const at::Tensor& v, const at::Tensor& w, const at::Tensor& x,
+                 const at::Tensor& starts, int64_t chunk);
+// The gradients of w and x, as bwd returns them.
+std::vector<at::Tensor> extra_grads(const Dims& d, const at::TensorOptions& opts);
+template <typename T>
+void forward_impl(const Dims& d, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                  const at::Tensor& w, const at::Tensor& x, const at::Tensor& s0,
+                  const at::Tensor& starts, double scale_d, at::Tensor& o, at::Tensor& s_end,
+                  at::Tensor* ckpt);
+// grads: dq and dk (qk_grad_buffer), dv, dw, dx, ds0
+template <typename T>
+void backward_impl(const Dims& d, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                   const at::Tensor& w, const at::Tensor& x, const at::Tensor& starts,
+                   const at::Tensor& ckpt, const at::Tensor& dout, const at::Tensor& ds_end,
+                   double scale_d, std::vector<at::Tensor>& grads);
+
+// Returns (o [B, T, H, V], the final state [B, H, K, V], the checkpoints if `save`).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> fwd(const at::Tensor& q, const at::Tensor& k,
+                                                   const at::Tensor& v, const at::Tensor& w,
+                                                   const at::Tensor& x, const at::Tensor& s0,
+                                                   const at::Tensor& starts, double scale,
+                                                   int64_t chunk, bool save) {
+  const Dims d = kernel_dims(q, v, w, x, starts, chunk);
+  auto opts = v.options();
+  at::Tensor o = at::empty({d.B, d.T, d.H, d.V}, opts);
+  at::Tensor s_end = at::empty({d.B, d.H, d.K, d.V}, opts);
+  at::Tensor ckpt = at::empty({save ? d.B : 0, d.H, d.nc, d.K, d.V}, opts);
+  AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "recurrence_fwd", [&] {
+    forward_impl<scalar_t>(d, q, k, v, w, x, s0, starts, scale, o, s_end, save ? &ckpt : nullptr);
+  });
+  return {o, s_end, ckpt};
+}
+
+// Returns dq, dk, dv, dw, dx, ds0.
+std::vector<at::Tensor> bwd(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                            const at::Tensor& w, const at::Tensor& x, const at::Tensor& starts,
+                            const at::Tensor& ckpt, const at::Tensor& dout,
+                            const at::Tensor& ds_end, double scale, int64_t chunk) {
+  const Dims d = kernel_dims(q, v, w, x, starts, chunk);
+  auto opts = v.options();
+  const std::vector<at::Tensor> extra = extra_grads(d, opts);
+  std::vector<at::Tensor> grads = {qk_grad_buffer(d, opts), qk_grad_buffer(d, opts),
+                                   at::empty({d.B, d.T, d.H, d.V}, opts), extra[0], extra[1],
+                                   at::empty({d.B, d.H, d.K, d.V}, opts)};
+  AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "recurrence_bwd", [&] {
+    backward_impl<scalar_t>(d, q, k, v, w, x, starts, ckpt, dout, ds_end, scale, grads);
+  });
+  grads[0] = finish_qk_grad(d, grads[0]);
+  grads[1] = finish_qk_grad(d, grads[1]);
+  return grads;
+}
+
 }  // namespace
+
+// Registers fwd and bwd as the operators of `ns`; `x` names the kernel's extra input.
+#define HYBRIDZOO_RECURRENCE_LIBRARY(ns, x)                                              \
+  TORCH_LIBRARY(ns, m) {                                                                    \
+    m.def("fwd(Tensor q, Tensor k, Tensor v, Tensor w, Tensor " x ", Tensor s0, "           \
+          "Tensor starts, float scale, int chunk, bool save) -> (Tensor, Tensor, Tensor)"); \
+    m.def("bwd(Tensor q, Tensor k, Tensor v, Tensor w, Tensor " x ", Tensor starts, "       \
+          "Tensor ckpt, Tensor dout, Tensor ds_end, float scale, int chunk) -> Tensor[]");  \
+  }                                                                                         \
+  TORCH_LIBRARY_IMPL(ns, CPU, m) {                                                          \
+    m.impl("fwd", &fwd);                                                                    \
+    m.impl("bwd", &bwd);                                                                    \
+  }

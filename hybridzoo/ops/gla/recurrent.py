@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from hybridzoo.ops._checks import sizes
-from hybridzoo.ops._common import resolve_scale
+from hybridzoo.ops._common import resolve_scale, step_inputs
 
 
 def gla_step(
@@ -34,15 +33,13 @@ def gla_step(
     Returns:
         ``o_t [B, H, V]`` in ``q_t``'s dtype. Nothing larger than ``[B, H, K]`` is allocated.
     """
-    sizes("chunk_gla", q_t, k_t, v_t, log_decay_t, bonus, state, step=True)
-    scale = resolve_scale(scale, q_t.shape[-1])
-    dt = state.dtype
-    q, k, v, g = (x.to(dt) for x in (q_t, k_t, v_t, log_decay_t))
-    if bonus is None:
+    n, (q, k, v, g, u) = step_inputs("chunk_gla", (q_t, k_t, v_t, log_decay_t, bonus), state)
+    scale = resolve_scale(scale, n["K"])
+    if u is None:
         state.mul_(torch.exp(g).unsqueeze(-1)).addcmul_(k.unsqueeze(-1), v.unsqueeze(-2))
         o = torch.matmul(q.unsqueeze(-2), state).squeeze(-2)  # [B, H, V]
     else:
         o = torch.matmul(q.unsqueeze(-2), state).squeeze(-2)  # [B, H, V]
-        o = o + (q * bonus.to(dt) * k).sum(-1, keepdim=True) * v
+        o = o + (q * u * k).sum(-1, keepdim=True) * v
         state.mul_(torch.exp(g).unsqueeze(-1)).addcmul_(k.unsqueeze(-1), v.unsqueeze(-2))
     return (o * scale).to(q_t.dtype)

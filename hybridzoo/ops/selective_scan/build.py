@@ -33,7 +33,10 @@ import os
 import platform
 import stat
 import sys
+import threading
 import time
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -222,3 +225,34 @@ def build_extension() -> Any:
             )
         return getattr(torch.ops, NAMESPACE)
     raise RuntimeError("could not compile the selective-scan kernels:\n" + "\n".join(errors))
+
+
+class BuildOnce:
+    """Runs ``build`` (returning the compiled ops) at most once per process, thread-safe, and
+    remembers the outcome: :attr:`ops`, or None and :attr:`error`, the reason, which a
+    ``RuntimeWarning`` says once (``what`` names the kernel, ``hint`` ends the warning)."""
+
+    def __init__(self, build: Callable[[], Any], what: str, hint: str = "") -> None:
+        self._build, self._what, self._hint = build, what, hint
+        self._lock = threading.Lock()
+        self._tried = False
+        self.ops: Any = None
+        self.error: str | None = None
+
+    def load(self) -> Any:
+        """The compiled ops, building them on the first call; None if that is impossible."""
+        with self._lock:
+            if not self._tried:
+                self._tried = True
+                try:
+                    self.ops = self._build()
+                except Exception as exc:
+                    self.error = str(exc)
+                    reason = self.error if len(self.error) < 600 else self.error[:600] + " [...]"
+                    warnings.warn(
+                        f"hybridzoo: the compiled {self._what} kernel is unavailable; the "
+                        f"pure-torch backend runs instead (slower). Reason: {reason}{self._hint}",
+                        RuntimeWarning,
+                        stacklevel=3,
+                    )
+            return self.ops

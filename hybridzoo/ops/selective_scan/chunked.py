@@ -13,11 +13,12 @@ leaks, not even a NaN).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-from .naive import softplus
+from hybridzoo.ops._common import needs_grad
+
+from .inputs import ScanInputs
 from .packing import document_starts
 
 __all__ = ["CHUNK_SIZE", "chunked_selective_scan"]
@@ -46,14 +47,7 @@ def _scan_chunk(
 
 
 def chunked_selective_scan(
-    u: Tensor,
-    delta: Tensor,
-    A: Tensor,
-    B: Tensor,
-    C: Tensor,
-    D: Tensor | None,
-    z: Tensor | None,
-    delta_bias: Tensor | None,
+    x: ScanInputs,
     delta_softplus: bool,
     initial_state: Tensor | None,
     *,
@@ -62,14 +56,12 @@ def chunked_selective_scan(
 ) -> tuple[Tensor, Tensor]:
     """Selective scan in plain torch ops; inputs already validated (``seq_idx`` int64 [B, T] or
     None). Returns (y, final state)."""
+    u, A = x.u, x.A
     batch, length, channels = u.shape
-    dt = delta if delta_bias is None else delta + delta_bias
-    if delta_softplus:
-        dt = softplus(dt)
+    dt = x.time_step(delta_softplus)
     du = dt * u  # [Bt, T, I]
     h = u.new_zeros(batch, channels, A.shape[1]) if initial_state is None else initial_state
-    inputs = (u, delta, A, B, C, D, z, delta_bias, initial_state)
-    recompute = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
+    recompute = needs_grad(*x, initial_state)
     if length == 0:
         return u.new_zeros(batch, 0, channels), h
     ys = []
@@ -80,8 +72,8 @@ def chunked_selective_scan(
     for dt_c, du_c, B_c, C_c, r_c in zip(
         dt.split(chunk_size, 1),
         du.split(chunk_size, 1),
-        B.split(chunk_size, 1),
-        C.split(chunk_size, 1),
+        x.B.split(chunk_size, 1),
+        x.C.split(chunk_size, 1),
         restarts,
         strict=True,
     ):
@@ -91,8 +83,4 @@ def chunked_selective_scan(
             y_c, h = _scan_chunk(h, dt_c, du_c, A, B_c, C_c, r_c)
         ys.append(y_c)
     y = torch.cat(ys, dim=1) if ys else u.new_zeros(batch, 0, channels)
-    if D is not None:
-        y = y + u * D
-    if z is not None:
-        y = y * F.silu(z)
-    return y, h
+    return x.read_out(y), h

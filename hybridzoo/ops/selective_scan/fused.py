@@ -8,15 +8,16 @@ cannot be built, :func:`load_extension` returns ``None`` and remembers why
 
 from __future__ import annotations
 
-import threading
-import warnings
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .build import build_extension
+from hybridzoo.ops._common import needs_grad
+
+from .build import BuildOnce, build_extension
+from .inputs import ScanInputs
 
 __all__ = ["CHECKPOINT_CHUNK", "extension_error", "fused_selective_scan", "load_extension"]
 
@@ -24,33 +25,12 @@ CHECKPOINT_CHUNK = 64
 """Time steps between two stored states; the backward pass recomputes one chunk at a time."""
 
 
-class _Extension:
-    """Compiles at most once per process (thread-safe) and remembers the outcome."""
+class _Extension(BuildOnce):
+    """The selective-scan kernels, compiled at most once per process."""
 
     def __init__(self, build: Any = build_extension) -> None:
-        self._build = build
-        self._lock = threading.Lock()
-        self._tried = False
-        self.ops: Any = None
-        self.error: str | None = None
-
-    def load(self) -> Any:
-        with self._lock:
-            if not self._tried:
-                self._tried = True
-                try:
-                    self.ops = self._build()
-                except Exception as exc:
-                    self.error = str(exc)
-                    reason = self.error if len(self.error) < 600 else self.error[:600] + " [...]"
-                    warnings.warn(
-                        "hybridzoo: the compiled selective-scan kernel is unavailable; the "
-                        f"pure-torch backend is used instead (slower). Reason: {reason} "
-                        "(full text: hybridzoo.ops.selective_scan.fused.extension_error())",
-                        RuntimeWarning,
-                        stacklevel=3,
-                    )
-            return self.ops
+        hint = " (full text: hybridzoo.ops.selective_scan.fused.extension_error())"
+        super().__init__(build, "selective-scan", hint)
 
 
 _EXTENSION = _Extension()
@@ -70,23 +50,14 @@ class _FusedScan(torch.autograd.Function):
     @staticmethod
     def forward(
         ctx: Any,
-        u: Tensor,
-        delta: Tensor,
-        A: Tensor,
-        B: Tensor,
-        C: Tensor,
-        D: Tensor | None,
-        z: Tensor | None,
-        delta_bias: Tensor | None,
-        h0: Tensor | None,
-        seq_idx: Tensor | None,
         softplus: bool,
         chunk: int,
+        seq_idx: Tensor | None,
+        h0: Tensor | None,
+        *inputs: Tensor | None,
     ) -> tuple[Tensor, Tensor]:
-        y, h_final, checkpoints = _EXTENSION.ops.fwd(
-            u, delta, A, B, C, D, z, delta_bias, h0, seq_idx, softplus, True, chunk
-        )
-        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, seq_idx, checkpoints)
+        y, h_final, checkpoints = _EXTENSION.ops.fwd(*inputs, h0, seq_idx, softplus, True, chunk)
+        ctx.save_for_backward(*inputs, seq_idx, checkpoints)
         ctx.softplus = softplus
         ctx.chunk = chunk
         ctx.has_h0 = h0 is not None
@@ -96,28 +67,16 @@ class _FusedScan(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, dy: Tensor | None, dh_final: Tensor | None) -> tuple[Any, ...]:
-        u, delta, A, B, C, D, z, delta_bias, seq_idx, checkpoints = ctx.saved_tensors
-        dy = torch.zeros_like(u) if dy is None else dy.contiguous()
+        *inputs, seq_idx, checkpoints = ctx.saved_tensors
+        dy = torch.zeros_like(inputs[0]) if dy is None else dy.contiguous()
         if dh_final is not None:
             dh_final = dh_final.contiguous()
-        du, ddelta, dA, dB, dC, dD, dz, dbias, dh0 = _EXTENSION.ops.bwd(
-            u, delta, A, B, C, D, z, delta_bias, seq_idx, checkpoints, dy, dh_final,
-            ctx.softplus, ctx.chunk,
-        )  # fmt: skip
-        return (
-            du,
-            ddelta,
-            dA,
-            dB,
-            dC,
-            dD if D is not None else None,
-            dz if z is not None else None,
-            dbias if delta_bias is not None else None,
-            dh0 if ctx.has_h0 else None,
-            None,
-            None,
-            None,
+        *grads, dh0 = _EXTENSION.ops.bwd(
+            *inputs, seq_idx, checkpoints, dy, dh_final, ctx.softplus, ctx.chunk
         )
+        # the optional inputs (D, z, delta_bias) that were not given get no gradient
+        grads = [None if t is None else g for g, t in zip(grads, inputs, strict=True)]
+        return None, None, None, dh0 if ctx.has_h0 else None, *grads
 
 
 def last_dim_contiguous(t: Tensor | None) -> Tensor | None:
@@ -129,15 +88,18 @@ def contiguous(t: Tensor | None) -> Tensor | None:
     return None if t is None else t.contiguous()
 
 
+def kernel_layout(x: ScanInputs) -> ScanInputs:
+    """The inputs as the kernels read them: the per-time tensors (any batch and time strides)
+    with their last dimension contiguous, the others contiguous."""
+    inner = last_dim_contiguous
+    return ScanInputs(
+        inner(x.u), inner(x.delta), contiguous(x.A), inner(x.B), inner(x.C),
+        contiguous(x.D), inner(x.z), contiguous(x.delta_bias),
+    )  # fmt: skip
+
+
 def fused_selective_scan(
-    u: Tensor,
-    delta: Tensor,
-    A: Tensor,
-    B: Tensor,
-    C: Tensor,
-    D: Tensor | None,
-    z: Tensor | None,
-    delta_bias: Tensor | None,
+    x: ScanInputs,
     delta_softplus: bool,
     initial_state: Tensor | None,
     *,
@@ -152,16 +114,9 @@ def fused_selective_scan(
     """
     if _EXTENSION.ops is None:
         raise RuntimeError("the selective-scan extension is not loaded (call load_extension())")
-    u, delta, B, C, z = (last_dim_contiguous(t) for t in (u, delta, B, C, z))
-    A, D, delta_bias, h0, seq_idx = (
-        contiguous(t) for t in (A, D, delta_bias, initial_state, seq_idx)
-    )
-    tensors = (u, delta, A, B, C, D, z, delta_bias, h0)
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
-        return _FusedScan.apply(
-            u, delta, A, B, C, D, z, delta_bias, h0, seq_idx, delta_softplus, chunk
-        )
-    y, h_final, _ = _EXTENSION.ops.fwd(
-        u, delta, A, B, C, D, z, delta_bias, h0, seq_idx, delta_softplus, False, chunk
-    )
+    x = kernel_layout(x)
+    h0, seq_idx = contiguous(initial_state), contiguous(seq_idx)
+    if needs_grad(*x, h0):
+        return _FusedScan.apply(delta_softplus, chunk, seq_idx, h0, *x)
+    y, h_final, _ = _EXTENSION.ops.fwd(*x, h0, seq_idx, delta_softplus, False, chunk)
     return y, h_final

@@ -33,6 +33,7 @@ from hybridzoo.ops._common import compute_dtype
 
 from .chunked import chunked_selective_scan
 from .fused import extension_error, fused_selective_scan, load_extension
+from .inputs import ScanInputs
 from .packing import check_seq_idx
 
 __all__ = ["BACKENDS", "selective_scan", "selective_scan_backend"]
@@ -105,17 +106,8 @@ def check_shape(name: str, t: Tensor, expected: tuple[int, ...], meaning: str) -
         raise ShapeError(f"{name} must have shape {meaning} = {expected}, got {tuple(t.shape)}")
 
 
-def _check_inputs(
-    u: Tensor,
-    delta: Tensor,
-    A: Tensor,
-    B: Tensor,
-    C: Tensor,
-    D: Tensor | None,
-    z: Tensor | None,
-    delta_bias: Tensor | None,
-    initial_state: Tensor | None,
-) -> None:
+def _check_inputs(x: ScanInputs, initial_state: Tensor | None) -> None:
+    u, delta, A, B, C, D, z, delta_bias = x
     if not isinstance(u, Tensor):
         raise TypeError(f"u must be a torch.Tensor, got {type(u).__name__}")
     if u.dim() != 3:
@@ -191,13 +183,13 @@ def selective_scan(
         argument; float32 and float64, and bfloat16/float16 computed in float32 (see the module
         docstring).  Outputs at t never depend on inputs after t (NaN and inf included).
     """
-    _check_inputs(u, delta, A, B, C, D, z, delta_bias, initial_state)
+    x = ScanInputs(u, delta, A, B, C, D, z, delta_bias)
+    _check_inputs(x, initial_state)
     seq = check_seq_idx(seq_idx, u.shape[0], u.shape[1], u.device)
     chosen = _resolve_backend(backend, u.device)
     scan = fused_selective_scan if chosen == "compiled" else chunked_selective_scan
     work = compute_dtype(u.dtype)
-    args = [None if t is None else t.to(work) for t in (u, delta, A, B, C, D, z, delta_bias)]
     h0 = None if initial_state is None else initial_state.to(work)
-    y, h_final = scan(*args, bool(delta_softplus), h0, seq_idx=seq)
+    y, h_final = scan(x.to(work), bool(delta_softplus), h0, seq_idx=seq)
     y = y.to(u.dtype)
     return y, (h_final.to(u.dtype) if output_final_state else None)

@@ -29,21 +29,21 @@ def _same_document(seq_idx: Tensor | None, t: int, s: int) -> Tensor | None:
 
 
 def naive_selective_scan(
-    u: Tensor,
-    delta: Tensor,
-    A: Tensor,
-    B: Tensor,
-    C: Tensor,
-    D: Tensor | None = None,
-    z: Tensor | None = None,
-    delta_bias: Tensor | None = None,
-    delta_softplus: bool = False,
+    u,
+    delta,
+    A,
+    B,
+    C,
+    D=None,
+    z=None,
+    delta_bias=None,
+    delta_softplus=False,
     *,
-    initial_state: Tensor | None = None,
-    output_final_state: bool = False,
-    seq_idx: Tensor | None = None,
-) -> tuple[Tensor, Tensor | None]:
-    """Reference selective scan (see the fast version for the argument shapes)::
+    seq_idx=None,
+    initial_state=None,
+    output_final_state=False,
+):
+    """Reference selective scan, ``(y, h_T or None)`` (see the fast version for the arguments)::
 
     dt_t = softplus(delta_t + delta_bias)            # or delta_t + delta_bias
     h_{t-1} = 0 where a document starts at t (seq_idx[:, t] != seq_idx[:, t-1])
@@ -73,19 +73,19 @@ def naive_selective_scan(
 
 
 def naive_causal_conv1d(
-    x: Tensor,
-    weight: Tensor,
-    bias: Tensor | None = None,
+    x,
+    weight,
+    bias=None,
     *,
-    initial_window: Tensor | None = None,
-    activation: str | None = "silu",
-    output_final_window: bool = False,
-    seq_idx: Tensor | None = None,
-) -> tuple[Tensor, Tensor | None]:
-    """Reference causal depthwise conv1d: ``out_t = act(bias + sum_k w[:, k] x_{t-K+1+k})``, one
-    step at a time, where ``x_s`` for s < 0 comes from ``initial_window`` and any ``x_s`` of
-    another document than t's is 0.  The final window: the last K-1 inputs of the row's last
-    document (zeros before its start)."""
+    initial_window=None,
+    activation="silu",
+    output_final_window=False,
+    seq_idx=None,
+):
+    """Reference causal depthwise conv1d, ``(out, final window or None)``:
+    ``out_t = act(bias + sum_k w[:, k] x_{t-K+1+k})``, one step at a time, where ``x_s`` for
+    s < 0 comes from ``initial_window`` and any ``x_s`` of another document than t's is 0.  The
+    final window: the last K-1 inputs of the row's last document (zeros before its start)."""
     batch, length, channels = x.shape
     size = weight.shape[1] - 1
     window = x.new_zeros(batch, channels, size) if initial_window is None else initial_window

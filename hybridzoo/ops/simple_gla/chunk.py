@@ -19,19 +19,15 @@ from collections.abc import Sequence
 
 import torch
 
-from hybridzoo.ops._checks import sizes
 from hybridzoo.ops._common import (
     ScalarDecays,
     causal_matmul,
-    chunk_length,
-    compute_dtype,
-    document_starts,
     floor_log_decay,
     pad_time,
-    resolve_scale,
+    prepare,
 )
 from hybridzoo.ops._recompute import group_bounds, run_groups
-from hybridzoo.ops.gla.compiled import checkpoint_interval, compiled_recurrence, resolve_backend
+from hybridzoo.ops.gla.compiled import compiled_recurrence, resolve_backend
 
 
 def chunk_simple_gla(
@@ -72,23 +68,16 @@ def chunk_simple_gla(
         for float64 inputs, in float32 otherwise; ``S_T`` is in that dtype. Differentiable in
         q, k, v, log_decay and initial_state.
     """
-    n = sizes("chunk_simple_gla", q, k, v, log_decay, initial_state)
-    b, t_len, g, d_k, h, d_v = (n[x] for x in "BTGKHV")
-    scale = resolve_scale(scale, d_k)
-    chunk = chunk_length(chunk_size, t_len)
-    dt = compute_dtype(v.dtype)
-    starts = document_starts(seq_idx, b, t_len)
-    if resolve_backend(backend, v.device) == "compiled":
-        interval = checkpoint_interval(chunk_size, d_k, d_v)
-        g = log_decay.unsqueeze(-1)  # one decay per head: [B, T, H, 1]
-        o, s_end = compiled_recurrence(q, k, v, g, None, initial_state, starts, scale, interval, dt)
-        return o.to(v.dtype), (s_end if output_final_state else None)
-    log_decay = floor_log_decay(log_decay, starts)
-    s0 = v.new_zeros(b, h, d_k, d_v, dtype=dt) if initial_state is None else initial_state.to(dt)
-    run = _GroupRun(chunk, g, scale, dt)
-    bounds = group_bounds(t_len, chunk, b * h * chunk * max(d_k, d_v, chunk))
-    o, s_end = run_groups(run, bounds, s0, (q, k, v, log_decay))
-    return o.to(v.dtype), (s_end if output_final_state else None)
+    tensors = (q, k, v, log_decay, initial_state)
+    call = prepare("chunk_simple_gla", tensors, v, scale, chunk_size, seq_idx, output_final_state)
+    if resolve_backend(backend, v.device) == "compiled":  # one decay per head: [B, T, H, 1]
+        return compiled_recurrence(call, q, k, v, log_decay.unsqueeze(-1), None, initial_state)
+    b, h, d_k, d_v, chunk = call.n["B"], call.n["H"], call.n["K"], call.n["V"], call.chunk
+    log_decay = floor_log_decay(log_decay, call.starts)
+    s0 = call.initial(initial_state, v)
+    run = _GroupRun(chunk, call.n["G"], call.scale, call.dtype)
+    bounds = group_bounds(call.n["T"], chunk, b * h * chunk * max(d_k, d_v, chunk))
+    return call.result(*run_groups(run, bounds, s0, (q, k, v, log_decay)))
 
 
 class _GroupRun:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from hybridzoo.ops._checks import sizes
-from hybridzoo.ops._common import resolve_scale
+from hybridzoo.ops._common import resolve_scale, step_inputs
 
 
 def simple_gla_step(
@@ -32,11 +31,9 @@ def simple_gla_step(
     Returns:
         ``o_t [B, H, V]`` in ``v_t``'s dtype.
     """
-    n = sizes("chunk_simple_gla", q_t, k_t, v_t, log_decay_t, state, step=True)
+    n, (q, k, v, w) = step_inputs("chunk_simple_gla", (q_t, k_t, v_t, log_decay_t), state)
     scale = resolve_scale(scale, n["K"])
     b, g, r = n["B"], n["G"], n["H"] // n["G"]
-    dt = state.dtype
-    q, k, v, w = (x.to(dt) for x in (q_t, k_t, v_t, log_decay_t))
     s = state.view(b, g, r, n["K"], n["V"])
     s.mul_(torch.exp(w).view(b, g, r, 1, 1))
     d_k, d_v = n["K"], n["V"]

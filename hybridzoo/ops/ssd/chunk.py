@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from hybridzoo.ops._checks import sizes
+from hybridzoo.ops._common import step_inputs
 from hybridzoo.ops.simple_gla.chunk import chunk_simple_gla
 
 
@@ -75,10 +76,8 @@ def ssd_step(
     [B, H]``, ``A [H]``, ``B_t, C_t [B, G, N]``. The maths runs in the state's dtype; inference
     only (no autograd through the in-place update). Returns ``y_t [B, H, P]`` in x_t's dtype.
     """
-    n = sizes("chunk_ssd", x_t, dt_t, A, B_t, C_t, state, step=True)
+    n, (x, d, a, bt, ct) = step_inputs("chunk_ssd", (x_t, dt_t, A, B_t, C_t), state)
     b, g, r = n["B"], n["G"], n["H"] // n["G"]
-    ds = state.dtype
-    x, d, a, bt, ct = (t.to(ds) for t in (x_t, dt_t, A, B_t, C_t))
     h = state.view(b, g, r, n["P"], n["N"])
     h.mul_(torch.exp(d * a).view(b, g, r, 1, 1))
     p, d_n = n["P"], n["N"]

@@ -7,6 +7,8 @@
 // Packing: position t reads no input before its document's start (doc_lows); the window belongs
 // to the row's first document.  Taps that are not read are skipped, never multiplied by zero.
 
+#include <type_traits>
+
 #include "common.h"
 
 namespace hzss {
@@ -28,20 +30,13 @@ std::vector<T> transpose_weight(const T* w, int64_t I_, int64_t K, int64_t Ipad)
 }
 
 ConvArgs make_conv_args(const at::Tensor& x, const at::Tensor& w, int64_t W) {
-  ConvArgs c{};
-  c.Bt = x.size(0);
-  c.T_ = x.size(1);
-  c.I_ = x.size(2);
-  c.K = w.size(1);
-  c.x_sb = x.stride(0);
-  c.x_st = x.stride(1);
-  c.Ipad = (c.I_ + W - 1) / W * W;
+  const int64_t Bt = x.size(0), T_ = x.size(1), I_ = x.size(2);
   // Enough time chunks per row for every thread to get several, none shorter than 64 steps.
   const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
-  const int64_t want = std::max<int64_t>(1, (8 * threads + c.Bt - 1) / std::max<int64_t>(1, c.Bt));
-  c.ntc = std::max<int64_t>(1, std::min<int64_t>(want, (c.T_ + 63) / 64));
-  c.tc = c.T_ > 0 ? (c.T_ + c.ntc - 1) / c.ntc : 1;
-  return c;
+  const int64_t want = std::max<int64_t>(1, (8 * threads + Bt - 1) / std::max<int64_t>(1, Bt));
+  const int64_t ntc = std::max<int64_t>(1, std::min<int64_t>(want, (T_ + 63) / 64));
+  const int64_t tc = T_ > 0 ? (T_ + ntc - 1) / ntc : 1;
+  return {Bt, T_, I_, w.size(1), x.stride(0), x.stride(1), ntc, tc, (I_ + W - 1) / W * W};
 }
 
 void check_conv(const at::Tensor& x, const at::Tensor& w, const OptTensor& bias,
@@ -64,6 +59,7 @@ void check_conv(const at::Tensor& x, const at::Tensor& w, const OptTensor& bias,
 // Everything a conv call reads, and how its work is split.
 template <typename T>
 struct ConvPlan {
+  using Scalar = T;
   ConvArgs c;
   std::vector<int64_t> lo;  // [Bt * T]: the first position each output may read (doc_lows)
   std::vector<T> wt;        // the weight transposed, [K][Ipad]
@@ -112,17 +108,25 @@ struct ConvPlan {
   }
 };
 
+// Checks the arguments, then runs f(plan) with the plan of the call, in its dtype.
+template <typename F>
+void with_plan(const at::Tensor& x, const at::Tensor& w, const OptTensor& bias,
+               const OptTensor& win, const OptTensor& seq_idx, F&& f) {
+  check_conv(x, w, bias, win);
+  dispatch_float(x.scalar_type(), [&](auto tag) {
+    f(ConvPlan<decltype(tag)>(x, w, bias, win, seq_idx));
+  });
+}
+
 }  // namespace
 
 at::Tensor conv_fwd(const at::Tensor& x, const at::Tensor& w, const OptTensor& bias,
                     const OptTensor& win, const OptTensor& seq_idx, bool silu) {
-  check_conv(x, w, bias, win);
   at::Tensor out = at::empty({x.size(0), x.size(1), x.size(2)}, x.options());
-  dispatch_float(x.scalar_type(), [&](auto tag) {
-    using scalar_t = decltype(tag);
+  with_plan(x, w, bias, win, seq_idx, [&](const auto& p) {
+    using scalar_t = typename std::decay_t<decltype(p)>::Scalar;
     using V = VecT<scalar_t>;
     constexpr int W = Simd<scalar_t>::W;
-    const ConvPlan<scalar_t> p(x, w, bias, win, seq_idx);
     const ConvArgs& c = p.c;
     scalar_t* op = out.data_ptr<scalar_t>();
     at::parallel_for(0, c.Bt * c.ntc, p.grain, [&](int64_t begin, int64_t end) {
@@ -148,16 +152,14 @@ at::Tensor conv_fwd(const at::Tensor& x, const at::Tensor& w, const OptTensor& b
 std::vector<at::Tensor> conv_bwd(const at::Tensor& x, const at::Tensor& w, const OptTensor& bias,
                                  const OptTensor& win, const OptTensor& seq_idx,
                                  const at::Tensor& dout, bool silu) {
-  check_conv(x, w, bias, win);
-  TORCH_CHECK(dout.sizes() == x.sizes() && dout.is_contiguous() &&
-                  dout.scalar_type() == x.scalar_type(),
-              "dout must be [Bt, T, I] contiguous");
   std::vector<at::Tensor> result;
-  dispatch_float(x.scalar_type(), [&](auto tag) {
-    using scalar_t = decltype(tag);
+  with_plan(x, w, bias, win, seq_idx, [&](const auto& p) {
+    TORCH_CHECK(dout.sizes() == x.sizes() && dout.is_contiguous() &&
+                    dout.scalar_type() == x.scalar_type(),
+                "dout must be [Bt, T, I] contiguous");
+    using scalar_t = typename std::decay_t<decltype(p)>::Scalar;
     using V = VecT<scalar_t>;
     constexpr int W = Simd<scalar_t>::W;
-    const ConvPlan<scalar_t> p(x, w, bias, win, seq_idx);
     const ConvArgs& c = p.c;
     const int64_t P = c.Bt * c.ntc;
     const auto opts = x.options();
