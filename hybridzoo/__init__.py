@@ -181,9 +181,9 @@ def load(
 ) -> Any:
     """Load any model saved by its ``save(directory)`` (:class:`HybridModel`,
     :class:`HybridLM`): the class is named in its ``config.json`` (``kind``). The weights come
-    back in the dtype they were saved in (or ``dtype``), on ``device`` (default CPU), **in eval
-    mode**; they are checked against the digest recorded at save (:class:`CheckpointError`
-    naming the file otherwise).
+    back in the dtype they were saved in (or ``dtype``), on ``device`` (default CPU),
+    **in eval mode**; they are checked against the digest recorded at save
+    (:class:`CheckpointError` naming the file otherwise).
     """
     from hybridzoo.checkpoint import load as load_checkpoint
 

@@ -316,8 +316,9 @@ class Checkpointed:
     @classmethod
     def load(cls: type[C], directory: str | Path, *, device: Any = None, dtype: Any = None) -> C:
         """Rebuild a model written by :meth:`save`: the same weights, in the dtype they were
-        saved in (or ``dtype``, a ``torch.dtype``), on ``device`` (default CPU), **in eval
-        mode** (call ``.train()`` to train it further). The weights are checked against the
-        digest in ``config.json`` (:class:`~hybridzoo.CheckpointError` naming the file on a
-        mismatch); a directory holding another kind of model is a ``CheckpointError`` too."""
+        saved in (or ``dtype``, a ``torch.dtype``), on ``device`` (default CPU),
+        **in eval mode** (call ``.train()`` to train it further). The weights are checked
+        against the digest in ``config.json`` (:class:`~hybridzoo.CheckpointError` naming the
+        file on a mismatch); a directory holding another kind of model is a
+        ``CheckpointError`` too."""
         return load(directory, kind=cls, device=device, dtype=dtype)
