@@ -35,6 +35,7 @@ from hybridzoo.dialects import format_pattern, parse_pattern
 from hybridzoo.errors import (
     CheckpointError,
     ConfigError,
+    ConversionError,
     DialectWarning,
     HybridZooError,
     OptionError,
@@ -49,6 +50,7 @@ from hybridzoo.errors import (
     UnusedOptionWarning,
 )
 from hybridzoo.hookspecs import hookimpl
+from hybridzoo.lm import LMConfig, build_lm, from_transformers, lm_param_count, to_transformers
 from hybridzoo.losses import aux_losses
 from hybridzoo.model_options import ModelOptions
 from hybridzoo.named_patterns import PatternInfo, expand_named_pattern, list_patterns
@@ -61,6 +63,7 @@ from hybridzoo.state import HybridState
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
+    from hybridzoo.lm.model import HybridLM
     from hybridzoo.model import HybridModel
 
 try:
@@ -74,12 +77,15 @@ __all__ = [
     "Capabilities",
     "CheckpointError",
     "ConfigError",
+    "ConversionError",
     "CostCard",
     "DialectWarning",
     "HybridConfig",
+    "HybridLM",
     "HybridModel",
     "HybridState",
     "HybridZooError",
+    "LMConfig",
     "LayerCount",
     "LayerSpec",
     "ModelOptions",
@@ -101,16 +107,19 @@ __all__ = [
     "active_param_count",
     "aux_losses",
     "build",
+    "build_lm",
     "build_pattern",
     "cost",
     "expand_named_pattern",
     "format_pattern",
+    "from_transformers",
     "get_layer",
     "get_registry",
     "hookimpl",
     "layer",
     "list_layers",
     "list_patterns",
+    "lm_param_count",
     "load",
     "match_budget",
     "option",
@@ -122,6 +131,7 @@ __all__ = [
     "state_numel",
     "state_size",
     "temporary_layers",
+    "to_transformers",
     "unregister_layer",
     "use_registry",
     "visualize",
@@ -169,10 +179,11 @@ def load(
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
 ) -> Any:
-    """Load any model saved by its ``save(directory)`` (today :class:`HybridModel`): the class
-    is named in its ``config.json`` (``kind``). The weights come back in the dtype they were
-    saved in (or ``dtype``), on ``device`` (default CPU), **in eval mode**; they are checked
-    against the digest recorded at save (:class:`CheckpointError` naming the file otherwise).
+    """Load any model saved by its ``save(directory)`` (:class:`HybridModel`,
+    :class:`HybridLM`): the class is named in its ``config.json`` (``kind``). The weights come
+    back in the dtype they were saved in (or ``dtype``), on ``device`` (default CPU),
+    **in eval mode**; they are checked against the digest recorded at save
+    (:class:`CheckpointError` naming the file otherwise).
     """
     from hybridzoo.checkpoint import load as load_checkpoint
 
@@ -245,9 +256,13 @@ def layer(
 
 
 def __getattr__(name: str) -> Any:
-    # torch is imported only when the model class is first needed
+    # torch is imported only when a model class is first needed
     if name == "HybridModel":
         from hybridzoo.model import HybridModel
 
         return HybridModel
+    if name == "HybridLM":
+        from hybridzoo.lm.model import HybridLM
+
+        return HybridLM
     raise AttributeError(f"module 'hybridzoo' has no attribute {name!r}")

@@ -34,19 +34,31 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from hybridzoo.errors import CheckpointError, ConfigError, HybridZooError, UnknownLayerError
 from hybridzoo.registry import Registry, get_registry
 
-__all__ = ["CONFIG_FILE", "KINDS", "WEIGHTS_FILE", "load", "save", "write_atomic"]
+__all__ = [
+    "CONFIG_FILE",
+    "KINDS",
+    "WEIGHTS_FILE",
+    "Checkpointed",
+    "load",
+    "read_config",
+    "save",
+    "write_atomic",
+]
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 FORMAT_VERSION = 1
 
 #: ``{kind: "module:Class"}``: the classes :func:`load` can rebuild.
-KINDS: dict[str, str] = {"HybridModel": "hybridzoo.model:HybridModel"}
+KINDS: dict[str, str] = {
+    "HybridModel": "hybridzoo.model:HybridModel",
+    "HybridLM": "hybridzoo.lm.model:HybridLM",
+}
 
 
 def _fsync(path: Path) -> None:
@@ -217,6 +229,14 @@ def _kind_class(kind: str) -> type:
     return getattr(importlib.import_module(module), attr)
 
 
+def read_config(directory: str | Path, *, registry: Registry | None = None) -> Any:
+    """The config of a saved model (its class's ``config_class``), without its weights."""
+    data = _read_manifest(Path(directory))
+    registry = registry or get_registry()
+    _check_layers(data, registry)
+    return _kind_class(data["kind"]).config_class.from_dict(data["config"], registry=registry)
+
+
 def load(
     directory: str | Path,
     *,
@@ -278,3 +298,27 @@ def load(
     if device is not None:
         model.to(device)
     return model.eval()
+
+
+C = TypeVar("C", bound="Checkpointed")
+
+
+class Checkpointed:
+    """``save`` and ``load`` for a model class listed in :data:`KINDS` (it has
+    ``checkpoint_kind``, ``config_class`` and ``__init__(config, *, registry=None)``)."""
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``config.json`` (with the weights' SHA-256 and the layers' distributions) and
+        ``model.safetensors`` into ``directory``, atomically (see :mod:`hybridzoo.checkpoint`);
+        a tensor shared by two parameters (tied embeddings) is stored once."""
+        return save(self, directory)
+
+    @classmethod
+    def load(cls: type[C], directory: str | Path, *, device: Any = None, dtype: Any = None) -> C:
+        """Rebuild a model written by :meth:`save`: the same weights, in the dtype they were
+        saved in (or ``dtype``, a ``torch.dtype``), on ``device`` (default CPU),
+        **in eval mode** (call ``.train()`` to train it further). The weights are checked
+        against the digest in ``config.json`` (:class:`~hybridzoo.CheckpointError` naming the
+        file on a mismatch); a directory holding another kind of model is a
+        ``CheckpointError`` too."""
+        return load(directory, kind=cls, device=device, dtype=dtype)

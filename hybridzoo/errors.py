@@ -14,6 +14,7 @@ from pathlib import Path
 __all__ = [
     "CheckpointError",
     "ConfigError",
+    "ConversionError",
     "DialectWarning",
     "HybridZooError",
     "OptionError",
@@ -140,6 +141,11 @@ class ConfigError(HybridZooError, ValueError):
 class CheckpointError(HybridZooError, ValueError):
     """A saved file (model weights, an arena checkpoint) that is truncated, corrupted, foreign or
     does not match its configuration."""
+
+
+class ConversionError(HybridZooError, ValueError):
+    """A model that cannot be converted to or from another library's: an architecture that no
+    plugin converts, or a setting that has no equivalent (named in the message)."""
 
 
 class ShapeError(HybridZooError, ValueError):

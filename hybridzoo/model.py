@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from hybridzoo.checkpoint import Checkpointed
 from hybridzoo.config import HybridConfig
 from hybridzoo.errors import ConfigError, ShapeError, StateError, StepModeWarning
 from hybridzoo.nn.positionwise import Positionwise, positionwise_prefill, positionwise_step
@@ -127,6 +127,7 @@ class LayerBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.layer = spec.name
+        self.capabilities = spec.capabilities
         self.stateful = spec.capabilities.step_mode
         self.packing = spec.capabilities.supports_packing
         bodies = build_bodies(spec, options, config.hidden_size, registry=registry)
@@ -157,7 +158,7 @@ class LayerBlock(nn.Module):
         return x, new
 
 
-class HybridModel(nn.Module):
+class HybridModel(nn.Module, Checkpointed):
     """A hybrid sequence model; build one with :func:`hybridzoo.build`.
 
     ``forward(x [B, L, embed_dim])`` returns ``[B, hidden_size]`` (``output="last"``: the final
@@ -204,15 +205,23 @@ class HybridModel(nn.Module):
     # -- helpers -------------------------------------------------------------------------------
 
     def _positions(
-        self, start: int, length: int, like: torch.Tensor, seq_idx: torch.Tensor | None = None
+        self,
+        start: torch.Tensor | int,
+        length: int,
+        like: torch.Tensor,
+        seq_idx: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The standard (Vaswani) sinusoidal encoding for positions ``start .. start+length-1``
-        (``[L, H]``), or for the offsets in their documents of ``seq_idx [B, L]`` ([B, L, H])."""
+        """The standard (Vaswani) sinusoidal encoding for positions ``start .. start+length-1``:
+        ``[L, H]`` for an integer ``start``, ``[B, L, H]`` for per-row starts ``[B]``; or for the
+        offsets in their documents of ``seq_idx [B, L]`` (``[B, L, H]``)."""
         H = self.config.hidden_size
-        if seq_idx is None:
-            pos = torch.arange(start, start + length, device=like.device, dtype=torch.float64)
-        else:
+        steps = torch.arange(length, device=like.device, dtype=torch.float64)
+        if seq_idx is not None:
             pos = document_positions(seq_idx).to(torch.float64)
+        elif isinstance(start, torch.Tensor):
+            pos = start.to(device=like.device, dtype=torch.float64)[:, None] + steps  # [B, L]
+        else:
+            pos = steps + start  # [L]
         i = torch.arange(0, H, 2, device=like.device, dtype=torch.float64)
         angle = pos[..., None] / torch.pow(10000.0, i / H)  # [..., L, ceil(H/2)]
         pe = torch.empty(*pos.shape, H, device=like.device, dtype=torch.float64)
@@ -256,7 +265,7 @@ class HybridModel(nn.Module):
             )
 
     def _embed(
-        self, x: torch.Tensor, start: int, seq_idx: torch.Tensor | None = None
+        self, x: torch.Tensor, start: torch.Tensor | int, seq_idx: torch.Tensor | None = None
     ) -> torch.Tensor:
         h = self.input_proj(x) if self.input_proj is not None else x
         if self.config.positional_encoding == "sinusoidal":
@@ -320,7 +329,8 @@ class HybridModel(nn.Module):
         except (TypeError, ValueError) as exc:
             raise StateError(str(exc)) from None
         layers = [b.init_state(batch_size) for b in self._order]
-        return HybridState(layers, batch_size, fingerprint=self._fingerprint)
+        positions = torch.zeros(batch_size, dtype=torch.int64, device=self.norm.weight.device)
+        return HybridState(layers, batch_size, positions, fingerprint=self._fingerprint)
 
     def step(self, x_t: torch.Tensor, state: HybridState) -> tuple[torch.Tensor, HybridState]:
         """One position: ``x_t [B, embed_dim]`` → ``(y_t [B, hidden], state)``.
@@ -337,11 +347,11 @@ class HybridModel(nn.Module):
         self._warn_step_dropout()
         h = self.input_proj(x_t) if self.input_proj is not None else x_t
         if self.config.positional_encoding == "sinusoidal":
-            h = h + self._positions(state.position, 1, h)[0]
+            h = h + self._positions(state.positions, 1, h)[:, 0]
         layers = state.layers
         for i, block in enumerate(self._order):
             h, layers[i] = block.step(h, layers[i])
-        state.position += 1
+        state.positions += 1
         return self.norm(h), state
 
     def prefill(
@@ -355,7 +365,10 @@ class HybridModel(nn.Module):
         if state is not None:
             self._check_state(state, x.shape[0])
         self._warn_step_dropout()
-        start = 0 if state is None else state.position
+        if state is None:
+            start = torch.zeros(x.shape[0], dtype=torch.int64, device=self.norm.weight.device)
+        else:
+            start = state.positions
         h = self._embed(x, start)
         new: list[Any] = []
         for i, block in enumerate(self._order):
@@ -379,29 +392,6 @@ class HybridModel(nn.Module):
             stacklevel=2,
         )
         return self.param_count()
-
-    def save(self, directory: str | Path) -> Path:
-        """Write ``config.json`` (with the weights' SHA-256 and the layers' distributions) and
-        ``model.safetensors`` into ``directory``, atomically (see :mod:`hybridzoo.checkpoint`)."""
-        from hybridzoo.checkpoint import save
-
-        return save(self, directory)
-
-    @classmethod
-    def load(
-        cls,
-        directory: str | Path,
-        *,
-        device: str | torch.device | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> HybridModel:
-        """Rebuild a model written by :meth:`save`: the same weights, in the dtype they were
-        saved in (or ``dtype``), on ``device`` (default CPU), **in eval mode** (call
-        ``.train()`` to train it further). The weights are checked against the digest in
-        ``config.json`` (:class:`~hybridzoo.CheckpointError` naming the file on a mismatch)."""
-        from hybridzoo.checkpoint import load
-
-        return load(directory, kind=cls, device=device, dtype=dtype)
 
     def extra_repr(self) -> str:
         return f"pattern={' '.join(self.config.pattern)!r}, hidden_size={self.config.hidden_size}"

@@ -32,6 +32,8 @@ What plugin API version 2 added (additive: a version-1 spec keeps working):
 - ``Capabilities.positionwise``: a layer acting on each position alone declares only this; the
   core supplies its step mode and a zero state size;
 - ``LayerSpec.sub_blocks`` may be a function of the options;
+- ``Capabilities.batched_state`` (default ``True``): the step state's rows can be selected and
+  concatenated (generation with prompts of different lengths, beam search);
 - ``Capabilities.packing``: the bodies take packed documents (``forward(x, *, seq_idx=None)``,
   see :class:`hybridzoo.plugin.PackingBody`); ``HybridModel.forward`` then takes ``seq_idx``;
 - :class:`~hybridzoo.named_patterns.NamedPattern`, the record that a ``hybridzoo_named_patterns``
@@ -153,6 +155,13 @@ class Capabilities:
             of experts): its bodies implement ``forward`` only, the core runs step mode through
             ``forward`` on one position and counts no state. Declare nothing else (no
             ``stateful``, no ``state_size``). Added in API version 2.
+        batched_state: the step state is a tuple of batch-first tensors whose rows are
+            independent sequences, each at its own position (a position counter is ``[B]``;
+            a cache that grows is zero-padded to concatenate): the core clones, selects and
+            concatenates rows of it, as generation with prompts of different lengths and beam
+            search need (the conformance kit checks it). ``False``: generation decodes such a
+            model's prompts one at a time, and the kit skips those checks. Added in API
+            version 2.
         packing: the layer takes packed documents: its bodies' ``forward(x, *, seq_idx=None)``
             accept ``seq_idx [B, L]`` (document numbers, non-decreasing along each row) and
             start afresh where it changes, so that a packed forward equals separate forwards
@@ -168,6 +177,7 @@ class Capabilities:
         default="linear", validator=validate.one_of("linear", "quadratic")
     )
     positionwise: bool = attrs.field(default=False, validator=validate.boolean)
+    batched_state: bool = attrs.field(default=True, validator=validate.boolean)
     packing: bool = attrs.field(default=False, validator=validate.boolean)
 
     @property

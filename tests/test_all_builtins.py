@@ -61,7 +61,7 @@ def test_trains_on_mqar_with_finite_losses() -> None:
         batch = task.generate(4, seed=step)
         loss, _, _ = masked_loss_and_accuracy(lm(batch.inputs), batch.targets)
         aux = hybridzoo.aux_losses(lm)
-        assert set(aux) == {"model.7.moe.load_balancing", "model.7.moe.z_loss"}
+        assert set(aux) == {"backbone.7.moe.load_balancing", "backbone.7.moe.z_loss"}
         total = loss + sum(aux.values())
         optimizer.zero_grad()
         total.backward()

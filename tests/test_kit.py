@@ -72,9 +72,14 @@ class Recurrence(nn.Module):
     def _out(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return h + self.gain * torch.tanh(self.extra(x))
 
-    def init_state(self, batch_size: int) -> tuple[torch.Tensor]:
+    def init_state(self, batch_size: int) -> tuple[torch.Tensor, ...]:
         p = self.proj.weight
-        return (torch.zeros(batch_size, p.shape[0], dtype=p.dtype, device=p.device),)
+        h = torch.zeros(batch_size, p.shape[0], dtype=p.dtype, device=p.device)
+        if self.fault == "state_on_module":  # the last h kept on the module, not in the state
+            self.last = h.clone()
+        if self.fault == "shared_counter":  # one position counter for the whole batch
+            return h, torch.zeros((), dtype=torch.int64)
+        return (h,)
 
     def prefill(
         self,
@@ -112,6 +117,10 @@ class Recurrence(nn.Module):
         y = self._out(torch.stack(outs, 1), x)  # [B, L, H]
         if self.fault == "prefill_modifies_state" and given is not None:
             given[0].copy_(h)
+        if self.fault == "state_on_module":
+            self.last = h.clone()
+        if self.fault == "shared_counter":
+            return y, (h.clone(), torch.zeros((), dtype=torch.int64) + x.shape[1])
         return y, (h.clone(),)
 
     def forward(self, x: torch.Tensor, *, seq_idx: torch.Tensor | None = None) -> torch.Tensor:
@@ -134,7 +143,10 @@ class Recurrence(nn.Module):
         a = torch.sigmoid(self.gate)
         if self.fault == "step_wrong_decay":
             a = a * a
-        h = a * state[0] + self._drive(x_t)
+        previous = self.last if self.fault == "state_on_module" else state[0]
+        h = a * previous + self._drive(x_t)
+        if self.fault == "state_on_module":
+            self.last = h.clone()
         if self.fault == "state_not_updated":
             return self._out(h, x_t), state
         if self.fault == "state_reallocated":
@@ -234,21 +246,25 @@ STEP_CHECKS = frozenset({"step_equals_parallel", "prefill_then_step", "chunked_p
 PACKING_CHECKS = frozenset(
     {"packed_equals_separate", "packed_containment", "packed_model", "packed_reference"}
 )
+#: the state checks that compare steps with forward: they fail with any step-mode fault
+STATE_OPS = {"snapshot_rollback", "rows_select_cat"}
 
 #: fault -> (checks that must fail, checks that may fail as a consequence)
 FAULTS: dict[str, tuple[set[str], set[str]]] = {
     "wrong_param_count": ({"param_count_exact", "in_model"}, set()),
     "not_causal": (
         {"causal", "backward_containment", "packed_equals_separate", "packed_containment"},
-        {*STEP_CHECKS, "reference_matches", "packed_model", "packed_reference"},
+        {*STEP_CHECKS, "reference_matches", "packed_model", "packed_reference", *STATE_OPS},
     ),
     "packing_ignored": ({"packed_equals_separate", "packed_model", "packed_reference"}, set()),
-    "step_wrong_decay": (set(STEP_CHECKS), set()),
+    "step_wrong_decay": (set(STEP_CHECKS), STATE_OPS),
     "forward_wrong_decay": (
         {"step_equals_parallel", "reference_matches", "packed_reference"},
-        {"prefill_then_step", "chunked_prefill"},
+        {"prefill_then_step", "chunked_prefill"} | STATE_OPS,
     ),
-    "state_not_updated": (set(STEP_CHECKS), set()),
+    "state_not_updated": (set(STEP_CHECKS), STATE_OPS),
+    "state_on_module": (STATE_OPS, set()),
+    "shared_counter": ({"rows_select_cat"}, set()),
     "masked_chunk": ({"backward_containment", "packed_containment"}, set()),
     "inf_leaks": ({"backward_containment", "packed_containment"}, set()),
     "prefill_modifies_state": ({"chunked_prefill"}, set()),
@@ -256,7 +272,13 @@ FAULTS: dict[str, tuple[set[str], set[str]]] = {
     "unused_parameter": ({"gradients_reach_parameters"}, set()),
     "mixes_batch": (
         {"batch_independent"},
-        {"reference_matches", "packed_equals_separate", "packed_model", "packed_reference"},
+        {
+            "reference_matches",
+            "rows_select_cat",
+            "packed_equals_separate",
+            "packed_model",
+            "packed_reference",
+        },
     ),
     "nondeterministic": ({"eval_deterministic"}, set(CHECKS)),
     "modifies_input": ({"eval_deterministic"}, set(CHECKS)),
@@ -486,7 +508,7 @@ def test_a_positionwise_layer_gets_the_step_checks_through_the_core() -> None:
 def test_a_layer_declared_positionwise_that_mixes_time_fails() -> None:
     results = {r.check: r for r in run_checks(positionwise_spec(mixes_time=True))}
     failed = {name for name, r in results.items() if r.failed}
-    assert failed == {*STEP_CHECKS, "packed_equals_separate", "packed_model"}
+    assert failed == {*STEP_CHECKS, "packed_equals_separate", "packed_model", *STATE_OPS}
     assert "PerPosition: step outputs differ from forward" in results["step_equals_parallel"].reason
 
 
@@ -504,8 +526,11 @@ def test_checks_that_do_not_apply_are_skipped_with_a_reason() -> None:
         "reference_matches",
         *STEP_CHECKS,
         *PACKING_CHECKS,
+        "state_refused_across_models",
+        *STATE_OPS,
     }
     assert "capabilities.stateful=False" in results["step_equals_parallel"].reason
+    assert "capabilities.stateful=False" in results["snapshot_rollback"].reason
     assert "capabilities.causal=False" in results["causal"].reason
     assert "neither capabilities.packing nor positionwise" in results["packed_model"].reason
     assert "no reference" in results["reference_matches"].reason

@@ -13,7 +13,7 @@ LayerNorm-Linear-GELU layers, a LayerNorm and an unembedding with bias).
 The LM-level options (:data:`LM_OPTIONS`) are ``positions`` (``None`` or ``"learned"``: an
 ``nn.Embedding(max_len, embed_dim)`` added to the token embedding, as in Zoology's ICLR
 baseline), ``max_len`` (needed with learned positions and the ``"last"`` readout) and
-``readout``. This model is the seam where the core's ``HybridLM`` will take over.
+``readout``. :class:`LanguageModel` is the core's :class:`~hybridzoo.HybridLM` with these.
 """
 
 from __future__ import annotations
@@ -30,11 +30,10 @@ from torch import nn
 import hybridzoo
 from hybridzoo.arena.tasks import IGNORE_INDEX, READOUTS, check
 from hybridzoo.errors import ConfigError, PackingError, StateError
+from hybridzoo.lm.config import LMConfig
+from hybridzoo.lm.model import EMBEDDING_INIT_STD, HybridLM
 from hybridzoo.packing import document_positions
 from hybridzoo.validate import at_least, one_of
-
-EMBEDDING_INIT_STD = 0.02
-"""Standard deviation of the token- and position-embedding initialisation (GPT-2's)."""
 
 LM_OPTIONS = ("positions", "max_len", "readout")
 """Options of the language model itself (everything else goes to ``hybridzoo.build``)."""
@@ -87,11 +86,16 @@ class LastPositionDecoder(nn.Module):
         return self.unembed(self.layers(x))
 
 
-class LanguageModel(nn.Module):
-    """``tokens [B, L] -> logits [B, L, vocab_size]`` around a sequence-output hybrid model.
+class LanguageModel(HybridLM):
+    """``tokens [B, L] -> logits [B, L, vocab_size]`` around a sequence-output hybrid model: a
+    :class:`~hybridzoo.HybridLM` (its embedding, backbone and head, its loss, ``prefill``,
+    ``generate`` and saving) with the arena's two extras, learned absolute positions and the
+    ``"last"`` readout. Without them it is a plain ``HybridLM``: build those with
+    :func:`hybridzoo.build_lm` or :meth:`HybridLM.from_backbone`.
 
     Args:
-        model: a ``HybridModel`` built with ``output="sequence"``.
+        model: a ``HybridModel`` built with ``output="sequence"`` (``lm.backbone``; ``lm.model``
+            is the same module, the name this class used before).
         vocab_size: number of token ids.
         tie: share the embedding matrix with the head when ``embed_dim == hidden_size``.
         positions: ``None``, or ``"learned"`` absolute positions (needs ``max_len``).
@@ -109,7 +113,6 @@ class LanguageModel(nn.Module):
         max_len: int | None = None,
         readout: str = "causal",
     ) -> None:
-        super().__init__()
         check(at_least(1), "vocab_size", vocab_size)
         check(one_of(None, "learned"), "positions", positions)
         check(one_of(*READOUTS), "readout", readout)
@@ -121,32 +124,32 @@ class LanguageModel(nn.Module):
             raise ConfigError(
                 f"LanguageModel needs a model built with output='sequence', got output={output!r}"
             )
-        self.embed_dim = int(_config_value(model, "embed_dim"))
-        self.hidden_size = int(_config_value(model, "hidden_size"))
-        self.vocab_size, self.max_len, self.readout = vocab_size, max_len, readout
-        self.embedding = nn.Embedding(vocab_size, self.embed_dim)
-        nn.init.normal_(self.embedding.weight, std=EMBEDDING_INIT_STD)
+        embed_dim = int(_config_value(model, "embed_dim"))
+        hidden_size = int(_config_value(model, "hidden_size"))
+        tied = bool(tie) and embed_dim == hidden_size and readout == "causal"
+        config = LMConfig(backbone=model.config, vocab_size=vocab_size, tie_embeddings=tied)
+        super().__init__(config, backbone=model)
+        self.embed_dim, self.hidden_size = embed_dim, hidden_size
+        self.max_len, self.readout = max_len, readout
         self.position = None
         if positions == "learned":
-            self.position = nn.Embedding(max_len, self.embed_dim)
+            self.position = nn.Embedding(max_len, embed_dim)
             nn.init.normal_(self.position.weight, std=EMBEDDING_INIT_STD)
-        self.model = model
-        self.tied = bool(tie) and self.embed_dim == self.hidden_size and readout == "causal"
-        self.head: nn.Module | None = None
         if readout == "last":
-            self.head = LastPositionDecoder(self.hidden_size, vocab_size, max_len)
-        elif not self.tied:
-            self.head = nn.Linear(self.hidden_size, vocab_size, bias=False)
+            self.head = LastPositionDecoder(hidden_size, vocab_size, max_len)
+
+    @property
+    def model(self) -> nn.Module:
+        """The backbone (``lm.backbone``)."""
+        return self.backbone
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        if self.head is None:
-            return F.linear(hidden, self.embedding.weight)
-        return self.head(hidden)
+        return self.logits(hidden)
 
-    def _embed(
+    def _embed_at(
         self, tokens: torch.Tensor, start: int, seq_idx: torch.Tensor | None = None
     ) -> torch.Tensor:
-        x = self.embedding(tokens)
+        x = self._embed(tokens, tokens.dim())
         if self.position is not None and seq_idx is not None:  # from 0 in every document
             return x + self.position(document_positions(seq_idx))
         if self.position is not None:
@@ -169,38 +172,32 @@ class LanguageModel(nn.Module):
                 f"readout={self.readout!r} decodes every target from the row's last position: "
                 "it cannot read packed documents (train without packing)"
             )
-        hidden = self.model(self._embed(tokens, 0, seq_idx), seq_idx=seq_idx)  # [B, L, H]
+        hidden = self.backbone(self._embed_at(tokens, 0, seq_idx), seq_idx=seq_idx)  # [B, L, H]
         return self._logits(hidden)  # [B, L, V]
 
-    def init_state(self, batch_size: int) -> Any:
-        """The recurrent state of a fresh sequence, for :meth:`step`."""
-        return self.model.init_state(batch_size)
+    def _causal_only(self, what: str) -> None:
+        if self.readout != "causal":
+            raise ConfigError(f"{what} decodes next-token logits: readout='causal' only")
 
     def step_hidden(self, tokens: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
         """One decoding step of the backbone: ``tokens [B]`` → ``(hidden [B, H], state)``."""
-        return self.model.step(self._embed(tokens, int(getattr(state, "position", 0))), state)
+        start = int(state.position) if self.position is not None else 0
+        return self.backbone.step(self._embed_at(tokens, start), state)
 
     def step(self, tokens: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
         """One decoding step: ``tokens [B]`` → ``(logits [B, vocab_size], new state)``."""
-        if self.readout != "causal":
-            raise ConfigError("step() decodes next-token logits: readout='causal' only")
+        self._causal_only("step()")
         hidden, state = self.step_hidden(tokens, state)
         return self._logits(hidden), state
 
-    @torch.no_grad()
-    def generate(self, prompt: torch.Tensor, num_tokens: int) -> torch.Tensor:
-        """Greedy decoding in step mode: ``prompt [B, P]`` → the next ``num_tokens`` ``[B, N]``."""
-        if prompt.ndim != 2 or prompt.shape[1] < 1:
-            raise ConfigError(f"prompt must be [batch, length >= 1], got {tuple(prompt.shape)}")
-        state = self.init_state(prompt.shape[0])
-        for t in range(prompt.shape[1]):
-            logits, state = self.step(prompt[:, t], state)
-        out = []
-        for _ in range(num_tokens):
-            token = logits.argmax(dim=-1)  # [B]
-            out.append(token)
-            logits, state = self.step(token, state)
-        return torch.stack(out, dim=1) if out else prompt.new_zeros(prompt.shape[0], 0)
+    def prefill(
+        self, tokens: torch.Tensor, state: Any = None, *, last_only: bool = False
+    ) -> tuple[torch.Tensor, Any]:
+        """As :meth:`HybridLM.prefill`, with the learned positions of the chunk."""
+        self._causal_only("prefill()")
+        start = int(state.position) if state is not None and self.position is not None else 0
+        hidden, state = self.backbone.prefill(self._embed_at(tokens, start), state)
+        return self._logits(hidden[:, -1] if last_only else hidden), state
 
 
 def split_build_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -53,6 +53,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check-plugin": ("run the conformance kit on a registered layer", "check_plugin"),
     "new-plugin": ("scaffold a new plugin distribution", "new_plugin"),
     "arena": ("train and compare patterns on recall tasks", "arena"),
+    "generate": ("continue prompts (token ids) with a saved language model", "generate"),
 }
 
 _IMPORT_HELP = (

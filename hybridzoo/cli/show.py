@@ -3,7 +3,9 @@
 Per position: parameters (and those one token uses), forward FLOPs per token at ``--seq-len``,
 step-state bytes and key/value-cache bytes per token in ``--dtype`` (see :func:`hybridzoo.cost`).
 ``--dialect megatron`` reads a Megatron pattern; ``--dialect transformers`` a ``layer_types``
-JSON list (with ``--model-type``) or a transformers ``config.json`` file.
+JSON list (with ``--model-type``) or a transformers ``config.json`` file. A directory holding a
+saved model (``model.save(directory)``; a converted checkpoint, for one) shows its own pattern
+and options, and the layers' options records.
 """
 
 from __future__ import annotations
@@ -54,6 +56,13 @@ def _pattern(args: argparse.Namespace) -> Any:
     from hybridzoo.patterns import named_patterns
 
     spec: Any = args.pattern
+    if args.dialect == "native" and Path(spec).is_dir():
+        from hybridzoo.checkpoint import read_config
+
+        if model_options(args):
+            raise UsageError(f"{spec} holds a saved model: its config sets every option")
+        config = read_config(spec)
+        return getattr(config, "backbone", config)
     if args.dialect == "native" and spec in named_patterns():
         if args.num_layers is None:
             raise UsageError(f"{spec!r} is a named pattern: give --num-layers N")
@@ -87,6 +96,7 @@ def _count(value: int | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Print the pattern and its cost card (a table, or JSON with ``--json``)."""
+    from hybridzoo.config import HybridConfig
     from hybridzoo.cost import cost
     from hybridzoo.counting import param_breakdown, state_numel
     from hybridzoo.errors import DialectWarning
@@ -106,7 +116,12 @@ def run(args: argparse.Namespace) -> int:
         data |= {"state_numel": state, "state_size": state}  # state_size: deprecated key
         print(json.dumps({**data, "cost": card.to_dict()}, indent=2, default=str))
         return 0
-    print(visualize(pattern, shared_layers=options.get("shared_layers")))
+    if isinstance(pattern, HybridConfig):  # a saved model's
+        print(visualize(list(pattern.pattern), shared_layers=dict(pattern.shared_layers) or None))
+        for name in dict.fromkeys(pattern.pattern):
+            print(f"  {name}: {pattern.options_of(name)!r}")
+    else:
+        print(visualize(pattern, shared_layers=options.get("shared_layers")))
     if getattr(pattern, "boundaries", ()):
         print(f"Pipeline stages end after positions {', '.join(map(str, pattern.boundaries))}")
     print()

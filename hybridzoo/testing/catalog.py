@@ -29,6 +29,8 @@ CONTRACTS: dict[str, str] = {
     "causality": "no output depends on a later input, non-finite inputs included",
     "packing": "a packed forward equals the separate forwards of its documents",
     "step_mode": "stepping and prefilling, in any chunks, equal the parallel forward",
+    "state_ops": "a step state is rolled back by a snapshot, batched by rows, and refused by "
+    "a model of another structure",
     "purity": "forward is a function of each row alone: rows independent, eval deterministic",
     "gradients": "gradients reach every parameter",
     "reference": "the fast path equals the slow time-step reference",

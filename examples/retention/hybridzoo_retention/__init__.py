@@ -87,7 +87,9 @@ SPEC = layer_spec(
     reference=f"{__name__}.reference:retention_reference",
     description="RetNet multi-scale retention (fixed per-head decay, rotary, group norm, "
     "swish gate; chunkwise + recurrent), then an FFN.",
-    capabilities=Capabilities(causal=True, stateful=True, complexity="linear"),
+    # the decoding position is one counter shared by the batch (a 0-dim tensor), so rows of
+    # states cannot be selected or concatenated: generation decodes prompts one at a time
+    capabilities=Capabilities(causal=True, stateful=True, complexity="linear", batched_state=False),
     api_version=2,
 )
 

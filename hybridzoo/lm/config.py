@@ -1,0 +1,191 @@
+"""``LMConfig``: everything needed to rebuild a :class:`~hybridzoo.HybridLM`; no torch.
+
+A language model is a token embedding ``[vocab_size, embed_dim]``, a backbone (a
+:class:`~hybridzoo.HybridConfig` with ``output="sequence"``: its blocks and final norm) and a
+head ``[vocab_size, hidden_size]``, which is the embedding matrix itself when
+``tie_embeddings`` (then ``embed_dim`` must equal ``hidden_size``). Sizes are exact and come
+from the same path as :func:`hybridzoo.param_count` (:meth:`LMConfig.param_count`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from hybridzoo.config import HybridConfig
+from hybridzoo.errors import ConfigError, HybridZooError, OptionError, did_you_mean
+from hybridzoo.model_options import with_model_options
+from hybridzoo.patterns import PatternLike
+from hybridzoo.registry import Registry
+from hybridzoo.validate import at_least, boolean
+
+__all__ = ["LM_CONFIG_VERSION", "LMConfig"]
+
+LM_CONFIG_VERSION = 1
+
+
+def _backbone(_instance: Any, _attribute: Any, value: Any) -> None:
+    if not isinstance(value, HybridConfig):
+        raise ConfigError(f"backbone must be a HybridConfig, got {type(value).__name__}")
+    if value.output != "sequence":
+        raise ConfigError(
+            f"a language model's backbone returns every position (output='sequence'), got "
+            f"output={value.output!r}"
+        )
+
+
+def _check(validator: Any, name: str, value: Any) -> Any:
+    try:
+        return validator.check(name, value)
+    except (TypeError, ValueError) as exc:
+        raise OptionError(str(exc)) from None
+
+
+@attrs.frozen(kw_only=True, repr=False)
+class LMConfig:
+    """A validated, immutable language-model configuration.
+
+    Make one with :meth:`create` (as :func:`hybridzoo.build_lm` takes its arguments) or
+    :meth:`from_dict`.
+
+    Attributes:
+        backbone: the hybrid stack, ``output="sequence"``; ``backbone.embed_dim`` is the width
+            of the token embedding.
+        vocab_size: number of token ids.
+        tie_embeddings: the head is the embedding matrix (one set of weights, counted once).
+    """
+
+    backbone: HybridConfig = attrs.field(validator=_backbone)
+    vocab_size: int = attrs.field(converter=lambda v: _check(at_least(1), "vocab_size", v))
+    tie_embeddings: bool = attrs.field(
+        default=True, converter=lambda v: _check(boolean, "tie_embeddings", v)
+    )
+
+    def __attrs_post_init__(self) -> None:
+        b = self.backbone
+        if self.tie_embeddings and b.embed_dim != b.hidden_size:
+            raise OptionError(
+                f"tie_embeddings=True shares the embedding with the head, so embed_dim must equal "
+                f"hidden_size; got embed_dim={b.embed_dim}, hidden_size={b.hidden_size}: leave "
+                "embed_dim unset or pass tie_embeddings=False"
+            )
+
+    @classmethod
+    @with_model_options
+    def create(
+        cls,
+        pattern: PatternLike,
+        *,
+        vocab_size: int,
+        tie_embeddings: bool = True,
+        registry: Registry | None = None,
+        **options: Any,
+    ) -> LMConfig:
+        """Validate a :func:`hybridzoo.build_lm` call: the backbone's options are those of
+        :func:`hybridzoo.build` (``embed_dim`` defaults to ``hidden_size``; ``output`` is
+        ``"sequence"``, the only value a language model takes)."""
+        output = options.pop("output", "sequence")
+        if output != "sequence":
+            raise OptionError(
+                f"a language model's backbone returns every position: output must be "
+                f"'sequence' (its default here), got {output!r}"
+            )
+        backbone = HybridConfig.create(pattern, registry=registry, output="sequence", **options)
+        return cls(backbone=backbone, vocab_size=vocab_size, tie_embeddings=tie_embeddings)
+
+    # -- views -----------------------------------------------------------------------------------
+
+    @property
+    def pattern(self) -> tuple[str, ...]:
+        return self.backbone.pattern
+
+    @property
+    def hidden_size(self) -> int:
+        return self.backbone.hidden_size
+
+    @property
+    def embed_dim(self) -> int:
+        return self.backbone.embed_dim
+
+    def layer_names(self) -> list[str]:
+        """Every layer type of the backbone (see :meth:`HybridConfig.layer_names`)."""
+        return self.backbone.layer_names()
+
+    def embedding_param_count(self) -> int:
+        """Parameters of the embedding and the head (the tied matrix once)."""
+        head = 0 if self.tie_embeddings else self.vocab_size * self.hidden_size
+        return self.vocab_size * self.embed_dim + head
+
+    def param_count(self, *, registry: Registry | None = None) -> int:
+        """The exact number of parameters of the model, without building it."""
+        from hybridzoo.counting import param_count
+
+        return param_count(self.backbone, registry=registry) + self.embedding_param_count()
+
+    def replace(self, *, registry: Registry | None = None, **changes: Any) -> LMConfig:
+        """A copy with some arguments of :meth:`create` changed (``vocab_size``,
+        ``tie_embeddings``, ``pattern``, model and layer options), re-validated. An embedding
+        as wide as the hidden size stays so when ``hidden_size`` changes (unless ``embed_dim``
+        is given too)."""
+        vocab = changes.pop("vocab_size", self.vocab_size)
+        tie = changes.pop("tie_embeddings", self.tie_embeddings)
+        keeps_width = self.embed_dim == self.hidden_size and "embed_dim" not in changes
+        if keeps_width and "hidden_size" in changes:
+            changes["embed_dim"] = changes["hidden_size"]
+        backbone = self.backbone.replace(registry=registry, **changes) if changes else self.backbone
+        return LMConfig(backbone=backbone, vocab_size=vocab, tie_embeddings=tie)
+
+    def __repr__(self) -> str:
+        return (
+            f"LMConfig(vocab_size={self.vocab_size}, tie_embeddings={self.tie_embeddings}, "
+            f"backbone={self.backbone!r})"
+        )
+
+    # -- serialisation ---------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; the backbone as :meth:`HybridConfig.to_dict` writes it."""
+        return {
+            "lm_config_version": LM_CONFIG_VERSION,
+            "vocab_size": self.vocab_size,
+            "tie_embeddings": self.tie_embeddings,
+            "backbone": self.backbone.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, registry: Registry | None = None) -> LMConfig:
+        """Rebuild (and re-validate) a config from :meth:`to_dict`'s output."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"an LM config must be a mapping, got {type(data).__name__}")
+        known = {"lm_config_version", "vocab_size", "tie_embeddings", "backbone"}
+        unknown = sorted(map(str, set(data) - known))
+        if unknown:
+            raise ConfigError(
+                f"unknown LM config keys {unknown}.{did_you_mean(unknown[0], known)} "
+                f"Valid: {', '.join(sorted(known))}"
+            )
+        version = data.get("lm_config_version", LM_CONFIG_VERSION)
+        if type(version) is not int or version != LM_CONFIG_VERSION:
+            raise ConfigError(
+                f"lm_config_version must be the integer {LM_CONFIG_VERSION}, got {version!r}; a "
+                "config from a newer hybridzoo needs that one (pip install -U hybridzoo)"
+            )
+        for key in ("vocab_size", "backbone"):
+            if key not in data:
+                raise ConfigError(f"an LM config needs {key!r}")
+        try:
+            backbone = HybridConfig.from_dict(data["backbone"], registry=registry)
+        except HybridZooError as exc:
+            raise ConfigError(f"backbone: {exc}") from exc
+        return cls(
+            backbone=backbone,
+            vocab_size=data["vocab_size"],
+            tie_embeddings=data.get("tie_embeddings", True),
+        )
+
+    def to_json(self, **kwargs: Any) -> str:
+        """:meth:`to_dict` as JSON text (indented by 2 unless told otherwise)."""
+        return json.dumps(self.to_dict(), **({"indent": 2} | kwargs))
