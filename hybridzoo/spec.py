@@ -57,6 +57,8 @@ import attrs
 
 from hybridzoo import validate
 from hybridzoo.errors import PluginError
+from hybridzoo.lazy_import import as_lazy as _lazy
+from hybridzoo.lazy_import import lazy  # noqa: F401  (re-exported: hybridzoo.spec.lazy)
 from hybridzoo.validate import is_integer, plain
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -80,7 +82,6 @@ Formula: TypeAlias = Callable[[Any, int], int]
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _SYMBOL_RE = re.compile(r"^[A-Z]$")
-_TARGET_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
 def option(
@@ -103,43 +104,6 @@ def option(
     metadata = {"doc": doc, "examples": tuple(examples) if examples is not None else ()}
     # numpy scalars become plain Python numbers, so records, configs and JSON hold plain values
     return attrs.field(default=default, validator=validator, converter=plain, metadata=metadata)
-
-
-@attrs.frozen
-class lazy:
-    """A function named by an import string ``"package.module:function"``, imported on its
-    first call, so that a plugin's top-level module need not import torch.
-
-    ``LayerSpec(factory="my_plugin.layer:make_bodies")`` stores one of these.
-    """
-
-    target: str
-
-    def __attrs_post_init__(self) -> None:
-        if not isinstance(self.target, str) or not _TARGET_RE.match(self.target):
-            raise PluginError(
-                f"an import string must look like 'package.module:function', got {self.target!r}"
-            )
-
-    def resolve(self) -> Callable[..., Any]:
-        """The named function (imported now; an error names the target)."""
-        import importlib
-
-        module_name, _, attr = self.target.partition(":")
-        try:
-            obj: Any = importlib.import_module(module_name)
-            for part in attr.split("."):
-                obj = getattr(obj, part)
-        except (ImportError, AttributeError) as exc:
-            raise PluginError(f"cannot import {self.target!r}: {exc}") from exc
-        return obj
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.resolve()(*args, **kwargs)
-
-
-def _lazy(value: Any) -> Any:
-    return lazy(value) if isinstance(value, str) else value
 
 
 @attrs.frozen
