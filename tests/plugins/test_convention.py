@@ -1,5 +1,6 @@
 """The layer-plugin convention in code: ``layer_spec``, ``specs_hook`` and ``option_kwargs`` make
-the same spec, hook and keywords that a plugin would write out by hand."""
+the same spec, hook and keywords that a plugin would write out by hand; ``resolve_options`` gives
+a module its options from the record or from keywords."""
 
 from __future__ import annotations
 
@@ -127,3 +128,24 @@ def test_whole_product() -> None:
         whole_product("head_dim", 4, "expand_v", 0, what="the value width")
     with pytest.raises(ValueError, match="head_dim"):
         whole_product("head_dim", 0, "expand_v", 1, what="the value width")
+
+
+def test_resolve_options() -> None:
+    """A module's options: the given record (or the defaults) with its keyword changes, each
+    checked by the record's own validators; a name that is no field is refused with the
+    closest ones."""
+    from hybridzoo.errors import UnknownOptionError
+    from hybridzoo.plugin import resolve_options
+
+    record = ToyOptions(width=3)
+    assert resolve_options(ToyOptions, None, {}) == ToyOptions()
+    assert resolve_options(ToyOptions, record, {}) is record
+    assert resolve_options(ToyOptions, record, {"depth": 5}) == ToyOptions(width=3, depth=5)
+    assert resolve_options(ToyOptions, None, {"width": 7}) == ToyOptions(width=7)
+    with pytest.raises(UnknownOptionError, match=r"ToyOptions has no field 'wdth'\. Did you mean"):
+        resolve_options(ToyOptions, None, {"wdth": 2})
+    with pytest.raises(ValueError, match="width must be an integer >= 1, got 0"):
+        resolve_options(ToyOptions, record, {"width": 0})
+    with pytest.raises(TypeError, match="options must be a ToyOptions record"):
+        resolve_options(ToyOptions, {"width": 2}, {})
+
