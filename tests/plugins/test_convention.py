@@ -149,3 +149,27 @@ def test_resolve_options() -> None:
     with pytest.raises(TypeError, match="options must be a ToyOptions record"):
         resolve_options(ToyOptions, {"width": 2}, {})
 
+
+def test_modules_take_the_record_or_its_fields() -> None:
+    """Every builtin body built from a record takes the record itself or any of its fields as
+    keywords, the same module either way; an unknown keyword names the record."""
+    import torch
+
+    from hybridzoo.errors import UnknownOptionError
+    from hybridzoo_plugins.gla import GLAOptions
+    from hybridzoo_plugins.gla.layer import GatedLinearAttention
+    from hybridzoo_plugins.rwkv import RWKVOptions
+    from hybridzoo_plugins.rwkv.layer import RWKV6TimeMix
+
+    torch.manual_seed(0)
+    by_keywords = GatedLinearAttention(16, num_heads=2, head_dim=4)
+    torch.manual_seed(0)
+    by_record = GatedLinearAttention(16, GLAOptions(num_heads=2, head_dim=4))
+    a, b = by_keywords.state_dict(), by_record.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    body = RWKV6TimeMix(16, RWKVOptions(head_size=4), dtype=torch.float64, mix_rank=2)
+    assert body.head_size == 4 and body.mix_rank == 2 and body.key.weight.dtype == torch.float64
+    with pytest.raises(UnknownOptionError, match="RWKVOptions has no field 'head_sise'"):
+        RWKV6TimeMix(16, head_sise=4)
+    with pytest.raises(TypeError, match="head_sise"):  # as any unknown keyword
+        RWKV6TimeMix(16, head_sise=4)
