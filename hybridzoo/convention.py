@@ -12,24 +12,28 @@ record), ``formulas.py``, ``layer.py`` (``make_bodies``) and ``reference.py``
     )
     hybridzoo_layer_specs = specs_hook(SPEC)
 
-and builds its modules from the record without naming each option twice
-(``Conv(hidden_size, **option_kwargs(o))``). Everything here makes an ordinary
-:class:`~hybridzoo.spec.LayerSpec` and an ordinary ``@hookimpl`` function: a spec written out in
-full and a hand-written hook keep working, and the two forms mix freely.
+and builds its modules from the record without naming each option twice: a module takes the
+record itself, ``Conv(hidden_size, o)``, or any of its fields as keywords for standalone use
+(``Conv(256, width=8)``), both resolved by :func:`resolve_options`. Everything here makes an
+ordinary :class:`~hybridzoo.spec.LayerSpec` and an ordinary ``@hookimpl`` function: a spec
+written out in full and a hand-written hook keep working, and the two forms mix freely.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
-from hybridzoo.errors import PluginError
+from hybridzoo.errors import PluginError, UnknownOptionError, did_you_mean
 from hybridzoo.hookspecs import hookimpl
 from hybridzoo.spec import LayerSpec
+from hybridzoo.validate import Validator
 
-__all__ = ["FORMULA_FIELDS", "layer_spec", "option_kwargs", "specs_hook"]
+__all__ = ["FORMULA_FIELDS", "layer_spec", "option_kwargs", "resolve_options", "specs_hook"]
+
+R = TypeVar("R")
 
 #: The :class:`LayerSpec` fields that :func:`layer_spec` takes from a formulas module, by the
 #: name the module gives them (a module-level ``NOTATIONS`` tuple becomes ``notations``).
@@ -159,3 +163,47 @@ def option_kwargs(
             "exclude"
         )
     return {n: getattr(options, n) for n in names if n not in excluded}
+
+
+def resolve_options(record: type[R], options: R | None, changes: dict[str, Any]) -> R:
+    """The options a module is built with: ``options`` (default: the record's defaults) with
+    ``changes`` applied, each checked by the record's own validators.
+
+    A module built from a plugin's options takes the record and, for standalone use, any of
+    its fields as keywords, declaring no option a second time::
+
+        def __init__(self, hidden_size: int, options: ConvOptions | None = None, **changes: Any):
+            o = resolve_options(ConvOptions, options, changes)
+
+    so that ``Conv(hidden_size, o)`` (from ``make_bodies``), ``Conv(256)`` and
+    ``Conv(256, width=8)`` all work.
+
+    Args:
+        record: the options record class (``attrs``).
+        options: an instance of ``record``, or ``None`` for its defaults.
+        changes: field names and their new values.
+
+    Raises:
+        UnknownOptionError: a name that is not a field of ``record`` (a ``TypeError``, as an
+            unknown keyword is; it names the record and the closest fields).
+        TypeError, ValueError: an invalid value, with the record's validator message after the
+            field's name (``"num_heads must be an integer >= 1, got 0"``).
+    """
+    if options is None:
+        options = record()
+    elif not isinstance(options, record):
+        raise TypeError(
+            f"options must be a {record.__name__} record (or None for its defaults), got "
+            f"{type(options).__name__}"
+        )
+    fields = {f.name: f for f in attrs.fields(record)}
+    for name, value in changes.items():
+        field = fields.get(name)
+        if field is None:
+            raise UnknownOptionError(
+                f"{record.__name__} has no field {name!r}.{did_you_mean(name, fields)} "
+                f"Its fields: {', '.join(fields)}."
+            )
+        if isinstance(field.validator, Validator):
+            field.validator.check(name, value)  # the message starts with the field's name
+    return attrs.evolve(options, **changes) if changes else options

@@ -26,6 +26,7 @@ __all__ = [
     "StateError",
     "StepModeWarning",
     "UnknownLayerError",
+    "UnknownOptionError",
     "UnusedOptionWarning",
     "close_matches",
     "did_you_mean",
@@ -101,6 +102,11 @@ class OptionError(HybridZooError, ValueError):
                 f"  - {p}" for p in self.problems
             )
         super().__init__(msg)
+
+
+class UnknownOptionError(OptionError, TypeError):
+    """A keyword that is not a field of the options record a module is built from (a
+    ``TypeError``, as any unknown keyword argument is)."""
 
 
 #: a pattern longer than this is quoted in an error as a window around the fault

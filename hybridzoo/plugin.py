@@ -11,9 +11,10 @@ Everything a layer plugin needs, in one import::
   :mod:`hybridzoo.option_kinds`);
 - :class:`NamedPattern`: what a named-pattern plugin declares;
 - :data:`hookimpl`: marks the plugin's hook functions (see :mod:`hybridzoo.hookspecs`);
-- :func:`layer_spec`, :func:`specs_hook`, :func:`option_kwargs`: the layer-plugin convention
-  in code (a spec from the package's formulas module and conventional import strings, the hook
-  in one line, a module's keywords from the options record; see :mod:`hybridzoo.convention`);
+- :func:`layer_spec`, :func:`specs_hook`, :func:`resolve_options`, :func:`option_kwargs`: the
+  layer-plugin convention in code (a spec from the package's formulas module and conventional
+  import strings, the hook in one line, a module's options from the record and keyword changes,
+  a record as keywords; see :mod:`hybridzoo.convention`);
 - :func:`register_layer`, :func:`unregister_layer`, :func:`register_pattern`,
   :func:`unregister_pattern`: run-time registration;
 - the validators of :mod:`hybridzoo.validate` (``at_least``, ``power_of_two``, ``boolean``,
@@ -31,7 +32,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from hybridzoo.convention import layer_spec, option_kwargs, specs_hook
+from hybridzoo.convention import layer_spec, option_kwargs, resolve_options, specs_hook
 from hybridzoo.flops import LayerFlops, causal_context, feedforward_flops, linear_flops
 from hybridzoo.formulas import (
     feedforward_param_count,
@@ -94,6 +95,7 @@ __all__ = [
     "power_of_two",
     "register_layer",
     "register_pattern",
+    "resolve_options",
     "specs_hook",
     "unregister_layer",
     "unregister_pattern",

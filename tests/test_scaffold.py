@@ -120,8 +120,9 @@ def test_generated_code_is_lint_clean(generated: Path) -> None:
 
 
 def test_each_option_is_declared_once(generated: Path, imported) -> None:
-    """The options record declares every option; the formulas and ``make_bodies`` take the
-    record (no keyword defaults, no ``**kwargs``); the README's table is the spec's."""
+    """The options record declares every option; the formulas, ``make_bodies`` and the module
+    take the record (no keyword defaults, no ``**kwargs`` in the formulas); the README's table
+    is the spec's."""
     init = (generated / PACKAGE / "__init__.py").read_text()
     formulas = (generated / PACKAGE / "formulas.py").read_text()
     layer = (generated / PACKAGE / "layer.py").read_text()
@@ -132,7 +133,10 @@ def test_each_option_is_declared_once(generated: Path, imported) -> None:
         assert not fn.args.defaults and fn.args.kwarg is None, fn.name
     assert "**" not in formulas
     make = layer[layer.index("def make_bodies") :]
-    assert "kernel_size=o.kernel_size, expand=o.expand" in make and "**" not in make
+    assert "(hidden_size, o)" in make and "**" not in make
+    init_fn = next(n for n in ast.walk(ast.parse(layer)) if getattr(n, "name", "") == "__init__")
+    assert [a.arg for a in init_fn.args.args] == ["self", "hidden_size", "options"]
+    assert not init_fn.args.kwonlyargs and "resolve_options" in layer
     assert imported.SPEC.factory.target == "hybridzoo_scaffoldtest.layer:make_bodies"
     assert imported.SPEC.reference.target == "hybridzoo_scaffoldtest.reference:reference_forward"
     assert imported.hybridzoo_layer_specs() == [imported.SPEC]

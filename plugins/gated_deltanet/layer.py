@@ -24,7 +24,7 @@ inputs of the q, k and v convolutions (kernel ``c``) and the delta-rule state.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -32,15 +32,14 @@ from torch import Tensor, nn
 
 from hybridzoo.nn.gated_norm import GatedRMSNorm
 from hybridzoo.nn.init import log_uniform_, time_step_bias_
+from hybridzoo.nn.options_body import OptionsBody
 from hybridzoo.nn.sequence_mixer import SequenceMixer
 from hybridzoo.nn.short_conv import ShortConvolution, conv_step
 from hybridzoo.nn.step_cache import DerivedTensors
 from hybridzoo.ops import chunk_gated_delta_rule, gated_delta_rule_step
-from hybridzoo.plugin import at_least, option_kwargs, power_of_two
+from hybridzoo.plugin import at_least
+from hybridzoo_plugins.gated_deltanet import GatedDeltaNetOptions
 from hybridzoo_plugins.gated_deltanet.formulas import value_head_dim, value_heads
-
-if TYPE_CHECKING:  # pragma: no cover
-    from hybridzoo_plugins.gated_deltanet import GatedDeltaNetOptions
 
 __all__ = ["GatedDeltaNet", "GatedDeltaNetState", "make_bodies"]
 
@@ -61,19 +60,17 @@ def l2_normalize(x: Tensor) -> Tensor:
     return x * torch.rsqrt(x.square().sum(-1, keepdim=True) + L2_EPS)
 
 
-class GatedDeltaNet(SequenceMixer):
+class GatedDeltaNet(OptionsBody[GatedDeltaNetOptions], SequenceMixer):
     """The Gated DeltaNet token mixer (a body: no outer norm or residual).
 
     Args:
         hidden_size: model width ``H``.
-        num_heads: query/key heads ``h``. Default 4.
-        head_dim: query/key width per head ``dk``. Default 64.
-        expand_v: value width per head ``dv = head_dim · expand_v`` (whole). Default 1.
-        num_v_heads: value heads ``hv`` (a multiple of ``num_heads``); None: ``num_heads``.
-        conv_size: kernel of the causal convolutions over q, k and v. Default 4.
-        norm_eps: epsilon of the gated output RMSNorm. Default 1e-5.
-        chunk_size: chunk length of the delta-rule kernel (speed only). Default 64.
+        options: the layer's options record (fields and defaults documented there,
+            ``hybridzoo layers`` lists them); default its defaults. Widths: ``num_heads``
+            query/key heads of ``dk = head_dim``, ``num_v_heads`` value heads of
+            ``dv = head_dim · expand_v``.
         device, dtype: where and how to create the parameters.
+        **changes: any of its fields (``GatedDeltaNet(256, num_heads=2, num_v_heads=4)``).
 
     Initialisation as fla: ``A_log = log U(0.01, 16)``, ``dt_bias = softplus⁻¹(dt)`` with
     ``dt`` log-uniform in ``[0.001, 0.1]`` (at least 1e-4), PyTorch's defaults for the
@@ -81,29 +78,17 @@ class GatedDeltaNet(SequenceMixer):
     ``_no_weight_decay = True``.
     """
 
-    def __init__(
-        self,
-        hidden_size: int,
-        *,
-        num_heads: int = 4,
-        head_dim: int = 64,
-        expand_v: float = 1,
-        num_v_heads: int | None = None,
-        conv_size: int = 4,
-        norm_eps: float = 1e-5,
-        chunk_size: int = 64,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
-        super().__init__()
+    Options = GatedDeltaNetOptions
+
+    def build(self, hidden_size: int, o: GatedDeltaNetOptions, fk: dict[str, Any]) -> None:
         self.hidden_size = at_least(1).check("hidden_size", hidden_size)
-        self.num_v_heads = value_heads(num_heads, num_v_heads)
+        num_heads, head_dim, conv_size = o.num_heads, o.head_dim, o.conv_size
+        self.num_v_heads = value_heads(num_heads, o.num_v_heads)
         self.num_heads, self.head_k_dim = num_heads, head_dim
-        self.head_v_dim = value_head_dim(head_dim, expand_v)
-        self.chunk_size = power_of_two.check("chunk_size", chunk_size)
+        self.head_v_dim = value_head_dim(head_dim, o.expand_v)
+        self.chunk_size = o.chunk_size
         self.key_dim = num_heads * head_dim
         self.value_dim = self.num_v_heads * self.head_v_dim
-        fk: dict[str, Any] = {"device": device, "dtype": dtype}
         keys, values, hv = self.key_dim, self.value_dim, self.num_v_heads
 
         self.q_proj = nn.Linear(hidden_size, keys, bias=False, **fk)
@@ -117,7 +102,7 @@ class GatedDeltaNet(SequenceMixer):
         self.v_conv1d = ShortConvolution(values, conv_size, **fk)
         self.A_log = nn.Parameter(torch.empty(hv, **fk))
         self.dt_bias = nn.Parameter(torch.empty(hv, **fk))
-        self.o_norm = GatedRMSNorm(self.head_v_dim, eps=norm_eps, norm_before_gate=True, **fk)
+        self.o_norm = GatedRMSNorm(self.head_v_dim, eps=o.norm_eps, norm_before_gate=True, **fk)
         self.o_proj = nn.Linear(values, hidden_size, bias=False, **fk)
         for p in (self.A_log, self.dt_bias):
             p._no_weight_decay = True  # type: ignore[attr-defined]
@@ -227,4 +212,4 @@ class GatedDeltaNet(SequenceMixer):
 
 def make_bodies(o: GatedDeltaNetOptions, hidden_size: int) -> GatedDeltaNet:
     """The gated_deltanet layer's body: one :class:`GatedDeltaNet`."""
-    return GatedDeltaNet(hidden_size, **option_kwargs(o))
+    return GatedDeltaNet(hidden_size, o)

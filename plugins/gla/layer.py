@@ -21,18 +21,16 @@ Packed documents: ``forward(x, seq_idx=...)`` and ``prefill`` hand ``seq_idx [B,
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hybridzoo.nn import FeedForward
 from hybridzoo.ops.gla import chunk_gla, gla_step
-from hybridzoo.plugin import at_least, option_kwargs, positive, power_of_two
+from hybridzoo.plugin import at_least, resolve_options
+from hybridzoo_plugins.gla import GLAOptions
 from hybridzoo_plugins.gla.formulas import key_width
-
-if TYPE_CHECKING:  # pragma: no cover
-    from hybridzoo_plugins.gla import GLAOptions
 
 __all__ = ["GatedLinearAttention", "State", "make_bodies"]
 
@@ -44,41 +42,26 @@ class GatedLinearAttention(nn.Module):
 
     Args:
         hidden_size: model width ``H``.
-        num_heads: number of heads.
-        head_dim: value width per head ``dv`` (Edifice's ``gla_head_dim``, 64).
-        expand_k: key width per head as a fraction of ``head_dim`` (``dk = head_dim·expand_k``,
-            a whole number). 0.5 as in flash-linear-attention: with 4 heads of 64 and ``H = 256``,
-            keys are ``H/2`` wide and values ``H`` wide (fla's ``expand_k=0.5, expand_v=1``).
-        gate_low_rank_dim: rank ``r`` of the forget-gate projection ``H → r → heads·dk``.
-        gate_logit_normalizer: divides ``logsigmoid`` of the gate logits (16 as in fla: the
-            forget gate starts close to 1, ``α ≈ exp(-log 2 / 16) ≈ 0.96``).
-        norm_eps: epsilon of the per-head RMSNorm.
-        chunk_size: chunk length of the recurrence kernel (speed only; a power of two).
+        options: the layer's options record (fields and defaults documented there,
+            ``hybridzoo layers`` lists them); default its defaults.
+        **changes: any of its fields (``GatedLinearAttention(256, num_heads=8)``).
 
-    Parameter count: :func:`hybridzoo_plugins.gla.formulas.gla_param_count`. Weights use
-    PyTorch's default ``nn.Linear`` initialisation, the RMSNorm weight starts at 1.
+    Keys are ``dk = head_dim · expand_k`` wide per head (with fla's ``expand_k=0.5``, 4 heads of
+    64 and ``H = 256``: keys ``H/2``, values ``H``); the gate logits are divided by
+    ``gate_logit_normalizer`` (16 as in fla: the forget gate starts close to 1). Parameter
+    count: :func:`hybridzoo_plugins.gla.formulas.gla_param_count`. Weights use PyTorch's
+    default ``nn.Linear`` initialisation, the RMSNorm weight starts at 1.
     """
 
-    def __init__(
-        self,
-        hidden_size: int,
-        *,
-        num_heads: int = 4,
-        head_dim: int = 64,
-        expand_k: float = 0.5,
-        gate_low_rank_dim: int = 16,
-        gate_logit_normalizer: float = 16.0,
-        norm_eps: float = 1e-5,
-        chunk_size: int = 64,
-    ) -> None:
+    def __init__(self, hidden_size: int, options: GLAOptions | None = None, **changes: Any) -> None:
         super().__init__()
+        o = resolve_options(GLAOptions, options, changes)
         self.hidden_size = at_least(1).check("hidden_size", hidden_size)
-        self.num_heads = at_least(1).check("num_heads", num_heads)
-        self.head_v_dim, self.head_k_dim = head_dim, key_width(head_dim, expand_k)
-        self.gate_logit_normalizer = positive.check("gate_logit_normalizer", gate_logit_normalizer)
-        self.chunk_size = power_of_two.check("chunk_size", chunk_size)
-        rank = at_least(1).check("gate_low_rank_dim", gate_low_rank_dim)
-        keys, values = num_heads * self.head_k_dim, num_heads * head_dim
+        self.num_heads, self.chunk_size = o.num_heads, o.chunk_size
+        self.head_v_dim, self.head_k_dim = o.head_dim, key_width(o.head_dim, o.expand_k)
+        self.gate_logit_normalizer = o.gate_logit_normalizer
+        rank, keys = o.gate_low_rank_dim, o.num_heads * self.head_k_dim
+        values = o.num_heads * o.head_dim
         self.q_proj = nn.Linear(hidden_size, keys, bias=False)
         self.k_proj = nn.Linear(hidden_size, keys, bias=False)
         self.v_proj = nn.Linear(hidden_size, values, bias=False)
@@ -86,7 +69,7 @@ class GatedLinearAttention(nn.Module):
         self.gk_proj = nn.Sequential(
             nn.Linear(hidden_size, rank, bias=False), nn.Linear(rank, keys, bias=True)
         )
-        self.g_norm = nn.RMSNorm(head_dim, eps=positive.check("norm_eps", norm_eps))
+        self.g_norm = nn.RMSNorm(o.head_dim, eps=o.norm_eps)
         self.o_proj = nn.Linear(values, hidden_size, bias=False)
 
     def _inputs(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -151,6 +134,4 @@ class GatedLinearAttention(nn.Module):
 
 def make_bodies(o: GLAOptions, hidden_size: int) -> list[nn.Module]:
     """The gla layer's bodies: ``[GatedLinearAttention, FeedForward]`` (each its own residual)."""
-    mixer = GatedLinearAttention(hidden_size, **option_kwargs(o, exclude=["ffn_expand_factor"]))
-    ffn_expand = at_least(1).check("ffn_expand_factor", o.ffn_expand_factor)
-    return [mixer, FeedForward(hidden_size, ffn_expand)]
+    return [GatedLinearAttention(hidden_size, o), FeedForward(hidden_size, o.ffn_expand_factor)]

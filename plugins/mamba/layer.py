@@ -25,88 +25,71 @@ kernels: the convolution reads zeros before a document's start and the SSM state
 
 from __future__ import annotations
 
-import math
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hybridzoo.nn.init import time_step_bias_
+from hybridzoo.nn.options_body import OptionsBody
 from hybridzoo.ops.selective_scan import (
     BACKENDS,
     causal_conv1d,
     selective_scan,
     selective_state_update,
 )
-from hybridzoo.plugin import at_least, in_range, one_of, option_kwargs, positive
+from hybridzoo.plugin import at_least, one_of
+from hybridzoo_plugins.mamba import MambaOptions
 from hybridzoo_plugins.mamba.formulas import intermediate_size, resolve_dt_rank
-
-if TYPE_CHECKING:  # pragma: no cover
-    from hybridzoo_plugins.mamba import MambaOptions
 
 __all__ = ["MambaMixer", "MambaState", "make_bodies"]
 
 MambaState = tuple[Tensor, Tensor]
 """``(conv_window [B, I, K-1], ssm_state [B, I, N])``."""
 
-_NON_NEGATIVE = in_range(0.0, math.inf, high_open=True)
 
-
-class MambaMixer(nn.Module):
+class MambaMixer(OptionsBody[MambaOptions]):
     """Mamba-1 mixer body: ``[B, L, H] -> [B, L, H]``.
 
     Args:
         hidden_size: model width ``H``.
-        state_size: SSM state size per channel ``N``. Default 16.
-        expand_factor: inner width ``I = expand_factor · H``. Default 2.
-        conv_size: kernel of the causal depthwise convolution ``K``. Default 4.
-        dt_rank: rank ``R`` of the time-step projection; ``"auto"`` = ``ceil(H / 16)``.
-        dt_min, dt_max: initial time steps are log-uniform in ``[dt_min, dt_max]``
-            (``dt_proj.bias`` = softplus⁻¹ of them). Defaults 0.001, 0.1.
-        dt_init_floor: lower clamp of the initial time steps. Default 1e-4.
-        conv_bias: bias in the convolution. Default True.
-        bias: biases in ``in_proj`` and ``out_proj``. Default False.
+        options: the layer's options record (fields and defaults documented there,
+            ``hybridzoo layers`` lists them); default its defaults. ``dt_rank="auto"`` is
+            ``ceil(H / 16)``; ``dt_proj.bias`` = softplus⁻¹ of initial time steps log-uniform in
+            ``[dt_min, dt_max]``, at least ``dt_init_floor``.
         scan_backend: ``backend`` of :func:`~hybridzoo.ops.selective_scan.selective_scan` and
             :func:`~hybridzoo.ops.selective_scan.causal_conv1d` (``"auto"``, ``"compiled"`` or
             ``"torch"``; a plain attribute, may be changed later). Default ``"auto"``.
         device, dtype: where and how to create the parameters.
+        **changes: any of its fields (``MambaMixer(256, state_size=8)``).
 
     Initialisation as the reference: S4D-real ``A_log[i, n] = log(n + 1)``, ``D = 1``,
     ``dt_proj.weight`` uniform in ``±R^-0.5``, PyTorch's defaults for the other layers.
     """
 
+    Options = MambaOptions
+
     def __init__(
         self,
         hidden_size: int,
+        options: MambaOptions | None = None,
         *,
-        state_size: int = 16,
-        expand_factor: int | float = 2,
-        conv_size: int = 4,
-        dt_rank: int | str = "auto",
-        dt_min: float = 0.001,
-        dt_max: float = 0.1,
-        dt_init_floor: float = 1e-4,
-        conv_bias: bool = True,
-        bias: bool = False,
         scan_backend: str = "auto",
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
+        **changes: Any,
     ) -> None:
-        super().__init__()
-        self.hidden_size = at_least(1).check("hidden_size", hidden_size)
-        self.state_size = at_least(1).check("state_size", state_size)
-        self.conv_size = at_least(1).check("conv_size", conv_size)
-        self.intermediate_size = intermediate_size(hidden_size, expand_factor)
-        self.expand_factor = expand_factor
-        self.dt_rank = resolve_dt_rank(hidden_size, dt_rank)
-        self.dt_min = float(positive.check("dt_min", dt_min))
-        self.dt_max = float(positive.check("dt_max", dt_max))
-        if self.dt_max < self.dt_min:
-            raise ValueError(f"dt_max must be >= dt_min, got dt_min={dt_min!r}, dt_max={dt_max!r}")
-        self.dt_init_floor = float(_NON_NEGATIVE.check("dt_init_floor", dt_init_floor))
+        super().__init__(hidden_size, options, **changes)  # device, dtype and options
         self.scan_backend = one_of(*BACKENDS).check("scan_backend", scan_backend)
-        fk: dict[str, Any] = {"device": device, "dtype": dtype}
+
+    def build(self, hidden_size: int, o: MambaOptions, fk: dict[str, Any]) -> None:
+        self.hidden_size = at_least(1).check("hidden_size", hidden_size)
+        self.state_size, self.conv_size = o.state_size, o.conv_size
+        self.intermediate_size = intermediate_size(hidden_size, o.expand_factor)
+        self.expand_factor = o.expand_factor
+        self.dt_rank = resolve_dt_rank(hidden_size, o.dt_rank)
+        self.dt_min, self.dt_max = float(o.dt_min), float(o.dt_max)
+        self.dt_init_floor = float(o.dt_init_floor)
+        bias, conv_bias = o.bias, o.conv_bias
         inner, n, k, rank = self.intermediate_size, self.state_size, self.conv_size, self.dt_rank
 
         self.in_proj = nn.Linear(hidden_size, 2 * inner, bias=bias, **fk)
@@ -264,4 +247,4 @@ class MambaMixer(nn.Module):
 
 def make_bodies(o: MambaOptions, hidden_size: int) -> MambaMixer:
     """The mamba layer's body: one :class:`MambaMixer`."""
-    return MambaMixer(hidden_size, **option_kwargs(o))
+    return MambaMixer(hidden_size, o)

@@ -23,7 +23,7 @@ cache keeps ``K`` inputs, the oldest of which is never used again).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -31,15 +31,14 @@ from torch import Tensor, nn
 
 from hybridzoo.nn.gated_norm import GatedRMSNorm
 from hybridzoo.nn.init import log_uniform_, time_step_bias_
+from hybridzoo.nn.options_body import OptionsBody
 from hybridzoo.nn.sequence_mixer import SequenceMixer
 from hybridzoo.nn.short_conv import ShortConvolution
 from hybridzoo.nn.step_cache import DerivedTensors
 from hybridzoo.ops import chunk_ssd, ssd_step
-from hybridzoo.plugin import at_least, boolean, in_range, option_kwargs, positive, power_of_two
+from hybridzoo.plugin import at_least
+from hybridzoo_plugins.mamba2 import Mamba2Options
 from hybridzoo_plugins.mamba2.formulas import conv_channels, inner_width, num_heads
-
-if TYPE_CHECKING:  # pragma: no cover
-    from hybridzoo_plugins.mamba2 import Mamba2Options
 
 __all__ = ["Mamba2Mixer", "Mamba2State", "make_bodies"]
 
@@ -50,81 +49,44 @@ Mamba2State = tuple[Tensor, Tensor]
 A_INIT_RANGE = (1.0, 16.0)
 
 
-class Mamba2Mixer(SequenceMixer):
+class Mamba2Mixer(OptionsBody[Mamba2Options], SequenceMixer):
     """The Mamba-2 mixer body.
 
     Args:
         hidden_size: model width ``H``.
-        state_size: SSM state size ``N`` per head. Default 64.
-        head_dim: channels ``P`` per head. Default 64.
-        expand_factor: inner width ``I = expand_factor · H`` (whole). Default 2.
-        num_groups: groups ``G`` of heads sharing ``B`` and ``C``; divides the heads. Default 1.
-        conv_size: kernel ``K`` of the causal convolution over ``x, B, C``. Default 4.
-        dt_min, dt_max, dt_init_floor: initial time steps are log-uniform in ``[dt_min, dt_max]``
-            and at least ``dt_init_floor`` (``dt_bias`` = softplus⁻¹ of them). Defaults 0.001,
-            0.1, 1e-4.
-        dt_limit_min, dt_limit_max: time steps are clamped to this range (``0`` and ``None``: no
-            clamp; transformers' ``time_step_limit``).
-        conv_bias: bias in the convolution. Default True.
-        bias: biases in ``in_proj`` and ``out_proj``. Default False.
-        norm_eps: epsilon of the gated RMSNorm. Default 1e-5.
-        chunk_size: chunk length of :func:`~hybridzoo.ops.chunk_ssd` (speed only). Default 64.
+        options: the layer's options record (fields and defaults documented there,
+            ``hybridzoo layers`` lists them); default its defaults.
         device, dtype: where and how to create the parameters.
+        **changes: any of its fields (``Mamba2Mixer(256, head_dim=32, num_groups=2)``).
 
-    Initialisation as mamba_ssm: ``A_log = log U(1, 16)`` per head, ``D = 1``, ``dt_bias`` as
-    above, PyTorch's defaults for the projections and the convolution, the norm weight 1.
-    ``A_log``, ``D`` and ``dt_bias`` carry ``_no_weight_decay = True``.
+    Time steps are clamped to ``[dt_limit_min, dt_limit_max]`` (transformers'
+    ``time_step_limit``). Initialisation as mamba_ssm: ``A_log = log U(1, 16)`` per head,
+    ``D = 1``, ``dt_bias`` = softplus⁻¹ of time steps log-uniform in ``[dt_min, dt_max]`` and at
+    least ``dt_init_floor``, PyTorch's defaults for the projections and the convolution, the
+    norm weight 1. ``A_log``, ``D`` and ``dt_bias`` carry ``_no_weight_decay = True``.
     """
 
-    def __init__(
-        self,
-        hidden_size: int,
-        *,
-        state_size: int = 64,
-        head_dim: int = 64,
-        expand_factor: float = 2,
-        num_groups: int = 1,
-        conv_size: int = 4,
-        dt_min: float = 0.001,
-        dt_max: float = 0.1,
-        dt_init_floor: float = 1e-4,
-        dt_limit_min: float = 0.0,
-        dt_limit_max: float | None = None,
-        conv_bias: bool = True,
-        bias: bool = False,
-        norm_eps: float = 1e-5,
-        chunk_size: int = 64,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
-        super().__init__()
+    Options = Mamba2Options
+
+    def build(self, hidden_size: int, o: Mamba2Options, fk: dict[str, Any]) -> None:
         self.hidden_size = hidden_size
-        self.intermediate_size = inner_width(hidden_size, expand_factor)
-        self.num_heads = num_heads(self.intermediate_size, head_dim, num_groups)
-        self.head_dim, self.num_groups = head_dim, num_groups
-        self.state_size = at_least(1).check("state_size", state_size)
-        self.conv_dim = conv_channels(self.intermediate_size, num_groups, state_size)
-        self.dt_min = positive.check("dt_min", dt_min)
-        self.dt_max = positive.check("dt_max", dt_max)
-        if dt_max < dt_min:
-            raise ValueError(f"dt_max must be >= dt_min, got dt_min={dt_min!r}, dt_max={dt_max!r}")
-        self.dt_init_floor = positive.check("dt_init_floor", dt_init_floor)
-        low = in_range(0.0, math.inf, high_open=True).check("dt_limit_min", dt_limit_min)
-        high = math.inf if dt_limit_max is None else positive.check("dt_limit_max", dt_limit_max)
-        if not low < high:
-            raise ValueError(f"dt_limit_min must be < dt_limit_max, got {low!r} and {high!r}")
-        self.dt_limit = (low, high)
-        self.chunk_size = power_of_two.check("chunk_size", chunk_size)
-        fk: dict[str, Any] = {"device": device, "dtype": dtype}
+        self.intermediate_size = inner_width(hidden_size, o.expand_factor)
+        self.num_heads = num_heads(self.intermediate_size, o.head_dim, o.num_groups)
+        self.head_dim, self.num_groups, self.state_size = o.head_dim, o.num_groups, o.state_size
+        self.conv_dim = conv_channels(self.intermediate_size, o.num_groups, o.state_size)
+        self.dt_min, self.dt_max, self.dt_init_floor = o.dt_min, o.dt_max, o.dt_init_floor
+        high = math.inf if o.dt_limit_max is None else o.dt_limit_max
+        self.dt_limit = (o.dt_limit_min, high)
+        self.chunk_size = o.chunk_size
         inner, heads = self.intermediate_size, self.num_heads
-        bias = boolean.check("bias", bias)
+        bias, conv_size, num_groups = o.bias, o.conv_size, o.num_groups
 
         self.in_proj = nn.Linear(hidden_size, inner + self.conv_dim + heads, bias=bias, **fk)
-        self.conv1d = ShortConvolution(self.conv_dim, conv_size, bias=conv_bias, **fk)
+        self.conv1d = ShortConvolution(self.conv_dim, conv_size, bias=o.conv_bias, **fk)
         self.dt_bias = nn.Parameter(torch.empty(heads, **fk))
         self.A_log = nn.Parameter(torch.empty(heads, **fk))
         self.D = nn.Parameter(torch.empty(heads, **fk))
-        self.norm = GatedRMSNorm(inner, group_size=inner // num_groups, eps=norm_eps, **fk)
+        self.norm = GatedRMSNorm(inner, group_size=inner // num_groups, eps=o.norm_eps, **fk)
         self.out_proj = nn.Linear(inner, hidden_size, bias=bias, **fk)
         for p in (self.dt_bias, self.A_log, self.D):
             p._no_weight_decay = True  # type: ignore[attr-defined]
@@ -230,4 +192,4 @@ class Mamba2Mixer(SequenceMixer):
 
 def make_bodies(o: Mamba2Options, hidden_size: int) -> Mamba2Mixer:
     """The mamba2 layer's body: one :class:`Mamba2Mixer`."""
-    return Mamba2Mixer(hidden_size, **option_kwargs(o))
+    return Mamba2Mixer(hidden_size, o)

@@ -30,8 +30,7 @@ Weight layout as transformers' Mixtral experts: ``gate_up [E, 2·I, H]`` (gate r
 
 from __future__ import annotations
 
-import math
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -40,12 +39,8 @@ from torch import Tensor, nn
 from hybridzoo.losses import AuxLossRecorder
 from hybridzoo.nn import FeedForward, Positionwise
 from hybridzoo.nn.feedforward import activate
-from hybridzoo.plugin import at_least, boolean, in_range, one_of, option_kwargs
-
-if TYPE_CHECKING:  # pragma: no cover
-    from hybridzoo_plugins.moe import MoEOptions
-
-_COEFFICIENT = in_range(0.0, math.inf, high_open=True)
+from hybridzoo.plugin import at_least, resolve_options
+from hybridzoo_plugins.moe import MoEOptions
 
 #: Expert blocks are at least this many rows (zero padding; see the module docstring).
 MIN_BLOCK = 4
@@ -62,47 +57,24 @@ class MixtureOfExperts(Positionwise):
 
     Args:
         hidden_size: model width ``H``.
-        num_experts: routed experts ``E``.
-        top_k: experts per token ``k <= E``.
-        expert_size: inner width ``I`` of each expert.
-        shared_expert_size: inner width of a shared SwiGLU expert (0 = none).
-        shared_expert_gate: scale the shared expert by ``sigmoid(w·x)`` (Qwen2-MoE).
-        router: ``"softmax"`` or ``"sigmoid"``.
-        normalize_top_k: divide the chosen scores by their sum.
-        aux_loss_coef, z_loss_coef: coefficients of the auxiliary losses (0 = not computed).
+        options: the layer's options record (fields and defaults documented there,
+            ``hybridzoo layers`` lists them); default its defaults.
+        **changes: any of its fields (``MixtureOfExperts(256, num_experts=4, top_k=1,
+            normalize_top_k=False)``).
 
     Parameters: :func:`hybridzoo_plugins.moe.formulas.param_count` (per token:
     ``active_param_count``). Step mode is the forward of one position (no state).
     """
 
-    def __init__(
-        self,
-        hidden_size: int,
-        *,
-        num_experts: int = 8,
-        top_k: int = 2,
-        expert_size: int = 512,
-        shared_expert_size: int = 0,
-        shared_expert_gate: bool = False,
-        router: str = "softmax",
-        normalize_top_k: bool = True,
-        aux_loss_coef: float = 0.01,
-        z_loss_coef: float = 0.001,
-    ) -> None:
+    def __init__(self, hidden_size: int, options: MoEOptions | None = None, **changes: Any) -> None:
         super().__init__()
+        o = resolve_options(MoEOptions, options, changes)
         at_least(1).check("hidden_size", hidden_size)
-        at_least(1).check("num_experts", num_experts)
-        at_least(1).check("expert_size", expert_size)
-        at_least(0).check("shared_expert_size", shared_expert_size)
-        if not 1 <= at_least(1).check("top_k", top_k) <= num_experts:
-            raise ValueError(f"top_k must be in 1..num_experts = {num_experts}, got {top_k}")
-        self.router_kind = one_of("softmax", "sigmoid").check("router", router)
-        self.normalize_top_k = boolean.check("normalize_top_k", normalize_top_k)
-        self.aux_loss_coef = float(_COEFFICIENT.check("aux_loss_coef", aux_loss_coef))
-        self.z_loss_coef = float(_COEFFICIENT.check("z_loss_coef", z_loss_coef))
-        if boolean.check("shared_expert_gate", shared_expert_gate) and not shared_expert_size:
-            raise ValueError("shared_expert_gate=True needs shared_expert_size > 0")
-        self.num_experts, self.top_k, self.expert_size = num_experts, top_k, expert_size
+        self.router_kind, self.normalize_top_k = o.router, o.normalize_top_k
+        self.aux_loss_coef, self.z_loss_coef = float(o.aux_loss_coef), float(o.z_loss_coef)
+        num_experts, expert_size = o.num_experts, o.expert_size
+        shared_expert_size, shared_expert_gate = o.shared_expert_size, o.shared_expert_gate
+        self.num_experts, self.top_k, self.expert_size = num_experts, o.top_k, expert_size
         self.router = nn.Linear(hidden_size, num_experts, bias=False)
         self.gate_up = nn.Parameter(torch.empty(num_experts, 2 * expert_size, hidden_size))
         self.down = nn.Parameter(torch.empty(num_experts, hidden_size, expert_size))
@@ -240,4 +212,4 @@ class MixtureOfExperts(Positionwise):
 
 def make_bodies(o: MoEOptions, hidden_size: int) -> list[nn.Module]:
     """One :class:`MixtureOfExperts` body."""
-    return [MixtureOfExperts(hidden_size, **option_kwargs(o))]
+    return [MixtureOfExperts(hidden_size, o)]

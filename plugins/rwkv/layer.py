@@ -38,18 +38,18 @@ weight 1, bias 0.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hybridzoo.nn.options_body import OptionsBody
+from hybridzoo.nn.sequence_mixer import SequenceMixer
 from hybridzoo.ops import gla as gla_ops
-from hybridzoo.plugin import at_least, in_range, option_kwargs, positive, power_of_two
+from hybridzoo.plugin import at_least, in_range
+from hybridzoo_plugins.rwkv import RWKVOptions
 from hybridzoo_plugins.rwkv.formulas import NUM_MIXES, check_head_size, ffn_size
-
-if TYPE_CHECKING:  # pragma: no cover
-    from hybridzoo_plugins.rwkv import RWKVOptions
 
 __all__ = ["RWKV6ChannelMix", "RWKV6TimeMix", "make_bodies"]
 
@@ -69,51 +69,31 @@ def _shifted(
     return torch.cat([prev.unsqueeze(1), earlier], dim=1)
 
 
-class RWKV6TimeMix(nn.Module):
+class RWKV6TimeMix(OptionsBody[RWKVOptions], SequenceMixer):
     """RWKV-6 time-mixing body: ``[B, L, H] -> [B, L, H]``.
 
     Args:
         hidden_size: model width ``H``; must be a multiple of ``head_size``.
-        head_size: width of one WKV head (state ``head_size × head_size`` per head). Default 64.
-        mix_rank: rank of the data-dependent token-shift LoRA (``time_maa_w1 [H, 5·r]``,
-            ``time_maa_w2 [5, r, H]``). Default 32.
-        decay_rank: rank of the decay LoRA (``time_decay_w1 [H, d]``, ``time_decay_w2 [d, H]``).
-            Default 64.
-        head_size_divisor: the GroupNorm over heads uses ``eps = 1e-5 · head_size_divisor²``
-            (RWKV-LM; equivalent to normalising ``o / head_size_divisor`` with eps 1e-5).
-            Default 8, i.e. eps = 6.4e-4.
-        init_depth: relative depth in [0, 1] for RWKV-LM's depth-dependent initial values.
-            Default 0.5.
-        chunk_size: chunk length of the WKV kernel (speed only; the same results): a power of
-            two. Default 64.
+        options: the layer's options record (fields and defaults documented there,
+            ``hybridzoo layers`` lists them); default its defaults. This body reads
+            ``head_size``, ``mix_rank`` (``time_maa_w1 [H, 5·r]``, ``time_maa_w2 [5, r, H]``),
+            ``decay_rank`` (``time_decay_w1 [H, d]``, ``time_decay_w2 [d, H]``),
+            ``head_size_divisor`` (GroupNorm ``eps = 1e-5 · divisor²``, as RWKV-LM),
+            ``init_depth`` and ``chunk_size``.
         device, dtype: where and how to create the parameters.
+        **changes: any of its fields (``RWKV6TimeMix(256, head_size=32)``).
 
     State (step mode): ``(shift [B, H], wkv [B, H/head_size, head_size, head_size])``.
     """
 
-    def __init__(
-        self,
-        hidden_size: int,
-        *,
-        head_size: int = 64,
-        mix_rank: int = 32,
-        decay_rank: int = 64,
-        head_size_divisor: float = 8,
-        init_depth: float = 0.5,
-        chunk_size: int = 64,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
-        super().__init__()
-        self.num_heads = check_head_size(hidden_size, head_size)
-        self.hidden_size = hidden_size
-        self.head_size = head_size
-        self.mix_rank = at_least(1).check("mix_rank", mix_rank)
-        self.decay_rank = at_least(1).check("decay_rank", decay_rank)
-        self.chunk_size = power_of_two.check("chunk_size", chunk_size)
-        self.head_size_divisor = positive.check("head_size_divisor", head_size_divisor)
-        depth = _DEPTH.check("init_depth", init_depth)
-        fk = {"device": device, "dtype": dtype}
+    Options = RWKVOptions
+
+    def build(self, hidden_size: int, o: RWKVOptions, fk: dict[str, Any]) -> None:
+        self.num_heads = check_head_size(hidden_size, o.head_size)
+        self.hidden_size, self.head_size = hidden_size, o.head_size
+        self.mix_rank, self.decay_rank = o.mix_rank, o.decay_rank
+        self.chunk_size, self.head_size_divisor = o.chunk_size, o.head_size_divisor
+        depth, head_size, head_size_divisor = o.init_depth, o.head_size, o.head_size_divisor
         h, r, d = hidden_size, self.mix_rank, self.decay_rank
 
         # token-shift interpolation: static μ and the data-dependent LoRA ("ddlerp")
@@ -233,13 +213,6 @@ class RWKV6TimeMix(nn.Module):
 
     # -- body protocol --------------------------------------------------------------------------
 
-    def forward(self, x: torch.Tensor, *, seq_idx: torch.Tensor | None = None) -> torch.Tensor:
-        """``[B, L, H] -> [B, L, H]`` from a fresh (zero) state; ``seq_idx [B, L]``: packed
-        documents, each as if it ran alone."""
-        shift = x.new_zeros(x.shape[0], self.hidden_size)
-        y, _ = self._run(x, shift, None, want_state=False, seq_idx=seq_idx)
-        return y
-
     def init_state(self, batch_size: int) -> TimeMixState:
         """Zero state: ``(shift [B, H], wkv [B, nh, hs, hs])`` on the module's device and dtype."""
         p = self.receptance.weight
@@ -247,20 +220,24 @@ class RWKV6TimeMix(nn.Module):
         wkv = p.new_zeros(batch_size, self.num_heads, self.head_size, self.head_size)
         return shift, wkv
 
-    def prefill(
+    def _mix(
         self,
         x: torch.Tensor,
-        state: TimeMixState | None = None,
-        *,
-        seq_idx: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, TimeMixState]:
-        """Forward over ``x`` [B, L, H] from ``state`` (``None``: fresh); return the final state
-        (with packed documents, ``seq_idx``, the given state is the first document's, the
-        returned one the last's)."""
-        if state is None:
-            state = self.init_state(x.shape[0])
-        shift, wkv = state
-        y, final = self._run(x, shift, wkv, want_state=True, seq_idx=seq_idx)
+        state: TimeMixState | None,
+        want_state: bool,
+        seq_idx: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, TimeMixState | None]:
+        """``forward`` and ``prefill`` (:class:`~hybridzoo.nn.sequence_mixer.SequenceMixer`):
+        ``y`` from ``state`` (``None``: zeros), and the final state when ``want_state``."""
+        if state is not None:
+            shift, wkv = state
+        elif want_state:
+            shift, wkv = self.init_state(x.shape[0])
+        else:  # a plain forward: the kernel starts from zeros and returns no state
+            shift, wkv = x.new_zeros(x.shape[0], self.hidden_size), None
+        y, final = self._run(x, shift, wkv, want_state, seq_idx)
+        if not want_state:
+            return y, None
         return y, (x[:, -1].clone(), cast(torch.Tensor, final))
 
     def step(self, x_t: torch.Tensor, state: TimeMixState) -> tuple[torch.Tensor, TimeMixState]:
@@ -274,37 +251,29 @@ class RWKV6TimeMix(nn.Module):
         return self._finish(o, g[:, 0]), state
 
 
-class RWKV6ChannelMix(nn.Module):
+class RWKV6ChannelMix(OptionsBody[RWKVOptions]):
     """RWKV-6 channel-mixing body: ``[B, L, H] -> [B, L, H]``.
 
     ``y_t = σ(x^r_t W_r) ⊙ W_v relu(W_k x^k_t)²`` with ``x^□_t = x_t + (x_{t-1} - x_t) ⊙ μ_□``.
 
     Args:
         hidden_size: model width ``H``.
-        expand: inner width ≈ ``expand · H``. Default 3.5 (RWKV-6).
-        multiple_of: the inner width is ``int(expand · H)`` rounded down to a multiple of this
-            (at least ``multiple_of``). Default 32; gives RWKV-LM's ``dim_ffn``.
-        init_depth: relative depth in [0, 1] for the initial ``time_maa_*``. Default 0.5.
+        options: the layer's options record (fields and defaults documented there,
+            ``hybridzoo layers`` lists them); default its defaults. This body reads ``expand``
+            and ``multiple_of`` (the inner width, RWKV-LM's ``dim_ffn``: see
+            :func:`~hybridzoo_plugins.rwkv.formulas.ffn_size`) and ``init_depth``.
         device, dtype: where and how to create the parameters.
+        **changes: any of its fields (``RWKV6ChannelMix(256, expand=4)``).
 
     State (step mode): ``(shift [B, H],)``.
     """
 
-    def __init__(
-        self,
-        hidden_size: int,
-        *,
-        expand: float = 3.5,
-        multiple_of: int = 32,
-        init_depth: float = 0.5,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
-        super().__init__()
+    Options = RWKVOptions
+
+    def build(self, hidden_size: int, o: RWKVOptions, fk: dict[str, Any]) -> None:
         self.hidden_size = at_least(1).check("hidden_size", hidden_size)
-        self.ffn_size = ffn_size(hidden_size, expand, multiple_of)
-        depth = _DEPTH.check("init_depth", init_depth)
-        fk = {"device": device, "dtype": dtype}
+        self.ffn_size = ffn_size(hidden_size, o.expand, o.multiple_of)
+        depth = o.init_depth
         h, f = hidden_size, self.ffn_size
         self.time_maa_k = nn.Parameter(torch.empty(1, 1, h, **fk))
         self.time_maa_r = nn.Parameter(torch.empty(1, 1, h, **fk))
@@ -370,16 +339,7 @@ def make_bodies(
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
 ) -> list[nn.Module]:
-    """The bodies of one ``rwkv`` block: ``[RWKV6TimeMix, RWKV6ChannelMix]`` (``init_depth``,
-    ``device`` and ``dtype`` go to both)."""
-    channel = ("expand", "multiple_of")
-    time_mix = RWKV6TimeMix(
-        hidden_size, **option_kwargs(o, exclude=channel), device=device, dtype=dtype
-    )
-    channel_mix = RWKV6ChannelMix(
-        hidden_size,
-        **option_kwargs(o, only=(*channel, "init_depth")),
-        device=device,
-        dtype=dtype,
-    )
-    return [time_mix, channel_mix]
+    """The bodies of one ``rwkv`` block: ``[RWKV6TimeMix, RWKV6ChannelMix]`` (``device`` and
+    ``dtype`` go to both)."""
+    made = [RWKV6TimeMix, RWKV6ChannelMix]
+    return [body(hidden_size, o, device=device, dtype=dtype) for body in made]

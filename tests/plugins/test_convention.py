@@ -1,5 +1,6 @@
 """The layer-plugin convention in code: ``layer_spec``, ``specs_hook`` and ``option_kwargs`` make
-the same spec, hook and keywords that a plugin would write out by hand."""
+the same spec, hook and keywords that a plugin would write out by hand; ``resolve_options`` gives
+a module its options from the record or from keywords."""
 
 from __future__ import annotations
 
@@ -127,3 +128,48 @@ def test_whole_product() -> None:
         whole_product("head_dim", 4, "expand_v", 0, what="the value width")
     with pytest.raises(ValueError, match="head_dim"):
         whole_product("head_dim", 0, "expand_v", 1, what="the value width")
+
+
+def test_resolve_options() -> None:
+    """A module's options: the given record (or the defaults) with its keyword changes, each
+    checked by the record's own validators; a name that is no field is refused with the
+    closest ones."""
+    from hybridzoo.errors import UnknownOptionError
+    from hybridzoo.plugin import resolve_options
+
+    record = ToyOptions(width=3)
+    assert resolve_options(ToyOptions, None, {}) == ToyOptions()
+    assert resolve_options(ToyOptions, record, {}) is record
+    assert resolve_options(ToyOptions, record, {"depth": 5}) == ToyOptions(width=3, depth=5)
+    assert resolve_options(ToyOptions, None, {"width": 7}) == ToyOptions(width=7)
+    with pytest.raises(UnknownOptionError, match=r"ToyOptions has no field 'wdth'\. Did you mean"):
+        resolve_options(ToyOptions, None, {"wdth": 2})
+    with pytest.raises(ValueError, match="width must be an integer >= 1, got 0"):
+        resolve_options(ToyOptions, record, {"width": 0})
+    with pytest.raises(TypeError, match="options must be a ToyOptions record"):
+        resolve_options(ToyOptions, {"width": 2}, {})
+
+
+def test_modules_take_the_record_or_its_fields() -> None:
+    """Every builtin body built from a record takes the record itself or any of its fields as
+    keywords, the same module either way; an unknown keyword names the record."""
+    import torch
+
+    from hybridzoo.errors import UnknownOptionError
+    from hybridzoo_plugins.gla import GLAOptions
+    from hybridzoo_plugins.gla.layer import GatedLinearAttention
+    from hybridzoo_plugins.rwkv import RWKVOptions
+    from hybridzoo_plugins.rwkv.layer import RWKV6TimeMix
+
+    torch.manual_seed(0)
+    by_keywords = GatedLinearAttention(16, num_heads=2, head_dim=4)
+    torch.manual_seed(0)
+    by_record = GatedLinearAttention(16, GLAOptions(num_heads=2, head_dim=4))
+    a, b = by_keywords.state_dict(), by_record.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    body = RWKV6TimeMix(16, RWKVOptions(head_size=4), dtype=torch.float64, mix_rank=2)
+    assert body.head_size == 4 and body.mix_rank == 2 and body.key.weight.dtype == torch.float64
+    with pytest.raises(UnknownOptionError, match="RWKVOptions has no field 'head_sise'"):
+        RWKV6TimeMix(16, head_sise=4)
+    with pytest.raises(TypeError, match="head_sise"):  # as any unknown keyword
+        RWKV6TimeMix(16, head_sise=4)

@@ -188,7 +188,7 @@ def test_bad_options_are_named() -> None:
         Mamba2Mixer(5, expand_factor=1.5, head_dim=1)
     with pytest.raises(ValueError, match="chunk_size"):
         Mamba2Mixer(8, head_dim=4, chunk_size=48)
-    with pytest.raises(ValueError, match="dt_limit_min must be < dt_limit_max"):
+    with pytest.raises(ValueError, match="dt_limit_min must be < mamba2_dt_limit_max"):
         Mamba2Mixer(8, head_dim=4, dt_limit_min=0.5, dt_limit_max=0.1)
     with pytest.raises(ValueError, match="mamba2_dt_min must be <= mamba2_dt_max"):
         Mamba2Options(dt_min=0.2, dt_max=0.1)

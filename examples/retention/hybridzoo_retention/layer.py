@@ -25,18 +25,16 @@ int64 tensor (positions seen so far, shared by the batch, for the rotary angles)
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from hybridzoo.nn import FeedForward
-from hybridzoo.plugin import at_least, option_kwargs
+from hybridzoo.plugin import at_least, resolve_options
 from torch import Tensor, nn
 
+from hybridzoo_retention import RetentionOptions
 from hybridzoo_retention.formulas import head_log_decays
-
-if TYPE_CHECKING:  # pragma: no cover
-    from hybridzoo_retention import RetentionOptions
 
 State = tuple[Tensor, Tensor]
 
@@ -128,33 +126,21 @@ class MultiScaleRetention(nn.Module):
 
     Args:
         hidden_size: model width ``H``.
-        num_heads: heads; head ``h`` decays with ``γ_h = 1 - 2^(-5-h)``.
-        head_dim: query/key width per head (even: rotary rotates pairs).
-        value_factor: value width per head is ``value_factor · head_dim`` (RetNet: 2).
-        chunk_size: positions per chunk of the sequence form (speed only, not the result).
-        rope_base: base of the rotary angles.
+        options: the layer's options record (fields and defaults documented there,
+            ``hybridzoo layers`` lists them); default its defaults.
+        **changes: any of its fields (``MultiScaleRetention(64, num_heads=2, head_dim=8)``).
 
-    Parameter count: :func:`hybridzoo_retention.formulas.retention_param_count` (of the options
-    record with these values).
+    Parameter count: :func:`hybridzoo_retention.formulas.retention_param_count`.
     """
 
     def __init__(
-        self,
-        hidden_size: int,
-        *,
-        num_heads: int = 4,
-        head_dim: int = 32,
-        value_factor: int = 2,
-        chunk_size: int = 64,
-        rope_base: float = 10000.0,
+        self, hidden_size: int, options: RetentionOptions | None = None, **changes: Any
     ) -> None:
         super().__init__()
-        positive = at_least(1)
-        hidden_size = positive.check("hidden_size", hidden_size)
-        num_heads = positive.check("num_heads", num_heads)
-        head_dim = at_least(2, multiple_of=2).check("head_dim", head_dim)  # rotary: pairs
-        value_factor = positive.check("value_factor", value_factor)
-        chunk_size = positive.check("chunk_size", chunk_size)
+        o = resolve_options(RetentionOptions, options, changes)
+        hidden_size = at_least(1).check("hidden_size", hidden_size)
+        num_heads, head_dim = o.num_heads, o.head_dim
+        value_factor, chunk_size, rope_base = o.value_factor, o.chunk_size, o.rope_base
         self.hidden_size = hidden_size
         self.num_heads = num_heads
         self.head_dim = head_dim
@@ -254,5 +240,4 @@ class MultiScaleRetention(nn.Module):
 
 def make_bodies(o: RetentionOptions, hidden_size: int) -> list[nn.Module]:
     """The layer's two bodies (the spec's factory): retention, then a feed-forward."""
-    retention = MultiScaleRetention(hidden_size, **option_kwargs(o, exclude=["ffn_expand_factor"]))
-    return [retention, FeedForward(hidden_size, o.ffn_expand_factor)]
+    return [MultiScaleRetention(hidden_size, o), FeedForward(hidden_size, o.ffn_expand_factor)]
