@@ -22,7 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 #: Pages whose blocks their owner's tests run (the arena page's examples train models).
 OWNED_ELSEWHERE = {"arena.md"}
-PAGES = sorted(p for p in DOCS.glob("*.md") if p.name not in OWNED_ELSEWHERE)
+README = ROOT / "README.md"
+#: The README's examples run too: a newcomer copies them first.
+PAGES = [*sorted(p for p in DOCS.glob("*.md") if p.name not in OWNED_ELSEWHERE), README]
 NOT_RUN = re.compile(r"^<!-- not run: (.+?) -->$")
 #: At most this many blocks in all the pages may be marked as not run.
 MAX_NOT_RUN = 3
@@ -80,7 +82,7 @@ def test_the_python_blocks_of_a_page_run_verbatim(page: Path, tmp_path: Path) ->
     (tmp_path / "blocks.json").write_text(json.dumps(blocks))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     done = subprocess.run(
-        [sys.executable, "-c", _RUNNER, f"docs/{page.name}", str(tmp_path / "blocks.json")],
+        [sys.executable, "-c", _RUNNER, str(page.relative_to(ROOT)), str(tmp_path / "blocks.json")],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -113,7 +115,7 @@ def _anchors(path: Path) -> set[str]:
 
 def test_every_link_points_into_the_repository() -> None:
     problems = []
-    for page in sorted(DOCS.glob("*.md")):
+    for page in [*sorted(DOCS.glob("*.md")), README]:
         prose = re.sub(
             r"`[^`\n]*`", "", re.sub(r"^```.*?^```", "", page.read_text(), flags=re.M | re.S)
         )

@@ -115,11 +115,13 @@ def run_arena(
     results: dict[str, dict[str, Any]] = {}
     order: list[str] = []
     chosen: dict[str, float] = {}
+    tried: list[str] = []  # the runs of the stages that try learning rates: they alone choose
     started = time.perf_counter()
     with Executor(jobs=config.jobs, threads=threads, context=context, progress=progress) as pool:
         for stage in config.effective_stages():
             todo: dict[str, Run] = {}
-            for run in plan_stage(config, stage, widths, chosen):
+            planned = plan_stage(config, stage, widths, chosen)
+            for run in planned:
                 if run.name not in results and run.name not in todo:
                     todo[run.name] = run
             longest_first = sorted(todo.values(), key=_cost, reverse=True)  # packs jobs best
@@ -131,7 +133,11 @@ def run_arena(
                     done = [results[n] for n in [*order, *todo] if n in results]
                     write_json(out / RESULTS_FILE, _payload(config, budget, done, chosen, context))
             order += list(todo)
-            chosen = choose_lrs([results[n] for n in order])
+            if stage.lrs is not None:
+                # a stage that reuses the chosen rates (at other lengths and seeds) must not
+                # change them: its runs at a harder length would outvote the sweep's
+                tried += [run.name for run in planned if run.name not in tried]
+                chosen = choose_lrs([results[n] for n in tried])
     payload = _payload(config, budget, [results[n] for n in order], chosen, context)
     payload["total_seconds"] = time.perf_counter() - started
     if context.is_main:

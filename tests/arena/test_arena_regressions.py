@@ -101,3 +101,62 @@ def test_results_json_is_strict_even_when_a_run_diverges(tmp_path: Path) -> None
     write_json(path, {"a": [math.nan, -math.inf, 1.5], "b": {"c": math.inf}})
     assert _strict(path.read_text()) == {"a": [None, None, 1.5], "b": {"c": None}}
     assert strict_json((1, math.nan)) == [1, None]
+
+
+class _ScriptedPool:
+    """Stands in for the arena's executor: each run "reaches" the accuracy ``score(run)``."""
+
+    def __init__(self, score, **_: object) -> None:
+        self.score = score
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def run(self, runs, **_: object):
+        for run in runs:
+            spec, settings = run.spec, run.settings
+            accuracy = self.score(settings.lr, spec.task_params["seq_len"])
+            yield run, {
+                "done": True, "model": run.model, "pattern": spec.pattern, "task": spec.task,
+                "seq_len": spec.task_params["seq_len"], "chance": 0.1, "hidden_size": 16,
+                "params": 1000, "state_size": 10, "flops_per_token": 1.0, "lr": settings.lr,
+                "seed": settings.seed, "accuracy": accuracy, "best_accuracy": accuracy,
+                "loss": 1.0 - accuracy, "solved": False, "diverged": False, "steps": 4,
+                "sequences": 32, "train_seconds": 1.0, "tokens_per_second": 1.0,
+                "step_latency_ms": 1.0, "history": [], "name": run.name,
+            }  # fmt: skip
+
+
+def test_a_stage_that_reuses_the_chosen_rates_does_not_change_them(tmp_path, monkeypatch):
+    # before: after the seeds stage the rates were chosen again over every run, so the longer
+    # length's poor runs at the sweep's best rate outvoted it, and the leaderboard showed each
+    # fixed-state model's single sweep run at a worse rate instead of its three seeds
+    from hybridzoo.arena import runner
+    from hybridzoo.arena.plan import ArenaConfig
+    from hybridzoo.arena.presets import Stage
+
+    def score(lr: float, seq_len: int) -> float:  # 1e-2 best at 16, useless at 32
+        return {(1e-3, 16): 0.6, (1e-2, 16): 0.9}.get((lr, seq_len), 0.0)
+
+    monkeypatch.setattr(runner, "Executor", lambda **kw: _ScriptedPool(score, **kw))
+    config = ArenaConfig(
+        patterns=("MM",),
+        task="mqar",
+        task_params={"vocab_size": 64, "num_kv_pairs": 2},
+        stages=(
+            Stage(name="sweep", seq_lens=(16,), lrs=(1e-3, 1e-2)),
+            Stage(name="seeds", seq_lens=(16, 32), seeds=(0, 1, 2)),
+        ),
+        hidden_size=16,
+        train=TrainSettings(steps=4, batch_size=8, eval_every=2, eval_examples=16),
+        out=tmp_path,
+    )
+    payload = runner.run_arena(config, progress=False, plot=False)
+    assert payload["chosen_lrs"] == {"MM": 1e-2}
+    seeds = [r for r in payload["runs"] if r["stage"] == "seeds"]
+    assert {r["lr"] for r in seeds} == {1e-2} and len(seeds) == 5  # seed 0 at 16 is the sweep's
+    board = (tmp_path / "leaderboard.txt").read_text()
+    assert "3/3" not in board and "0/3" in board  # three seeds per length, not one sweep run
