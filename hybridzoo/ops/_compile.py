@@ -28,6 +28,7 @@ import torch
 from hybridzoo.ops.selective_scan.build import (
     BuildOnce,
     check_cache_dir,
+    clear_stale_lock,
     extension_name,
     kernel_cache_dir,
 )
@@ -53,6 +54,7 @@ def _private_directory(path: Path) -> Path:
         with contextlib.suppress(FileExistsError):
             p.mkdir(mode=0o700)
     check_cache_dir(path)
+    clear_stale_lock(path)
     return path
 
 

@@ -166,3 +166,20 @@ def test_package_data_ships_every_source():
             shipped |= {p for pattern in globs for p in folder.glob(pattern)}
     sources = {p for p in build.CSRC.iterdir() if p.is_file()}
     assert sources and sources <= shipped, f"not shipped: {sorted(sources - shipped)}"
+
+
+def test_a_stale_build_lock_is_removed_and_a_fresh_one_kept(tmp_path) -> None:
+    # before: a compile killed midway left `lock` behind and every later build waited forever
+    import time
+
+    from hybridzoo.ops.selective_scan.build import STALE_LOCK_SECONDS, clear_stale_lock
+
+    lock = tmp_path / "lock"
+    assert clear_stale_lock(tmp_path) is False  # no lock: nothing to do
+    lock.touch()
+    assert clear_stale_lock(tmp_path) is False and lock.exists()  # a build in progress
+    old = time.time() - STALE_LOCK_SECONDS - 60
+    os.utime(lock, (old, old))
+    with pytest.warns(RuntimeWarning, match=f"removed a stale kernel build lock {lock}"):
+        assert clear_stale_lock(tmp_path) is True
+    assert not lock.exists()

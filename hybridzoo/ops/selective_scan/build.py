@@ -194,6 +194,33 @@ def _compile(name: str, sources: list[str], directory: Path, cflags: list, ldfla
     )
 
 
+#: A build lock older than this (seconds) is left by a killed compile: no build takes this long.
+STALE_LOCK_SECONDS = 600.0
+
+
+def clear_stale_lock(directory: Path, max_age: float = STALE_LOCK_SECONDS) -> bool:
+    """Remove the build lock (torch's ``<directory>/lock``) when it is older than ``max_age``
+    seconds: a compile killed midway (Ctrl-C during the first build) leaves it behind, and every
+    later build would wait on it forever. Says so with a ``RuntimeWarning`` naming the file;
+    returns whether a lock was removed. A younger lock (a build in progress) is left alone."""
+    lock = directory / "lock"
+    try:
+        age = time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    if age < max_age:
+        return False
+    with contextlib.suppress(FileNotFoundError):
+        lock.unlink()
+    warnings.warn(
+        f"hybridzoo: removed a stale kernel build lock {lock} ({age / 60:.0f} minutes old, left "
+        "by an interrupted compile)",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+    return True
+
+
 def build_extension() -> Any:
     """Compiles (or loads the cached build of) the kernels; returns ``torch.ops.<namespace>``.
 
@@ -205,6 +232,7 @@ def build_extension() -> Any:
     check_cache_dir(directory)  # before creating anything: a planted parent is refused as is
     _make_private_dirs(directory)
     check_cache_dir(directory)
+    clear_stale_lock(directory)
     cached = any(directory.glob("*.so"))
     sources = [str(p) for p in sorted(CSRC.glob("*.cpp"))]
     errors = []
