@@ -24,14 +24,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import hybridzoo
 from hybridzoo.arena.tasks import IGNORE_INDEX, READOUTS, check
 from hybridzoo.errors import ConfigError, PackingError, StateError
 from hybridzoo.lm.config import LMConfig
-from hybridzoo.lm.model import EMBEDDING_INIT_STD, HybridLM
+from hybridzoo.lm.model import EMBEDDING_INIT_STD, HybridLM, lm_cross_entropy
 from hybridzoo.packing import document_positions
 from hybridzoo.validate import at_least, one_of
 
@@ -265,16 +264,11 @@ def masked_loss_and_accuracy(
     ``logits [B, L, V]``, ``targets [B, L]`` (``-100`` = not scored). Returns
     ``(mean loss, number correct, number scored)``; the loss is 0 when nothing is scored.
     """
-    flat_logits = logits.reshape(-1, logits.shape[-1])  # [B·L, V]
+    loss = lm_cross_entropy(logits, targets, ignore_index=IGNORE_INDEX)
     flat_targets = targets.reshape(-1)  # [B·L]
     scored = flat_targets != IGNORE_INDEX
-    count = scored.sum()
-    if int(count) == 0:
-        zero = flat_logits.sum() * 0.0
-        return zero, count, count
-    loss = F.cross_entropy(flat_logits[scored].float(), flat_targets[scored])
-    correct = (flat_logits[scored].argmax(dim=-1) == flat_targets[scored]).sum()
-    return loss, correct, count
+    predicted = logits.reshape(-1, logits.shape[-1])[scored].argmax(dim=-1)
+    return loss, (predicted == flat_targets[scored]).sum(), scored.sum()
 
 
 @torch.no_grad()

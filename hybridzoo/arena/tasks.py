@@ -36,6 +36,7 @@ import attrs
 import torch
 
 from hybridzoo.errors import ConfigError, did_you_mean
+from hybridzoo.packing import IGNORE_INDEX  # the targets that carry no loss
 from hybridzoo.validate import Validator, at_least, one_of, plain
 
 __all__ = [
@@ -57,9 +58,6 @@ __all__ = [
     "task_parameters",
     "task_params_for",
 ]
-
-IGNORE_INDEX = -100
-"""Target value of the positions that carry no loss (skipped by ``F.cross_entropy``)."""
 
 READOUTS = ("causal", "last")
 """How a task's targets are read out of the model (see the module docstring)."""

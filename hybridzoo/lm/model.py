@@ -23,7 +23,7 @@ from hybridzoo.errors import ConfigError, ShapeError
 from hybridzoo.lm.config import LMConfig
 from hybridzoo.lm.generation import generate
 from hybridzoo.model import HybridModel
-from hybridzoo.packing import packed_seq_idx
+from hybridzoo.packing import IGNORE_INDEX, packed_seq_idx
 from hybridzoo.registry import Registry
 from hybridzoo.state import HybridState
 
@@ -32,7 +32,6 @@ __all__ = ["EMBEDDING_INIT_STD", "IGNORE_INDEX", "HybridLM", "lm_cross_entropy"]
 #: Standard deviation of the token-embedding initialisation (GPT-2's).
 EMBEDDING_INIT_STD = 0.02
 #: The target value of a position that is not scored (PyTorch's and transformers' convention).
-IGNORE_INDEX = -100
 
 
 def lm_cross_entropy(
