@@ -18,7 +18,8 @@
 - ``kind`` names an entry of :data:`KINDS`; :func:`hybridzoo.load` rebuilds any of them. A class
   that can be saved has ``checkpoint_kind`` (its key in ``KINDS``), ``config_class`` (with
   ``to_dict``/``from_dict(data, registry=)``/``layer_names()``) and ``__init__(config, *,
-  registry=None)``.
+  registry=None)``. A subclass with weights its config does not describe refuses to be saved
+  in :meth:`Checkpointed.check_saveable`, before anything is written.
 
 A ``config.json`` written by hybridzoo 0.1.0 (the bare config) still loads; it has no digest.
 Writing is atomic: both files go to a temporary directory beside the target, which then
@@ -129,6 +130,9 @@ def save(model: Any, directory: str | Path, *, registry: Registry | None = None)
 
     from hybridzoo import __version__
 
+    check = getattr(model, "check_saveable", None)
+    if check is not None:
+        check()
     target = Path(directory).absolute()
     if target.exists() and not target.is_dir():
         raise CheckpointError(f"{target} exists and is not a directory: save into a directory")
@@ -312,6 +316,11 @@ class Checkpointed:
         ``model.safetensors`` into ``directory``, atomically (see :mod:`hybridzoo.checkpoint`);
         a tensor shared by two parameters (tied embeddings) is stored once."""
         return save(self, directory)
+
+    def check_saveable(self) -> None:
+        """Called by :meth:`save` before anything is written: a subclass whose weights its
+        config does not describe (so :func:`hybridzoo.load` could not rebuild it) raises a
+        :class:`~hybridzoo.CheckpointError` saying how to keep them instead."""
 
     @classmethod
     def load(cls: type[C], directory: str | Path, *, device: Any = None, dtype: Any = None) -> C:

@@ -12,8 +12,11 @@ LayerNorm-Linear-GELU layers, a LayerNorm and an unembedding with bias).
 
 The LM-level options (:data:`LM_OPTIONS`) are ``positions`` (``None`` or ``"learned"``: an
 ``nn.Embedding(max_len, embed_dim)`` added to the token embedding, as in Zoology's ICLR
-baseline), ``max_len`` (needed with learned positions and the ``"last"`` readout) and
-``readout``. :class:`LanguageModel` is the core's :class:`~hybridzoo.HybridLM` with these.
+baseline: the core's ``LMConfig.max_positions``), ``max_len`` (needed with learned positions
+and the ``"last"`` readout) and ``readout``. :class:`LanguageModel` is the core's
+:class:`~hybridzoo.HybridLM` with these; one with the causal readout saves and loads as a
+``HybridLM`` (``hybridzoo.load``), the ``"last"`` readout is the arena's alone and refuses
+``save`` (its weights stay in the arena's checkpoints, or ``lm.state_dict()``).
 """
 
 from __future__ import annotations
@@ -28,10 +31,9 @@ from torch import nn
 
 import hybridzoo
 from hybridzoo.arena.tasks import IGNORE_INDEX, READOUTS, check
-from hybridzoo.errors import ConfigError, PackingError, StateError
+from hybridzoo.errors import CheckpointError, ConfigError, PackingError
 from hybridzoo.lm.config import LMConfig
-from hybridzoo.lm.model import EMBEDDING_INIT_STD, HybridLM, lm_cross_entropy
-from hybridzoo.packing import document_positions
+from hybridzoo.lm.model import HybridLM, lm_cross_entropy
 from hybridzoo.validate import at_least, one_of
 
 LM_OPTIONS = ("positions", "max_len", "readout")
@@ -49,6 +51,28 @@ def _config_value(model: nn.Module, name: str) -> Any:
             f"got {type(model).__name__}"
         )
     return getattr(config, name)
+
+
+def _lm_fields(
+    *,
+    tie: bool,
+    embed_dim: int,
+    hidden_size: int,
+    positions: str | None = None,
+    max_len: int | None = None,
+    readout: str = "causal",
+) -> dict[str, Any]:
+    """Check the LM options; the :class:`~hybridzoo.LMConfig` fields they give (the head is tied
+    only when it can be, and not with the ``"last"`` readout, which has its own decoder)."""
+    check(one_of(None, "learned"), "positions", positions)
+    check(one_of(*READOUTS), "readout", readout)
+    check(at_least(1, allow_none=True), "max_len", max_len)
+    if max_len is None and (positions is not None or readout == "last"):
+        raise ConfigError(f"positions={positions!r}, readout={readout!r} need max_len")
+    return {
+        "tie_embeddings": bool(tie) and embed_dim == hidden_size and readout == "causal",
+        "max_positions": max_len if positions == "learned" else None,
+    }
 
 
 def _sinusoidal(length: int, width: int) -> torch.Tensor:
@@ -87,10 +111,11 @@ class LastPositionDecoder(nn.Module):
 
 class LanguageModel(HybridLM):
     """``tokens [B, L] -> logits [B, L, vocab_size]`` around a sequence-output hybrid model: a
-    :class:`~hybridzoo.HybridLM` (its embedding, backbone and head, its loss, ``prefill``,
-    ``generate`` and saving) with the arena's two extras, learned absolute positions and the
-    ``"last"`` readout. Without them it is a plain ``HybridLM``: build those with
-    :func:`hybridzoo.build_lm` or :meth:`HybridLM.from_backbone`.
+    :class:`~hybridzoo.HybridLM` (its embedding, learned positions, backbone and head, its
+    loss, ``prefill``, ``generate`` and saving) with the arena's options and the ``"last"``
+    readout. Without the readout it is a plain ``HybridLM`` (``positions="learned"`` is its
+    ``max_positions=max_len``): build those with :func:`hybridzoo.build_lm` or
+    :meth:`HybridLM.from_backbone`.
 
     Args:
         model: a ``HybridModel`` built with ``output="sequence"`` (``lm.backbone``; ``lm.model``
@@ -113,11 +138,6 @@ class LanguageModel(HybridLM):
         readout: str = "causal",
     ) -> None:
         check(at_least(1), "vocab_size", vocab_size)
-        check(one_of(None, "learned"), "positions", positions)
-        check(one_of(*READOUTS), "readout", readout)
-        check(at_least(1, allow_none=True), "max_len", max_len)
-        if max_len is None and (positions is not None or readout == "last"):
-            raise ConfigError(f"positions={positions!r}, readout={readout!r} need max_len")
         output = _config_value(model, "output")
         if output != "sequence":
             raise ConfigError(
@@ -125,15 +145,12 @@ class LanguageModel(HybridLM):
             )
         embed_dim = int(_config_value(model, "embed_dim"))
         hidden_size = int(_config_value(model, "hidden_size"))
-        tied = bool(tie) and embed_dim == hidden_size and readout == "causal"
-        config = LMConfig(backbone=model.config, vocab_size=vocab_size, tie_embeddings=tied)
+        lm_options = {"positions": positions, "max_len": max_len, "readout": readout}
+        fields = _lm_fields(tie=tie, embed_dim=embed_dim, hidden_size=hidden_size, **lm_options)
+        config = LMConfig(backbone=model.config, vocab_size=vocab_size, **fields)
         super().__init__(config, backbone=model)
         self.embed_dim, self.hidden_size = embed_dim, hidden_size
         self.max_len, self.readout = max_len, readout
-        self.position = None
-        if positions == "learned":
-            self.position = nn.Embedding(max_len, embed_dim)
-            nn.init.normal_(self.position.weight, std=EMBEDDING_INIT_STD)
         if readout == "last":
             self.head = LastPositionDecoder(hidden_size, vocab_size, max_len)
 
@@ -145,23 +162,6 @@ class LanguageModel(HybridLM):
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.logits(hidden)
 
-    def _embed_at(
-        self, tokens: torch.Tensor, start: int, seq_idx: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        x = self._embed(tokens, tokens.dim())
-        if self.position is not None and seq_idx is not None:  # from 0 in every document
-            return x + self.position(document_positions(seq_idx))
-        if self.position is not None:
-            length = tokens.shape[-1] if tokens.dim() == 2 else 1
-            if start + length > self.max_len:
-                raise StateError(
-                    f"learned positions cover {self.max_len} tokens; position "
-                    f"{start + length - 1} was asked for"
-                )
-            index = torch.arange(start, start + length, device=tokens.device)
-            x = x + (self.position(index) if tokens.dim() == 2 else self.position(index)[0])
-        return x
-
     def forward(self, tokens: torch.Tensor, *, seq_idx: torch.Tensor | None = None) -> torch.Tensor:
         """``tokens [B, L]`` int64 → ``logits [B, L, vocab_size]``; ``seq_idx [B, L]``: packed
         documents, each as if alone (learned positions restart too; not with the ``"last"``
@@ -171,8 +171,7 @@ class LanguageModel(HybridLM):
                 f"readout={self.readout!r} decodes every target from the row's last position: "
                 "it cannot read packed documents (train without packing)"
             )
-        hidden = self.backbone(self._embed_at(tokens, 0, seq_idx), seq_idx=seq_idx)  # [B, L, H]
-        return self._logits(hidden)  # [B, L, V]
+        return super().forward(tokens, seq_idx=seq_idx)
 
     def _causal_only(self, what: str) -> None:
         if self.readout != "causal":
@@ -180,23 +179,32 @@ class LanguageModel(HybridLM):
 
     def step_hidden(self, tokens: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
         """One decoding step of the backbone: ``tokens [B]`` → ``(hidden [B, H], state)``."""
-        start = int(state.position) if self.position is not None else 0
-        return self.backbone.step(self._embed_at(tokens, start), state)
+        return self.backbone.step(self._add_positions(self._embed(tokens, 1), tokens, state), state)
 
     def step(self, tokens: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
         """One decoding step: ``tokens [B]`` → ``(logits [B, vocab_size], new state)``."""
         self._causal_only("step()")
-        hidden, state = self.step_hidden(tokens, state)
-        return self._logits(hidden), state
+        return super().step(tokens, state)
 
     def prefill(
         self, tokens: torch.Tensor, state: Any = None, *, last_only: bool = False
     ) -> tuple[torch.Tensor, Any]:
-        """As :meth:`HybridLM.prefill`, with the learned positions of the chunk."""
+        """As :meth:`HybridLM.prefill` (the learned positions of the chunk included)."""
         self._causal_only("prefill()")
-        start = int(state.position) if state is not None and self.position is not None else 0
-        hidden, state = self.backbone.prefill(self._embed_at(tokens, start), state)
-        return self._logits(hidden[:, -1] if last_only else hidden), state
+        return super().prefill(tokens, state, last_only=last_only)
+
+    def check_saveable(self) -> None:
+        """The ``"last"`` readout is the arena's alone: ``hybridzoo.load`` could not rebuild
+        its decoder, so saving one is a :class:`~hybridzoo.CheckpointError` (before anything
+        is written)."""
+        if self.readout != "causal":
+            raise CheckpointError(
+                f"a LanguageModel with readout={self.readout!r} cannot be saved as a hybridzoo "
+                "model: its LastPositionDecoder is the arena's alone and hybridzoo.load could not "
+                "rebuild it. Keep its weights in the arena's checkpoints, or with "
+                "torch.save(lm.state_dict(), path), and load them into "
+                f"build_language_model(..., readout={self.readout!r}, max_len={self.max_len})"
+            )
 
 
 def split_build_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -243,17 +251,19 @@ def language_model_param_count(
     tie: bool = True,
     **options: Any,
 ) -> int:
-    """Exact parameter count of :func:`build_language_model` with the same arguments (no build)."""
+    """Exact parameter count of :func:`build_language_model` with the same arguments (no build):
+    :meth:`LMConfig.param_count` of what the core builds, the ``"last"`` readout's decoder in
+    place of its (untied) head."""
     lm_options, options = _lm_split(dict(options))
     embed = hidden_size if embed_dim is None else embed_dim
-    count_options, _ = split_build_options(options)
-    body = hybridzoo.param_count(pattern, embed_dim=embed, hidden_size=hidden_size, **count_options)
-    count = body + vocab_size * embed
-    if lm_options.get("positions") == "learned":
-        count += check(at_least(1), "max_len", lm_options.get("max_len")) * embed
+    fields = _lm_fields(tie=tie, embed_dim=embed, hidden_size=hidden_size, **lm_options)
+    sizes = {"vocab_size": vocab_size, "embed_dim": embed, "hidden_size": hidden_size}
+    config = LMConfig.create(pattern, **sizes, **fields, **options)
+    count = config.param_count()
     if lm_options.get("readout", "causal") == "last":
-        return count + LastPositionDecoder.param_count(hidden_size, vocab_size)
-    return count + (0 if tie and embed == hidden_size else vocab_size * hidden_size)
+        count += LastPositionDecoder.param_count(hidden_size, vocab_size)
+        count -= vocab_size * hidden_size  # the untied head the decoder replaces
+    return count
 
 
 def masked_loss_and_accuracy(

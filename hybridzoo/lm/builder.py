@@ -21,6 +21,7 @@ def build_lm(
     *,
     vocab_size: int | None = None,
     tie_embeddings: bool = True,
+    max_positions: int | None = None,
     registry: Registry | None = None,
     **options: Any,
 ) -> HybridLM:
@@ -37,6 +38,8 @@ def build_lm(
         vocab_size: number of token ids (required with a pattern).
         tie_embeddings: the head is the embedding matrix (needs ``embed_dim == hidden_size``,
             the default).
+        max_positions: ``None`` (default), or learned absolute positions (GPT-2's) over that
+            many tokens, added to the token embedding (see :class:`LMConfig`).
         registry: where layers are looked up (default: :func:`hybridzoo.get_registry`).
         **options: the model options below and the layers' ``<prefix>_<field>`` options, as
             :func:`hybridzoo.build` takes them; ``embed_dim`` (the embedding width) defaults to
@@ -52,22 +55,24 @@ def build_lm(
     from hybridzoo.lm.model import HybridLM
 
     if isinstance(pattern, LMConfig):
-        given = sorted(options) + (["vocab_size"] if vocab_size is not None else [])
+        given = sorted(options) + [
+            name
+            for name, value in (("vocab_size", vocab_size), ("max_positions", max_positions))
+            if value is not None
+        ]
         if given:
             raise OptionError(
                 f"build_lm(config) takes no other arguments, got {', '.join(given)}; use "
                 "build_lm(config.replace(...)) to change a config"
             )
         return HybridLM(pattern, registry=registry)
-    return HybridLM(
-        _config(pattern, vocab_size, tie_embeddings, registry, options), registry=registry
-    )
+    lm = {"tie_embeddings": tie_embeddings, "max_positions": max_positions}
+    return HybridLM(_config(pattern, vocab_size, registry, lm | options), registry=registry)
 
 
 def _config(
     pattern: PatternLike,
     vocab_size: int | None,
-    tie_embeddings: bool,
     registry: Registry | None,
     options: dict[str, Any],
 ) -> LMConfig:
@@ -75,9 +80,7 @@ def _config(
         from hybridzoo.errors import OptionError
 
         raise OptionError("a language model needs vocab_size, the number of token ids")
-    return LMConfig.create(
-        pattern, vocab_size=vocab_size, tie_embeddings=tie_embeddings, registry=registry, **options
-    )
+    return LMConfig.create(pattern, vocab_size=vocab_size, registry=registry, **options)
 
 
 @with_model_options
@@ -86,15 +89,17 @@ def lm_param_count(
     *,
     vocab_size: int | None = None,
     tie_embeddings: bool = True,
+    max_positions: int | None = None,
     registry: Registry | None = None,
     **options: Any,
 ) -> int:
     """The exact number of parameters of ``build_lm(pattern, vocab_size=..., **options)``,
     without building it: the backbone's :func:`hybridzoo.param_count`, the embedding, and the
-    head unless tied (a tied matrix is counted once)."""
+    head unless tied (a tied matrix is counted once) and the learned positions."""
     if isinstance(pattern, LMConfig):
         return pattern.param_count(registry=registry)
-    config = _config(pattern, vocab_size, tie_embeddings, registry, options)
+    lm = {"tie_embeddings": tie_embeddings, "max_positions": max_positions}
+    config = _config(pattern, vocab_size, registry, lm | options)
     return config.param_count(registry=registry)
 
 

@@ -3,8 +3,10 @@
 A language model is a token embedding ``[vocab_size, embed_dim]``, a backbone (a
 :class:`~hybridzoo.HybridConfig` with ``output="sequence"``: its blocks and final norm) and a
 head ``[vocab_size, hidden_size]``, which is the embedding matrix itself when
-``tie_embeddings`` (then ``embed_dim`` must equal ``hidden_size``). Sizes are exact and come
-from the same path as :func:`hybridzoo.param_count` (:meth:`LMConfig.param_count`).
+``tie_embeddings`` (then ``embed_dim`` must equal ``hidden_size``). With ``max_positions`` set,
+a table of learned absolute positions ``[max_positions, embed_dim]`` (GPT-2's) is added to the
+token embedding. Sizes are exact and come from the same path as :func:`hybridzoo.param_count`
+(:meth:`LMConfig.param_count`).
 """
 
 from __future__ import annotations
@@ -56,12 +58,22 @@ class LMConfig:
             of the token embedding.
         vocab_size: number of token ids.
         tie_embeddings: the head is the embedding matrix (one set of weights, counted once).
+        max_positions: ``None`` (no learned positions), or learned absolute positions over
+            that many tokens: an ``nn.Embedding(max_positions, embed_dim)`` whose row ``t`` is
+            added to the embedding of the token at position ``t`` (counted from 0 in every
+            packed document, and by each row of a step-mode state); a position past the table
+            is an error naming the limit. Independent of the backbone's
+            ``positional_encoding``.
     """
 
     backbone: HybridConfig = attrs.field(validator=_backbone)
     vocab_size: int = attrs.field(converter=lambda v: _check(at_least(1), "vocab_size", v))
     tie_embeddings: bool = attrs.field(
         default=True, converter=lambda v: _check(boolean, "tie_embeddings", v)
+    )
+    max_positions: int | None = attrs.field(
+        default=None,
+        converter=lambda v: _check(at_least(1, allow_none=True), "max_positions", v),
     )
 
     def __attrs_post_init__(self) -> None:
@@ -81,12 +93,14 @@ class LMConfig:
         *,
         vocab_size: int,
         tie_embeddings: bool = True,
+        max_positions: int | None = None,
         registry: Registry | None = None,
         **options: Any,
     ) -> LMConfig:
-        """Validate a :func:`hybridzoo.build_lm` call: the backbone's options are those of
-        :func:`hybridzoo.build` (``embed_dim`` defaults to ``hidden_size``; ``output`` is
-        ``"sequence"``, the only value a language model takes)."""
+        """Validate a :func:`hybridzoo.build_lm` call: ``vocab_size``, ``tie_embeddings`` and
+        ``max_positions`` are the language model's (see the class); the backbone's options are
+        those of :func:`hybridzoo.build` (``embed_dim`` defaults to ``hidden_size``; ``output``
+        is ``"sequence"``, the only value a language model takes)."""
         output = options.pop("output", "sequence")
         if output != "sequence":
             raise OptionError(
@@ -94,7 +108,12 @@ class LMConfig:
                 f"'sequence' (its default here), got {output!r}"
             )
         backbone = HybridConfig.create(pattern, registry=registry, output="sequence", **options)
-        return cls(backbone=backbone, vocab_size=vocab_size, tie_embeddings=tie_embeddings)
+        return cls(
+            backbone=backbone,
+            vocab_size=vocab_size,
+            tie_embeddings=tie_embeddings,
+            max_positions=max_positions,
+        )
 
     # -- views -----------------------------------------------------------------------------------
 
@@ -115,9 +134,11 @@ class LMConfig:
         return self.backbone.layer_names()
 
     def embedding_param_count(self) -> int:
-        """Parameters of the embedding and the head (the tied matrix once)."""
+        """Parameters of the embedding, the learned positions and the head (the tied matrix
+        once)."""
         head = 0 if self.tie_embeddings else self.vocab_size * self.hidden_size
-        return self.vocab_size * self.embed_dim + head
+        positions = (self.max_positions or 0) * self.embed_dim
+        return self.vocab_size * self.embed_dim + positions + head
 
     def param_count(self, *, registry: Registry | None = None) -> int:
         """The exact number of parameters of the model, without building it."""
@@ -127,21 +148,20 @@ class LMConfig:
 
     def replace(self, *, registry: Registry | None = None, **changes: Any) -> LMConfig:
         """A copy with some arguments of :meth:`create` changed (``vocab_size``,
-        ``tie_embeddings``, ``pattern``, model and layer options), re-validated. An embedding
-        as wide as the hidden size stays so when ``hidden_size`` changes (unless ``embed_dim``
-        is given too)."""
-        vocab = changes.pop("vocab_size", self.vocab_size)
-        tie = changes.pop("tie_embeddings", self.tie_embeddings)
+        ``tie_embeddings``, ``max_positions``, ``pattern``, model and layer options),
+        re-validated. An embedding as wide as the hidden size stays so when ``hidden_size``
+        changes (unless ``embed_dim`` is given too)."""
+        lm = {name: changes.pop(name, getattr(self, name)) for name in _LM_FIELDS}
         keeps_width = self.embed_dim == self.hidden_size and "embed_dim" not in changes
         if keeps_width and "hidden_size" in changes:
             changes["embed_dim"] = changes["hidden_size"]
         backbone = self.backbone.replace(registry=registry, **changes) if changes else self.backbone
-        return LMConfig(backbone=backbone, vocab_size=vocab, tie_embeddings=tie)
+        return LMConfig(backbone=backbone, **lm)
 
     def __repr__(self) -> str:
         return (
             f"LMConfig(vocab_size={self.vocab_size}, tie_embeddings={self.tie_embeddings}, "
-            f"backbone={self.backbone!r})"
+            f"max_positions={self.max_positions}, backbone={self.backbone!r})"
         )
 
     # -- serialisation ---------------------------------------------------------------------------
@@ -150,17 +170,17 @@ class LMConfig:
         """A JSON-ready dict; the backbone as :meth:`HybridConfig.to_dict` writes it."""
         return {
             "lm_config_version": LM_CONFIG_VERSION,
-            "vocab_size": self.vocab_size,
-            "tie_embeddings": self.tie_embeddings,
+            **{name: getattr(self, name) for name in _LM_FIELDS},
             "backbone": self.backbone.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, registry: Registry | None = None) -> LMConfig:
-        """Rebuild (and re-validate) a config from :meth:`to_dict`'s output."""
+        """Rebuild (and re-validate) a config from :meth:`to_dict`'s output; a field it lacks
+        takes its default (a config written before ``max_positions`` existed has none)."""
         if not isinstance(data, Mapping):
             raise ConfigError(f"an LM config must be a mapping, got {type(data).__name__}")
-        known = {"lm_config_version", "vocab_size", "tie_embeddings", "backbone"}
+        known = {"lm_config_version", "backbone", *_LM_FIELDS}
         unknown = sorted(map(str, set(data) - known))
         if unknown:
             raise ConfigError(
@@ -180,12 +200,12 @@ class LMConfig:
             backbone = HybridConfig.from_dict(data["backbone"], registry=registry)
         except HybridZooError as exc:
             raise ConfigError(f"backbone: {exc}") from exc
-        return cls(
-            backbone=backbone,
-            vocab_size=data["vocab_size"],
-            tie_embeddings=data.get("tie_embeddings", True),
-        )
+        return cls(backbone=backbone, **{k: data[k] for k in _LM_FIELDS if k in data})
 
     def to_json(self, **kwargs: Any) -> str:
         """:meth:`to_dict` as JSON text (indented by 2 unless told otherwise)."""
         return json.dumps(self.to_dict(), **({"indent": 2} | kwargs))
+
+
+#: the fields of :class:`LMConfig` besides its backbone (what ``to_dict`` writes beside it)
+_LM_FIELDS: tuple[str, ...] = tuple(f.name for f in attrs.fields(LMConfig) if f.name != "backbone")

@@ -216,7 +216,8 @@ def import_transformers() -> Any:
 def decoder_bodies(lm: HybridLM, layers: Collection[str], what: str) -> list[Any]:
     """The bodies of ``lm``, one per block, when it is a plain decoder of ``layers`` as
     transformers' decoders are (RMSNorm pre-norms and final norm, the embedding as wide as the
-    blocks, no positional encoding, no shared layers, no per-position options); a
+    blocks, no positional encoding or learned positions, no shared layers, no per-position
+    options); a
     :class:`ConversionError` that names what ``lm`` has that ``what`` cannot express
     otherwise."""
     b = lm.config.backbone
@@ -230,6 +231,8 @@ def decoder_bodies(lm: HybridLM, layers: Collection[str], what: str) -> list[Any
         problems.append(f"embed_dim={b.embed_dim} != hidden_size={b.hidden_size}")
     if b.positional_encoding is not None:
         problems.append(f"positional_encoding={b.positional_encoding!r}")
+    if lm.config.max_positions is not None:
+        problems.append(f"max_positions={lm.config.max_positions} (learned absolute positions)")
     if b.shared_layers:
         problems.append(f"shared_layers={dict(b.shared_layers)!r}")
     if b.position_options:

@@ -1,8 +1,9 @@
 """``HybridLM``: a causal language model around a :class:`~hybridzoo.HybridModel` backbone.
 
-``input_ids [B, L]`` → token embedding ``[B, L, embed_dim]`` → backbone (its blocks and final
-norm, ``output="sequence"``) ``[B, L, hidden]`` → head → ``logits [B, L, vocab_size]``. The
-head is the embedding matrix when the embeddings are tied.
+``input_ids [B, L]`` → token embedding ``[B, L, embed_dim]`` (plus the learned absolute
+position of each token with ``max_positions``) → backbone (its blocks and final norm,
+``output="sequence"``) ``[B, L, hidden]`` → head → ``logits [B, L, vocab_size]``. The head is
+the embedding matrix when the embeddings are tied.
 
 The three modes of the backbone carry over with token ids: :meth:`HybridLM.forward` (parallel),
 :meth:`HybridLM.step` (one token per row) and :meth:`HybridLM.prefill` (a chunk, from and to a
@@ -19,11 +20,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from hybridzoo.checkpoint import Checkpointed
-from hybridzoo.errors import ConfigError, ShapeError
+from hybridzoo.errors import ConfigError, ShapeError, StateError
 from hybridzoo.lm.config import LMConfig
 from hybridzoo.lm.generation import generate
 from hybridzoo.model import HybridModel
-from hybridzoo.packing import IGNORE_INDEX, packed_seq_idx
+from hybridzoo.packing import IGNORE_INDEX, document_positions, packed_seq_idx
 from hybridzoo.registry import Registry
 from hybridzoo.state import HybridState
 
@@ -67,6 +68,8 @@ class HybridLM(nn.Module, Checkpointed):
         embedding: ``nn.Embedding(vocab_size, embed_dim)``.
         backbone: the :class:`~hybridzoo.HybridModel` (``output="sequence"``).
         head: ``nn.Linear(hidden_size, vocab_size, bias=False)``, or ``None`` when tied.
+        position: the learned absolute positions ``nn.Embedding(max_positions, embed_dim)``
+            (initialised as the embedding), or ``None`` without ``config.max_positions``.
     """
 
     #: the ``kind`` of a saved model (see :mod:`hybridzoo.checkpoint`)
@@ -99,20 +102,33 @@ class HybridLM(nn.Module, Checkpointed):
             if config.tie_embeddings
             else nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         )
+        self.position = None
+        if config.max_positions is not None:
+            self.position = nn.Embedding(config.max_positions, config.embed_dim)
+            nn.init.normal_(self.position.weight, std=EMBEDDING_INIT_STD)
         self.register_load_state_dict_pre_hook(_rename_legacy_keys)
 
     @classmethod
     def from_backbone(
-        cls, backbone: HybridModel, vocab_size: int, *, tie_embeddings: bool = True
+        cls,
+        backbone: HybridModel,
+        vocab_size: int,
+        *,
+        tie_embeddings: bool = True,
+        max_positions: int | None = None,
     ) -> HybridLM:
         """A language model around an existing backbone (built with ``output="sequence"``),
-        sharing its weights; the embedding (and an untied head) are new."""
+        sharing its weights; the embedding (and an untied head, and the learned positions with
+        ``max_positions``) are new."""
         if not isinstance(backbone, HybridModel):
             raise ConfigError(
                 f"from_backbone takes a hybridzoo HybridModel, got {type(backbone).__name__}"
             )
         config = LMConfig(
-            backbone=backbone.config, vocab_size=vocab_size, tie_embeddings=tie_embeddings
+            backbone=backbone.config,
+            vocab_size=vocab_size,
+            tie_embeddings=tie_embeddings,
+            max_positions=max_positions,
         )
         return cls(config, backbone=backbone)
 
@@ -157,6 +173,39 @@ class HybridLM(nn.Module, Checkpointed):
         except IndexError:
             raise _vocab_error(self.vocab_size, input_ids) from None
 
+    def _add_positions(
+        self,
+        x: torch.Tensor,
+        input_ids: torch.Tensor,
+        state: HybridState | None = None,
+        seq_idx: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``x`` (the embedded ``input_ids``, ``[B, L, E]`` or ``[B, E]``) plus the learned
+        position of each token: from 0 (in each document of ``seq_idx``), or from each row's
+        position in ``state``; a position past the table is an error naming the limit."""
+        if self.position is None:
+            return x
+        limit = self.config.max_positions
+        length = input_ids.shape[1] if input_ids.dim() == 2 else 1
+        if seq_idx is not None:
+            index = document_positions(seq_idx)  # [B, L]
+        else:
+            index = torch.arange(length, device=input_ids.device)  # [L]
+        if state is not None:
+            state = self.backbone._check_state(state, input_ids.shape[0])
+            index = state.positions.to(input_ids.device)[:, None] + index  # [B, L]
+        if (state is not None or length > limit) and index.numel():  # a sync, only then
+            last = int(index.max())
+            if last >= limit:
+                error = StateError if state is not None else ShapeError
+                raise error(
+                    f"learned positions cover {limit} tokens (max_positions={limit}); position "
+                    f"{last} was asked for: build the model with a larger max_positions, or "
+                    "feed shorter sequences (packed documents restart at 0)"
+                )
+        positions = self.position(index)
+        return x + (positions if input_ids.dim() == 2 else positions[:, 0])
+
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """The head: ``hidden [..., hidden_size]`` → ``logits [..., vocab_size]``."""
         if self.head is None:
@@ -173,8 +222,11 @@ class HybridLM(nn.Module, Checkpointed):
         """``input_ids [B, L]`` (integers in ``[0, vocab_size)``) → ``logits [B, L, V]``.
 
         Packed documents (``seq_idx [B, L]`` or ``cu_seqlens``, as :meth:`HybridModel.forward`
-        takes them): each document's logits are those of a forward of it alone."""
-        hidden = self.backbone(self._embed(input_ids, 2), seq_idx=seq_idx, cu_seqlens=cu_seqlens)
+        takes them): each document's logits are those of a forward of it alone (learned
+        positions restart at 0 in each)."""
+        x = self._embed(input_ids, 2)
+        packed = packed_seq_idx(input_ids, seq_idx, cu_seqlens)
+        hidden = self.backbone(self._add_positions(x, input_ids, seq_idx=packed), seq_idx=packed)
         return self.logits(hidden)
 
     def loss(
@@ -230,8 +282,11 @@ class HybridLM(nn.Module, Checkpointed):
 
     def step(self, input_ids: torch.Tensor, state: HybridState) -> tuple[torch.Tensor, HybridState]:
         """One token per row: ``input_ids [B]`` → ``(logits [B, V], state)``; the state is
-        updated in place (see :meth:`HybridModel.step`)."""
-        hidden, state = self.backbone.step(self._embed(input_ids, 1), state)
+        updated in place (see :meth:`HybridModel.step`). With learned positions each row's
+        token is at its own position in ``state`` (a :class:`~hybridzoo.StateError` past
+        ``max_positions``)."""
+        x = self._add_positions(self._embed(input_ids, 1), input_ids, state)
+        hidden, state = self.backbone.step(x, state)
         return self.logits(hidden), state
 
     def prefill(
@@ -239,15 +294,18 @@ class HybridLM(nn.Module, Checkpointed):
     ) -> tuple[torch.Tensor, HybridState]:
         """A chunk ``input_ids [B, L]`` from ``state`` (fresh when ``None``): ``(logits [B, L, V]
         (``[B, V]`` of the last position with ``last_only``), new state)``; the given state is
-        left unchanged (see :meth:`HybridModel.prefill`)."""
-        hidden, state = self.backbone.prefill(self._embed(input_ids, 2), state)
+        left unchanged (see :meth:`HybridModel.prefill`); learned positions continue from each
+        row's position in ``state``."""
+        x = self._add_positions(self._embed(input_ids, 2), input_ids, state)
+        hidden, state = self.backbone.prefill(x, state)
         return self.logits(hidden[:, -1] if last_only else hidden), state
 
     generate = generate
 
     def extra_repr(self) -> str:
         tied = ", tied" if self.tied else ""
-        return f"vocab_size={self.vocab_size}{tied}"
+        positions = "" if self.position is None else f", max_positions={self.config.max_positions}"
+        return f"vocab_size={self.vocab_size}{tied}{positions}"
 
 
 def _rename_legacy_keys(
