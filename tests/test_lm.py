@@ -18,6 +18,7 @@ from hybridzoo import (
     LMConfig,
     OptionError,
     ShapeError,
+    StateError,
 )
 from hybridzoo.lm.model import lm_cross_entropy
 
@@ -154,6 +155,10 @@ def test_the_config_round_trips_and_validates() -> None:
             lambda: hybridzoo.build_lm(LMConfig.create("M", vocab_size=4), vocab_size=5),
             "takes no other arguments",
         ),
+        (
+            lambda: hybridzoo.build_lm("M", vocab_size=4, max_positions=0),
+            "max_positions must be an integer >= 1 or None, got 0",
+        ),
     ],
 )
 def test_bad_arguments_are_clear_errors(call, message) -> None:
@@ -222,8 +227,9 @@ def test_the_arenas_language_model_is_a_hybrid_lm_with_learned_positions() -> No
         lm.generate(tokens(1, 10), 4)
 
 
-def test_packed_documents_give_the_logits_and_loss_of_each_alone() -> None:
-    lm = tiny_lm(HYBRID)
+@pytest.mark.parametrize("extra", [{}, {"max_positions": 6}], ids=["plain", "learned-positions"])
+def test_packed_documents_give_the_logits_and_loss_of_each_alone(extra) -> None:
+    lm = tiny_lm(HYBRID, **extra)  # 6 learned positions: each document fits, the row does not
     a, b = tokens(1, 5, seed=1), tokens(1, 4, seed=2)
     packed, seq_idx = torch.cat([a, b], 1), torch.tensor([[0] * 5 + [1] * 4])
     with torch.no_grad():
@@ -233,3 +239,71 @@ def test_packed_documents_give_the_logits_and_loss_of_each_alone() -> None:
         alone = (lm.loss(a, aux=False) * 4 + lm.loss(b, aux=False) * 3) / 7  # 4 + 3 targets
         packed_loss = lm.loss(packed, seq_idx=seq_idx, aux=False)
         torch.testing.assert_close(packed_loss, alone, rtol=1e-9, atol=1e-10)
+
+
+def test_learned_positions_save_load_and_agree_in_every_mode(tmp_path) -> None:
+    lm = tiny_lm("M A", max_positions=12)
+    assert lm.position.weight.shape == (12, 16) and lm.config.max_positions == 12
+    lm.save(tmp_path / "lm")
+    saved = json.loads((tmp_path / "lm" / "config.json").read_text())["config"]
+    assert saved["max_positions"] == 12
+    loaded = hybridzoo.load(tmp_path / "lm")
+    assert type(loaded) is HybridLM and loaded.config == lm.config
+    assert torch.equal(loaded.position.weight, lm.position.weight)
+    ids = tokens(2, 9)
+    with torch.no_grad():
+        full = lm(ids)
+        assert torch.equal(loaded(ids), full)
+        assert not torch.allclose(lm(ids[:, 1:])[:, 0], full[:, 1])  # the positions matter
+        for model in (lm, loaded):
+            first, state = model.prefill(ids[:, :4])
+            stepped = torch.stack([model.step(ids[:, t], state)[0] for t in range(4, 9)], 1)
+            torch.testing.assert_close(torch.cat([first, stepped], 1), full, rtol=1e-9, atol=1e-10)
+    prompts = [[3, 1, 4, 1, 5], [9], [2, 6]]  # rows at different positions
+    assert loaded.generate(prompts, 5) == lm.generate(prompts, 5)
+
+
+def test_a_position_past_the_learned_table_is_an_error_naming_the_limit() -> None:
+    lm = tiny_lm("M A", max_positions=12)
+    ids = tokens(2, 13)
+    past = r"learned positions cover 12 tokens \(max_positions=12\); position 12 was asked for"
+    with torch.no_grad():
+        _, state = lm.prefill(ids[:, :9])
+        lm.prefill(ids[:, 9:12], state)  # positions 9..11: the end of the table
+        with pytest.raises(StateError, match=past):
+            lm.prefill(ids[:, 9:13], state)
+        _, state = lm.prefill(ids[:, :12])
+        with pytest.raises(StateError, match=past):
+            lm.step(ids[:, 12], state)
+        with pytest.raises(ShapeError, match=past):
+            lm(ids)
+        with pytest.raises(ShapeError, match=past):  # a packed document of 13 tokens
+            lm(torch.cat([ids, ids], 1), seq_idx=torch.tensor([[0] * 13 + [1] * 13] * 2))
+
+
+def test_learned_positions_are_counted_exactly() -> None:
+    options = tiny_options("M A")
+    for extra in ({}, {"tie_embeddings": False, "embed_dim": 12}):
+        kw = {"vocab_size": 31, "hidden_size": 16, **options, **extra}
+        lm = hybridzoo.build_lm("M A", max_positions=10, **kw)
+        counted = hybridzoo.lm_param_count("M A", max_positions=10, **kw)
+        assert lm.param_count() == _unique_params(lm) == counted == lm.config.param_count()
+        assert counted == hybridzoo.lm_param_count("M A", **kw) + 10 * lm.config.embed_dim
+
+
+def test_max_positions_round_trips_and_a_config_without_it_loads(tmp_path) -> None:
+    config = LMConfig.create("M", vocab_size=9, hidden_size=16, max_positions=8)
+    assert LMConfig.from_dict(json.loads(config.to_json())) == config
+    assert config.replace(hidden_size=32).max_positions == 8
+    assert config.replace(max_positions=None) == LMConfig.create("M", vocab_size=9, hidden_size=16)
+    with pytest.raises(OptionError, match="max_positions must be an integer >= 1"):
+        config.replace(max_positions=0)
+    lm = tiny_lm("M")
+    lm.save(tmp_path / "old")
+    path = tmp_path / "old" / "config.json"
+    data = json.loads(path.read_text())
+    del data["config"]["max_positions"]  # as written before the field existed
+    path.write_text(json.dumps(data))
+    loaded = hybridzoo.load(tmp_path / "old")
+    assert loaded.config == lm.config and loaded.config.max_positions is None
+    assert loaded.position is None and torch.equal(loaded(tokens(1, 5)), lm(tokens(1, 5)))

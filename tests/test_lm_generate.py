@@ -15,11 +15,12 @@ from hybridzoo.lm.generation import SamplingOptions, collect, iter_generate, nex
 PROMPTS = [[3, 1, 4, 1, 5], [9], [2, 6], [5, 3, 5, 8, 9, 7, 9], [2, 6]]
 
 #: hybrids whose layers all batch their states: full attention (a growing cache), a windowed
-#: one, and the sinusoidal encoding (a per-row position)
+#: one, the sinusoidal encoding and learned positions (a per-row position)
 GENERATORS = [
     HYBRID,
     pytest.param("A M", {"attention_window_size": None}, id="full-attention"),
     pytest.param("G R K", {"positional_encoding": "sinusoidal"}, id="sinusoidal"),
+    pytest.param("M A", {"max_positions": 16}, id="learned-positions"),
 ]
 
 

@@ -218,6 +218,7 @@ def test_a_model_built_here_converts_to_transformers(pattern, options, model_typ
         ("M M", {"norm": "layernorm"}, "norm='layernorm'"),
         ("M M", {"positional_encoding": "sinusoidal"}, "positional_encoding='sinusoidal'"),
         ("M M", {"embed_dim": 8, "tie_embeddings": False}, "embed_dim=8 != hidden_size=16"),
+        ("M M", {"max_positions": 32}, "max_positions=32 \\(learned absolute positions\\)"),
     ],
 )
 def test_what_transformers_cannot_express_is_named(pattern, options, message) -> None:

@@ -135,3 +135,27 @@ def test_last_position_readout_decodes_every_position_from_the_last_state() -> N
     assert torch.equal(lm(changed), logits)
     with pytest.raises(ValueError, match="causal"):
         lm.step(tokens[:, 0], lm.init_state(3))
+
+
+def test_learned_positions_save_and_load_as_a_hybrid_lm(tmp_path) -> None:
+    torch.manual_seed(0)
+    options = {**SMALL, "positions": "learned", "max_len": 12}
+    lm = build_language_model("AF", vocab_size=16, hidden_size=16, **options).double().eval()
+    lm.save(tmp_path / "lm")
+    loaded = hybridzoo.load(tmp_path / "lm")
+    assert type(loaded) is hybridzoo.HybridLM and loaded.config == lm.config
+    assert loaded.config.max_positions == 12
+    tokens = torch.randint(16, (2, 9))
+    assert torch.equal(loaded(tokens), lm(tokens))
+    assert torch.allclose(_stepped(loaded, tokens), lm(tokens), atol=1e-8)
+    prompts = [[1, 2, 3, 4], [5], [6, 7]]  # rows at different positions in one state
+    together = lm.generate(prompts, 4)
+    assert together == [lm.generate([p], 4)[0] for p in prompts] == loaded.generate(prompts, 4)
+
+
+def test_the_last_readout_refuses_to_save_before_writing_anything(tmp_path) -> None:
+    lm = build_language_model("F", vocab_size=10, hidden_size=8, readout="last", max_len=6)
+    with pytest.raises(hybridzoo.CheckpointError, match="readout='last' cannot be saved") as info:
+        lm.save(tmp_path / "lm")
+    assert "state_dict" in str(info.value) and "arena's checkpoints" in str(info.value)
+    assert not (tmp_path / "lm").exists() and not list(tmp_path.iterdir())
