@@ -225,8 +225,10 @@ class HybridLM(nn.Module, Checkpointed):
         takes them): each document's logits are those of a forward of it alone (learned
         positions restart at 0 in each)."""
         x = self._embed(input_ids, 2)
-        packed = packed_seq_idx(input_ids, seq_idx, cu_seqlens)
-        hidden = self.backbone(self._add_positions(x, input_ids, seq_idx=packed), seq_idx=packed)
+        if self.position is not None:
+            seq_idx, cu_seqlens = packed_seq_idx(input_ids, seq_idx, cu_seqlens), None
+            x = self._add_positions(x, input_ids, seq_idx=seq_idx)
+        hidden = self.backbone(x, seq_idx=seq_idx, cu_seqlens=cu_seqlens)
         return self.logits(hidden)
 
     def loss(
