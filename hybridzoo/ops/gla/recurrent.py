@@ -38,21 +38,21 @@ def gla_step(
     layout = gla_layout(log_decay_t, step=True)
     n, (q, k, v, g, u) = step_inputs(layout, (q_t, k_t, v_t, log_decay_t, bonus), state)
     scale = resolve_scale(scale, n["K"])
-    b, groups, heads, d_k, d_v = n["B"], n["G"], n["H"], n["K"], n["V"]
-    r = heads // groups
-    s = state.unflatten(1, (groups, r))  # [B, G, R, K, V], a view
-    w = torch.exp(g).view(b, groups, r, -1, 1)  # [B, G, R, K or 1, 1]
-    q5, k5, v5 = (
-        q.view(b, groups, 1, 1, d_k),
-        k.view(b, groups, 1, d_k, 1),
-        v.view(b, groups, r, 1, d_v),
-    )
+    w = torch.exp(g).unsqueeze(-1) if g.dim() == 3 else torch.exp(g)[..., None, None]
+    r = n["H"] // n["G"]
+    if r > 1:  # groups of R heads: [B, G, R, ...] views, q and k broadcast over R
+        q, k, v, u = q.unsqueeze(2), k.unsqueeze(2), v.unflatten(1, (-1, r)), _grouped(u, r)
+        state, w = state.unflatten(1, (-1, r)), w.unflatten(1, (-1, r))
     if u is None:
-        s.mul_(w).addcmul_(k5, v5)
-        o = torch.matmul(q5, s).view(b, heads, d_v)  # [B, H, V]
+        state.mul_(w).addcmul_(k.unsqueeze(-1), v.unsqueeze(-2))
+        o = torch.matmul(q.unsqueeze(-2), state).squeeze(-2)  # [B, (G, R,) V]
     else:
-        o = torch.matmul(q5, s).view(b, heads, d_v)
-        qk = q.view(b, groups, 1, d_k) * k.view(b, groups, 1, d_k) * u.view(groups, r, d_k)
-        o = o + qk.sum(-1).view(b, heads, 1) * v
-        s.mul_(w).addcmul_(k5, v5)
-    return (o * scale).to(q_t.dtype)
+        o = torch.matmul(q.unsqueeze(-2), state).squeeze(-2)
+        o = o + (q * u * k).sum(-1, keepdim=True) * v
+        state.mul_(w).addcmul_(k.unsqueeze(-1), v.unsqueeze(-2))
+    o = o * scale
+    return (o.flatten(1, 2) if r > 1 else o).to(q_t.dtype)
+
+
+def _grouped(u: torch.Tensor | None, r: int) -> torch.Tensor | None:
+    return None if u is None else u.unflatten(0, (-1, r))  # [G, R, K]
