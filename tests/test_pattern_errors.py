@@ -1,13 +1,10 @@
 """Every notation's pattern errors point at the fault: the error's ``position`` is the 0-based
 index of the offending character, and the message's last line puts a caret under it.
 
-The cases are the table in ``pattern_errors.json``: one row per bad pattern, giving the notation,
-the text, the position of its fault and a regular expression the message must match."""
+One row per bad pattern: the notation, the text, the position of its fault and a regular
+expression the message must match."""
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import pytest
 
@@ -27,7 +24,39 @@ NOTATIONS = {
 }
 # the Megatron cases run as they did among the dialect tests: with its warnings ignored
 MARKS = {"megatron": pytest.mark.filterwarnings("ignore::hybridzoo.DialectWarning")}
-CASES = json.loads((Path(__file__).parent / "pattern_errors.json").read_text(encoding="utf-8"))
+CASES = [
+    ("native", "C F X", 4, "'X' is not a symbol|unknown layer symbol 'X'"),
+    ("native", "CFX", 2, "'X' is not a symbol"),
+    ("native", "(C F", 4, "unclosed"),
+    ("native", "C F)", 3, "unexpected '\\)'"),
+    ("native", "(CF)*0", 5, "count must be >= 1"),
+    ("native", "(CF)*", 5, "expected a repetition count"),
+    ("native", "C + F", 2, "unexpected character '\\+'"),
+    ("native", "()", 0, "empty group"),
+    (
+        "option-block",
+        "C C{kernel_size=0}",
+        16,
+        "position 2 \\(conv\\): kernel_size=0: must be an integer >= 1",
+    ),
+    ("option-block", "C{kernel=3}", 2, "conv has no option 'kernel'. Did you mean 'kernel_size'"),
+    ("option-block", "C{conv_kernel_size=3}", 2, "Did you mean 'kernel_size'"),
+    ("option-block", "(C P){width=3}", 6, "none of conv, mlp has"),
+    ("option-block", "C{kernel_size=3 kernel_size=4}", 16, "given twice"),
+    ("option-block", "C{kernel_size 3}", 14, "expected '='"),
+    ("option-block", "C{kernel_size=3", 1, "unclosed option block"),
+    ("option-block", "C{kernel_size=}", 14, "expected a value"),
+    ("option-block", "C{kernel_size=3٣}", 14, "expected a value"),
+    ("option-block", "{kernel_size=3}", 0, "a layer or a group before an option block"),
+    ("megatron", "M*M*/MM/MM", 4, "multi-token-prediction"),
+    ("megatron", "M-D-", 2, "'D' \\(DeepSeek Sparse Attention\\) is no hybridzoo layer"),
+    ("megatron", "M+", 1, "Multi-Latent Attention"),
+    ("megatron", "M-x", 2, "'x' is not a Megatron layer symbol"),
+    ("megatron", "M||-", 2, "empty pipeline segment"),
+    ("megatron", "M-|", 2, "trailing"),
+    ("megatron", "M M", 1, "' ' is not a Megatron layer symbol"),
+]
+"""(notation, text, position of the fault, a regular expression the message matches)."""
 
 
 @pytest.mark.parametrize(
