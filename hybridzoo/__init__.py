@@ -47,6 +47,7 @@ from hybridzoo.errors import (
     StateError,
     StepModeWarning,
     UnknownLayerError,
+    UnknownOptionError,
     UnusedOptionWarning,
 )
 from hybridzoo.hookspecs import hookimpl
@@ -102,6 +103,7 @@ __all__ = [
     "StateError",
     "StepModeWarning",
     "UnknownLayerError",
+    "UnknownOptionError",
     "UnusedOptionWarning",
     "__version__",
     "active_param_count",

@@ -41,3 +41,37 @@ def conv_registry():
     registry.register(conv_spec())
     with hybridzoo.use_registry(registry):
         yield registry
+
+
+@pytest.fixture
+def conv_ffn_registry():
+    """A registry of toy layers only, the current one for one test: ``conv`` (C) and a second
+    conv named ``ffn`` (F), for the pattern grammar's tests."""
+    from toy_layers import conv_spec
+
+    import hybridzoo
+
+    registry = hybridzoo.Registry(autoload=False)
+    registry.register(conv_spec())
+    registry.register(conv_spec(name="ffn", symbol="F", prefix="ffn"))
+    with hybridzoo.use_registry(registry):
+        yield registry
+
+
+@pytest.fixture
+def conv_mlp_registry():
+    """A registry of toy layers only, the current one for one test: ``conv`` (C), ``mlp`` (P) and
+    ``wide`` (W, a conv whose hidden size must be a multiple of its kernel size), for the
+    per-position options' tests."""
+    import attrs
+    from toy_layers import conv_spec, mlp_spec
+
+    import hybridzoo
+
+    registry = hybridzoo.Registry(autoload=False)
+    registry.register(conv_spec())
+    registry.register(mlp_spec())
+    wide = conv_spec(name="wide", symbol="W")
+    registry.register(attrs.evolve(wide, hidden_size_multiple=lambda o: o.kernel_size))
+    with hybridzoo.use_registry(registry):
+        yield registry

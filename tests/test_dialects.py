@@ -46,24 +46,6 @@ def test_pipeline_boundaries_are_kept_and_written_back():
     )
 
 
-@pytest.mark.parametrize(
-    ("text", "position", "message"),
-    [
-        ("M*M*/MM/MM", 4, "multi-token-prediction"),
-        ("M-D-", 2, "'D' \\(DeepSeek Sparse Attention\\) is no hybridzoo layer"),
-        ("M+", 1, "Multi-Latent Attention"),
-        ("M-x", 2, "'x' is not a Megatron layer symbol"),
-        ("M||-", 2, "empty pipeline segment"),
-        ("M-|", 2, "trailing"),
-        ("M M", 1, "' ' is not a Megatron layer symbol"),
-    ],
-)
-def test_bad_megatron_strings_point_at_the_fault(text, position, message):
-    with pytest.raises(PatternError, match=message) as info:
-        parse_pattern(text, dialect="megatron")
-    assert info.value.position == position
-
-
 def test_what_megatron_cannot_hold_is_an_error_or_a_warning():
     with pytest.raises(PatternError, match="megatron notation has no name for the layer 'mamba'"):
         format_pattern("M F", dialect="megatron")  # Mamba-1: Megatron's M is Mamba-2

@@ -11,22 +11,16 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from toy_layers import ConvOptions, conv_spec, mlp_spec
+from toy_layers import ConvOptions
 
 import hybridzoo
-from hybridzoo import ConfigError, HybridConfig, OptionError, PatternError, Registry
+from hybridzoo import ConfigError, HybridConfig, OptionError, PatternError
 from hybridzoo.positions import to_pattern
 
 
 @pytest.fixture
-def registry():
-    reg = Registry(autoload=False)
-    reg.register(conv_spec())
-    reg.register(mlp_spec())
-    wide = conv_spec(name="wide", symbol="W")
-    reg.register(attrs.evolve(wide, hidden_size_multiple=lambda o: o.kernel_size))
-    with hybridzoo.use_registry(reg):
-        yield reg
+def registry(conv_mlp_registry):
+    return conv_mlp_registry
 
 
 def own(text: str) -> list[dict]:
@@ -73,28 +67,6 @@ def test_list_entries_and_their_errors(registry):
         to_pattern([{"kernel_size": 8}], registry)
     with pytest.raises(PatternError, match="unknown option 'kernel'.*Did you mean 'kernel_size'"):
         to_pattern([{"type": "C", "kernel": 8}], registry)
-
-
-@pytest.mark.parametrize(
-    ("text", "position", "message"),
-    [
-        ("C C{kernel_size=0}", 16, "position 2 \\(conv\\): kernel_size=0: must be an integer >= 1"),
-        ("C{kernel=3}", 2, "conv has no option 'kernel'. Did you mean 'kernel_size'"),
-        ("C{conv_kernel_size=3}", 2, "Did you mean 'kernel_size'"),
-        ("(C P){width=3}", 6, "none of conv, mlp has"),
-        ("C{kernel_size=3 kernel_size=4}", 16, "given twice"),
-        ("C{kernel_size 3}", 14, "expected '='"),
-        ("C{kernel_size=3", 1, "unclosed option block"),
-        ("C{kernel_size=}", 14, "expected a value"),
-        ("C{kernel_size=3٣}", 14, "expected a value"),
-        ("{kernel_size=3}", 0, "a layer or a group before an option block"),
-    ],
-)
-def test_bad_blocks_point_at_the_fault(registry, text, position, message):
-    with pytest.raises(PatternError, match=message) as info:
-        hybridzoo.build(text, embed_dim=4, hidden_size=4)
-    assert info.value.position == position
-    assert str(info.value).splitlines()[-1].index("^") - 2 == position
 
 
 def test_a_bad_list_entry_names_its_position(registry):

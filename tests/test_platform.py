@@ -255,3 +255,18 @@ def test_formula_results_are_checked(formula: str, bad: object) -> None:
         pytest.raises(hybridzoo.PluginError, match=f"layer 'liar': its {formula} formula returned"),
     ):
         count("L", hidden_size=4)
+
+
+def test_every_error_and_warning_is_exported_at_the_top_level() -> None:
+    import hybridzoo.errors as errors
+
+    public = {
+        name
+        for name, value in vars(errors).items()
+        if isinstance(value, type)
+        and issubclass(value, (errors.HybridZooError, Warning))
+        and value.__module__ == errors.__name__
+        and not name.startswith("_")
+    }
+    assert public - set(hybridzoo.__all__) == set()
+    assert all(getattr(hybridzoo, name) is getattr(errors, name) for name in public)

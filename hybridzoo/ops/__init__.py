@@ -7,12 +7,12 @@ feature axis is the key's (``S [K, V]``, except SSD's ``[P, N]``, Mamba-2's layo
 
 - :func:`chunk_gla` / :func:`gla_step`: ``S_t = diag(exp(g_t)) S_{t-1} + k_tᵀ v_t``,
   ``o_t = scale · q_t S_t``; with ``bonus = u`` (RWKV-6)
-  ``o_t = scale · q_t (S_{t-1} + diag(u) k_tᵀ v_t)``. State ``[B, H, K, V]``.
-- :func:`chunk_simple_gla` / :func:`simple_gla_step`: ``S_t = exp(g_t) S_{t-1} + k_tᵀ v_t``,
-  ``o_t = scale · q_t S_t``, one scalar decay per head, q and k shared by groups of heads.
-  State ``[B, H, K, V]``.
+  ``o_t = scale · q_t (S_{t-1} + diag(u) k_tᵀ v_t)``. The log decay is per key channel
+  ``[B, T, H, K]`` (GLA, RWKV-6) or one scalar per head ``[B, T, H]`` (simple GLA, RetNet: a
+  cheaper chunked form); q and k may be shared by groups of heads. State ``[B, H, K, V]``.
 - :func:`chunk_ssd` / :func:`ssd_step`: Mamba-2's SSD, ``h_t = exp(dt_t A) h_{t-1} + dt_t x_t ⊗
-  B_t``, ``y_t = h_t C_t`` (on chunk_simple_gla). State ``[B, H, P, N]`` (Mamba-2's layout).
+  B_t``, ``y_t = h_t C_t`` (on chunk_gla's scalar decay). State ``[B, H, P, N]`` (Mamba-2's
+  layout).
 - :func:`chunk_gated_delta_rule` / :func:`gated_delta_rule_step`:
   ``S_t = exp(g_t) (I - β_t k_t k_tᵀ) S_{t-1} + β_t k_t v_tᵀ``, ``o_t = scale · S_tᵀ q_t``, in
   the WY / UT-transform form. State ``[B, H, K, V]``.
@@ -47,22 +47,44 @@ Each kernel has a plain time-step reference beside it (``naive.py``) that the te
 with; the references are not exported.
 """
 
+import warnings
+from typing import Any
+
 from hybridzoo.ops.delta_rule import chunk_gated_delta_rule, gated_delta_rule_step
 from hybridzoo.ops.gla import chunk_gla, gla_step
 from hybridzoo.ops.selective_scan import causal_conv1d, selective_scan, selective_scan_backend
-from hybridzoo.ops.simple_gla import chunk_simple_gla, simple_gla_step
 from hybridzoo.ops.ssd import chunk_ssd, ssd_step
 
 __all__ = [
     "causal_conv1d",
     "chunk_gated_delta_rule",
     "chunk_gla",
-    "chunk_simple_gla",
     "chunk_ssd",
     "gated_delta_rule_step",
     "gla_step",
     "selective_scan",
     "selective_scan_backend",
-    "simple_gla_step",
     "ssd_step",
 ]
+
+_RENAMED = {"chunk_simple_gla": "chunk_gla", "simple_gla_step": "gla_step"}
+"""Old names (deprecated for one release): ``chunk_gla`` and ``gla_step`` now take the
+``[B, T, H]`` scalar decay and the grouped q and k that these took."""
+
+
+def _renamed(module: str, name: str) -> Any:
+    """The kernel an old ``module.name`` now is, with a :class:`DeprecationWarning`."""
+    if name not in _RENAMED:
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+    new = _RENAMED[name]
+    warnings.warn(
+        f"{module}.{name} is deprecated; use hybridzoo.ops.{new} (it takes the [B, T, H] "
+        "scalar decay per head and grouped q and k)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return globals()[new]
+
+
+def __getattr__(name: str) -> Any:
+    return _renamed(__name__, name)

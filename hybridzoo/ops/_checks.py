@@ -51,12 +51,12 @@ def bind(*specs: Spec) -> dict[str, int]:
 
 LAYOUTS: dict[str, tuple[tuple[str, str], ...]] = {
     "chunk_gla": (
-        ("q", "B T H K"), ("k", "B T H K"), ("v", "B T H V"), ("log_decay", "B T H K"),
+        ("q", "B T G K"), ("k", "B T G K"), ("v", "B T H V"), ("log_decay", "B T H K"),
         ("bonus", "H K"), ("initial_state", "B H K V"),
     ),
-    "chunk_simple_gla": (
+    "chunk_gla, scalar decay": (
         ("q", "B T G K"), ("k", "B T G K"), ("v", "B T H V"), ("log_decay", "B T H"),
-        ("initial_state", "B H K V"),
+        ("bonus", "H K"), ("initial_state", "B H K V"),
     ),
     "chunk_ssd": (
         ("x", "B T H P"), ("dt", "B T H"), ("A", "H"), ("B", "B T G N"), ("C", "B T G N"),
@@ -71,7 +71,8 @@ LAYOUTS: dict[str, tuple[tuple[str, str], ...]] = {
 same without ``T``: names get ``_t``, and ``initial_state`` is the ``state`` updated in place)."""
 
 _GROUPED = {
-    "chunk_simple_gla": "q and k",
+    "chunk_gla": "q and k",
+    "chunk_gla, scalar decay": "q and k",
     "chunk_ssd": "B and C",
     "chunk_gated_delta_rule": "q and k",
 }
@@ -98,3 +99,21 @@ def sizes(kernel: str, *tensors: Opt, step: bool = False) -> dict[str, int]:
             "(G must divide H)"
         )
     return n
+
+
+def gla_layout(log_decay: object, *, step: bool = False) -> str:
+    """The :data:`LAYOUTS` entry of :func:`~hybridzoo.ops.chunk_gla` (or, ``step``,
+    :func:`~hybridzoo.ops.gla_step`) for this ``log_decay``: a decay per key channel
+    ``[B, T, H, K]`` or one per head ``[B, T, H]`` (without ``T`` for a step)."""
+    if not isinstance(log_decay, torch.Tensor):
+        return "chunk_gla"  # bind names the type
+    per_key, per_head = (3, 2) if step else (4, 3)
+    if log_decay.dim() == per_key:
+        return "chunk_gla"
+    if log_decay.dim() == per_head:
+        return "chunk_gla, scalar decay"
+    t = "" if step else "T, "
+    raise ShapeError(
+        f"log_decay{'_t' if step else ''} must be [B, {t}H, K] (a decay per key channel) or "
+        f"[B, {t}H] (one per head), got shape {tuple(log_decay.shape)}"
+    )

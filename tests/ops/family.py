@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from hybridzoo import ops
 from hybridzoo.ops.delta_rule.naive import naive_gated_delta_rule
 from hybridzoo.ops.gla.naive import naive_gla
-from hybridzoo.ops.simple_gla.naive import naive_simple_gla
 from hybridzoo.ops.ssd.naive import naive_ssd
 
 
@@ -100,16 +99,16 @@ class Kernel:
         return Problem(self, args, kwargs, state)
 
 
-def _gla(randn, rand, d: Dims, strength: float, o: dict):
-    args = [randn(d.b, d.t, d.h, d.d_k), randn(d.b, d.t, d.h, d.d_k), randn(d.b, d.t, d.h, d.d_v)]
-    args.append(-rand(d.b, d.t, d.h, d.d_k) * strength)
-    kwargs = {"scale": o["scale"], "bonus": randn(d.h, d.d_k) if o["bonus"] else None}
-    return args, kwargs
+def _gla(per_head: bool):
+    """chunk_gla's arguments with a decay per key channel or (``per_head``) one per head."""
 
+    def make(randn, rand, d: Dims, strength: float, o: dict):
+        qk = [randn(d.b, d.t, d.g, d.d_k), randn(d.b, d.t, d.g, d.d_k)]
+        decay = (d.b, d.t, d.h) + (() if per_head else (d.d_k,))
+        args = [*qk, randn(d.b, d.t, d.h, d.d_v), -rand(*decay) * strength]
+        return args, {"scale": o["scale"], "bonus": randn(d.h, d.d_k) if o["bonus"] else None}
 
-def _simple_gla(randn, rand, d: Dims, strength: float, o: dict):
-    args = [randn(d.b, d.t, d.g, d.d_k), randn(d.b, d.t, d.g, d.d_k), randn(d.b, d.t, d.h, d.d_v)]
-    return [*args, -rand(d.b, d.t, d.h) * strength], {"scale": o["scale"]}
+    return make
 
 
 def _ssd(randn, rand, d: Dims, strength: float, o: dict):
@@ -129,10 +128,6 @@ def _step_gla(args_t, state, kwargs):
     return ops.gla_step(*args_t, state, **kwargs)
 
 
-def _step_simple(args_t, state, kwargs):
-    return ops.simple_gla_step(*args_t, state, **kwargs)
-
-
 def _step_ssd(args_t, state, kwargs):
     return ops.ssd_step(*args_t, state)
 
@@ -148,17 +143,7 @@ def _kernels() -> dict[str, Kernel]:
             ops.chunk_gla,
             naive_gla,
             _step_gla,
-            _gla,
-            (True,) * 4,
-            lambda d: (d.b, d.h, d.d_k, d.d_v),
-            3,
-        ),
-        "simple_gla": Kernel(
-            "simple_gla",
-            ops.chunk_simple_gla,
-            naive_simple_gla,
-            _step_simple,
-            _simple_gla,
+            _gla(False),
             (True,) * 4,
             lambda d: (d.b, d.h, d.d_k, d.d_v),
             3,
@@ -184,6 +169,8 @@ def _kernels() -> dict[str, Kernel]:
             3,
         ),
     }
+    # chunk_gla with a [B, T, H] decay: its scalar form, a chunked path of its own
+    base["simple_gla"] = dataclasses.replace(base["gla"], name="simple_gla", make=_gla(True))
     out = {}
     for name, kernel in base.items():
         for backend in ("compiled", "torch"):  # every kernel has both backends
@@ -212,8 +199,6 @@ def dims(draw: st.DrawFn, max_t: int = 70) -> Dims:
 def problems(draw: st.DrawFn, kernel: Kernel, dtype=torch.float64, max_t: int = 70) -> Problem:
     """Random small problems: T from 1, weak to strong decays, optional state and options."""
     d = draw(dims(max_t))
-    if kernel.name in ("gla", "delta"):  # these take G = H (gla) or grouped q/k (delta)
-        d = Dims(d.b, d.t, d.h, d.h if kernel.name == "gla" else d.g, d.d_k, d.d_v)
     options = {"scale": draw(st.sampled_from([None, 1.0, 0.3])), "bonus": draw(st.booleans())}
     return kernel.problem(
         d,

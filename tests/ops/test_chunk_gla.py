@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import hybridzoo.ops.gla.chunk as chunk_module
 from hybridzoo.errors import HybridZooError
-from hybridzoo.ops import chunk_gla, chunk_simple_gla, gla_step
+from hybridzoo.ops import chunk_gla, gla_step
 
 RTOL, ATOL = 1e-9, 1e-9
 
@@ -121,9 +121,42 @@ def test_bad_arguments_are_named() -> None:
     with pytest.raises(HybridZooError, match="backend must be one of"):
         chunk_gla(q, q, v, -q.abs(), backend="fast")
     with pytest.raises(HybridZooError, match="G must divide H"):
-        chunk_simple_gla(
+        chunk_gla(
             torch.randn(1, 5, 2, 3),
             torch.randn(1, 5, 2, 3),
             torch.randn(1, 5, 3, 4),
             -torch.rand(1, 5, 3),
         )
+
+
+def test_a_decay_of_another_rank_is_named() -> None:
+    q, v = torch.randn(1, 5, 2, 3), torch.randn(1, 5, 2, 4)
+    with pytest.raises(HybridZooError, match=r"log_decay must be \[B, T, H, K\] .* or \[B, T, H\]"):
+        chunk_gla(q, q, v, -torch.rand(1, 5))
+    with pytest.raises(HybridZooError, match=r"log_decay_t must be \[B, H, K\] .* or \[B, H\]"):
+        gla_step(q[:, 0], q[:, 0], v[:, 0], -torch.rand(1), torch.zeros(1, 2, 3, 4))
+
+
+@pytest.mark.parametrize("backend", ["torch", "compiled"])
+@given(p=problems(KERNELS["simple_gla-torch"], max_t=40))
+def test_a_scalar_decay_equals_the_same_decay_on_every_channel(backend: str, p: Problem) -> None:
+    """The scalar form (its own chunked path without a bonus) against the per-channel form."""
+    q, k, v, g = p.args
+    wide = g.unsqueeze(-1).expand(*g.shape, q.shape[-1])
+    o, s = p.chunk(backend=backend)
+    o_wide, s_wide = p.chunk(args=[q, k, v, wide], backend=backend)
+    torch.testing.assert_close(o, o_wide, rtol=RTOL, atol=ATOL)
+    torch.testing.assert_close(s, s_wide, rtol=RTOL, atol=ATOL)
+
+
+def test_the_old_scalar_decay_names_warn_and_run_chunk_gla() -> None:
+    import hybridzoo.ops as ops
+    import hybridzoo.ops.simple_gla as old
+
+    for module in (ops, old):
+        with pytest.warns(DeprecationWarning, match="use hybridzoo.ops.chunk_gla"):
+            assert module.chunk_simple_gla is chunk_gla
+        with pytest.warns(DeprecationWarning, match="use hybridzoo.ops.gla_step"):
+            assert module.simple_gla_step is gla_step
+    with pytest.raises(AttributeError, match="has no attribute 'chunk_simpel_gla'"):
+        ops.chunk_simpel_gla  # noqa: B018

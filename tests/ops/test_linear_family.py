@@ -132,9 +132,13 @@ def test_float32_agrees_with_the_float64_reference(name: str, data) -> None:
     )
     o, s = p32.chunk(chunk_size=data.draw(CHUNKS))
     assert o.dtype == s.dtype == torch.float32
-    scale_o, scale_s = o_ref.abs().max().item() + 1e-30, s_ref.abs().max().item() + 1e-30
-    torch.testing.assert_close(o.double(), o_ref, rtol=0, atol=2e-5 * scale_o)
-    torch.testing.assert_close(s.double(), s_ref, rtol=0, atol=2e-5 * scale_s)
+    # 2e-5 of the result's scale, or, where the result is a sum that cancels (a state of terms
+    # ~0.1 adding up to 1e-4), 4 times the rounding of the float32 time-step loop itself
+    o_loop, s_loop = p32.naive()
+    for fast, loop, ref in ((o, o_loop, o_ref), (s, s_loop, s_ref)):
+        loop_error = (loop.double() - ref).abs().max().item()
+        atol = max(2e-5 * ref.abs().max().item(), 4 * loop_error) + 1e-30
+        torch.testing.assert_close(fast.double(), ref, rtol=0, atol=atol)
 
 
 @kernels

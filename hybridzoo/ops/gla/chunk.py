@@ -36,8 +36,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from hybridzoo.ops._checks import gla_layout
 from hybridzoo.ops._common import DECAY_FLOOR, halves, levels, prepare
 from hybridzoo.ops.gla.compiled import compiled_recurrence, resolve_backend
+from hybridzoo.ops.gla.scalar import scalar_decay_chunks
 
 GROUP_ELEMENTS = 1 << 19
 """Chunks are processed in groups of about this many elements per ``[chunks, B, H, C, D]``
@@ -62,12 +64,17 @@ def chunk_gla(
 
     ``S_t = diag(exp(log_decay_t)) S_{t-1} + k_tᵀ v_t`` and ``o_t = scale · q_t S_t`` (GLA); with
     ``bonus = u`` the RWKV-6 form ``o_t = scale · q_t (S_{t-1} + diag(u) k_tᵀ v_t)``. The state
-    ``S [K, V]`` has the key dimension first (``S[i, j]`` weighs ``k_i`` against ``v_j``).
+    ``S [K, V]`` has the key dimension first (``S[i, j]`` weighs ``k_i`` against ``v_j``). A
+    ``[B, T, H]`` log decay is one scalar per head (simple GLA, RetNet, Mamba-2's SSD:
+    ``S_t = exp(g_t) S_{t-1} + k_tᵀ v_t``), run by a cheaper chunked form.
 
     Args:
-        q, k, log_decay: ``[B, T, H, K]``. ``log_decay`` is the log of the forget gate (``<= 0``
-            in GLA and RWKV-6); exact for any strength, ``-inf`` included (forget everything).
+        q, k: ``[B, T, G, K]``; value head ``h`` reads query/key group ``h // (H / G)`` (``G``
+            divides ``H``: ``G = H``, or shared groups as Mamba-2's B and C).
         v: ``[B, T, H, V]``.
+        log_decay: ``[B, T, H, K]`` (a decay per key channel: GLA, RWKV-6) or ``[B, T, H]`` (one
+            per head), the log of the forget gate (``<= 0``); exact for any strength, ``-inf``
+            included (forget everything).
         scale: output scale, default ``K ** -0.5`` (RWKV-6 passes ``1.0``).
         bonus: ``[H, K]`` or None.
         initial_state: ``[B, H, K, V]`` or None (zeros); belongs to each row's first document.
@@ -78,7 +85,7 @@ def chunk_gla(
             row: the state restarts from zero where it changes. None: one document per row.
         backend: ``"auto"`` (default: the compiled CPU kernel where it builds, else torch),
             ``"compiled"`` (the fused C++ recurrence, CPU; ``chunk_size`` is its checkpoint
-            interval) or ``"torch"`` (this module's chunked form, any device). Same results.
+            interval) or ``"torch"`` (the chunked form, any device). Same results.
 
     Returns:
         ``(o [B, T, H, V] in q's dtype, S_T [B, H, K, V] or None)``. The maths runs in float64
@@ -86,14 +93,19 @@ def chunk_gla(
         Differentiable with respect to q, k, v, log_decay, bonus and initial_state.
     """
     tensors = (q, k, v, log_decay, bonus, initial_state)
-    call = prepare("chunk_gla", tensors, q, scale, chunk_size, seq_idx, output_final_state)
-    s0 = call.initial(initial_state, q)
+    layout = gla_layout(log_decay)
+    call = prepare(layout, tensors, q, scale, chunk_size, seq_idx, output_final_state)
+    per_key = log_decay if layout == "chunk_gla" else log_decay.unsqueeze(-1)  # [B, T, H, 1]
     if resolve_backend(backend, q.device) == "compiled":
-        return compiled_recurrence(call, q, k, v, log_decay, bonus, initial_state)
+        return compiled_recurrence(call, q, k, v, per_key, bonus, initial_state)
+    if layout != "chunk_gla" and bonus is None:
+        return scalar_decay_chunks(call, q, k, v, log_decay, initial_state)
+    r = call.n["H"] // call.n["G"]
+    q, k = (x.repeat_interleave(r, dim=2) if r > 1 else x for x in (q, k))  # [B, T, H, K]
+    s0 = call.initial(initial_state, q)
     u = q.new_zeros(0, dtype=call.dtype) if bonus is None else bonus.to(call.dtype)
-    o, s_end = _ChunkGLAFunction.apply(
-        q, k, v, log_decay, u, s0, call.scale, call.chunk, call.starts
-    )
+    g = per_key.expand(*per_key.shape[:3], call.n["K"])
+    o, s_end = _ChunkGLAFunction.apply(q, k, v, g, u, s0, call.scale, call.chunk, call.starts)
     return call.result(o, s_end)
 
 

@@ -1,12 +1,11 @@
-"""The linear recurrence with a scalar decay per head and grouped queries/keys (simple GLA).
+"""Deprecated: the scalar-decay recurrence is :func:`hybridzoo.ops.chunk_gla` with a
+``[B, T, H]`` log decay (and :func:`hybridzoo.ops.gla_step` with ``[B, H]``); the old names
+``chunk_simple_gla`` and ``simple_gla_step`` resolve to them with a ``DeprecationWarning``."""
 
-- :func:`chunk_simple_gla`: chunkwise parallel over a whole sequence (training, prefill);
-- :func:`simple_gla_step`: one decoding step, updating the state in place.
+from typing import Any
 
-The time-step reference :func:`hybridzoo.ops.simple_gla.naive.naive_simple_gla` is for tests.
-"""
 
-from hybridzoo.ops.simple_gla.chunk import chunk_simple_gla
-from hybridzoo.ops.simple_gla.recurrent import simple_gla_step
+def __getattr__(name: str) -> Any:
+    from hybridzoo.ops import _renamed
 
-__all__ = ["chunk_simple_gla", "simple_gla_step"]
+    return _renamed(__name__, name)

@@ -1,4 +1,4 @@
-"""Mamba-2's state-space duality (SSD) scan, on top of :func:`~hybridzoo.ops.chunk_simple_gla`.
+"""Mamba-2's state-space duality (SSD) scan, on :func:`~hybridzoo.ops.chunk_gla`'s scalar decay.
 
 - :func:`chunk_ssd`: chunkwise parallel over a whole sequence;
 - :func:`ssd_step`: one decoding step, updating the state in place.

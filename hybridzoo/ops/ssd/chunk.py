@@ -7,7 +7,7 @@ import torch
 
 from hybridzoo.ops._checks import sizes
 from hybridzoo.ops._common import step_inputs
-from hybridzoo.ops.simple_gla.chunk import chunk_simple_gla
+from hybridzoo.ops.gla.chunk import chunk_gla
 
 
 def chunk_ssd(
@@ -39,7 +39,7 @@ def chunk_ssd(
         chunk_size: positions per chunk, a power of two; changes speed only.
         seq_idx: ``[B, T]`` integers, non-decreasing along T: the state restarts from zero where
             it changes (packed documents).
-        backend: ``"auto"``, ``"compiled"`` or ``"torch"``, as :func:`chunk_simple_gla`'s.
+        backend: ``"auto"``, ``"compiled"`` or ``"torch"``, as :func:`~hybridzoo.ops.chunk_gla`'s.
 
     Returns:
         ``(y [B, T, H, P] in x's dtype, h_T [B, H, P, N] or None)``, computed in float64 for
@@ -47,7 +47,7 @@ def chunk_ssd(
     """
     sizes("chunk_ssd", x, dt, A, B, C, initial_state)
     state = None if initial_state is None else initial_state.transpose(-1, -2)
-    y, final = chunk_simple_gla(
+    y, final = chunk_gla(
         C,
         B,
         x * dt.unsqueeze(-1).to(x.dtype),

@@ -1,4 +1,5 @@
-"""Chunkwise-parallel linear recurrence with a scalar decay per head (simple GLA), in PyTorch.
+"""The chunked torch form of :func:`~hybridzoo.ops.chunk_gla` under a scalar decay per head (simple
+GLA, RetNet, Mamba-2's SSD): cheaper than the per-channel form, the decays being one per position.
 
 Per chunk of ``C`` positions, with ``Γ_ts = exp(Σ_{s<j<=t} g_j)`` (the chunk's
 :class:`~hybridzoo.ops._common.ScalarDecays`) and ``S_0`` the state entering it:
@@ -18,63 +19,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torch import Tensor
 
-from hybridzoo.ops._common import (
-    ScalarDecays,
-    causal_matmul,
-    floor_log_decay,
-    pad_time,
-    prepare,
-)
+from hybridzoo.ops._common import Call, ScalarDecays, causal_matmul, floor_log_decay, pad_time
 from hybridzoo.ops._recompute import group_bounds, run_groups
-from hybridzoo.ops.gla.compiled import compiled_recurrence, resolve_backend
 
 
-def chunk_simple_gla(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    log_decay: torch.Tensor,
-    *,
-    scale: float | None = None,
-    initial_state: torch.Tensor | None = None,
-    output_final_state: bool = False,
-    chunk_size: int = 64,
-    seq_idx: torch.Tensor | None = None,
-    backend: str = "auto",
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Linear recurrence with one scalar decay per head, chunkwise parallel.
-
-    ``S_t = exp(g_t) S_{t-1} + k_tᵀ v_t`` and ``o_t = scale · q_t S_t`` per head, with the state
-    ``S [K, V]`` (key dimension first: ``S[i, j]`` weighs ``k_i`` against ``v_j``).
-
-    Args:
-        q, k: ``[B, T, G, K]``; value head ``h`` reads query/key group ``h // (H / G)`` (``G``
-            divides ``H``: Mamba-2's groups of B and C, or ``G = H``).
-        v: ``[B, T, H, V]``.
-        log_decay: ``[B, T, H]``, the log of the forget gate ``g_t`` (``<= 0``; any strength is
-            exact, ``-inf`` included: it forgets everything).
-        scale: output scale, default ``K ** -0.5``.
-        initial_state: ``[B, H, K, V]`` or None (zeros); belongs to each row's first document.
-        output_final_state: also return ``S_T``.
-        chunk_size: positions per chunk, a power of two; changes speed only.
-        seq_idx: ``[B, T]`` integers, non-decreasing along T, numbering documents packed in a
-            row: the state restarts from zero where it changes. None: one document per row.
-        backend: ``"auto"``, ``"compiled"`` (the fused C++ recurrence of :func:`chunk_gla`, CPU)
-            or ``"torch"`` (this module's chunked form, any device). Same results.
-
-    Returns:
-        ``(o [B, T, H, V] in v's dtype, S_T [B, H, K, V] or None)``. The maths runs in float64
-        for float64 inputs, in float32 otherwise; ``S_T`` is in that dtype. Differentiable in
-        q, k, v, log_decay and initial_state.
-    """
-    tensors = (q, k, v, log_decay, initial_state)
-    call = prepare("chunk_simple_gla", tensors, v, scale, chunk_size, seq_idx, output_final_state)
-    if resolve_backend(backend, v.device) == "compiled":  # one decay per head: [B, T, H, 1]
-        return compiled_recurrence(call, q, k, v, log_decay.unsqueeze(-1), None, initial_state)
+def scalar_decay_chunks(
+    call: Call, q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor, state: Tensor | None
+) -> tuple[Tensor, Tensor | None]:
+    """:func:`~hybridzoo.ops.chunk_gla`'s torch path for a ``[B, T, H]`` log decay without a
+    bonus; arguments checked by :func:`~hybridzoo.ops._common.prepare`."""
     b, h, d_k, d_v, chunk = call.n["B"], call.n["H"], call.n["K"], call.n["V"], call.chunk
     log_decay = floor_log_decay(log_decay, call.starts)
-    s0 = call.initial(initial_state, v)
+    s0 = call.initial(state, v)
     run = _GroupRun(chunk, call.n["G"], call.scale, call.dtype)
     bounds = group_bounds(call.n["T"], chunk, b * h * chunk * max(d_k, d_v, chunk))
     return call.result(*run_groups(run, bounds, s0, (q, k, v, log_decay)))
