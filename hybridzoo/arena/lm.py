@@ -39,9 +39,6 @@ from hybridzoo.validate import at_least, one_of
 LM_OPTIONS = ("positions", "max_len", "readout")
 """Options of the language model itself (everything else goes to ``hybridzoo.build``)."""
 
-_BUILD_ONLY_OPTIONS = ("dropout", "positional_encoding")
-"""Options of ``hybridzoo.build`` that change no parameter count (not passed to param_count)."""
-
 
 def _config_value(model: nn.Module, name: str) -> Any:
     config = getattr(model, "config", None)
@@ -205,13 +202,6 @@ class LanguageModel(HybridLM):
                 "torch.save(lm.state_dict(), path), and load them into "
                 f"build_language_model(..., readout={self.readout!r}, max_len={self.max_len})"
             )
-
-
-def split_build_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split ``build`` keyword options into (count-relevant options, build-only options)."""
-    count = {k: v for k, v in options.items() if k not in _BUILD_ONLY_OPTIONS}
-    build_only = {k: v for k, v in options.items() if k in _BUILD_ONLY_OPTIONS}
-    return count, build_only
 
 
 def _lm_split(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
