@@ -1,7 +1,7 @@
 """Checkpoints from and to transformers: MambaForCausalLM, Mamba2ForCausalLM and
 NemotronHForCausalLM (random small configs, nothing downloaded) give the same logits and the same
-greedy generations as converted HybridLMs; Mamba and Mamba2 convert back; what does not convert
-is a clear error."""
+greedy generations as converted HybridLMs; all three convert back; what does not convert is a
+clear error."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import torch
 
 import hybridzoo
 from hybridzoo import ConversionError
+from hybridzoo.lm import architectures
+from hybridzoo.lm.architectures import Architecture, register_architecture
 
 transformers = pytest.importorskip("transformers")
 
@@ -178,7 +180,7 @@ def test_the_pattern_and_options_come_from_the_config() -> None:
 
 
 @torch.no_grad()
-@pytest.mark.parametrize("name", ["mamba", "mamba2"])
+@pytest.mark.parametrize("name", MODELS)
 def test_the_way_back_round_trips(name, float64) -> None:
     source = _source(name, torch.float64)
     lm = hybridzoo.from_transformers(source)
@@ -191,12 +193,31 @@ def test_the_way_back_round_trips(name, float64) -> None:
     assert all(torch.equal(a, b) for a, b in zip(again.parameters(), lm.parameters(), strict=True))
 
 
+#: the options of a NemotronH model: its attention has no rotary embedding, no window, no QK-norm
+#: and no FFN, its MLP a squared ReLU, and the Mamba-2 time step is clamped at time_step_min
+NEMOTRON_H_OPTIONS = {
+    "mamba2_head_dim": 8,
+    "mamba2_state_size": 4,
+    "mamba2_num_groups": 2,
+    "mamba2_dt_limit_min": 0.001,
+    "attention_num_heads": 2,
+    "attention_num_kv_heads": 1,
+    "attention_head_dim": 8,
+    "attention_ffn_expand_factor": 0,
+    "attention_rope_base": None,
+    "attention_window_size": None,
+    "attention_qk_norm": False,
+    "ffn_activation": "relu2",
+}
+
+
 @torch.no_grad()
 @pytest.mark.parametrize(
     ("pattern", "options", "model_type"),
     [
         ("M M M", {"mamba_state_size": 4, "tie_embeddings": False}, "mamba"),
         ("S S", {"mamba2_head_dim": 8, "mamba2_state_size": 4, "mamba2_num_groups": 2}, "mamba2"),
+        ("S A F S", NEMOTRON_H_OPTIONS, "nemotron_h"),
     ],
 )
 def test_a_model_built_here_converts_to_transformers(pattern, options, model_type, float64) -> None:
@@ -236,6 +257,23 @@ def test_what_transformers_cannot_express_is_named(pattern, options, message) ->
         hybridzoo.to_transformers(lm)
 
 
+def test_what_nemotron_h_cannot_express_is_named_all_at_once() -> None:
+    options = {**NEMOTRON_H_OPTIONS, "attention_rope_base": 1e4, "ffn_activation": "gelu"}
+    options.pop("mamba2_dt_limit_min")
+    lm = hybridzoo.build_lm("S A F", vocab_size=VOCAB, hidden_size=16, norm="rmsnorm", **options)
+    message = (
+        "NemotronHForCausalLM cannot express mamba2_dt_limit_min=0.0 \\(NemotronH: 0.001\\); "
+        "attention_rope_base=10000.0 \\(NemotronH: None\\); "
+        "ffn_activation='gelu' \\(NemotronH: 'relu2'\\)$"
+    )
+    with pytest.raises(ConversionError, match=message):
+        hybridzoo.to_transformers(lm, "nemotron_h")
+    sub_blocks = {**NEMOTRON_H_OPTIONS, "attention_ffn_expand_factor": 2}
+    lm = hybridzoo.build_lm("S A F", vocab_size=VOCAB, hidden_size=16, norm="rmsnorm", **sub_blocks)
+    with pytest.raises(ConversionError, match="NemotronHForCausalLM cannot express blocks of sev"):
+        hybridzoo.to_transformers(lm, "nemotron_h")
+
+
 def test_moe_blocks_are_a_clear_error() -> None:
     moe = ["linear_attention", "moe"]
     source = _source(
@@ -258,5 +296,11 @@ def test_what_no_architecture_converts_is_a_clear_error() -> None:
     with pytest.raises(ConversionError, match="takes a HybridLM"):
         hybridzoo.to_transformers(torch.nn.Linear(2, 2))  # type: ignore[arg-type]
     lm = hybridzoo.build_lm("M", vocab_size=VOCAB, hidden_size=16, norm="rmsnorm")
-    with pytest.raises(ConversionError, match="has no conversion back"):
-        hybridzoo.to_transformers(lm, "nemotron_h")
+    one_way = Architecture(name="ToyForCausalLM", model_type="toy", from_transformers="a.b:c")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(architectures, "_REGISTRY", architectures._Registry())
+        register_architecture(one_way)
+        with pytest.raises(
+            ConversionError, match="ToyForCausalLM \\(toy\\) has no conversion back"
+        ):
+            hybridzoo.to_transformers(lm, "toy")

@@ -140,11 +140,17 @@ def decoder_state_dict(
 
 
 def layout_state_dict(
-    state: Mapping[str, Tensor], layout: DecoderLayout, num_layers: int, *, tied: bool
+    state: Mapping[str, Tensor],
+    layout: DecoderLayout,
+    num_layers: int,
+    *,
+    tied: bool,
+    renames: Renames = None,
 ) -> dict[str, Tensor]:
-    """The way back of :func:`decoder_state_dict`: a :class:`~hybridzoo.HybridLM`'s weights
-    under the transformers decoder's names (the head is the embedding when ``tied``)."""
-    pairs = [(ours, theirs) for theirs, ours in layout.pairs(num_layers, tied)]
+    """The way back of :func:`decoder_state_dict` (the same ``renames``): a
+    :class:`~hybridzoo.HybridLM`'s weights under the transformers decoder's names (the head is
+    the embedding when ``tied``)."""
+    pairs = [(ours, theirs) for theirs, ours in layout.pairs(num_layers, tied, renames)]
     out = _renamed(state, pairs, "to transformers")
     if tied:
         out[layout.head] = out[layout.embeddings]
@@ -180,11 +186,18 @@ def decoder_conversion(
 
 
 def export_decoder(
-    lm: HybridLM, layout: DecoderLayout, model_class: str, config_class: str, **fields: Any
+    lm: HybridLM,
+    layout: DecoderLayout,
+    model_class: str,
+    config_class: str,
+    *,
+    renames: Renames = None,
+    **fields: Any,
 ) -> Any:
-    """transformers' ``model_class`` (laid out as ``layout``) with the weights of ``lm``, in its
-    dtype, device and train/eval mode: its ``config_class`` made of ``fields`` and the sizes
-    every decoder has (``vocab_size``, ``num_hidden_layers``, ``tie_word_embeddings``)."""
+    """transformers' ``model_class`` (laid out as ``layout``, its mixers' names as ``renames``
+    maps them, see :meth:`DecoderLayout.pairs`) with the weights of ``lm``, in its dtype,
+    device and train/eval mode: its ``config_class`` made of ``fields`` and the sizes every
+    decoder has (``vocab_size``, ``num_hidden_layers``, ``tie_word_embeddings``)."""
     transformers = import_transformers()
     config = getattr(transformers, config_class)(
         vocab_size=lm.vocab_size,
@@ -194,7 +207,8 @@ def export_decoder(
     )
     ref = lm.embedding.weight
     model = getattr(transformers, model_class)(config).to(device=ref.device, dtype=ref.dtype)
-    state = layout_state_dict(lm.state_dict(), layout, len(lm.backbone.blocks), tied=lm.tied)
+    blocks = len(lm.backbone.blocks)
+    state = layout_state_dict(lm.state_dict(), layout, blocks, tied=lm.tied, renames=renames)
     if layout.head not in model.state_dict():
         state.pop(layout.head, None)
     model.load_state_dict(state, strict=True)
