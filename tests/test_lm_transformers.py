@@ -20,49 +20,35 @@ transformers = pytest.importorskip("transformers")
 VOCAB = 37
 
 
-def _mamba() -> torch.nn.Module:
-    config = transformers.MambaConfig(
-        vocab_size=VOCAB, hidden_size=16, state_size=4, num_hidden_layers=2, intermediate_size=32
-    )
-    return transformers.MambaForCausalLM(config)
+#: small random transformers models: ``(model class, config class, config fields)``
+MODELS = {
+    "mamba": (
+        "MambaForCausalLM",
+        "MambaConfig",
+        {"hidden_size": 16, "state_size": 4, "num_hidden_layers": 2, "intermediate_size": 32},
+    ),
+    "mamba2": (
+        "Mamba2ForCausalLM",
+        "Mamba2Config",
+        {"hidden_size": 16, "state_size": 4, "num_hidden_layers": 2, "num_heads": 4,
+         "head_dim": 8, "n_groups": 2, "expand": 2, "chunk_size": 4},
+    ),
+    "nemotron_h": (
+        "NemotronHForCausalLM",
+        "NemotronHConfig",
+        {"hidden_size": 32,
+         "layers_block_type": ["linear_attention", "full_attention", "mlp", "linear_attention"],
+         "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8,
+         "intermediate_size": 48, "ssm_state_size": 4, "mamba_num_heads": 8,
+         "mamba_head_dim": 8, "n_groups": 2, "chunk_size": 4},
+    ),
+}  # fmt: skip
 
 
-def _mamba2(**extra) -> torch.nn.Module:
-    config = transformers.Mamba2Config(
-        vocab_size=VOCAB,
-        hidden_size=16,
-        state_size=4,
-        num_hidden_layers=2,
-        num_heads=4,
-        head_dim=8,
-        n_groups=2,
-        expand=2,
-        chunk_size=4,
-        **extra,
-    )
-    return transformers.Mamba2ForCausalLM(config)
-
-
-def _nemotron_h(**extra) -> torch.nn.Module:
-    fields = {
-        "vocab_size": VOCAB,
-        "hidden_size": 32,
-        "layers_block_type": ["linear_attention", "full_attention", "mlp", "linear_attention"],
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "head_dim": 8,
-        "intermediate_size": 48,
-        "ssm_state_size": 4,
-        "mamba_num_heads": 8,
-        "mamba_head_dim": 8,
-        "n_groups": 2,
-        "chunk_size": 4,
-        **extra,
-    }
-    return transformers.NemotronHForCausalLM(transformers.NemotronHConfig(**fields))
-
-
-MODELS = {"mamba": _mamba, "mamba2": _mamba2, "nemotron_h": _nemotron_h}
+def _model(name: str, **extra) -> torch.nn.Module:
+    model_class, config_class, fields = MODELS[name]
+    config = getattr(transformers, config_class)(vocab_size=VOCAB, **{**fields, **extra})
+    return getattr(transformers, model_class)(config)
 
 
 def _in_its_dtype(norm: torch.nn.Module) -> None:
@@ -117,7 +103,7 @@ def _source(name: str, dtype: torch.dtype = torch.float32, seed: int = 0, **extr
     torch.manual_seed(seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = MODELS[name](**extra).to(dtype).eval()
+        model = _model(name, **extra).to(dtype).eval()
     model.generation_config.eos_token_id = None  # generate the full length
     model.generation_config.pad_token_id = 0
     return _exact(model) if dtype == torch.float64 else model
