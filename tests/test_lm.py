@@ -48,6 +48,25 @@ def test_exact_param_count_without_building(pattern, extra) -> None:
     assert counted == backbone + 31 * lm.config.embed_dim + head
 
 
+def test_the_count_takes_what_build_lm_takes_and_a_config_alone() -> None:
+    import inspect
+
+    build, count = (
+        inspect.signature(hybridzoo.build_lm),
+        inspect.signature(hybridzoo.lm_param_count),
+    )
+    assert list(count.parameters) == list(build.parameters)
+    config = hybridzoo.LMConfig.create("F", vocab_size=10, hidden_size=8)
+    assert hybridzoo.lm_param_count(config) == hybridzoo.build_lm(config).param_count()
+    for given in ({"hidden_size": 9}, {"tie_embeddings": False}, {"max_positions": 4}):
+        with pytest.raises(OptionError, match="lm_param_count\\(config\\) takes no other argum"):
+            hybridzoo.lm_param_count(config, **given)
+        with pytest.raises(OptionError, match="build_lm\\(config\\) takes no other arguments"):
+            hybridzoo.build_lm(config, **given)
+    with pytest.raises(OptionError, match="needs vocab_size"):
+        hybridzoo.lm_param_count("F", hidden_size=8)
+
+
 def test_the_tied_head_is_the_embedding_matrix() -> None:
     lm = tiny_lm("M F")
     assert lm.tied and lm.head is None

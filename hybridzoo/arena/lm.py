@@ -21,6 +21,7 @@ and the ``"last"`` readout) and ``readout``. :class:`LanguageModel` is the core'
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Sequence
@@ -232,21 +233,17 @@ def build_language_model(
     return LanguageModel(model, vocab_size, tie=tie, **lm_options)
 
 
-def language_model_param_count(
-    pattern: str | Sequence[str],
-    *,
-    vocab_size: int,
-    hidden_size: int,
-    embed_dim: int | None = None,
-    tie: bool = True,
-    **options: Any,
-) -> int:
+def language_model_param_count(pattern: str | Sequence[str], **arguments: Any) -> int:
     """Exact parameter count of :func:`build_language_model` with the same arguments (no build):
     :meth:`LMConfig.param_count` of what the core builds, the ``"last"`` readout's decoder in
     place of its (untied) head."""
-    lm_options, options = _lm_split(dict(options))
-    embed = hidden_size if embed_dim is None else embed_dim
-    fields = _lm_fields(tie=tie, embed_dim=embed, hidden_size=hidden_size, **lm_options)
+    bound = inspect.signature(build_language_model).bind(pattern, **arguments)
+    bound.apply_defaults()
+    given = bound.arguments
+    vocab_size, hidden_size = given["vocab_size"], given["hidden_size"]
+    embed = hidden_size if given["embed_dim"] is None else given["embed_dim"]
+    lm_options, options = _lm_split(dict(given["options"]))
+    fields = _lm_fields(tie=given["tie"], embed_dim=embed, hidden_size=hidden_size, **lm_options)
     sizes = {"vocab_size": vocab_size, "embed_dim": embed, "hidden_size": hidden_size}
     config = LMConfig.create(pattern, **sizes, **fields, **options)
     count = config.param_count()
@@ -300,3 +297,8 @@ def step_latency(
     lm.train(was_training)
     times.sort()
     return times[len(times) // 2]
+
+
+language_model_param_count.__signature__ = inspect.signature(build_language_model).replace(  # type: ignore[attr-defined]
+    return_annotation="int"
+)

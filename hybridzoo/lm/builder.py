@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING, Any
 
 from hybridzoo.lm.config import LMConfig
@@ -51,58 +52,59 @@ def build_lm(
     Raises:
         HybridZooError: (subclasses) for an unknown layer, a bad pattern or bad options.
     """
-    from hybridzoo.errors import OptionError
     from hybridzoo.lm.model import HybridLM
 
-    if isinstance(pattern, LMConfig):
-        given = sorted(options) + [
-            name
-            for name, value in (("vocab_size", vocab_size), ("max_positions", max_positions))
-            if value is not None
-        ]
-        if given:
-            raise OptionError(
-                f"build_lm(config) takes no other arguments, got {', '.join(given)}; use "
-                "build_lm(config.replace(...)) to change a config"
-            )
-        return HybridLM(pattern, registry=registry)
-    lm = {"tie_embeddings": tie_embeddings, "max_positions": max_positions}
-    return HybridLM(_config(pattern, vocab_size, registry, lm | options), registry=registry)
+    lm = {
+        "vocab_size": vocab_size,
+        "tie_embeddings": tie_embeddings,
+        "max_positions": max_positions,
+    }
+    return HybridLM(_config(pattern, registry, {**options, **lm}, "build_lm"), registry=registry)
+
+
+_LM_FIELDS = {"vocab_size": None, "tie_embeddings": True, "max_positions": None}
+"""The language model's own arguments of :func:`build_lm`, and their values when not given."""
 
 
 def _config(
-    pattern: PatternLike,
-    vocab_size: int | None,
+    pattern: PatternLike | LMConfig,
     registry: Registry | None,
     options: dict[str, Any],
+    what: str,
 ) -> LMConfig:
-    if vocab_size is None:
-        from hybridzoo.errors import OptionError
+    """The :class:`LMConfig` of a :func:`build_lm` call."""
+    from hybridzoo.errors import OptionError
 
+    lm = {name: options.pop(name, default) for name, default in _LM_FIELDS.items()}
+    if isinstance(pattern, LMConfig):
+        given = sorted(options) + [k for k, v in lm.items() if v != _LM_FIELDS[k]]
+        if given:
+            raise OptionError(
+                f"{what}(config) takes no other arguments, got {', '.join(given)}; use "
+                f"{what}(config.replace(...)) to change a config"
+            )
+        return pattern
+    if lm["vocab_size"] is None:
         raise OptionError("a language model needs vocab_size, the number of token ids")
-    return LMConfig.create(pattern, vocab_size=vocab_size, registry=registry, **options)
+    return LMConfig.create(pattern, registry=registry, **lm, **options)
 
 
 @with_model_options
 def lm_param_count(
-    pattern: PatternLike | LMConfig,
-    *,
-    vocab_size: int | None = None,
-    tie_embeddings: bool = True,
-    max_positions: int | None = None,
-    registry: Registry | None = None,
-    **options: Any,
+    pattern: PatternLike | LMConfig, *, registry: Registry | None = None, **options: Any
 ) -> int:
-    """The exact number of parameters of ``build_lm(pattern, vocab_size=..., **options)``,
-    without building it: the backbone's :func:`hybridzoo.param_count`, the embedding, and the
-    head unless tied (a tied matrix is counted once) and the learned positions."""
-    if isinstance(pattern, LMConfig):
-        return pattern.param_count(registry=registry)
-    lm = {"tie_embeddings": tie_embeddings, "max_positions": max_positions}
-    config = _config(pattern, vocab_size, registry, lm | options)
-    return config.param_count(registry=registry)
+    """The exact number of parameters of ``build_lm(pattern, **options)`` (the same arguments),
+    without building it: the backbone's :func:`hybridzoo.param_count`, the embedding, the
+    learned positions with ``max_positions``, and the head unless tied (a tied matrix is counted
+    once)."""
+    return _config(pattern, registry, dict(options), "lm_param_count").param_count(
+        registry=registry
+    )
 
 
+lm_param_count.__signature__ = inspect.signature(build_lm).replace(  # type: ignore[attr-defined]
+    return_annotation="int"
+)
 build_lm.__doc__ = (build_lm.__doc__ or "").replace(
     "{model_options}", describe_model_options(indent=" " * 8).lstrip()
 )

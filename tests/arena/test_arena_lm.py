@@ -159,3 +159,14 @@ def test_the_last_readout_refuses_to_save_before_writing_anything(tmp_path) -> N
         lm.save(tmp_path / "lm")
     assert "state_dict" in str(info.value) and "arena's checkpoints" in str(info.value)
     assert not (tmp_path / "lm").exists() and not list(tmp_path.iterdir())
+
+
+def test_the_count_takes_what_the_builder_takes() -> None:
+    import inspect
+
+    build = inspect.signature(build_language_model)
+    assert inspect.signature(language_model_param_count).parameters == build.parameters
+    with pytest.raises(TypeError, match="vocab_size"):
+        language_model_param_count("F", hidden_size=8)
+    with pytest.raises(TypeError, match="vocab_size"):
+        build_language_model("F", hidden_size=8)
