@@ -113,11 +113,22 @@ def test_a_directory_without_a_language_model_is_refused(saved, capsys, tmp_path
 
 
 def test_show_reads_a_saved_language_model(saved, capsys) -> None:
-    """A converted checkpoint, once saved, shows its derived pattern and options."""
-    _, path = saved
+    """A converted checkpoint, once saved, shows its derived pattern and options, and the
+    language model's own parameters with the whole model's count."""
+    lm, path = saved
     assert main(["show", str(path)]) == 0
     out = capsys.readouterr().out
     assert out.startswith("Layer pattern: M → A\nLegend: M=mamba, A=attention")
     assert "  mamba: MambaOptions(state_size=4" in out and "window_size=6" in out
+    c = lm.config
+    assert (
+        f"language model: vocab_size {c.vocab_size}, embedding {c.vocab_size * c.embed_dim:,}"
+        in out
+    )
+    assert f"; {lm.param_count():,} parameters in all" in out
+    assert main(["show", str(path), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    shown, backbone = data["language_model"], sum(row["params"] for row in data["rows"])
+    assert shown["total"] == lm.param_count() == backbone + shown["embedding"] + shown["head"]
     assert main(["show", str(path), "--hidden-size", "8"]) == 2
     assert "holds a saved model: its config sets every option" in capsys.readouterr().err

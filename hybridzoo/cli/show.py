@@ -5,7 +5,8 @@ step-state bytes and key/value-cache bytes per token in ``--dtype`` (see :func:`
 ``--dialect megatron`` reads a Megatron pattern; ``--dialect transformers`` a ``layer_types``
 JSON list (with ``--model-type``) or a transformers ``config.json`` file. A directory holding a
 saved model (``model.save(directory)``; a converted checkpoint, for one) shows its own pattern
-and options, and the layers' options records.
+and options, and the layers' options records; for a language model also its embedding, learned
+positions and head, and the whole model's parameters.
 """
 
 from __future__ import annotations
@@ -61,8 +62,7 @@ def _pattern(args: argparse.Namespace) -> Any:
 
         if model_options(args):
             raise UsageError(f"{spec} holds a saved model: its config sets every option")
-        config = read_config(spec)
-        return getattr(config, "backbone", config)
+        return read_config(spec)
     if args.dialect == "native" and spec in named_patterns():
         if args.num_layers is None:
             raise UsageError(f"{spec!r} is a named pattern: give --num-layers N")
@@ -79,6 +79,24 @@ def _pattern(args: argparse.Namespace) -> Any:
     if args.dialect == "native" and args.model_type is None:
         return spec
     return parse_pattern(spec, args.dialect, model_type=args.model_type)
+
+
+def _language_model(config: Any) -> dict[str, Any] | None:
+    """A saved language model's own parameters (the backbone's are the table's), or None."""
+    from hybridzoo.lm.config import LMConfig
+
+    if not isinstance(config, LMConfig):
+        return None
+    embedding = config.vocab_size * config.embed_dim
+    return {
+        "vocab_size": config.vocab_size,
+        "tie_embeddings": config.tie_embeddings,
+        "max_positions": config.max_positions,
+        "embedding": embedding,
+        "positions": (config.max_positions or 0) * config.embed_dim,
+        "head": 0 if config.tie_embeddings else config.vocab_size * config.hidden_size,
+        "total": config.param_count(),
+    }
 
 
 def _si(value: float | None) -> str:
@@ -107,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
         pattern = _pattern(args)
     for warning in caught:
         print(f"hybridzoo show: note: {warning.message}", file=sys.stderr)
+    lm = _language_model(pattern)
+    pattern = getattr(pattern, "backbone", pattern)
     options = model_options(args)
     card = cost(pattern, seq_len=args.seq_len, dtype=args.dtype, **options)
     if args.json:
@@ -114,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
         state = state_numel(pattern, **options)
         data = {"rows": [attrs.asdict(r) for r in rows], "total": card.params}
         data |= {"state_numel": state, "state_size": state}  # state_size: deprecated key
+        data |= {"language_model": lm} if lm else {}
         print(json.dumps({**data, "cost": card.to_dict()}, indent=2, default=str))
         return 0
     if isinstance(pattern, HybridConfig):  # a saved model's
@@ -140,6 +161,14 @@ def run(args: argparse.Namespace) -> int:
         f"{card.kv_bytes_per_token:>10,}"
     )
     print()
+    if lm:
+        positions = f"learned positions (max_positions={lm['max_positions']}) {lm['positions']:,}, "
+        print(
+            f"language model: vocab_size {lm['vocab_size']:,}, embedding {lm['embedding']:,}, "
+            f"{positions if lm['max_positions'] else ''}head {lm['head']:,}"
+            f"{' (tied: the embedding)' if lm['tie_embeddings'] else ''}; "
+            f"{lm['total']:,} parameters in all"
+        )
     if card.flops_per_token is not None:
         print(
             f"forward FLOPs per token at seq_len {card.seq_len}: {_si(card.flops_per_token)} "
