@@ -228,6 +228,7 @@ def test_a_model_built_here_converts_to_transformers(pattern, options, model_typ
         ("M M", {"max_positions": 32}, "max_positions=32 \\(learned absolute positions\\)"),
     ],
 )
+@pytest.mark.filterwarnings("ignore::hybridzoo.UnusedOptionWarning")  # attention_head_dim, "M M"
 def test_what_transformers_cannot_express_is_named(pattern, options, message) -> None:
     lm = hybridzoo.build_lm(
         pattern,
@@ -260,6 +261,7 @@ def test_what_nemotron_h_cannot_express_is_named_all_at_once() -> None:
         hybridzoo.to_transformers(lm, "nemotron_h")
 
 
+@pytest.mark.filterwarnings("ignore::hybridzoo.DialectWarning")  # the moe notation's note
 def test_moe_blocks_are_a_clear_error() -> None:
     moe = ["linear_attention", "moe"]
     source = _source(

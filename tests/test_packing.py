@@ -23,13 +23,24 @@ from hybridzoo.packing import (
 )
 
 #: every builtin that declares packing today, each once
-PATTERN = "M A G R E F K"
+PATTERN = "M A G R E F K S D"
 EMBED = SMALL["hidden_size"] + 3
 #: the documents of the two rows (lengths), documents of length 1 among them
 LAYOUT = [[5, 1, 9, 1, 4], [1, 12, 7]]
 LENGTH = 20
 #: chunk sizes of the chunked kernels, small ones included
 CHUNKS = (2, 8, 64)
+
+
+def test_the_pattern_has_every_builtin_that_packs() -> None:
+    registry = hybridzoo.get_registry()
+    packing = {
+        spec.symbol
+        for spec in map(registry.get, registry.names())
+        if registry.source(spec.name)[0] == "hybridzoo"
+        and (spec.capabilities.packing or spec.capabilities.positionwise)
+    }
+    assert sorted(PATTERN.split()) == sorted(packing)
 
 
 def seq_idx_of(layout: list[list[int]]) -> torch.Tensor:
@@ -46,6 +57,8 @@ def build(chunk: int = 64, dtype: torch.dtype = torch.float64, **options) -> hyb
         "positional_encoding": "sinusoidal",
         "gla_chunk_size": chunk,
         "rwkv_chunk_size": chunk,
+        "mamba2_chunk_size": chunk,
+        "gated_deltanet_chunk_size": chunk,
         **options,
     }
     model = hybridzoo.build(PATTERN, embed_dim=EMBED, **settings)
