@@ -8,6 +8,8 @@ spacing, which wrecks attention at long range. The rotation itself runs in float
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -16,16 +18,24 @@ def _angle_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
 
 
+@functools.lru_cache(maxsize=64)
+def _frequencies(head_dim: int, base: float, device: torch.device) -> Tensor:
+    """``base^(-2i/d)`` for ``i < d/2``, twice (``[d]``, the angle dtype): the same for every
+    call of a layer, so computed once (a decoding step would otherwise spend more on this than
+    on its angles)."""
+    dtype = _angle_dtype(device)
+    half = head_dim // 2
+    with torch.inference_mode(False), torch.no_grad():  # a normal tensor, usable anywhere
+        inv_freq = base ** (-(torch.arange(half, device=device, dtype=dtype) / half))
+        return torch.cat((inv_freq, inv_freq))
+
+
 def rotary_tables(
     positions: Tensor, head_dim: int, base: float, dtype: torch.dtype
 ) -> tuple[Tensor, Tensor]:
     """``cos, sin [..., L, head_dim]`` (in ``dtype``) for integer ``positions [..., L]``."""
-    angle_dtype = _angle_dtype(positions.device)
-    half = head_dim // 2
-    exponents = torch.arange(half, device=positions.device, dtype=angle_dtype) / half
-    inv_freq = base ** (-exponents)  # [half]
-    angles = positions.to(angle_dtype)[..., None] * inv_freq  # [..., L, half]
-    angles = torch.cat((angles, angles), dim=-1)
+    inv_freq = _frequencies(head_dim, float(base), positions.device)
+    angles = positions.to(inv_freq.dtype)[..., None] * inv_freq  # [..., L, head_dim]
     return angles.cos().to(dtype), angles.sin().to(dtype)
 
 
