@@ -249,7 +249,7 @@ def language_model_param_count(pattern: str | Sequence[str], **arguments: Any) -
     count = config.param_count()
     if lm_options.get("readout", "causal") == "last":
         count += LastPositionDecoder.param_count(hidden_size, vocab_size)
-        count -= vocab_size * hidden_size  # the untied head the decoder replaces
+        count -= config.embedding_param_counts()["head"]  # the head the decoder replaces
     return count
 
 

@@ -87,14 +87,11 @@ def _language_model(config: Any) -> dict[str, Any] | None:
 
     if not isinstance(config, LMConfig):
         return None
-    embedding = config.vocab_size * config.embed_dim
     return {
         "vocab_size": config.vocab_size,
         "tie_embeddings": config.tie_embeddings,
         "max_positions": config.max_positions,
-        "embedding": embedding,
-        "positions": (config.max_positions or 0) * config.embed_dim,
-        "head": 0 if config.tie_embeddings else config.vocab_size * config.hidden_size,
+        **config.embedding_param_counts(),
         "total": config.param_count(),
     }
 

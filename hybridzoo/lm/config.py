@@ -133,12 +133,19 @@ class LMConfig:
         """Every layer type of the backbone (see :meth:`HybridConfig.layer_names`)."""
         return self.backbone.layer_names()
 
+    def embedding_param_counts(self) -> dict[str, int]:
+        """Parameters of the ``embedding``, the learned ``positions`` and the ``head`` (0 when
+        tied: the tied matrix is the embedding's)."""
+        return {
+            "embedding": self.vocab_size * self.embed_dim,
+            "positions": (self.max_positions or 0) * self.embed_dim,
+            "head": 0 if self.tie_embeddings else self.vocab_size * self.hidden_size,
+        }
+
     def embedding_param_count(self) -> int:
         """Parameters of the embedding, the learned positions and the head (the tied matrix
         once)."""
-        head = 0 if self.tie_embeddings else self.vocab_size * self.hidden_size
-        positions = (self.max_positions or 0) * self.embed_dim
-        return self.vocab_size * self.embed_dim + positions + head
+        return sum(self.embedding_param_counts().values())
 
     def param_count(self, *, registry: Registry | None = None) -> int:
         """The exact number of parameters of the model, without building it."""
