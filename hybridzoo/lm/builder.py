@@ -5,6 +5,8 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from hybridzoo.lm.config import LMConfig
 from hybridzoo.model_options import describe_model_options, with_model_options
 from hybridzoo.patterns import PatternLike
@@ -62,8 +64,13 @@ def build_lm(
     return HybridLM(_config(pattern, registry, {**options, **lm}, "build_lm"), registry=registry)
 
 
-_LM_FIELDS = {"vocab_size": None, "tie_embeddings": True, "max_positions": None}
-"""The language model's own arguments of :func:`build_lm`, and their values when not given."""
+_LM_FIELDS = {
+    f.name: None if f.default is attrs.NOTHING else f.default
+    for f in attrs.fields(LMConfig)
+    if f.name != "backbone"
+}
+"""The language model's own arguments of :func:`build_lm` (:class:`LMConfig`'s fields but the
+backbone), and their values when not given."""
 
 
 def _config(
