@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import statistics
 import sys
 import time
@@ -24,7 +23,7 @@ import warnings
 from pathlib import Path
 
 import torch
-from timing import meta
+from timing import meta, write_json
 
 import hybridzoo
 from hybridzoo.lm.generation import iter_generate
@@ -177,9 +176,8 @@ def main() -> None:
             print(f"{a['from']:>4}-{a['to']:<4}  {a['ms']:>9.2f}  {b['ms']:>12.2f}")
     info = meta(prompt=args.prompt, new=args.new, vocab=args.vocab, rounds=args.rounds)
     info["command"] = " ".join(["python", *sys.argv])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     data = {"meta": info, "rows": rows, "latency": curves, "pattern": list(lm.config.pattern)}
-    args.out.write_text(json.dumps(data, indent=2) + "\n")
+    write_json(args.out, data)
     print(f"wrote {args.out}")
 
 

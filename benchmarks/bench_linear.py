@@ -25,13 +25,12 @@ the JSON written to ``--out`` (default ``benchmarks/results/linear.json``).
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from timing import interleaved, meta
+from timing import interleaved, meta, write_json
 
 from hybridzoo import ops
 
@@ -250,8 +249,7 @@ def main() -> None:
             ["ms_short", "ms_long", "ratio"],
         )
     result["meta"]["load_average_1min_end"] = meta()["load_average_1min"]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result)
     print(f"\nwrote {args.out}")
 
 

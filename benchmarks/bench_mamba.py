@@ -26,7 +26,7 @@ set when freed): after a warm-up at L=64 the child records ``VmRSS``, resets the
 
 Page faults: by default the children run with glibc's defaults, under which every tensor above
 32 MiB is a fresh ``mmap`` each call (page faults and zeroing: about a third of ours at L=16384);
-``--malloc-reuse`` times with freed blocks kept for reuse instead (see ``_MALLOC_REUSE``).
+``--malloc-reuse`` times with freed blocks kept for reuse instead (see ``MALLOC_REUSE``).
 
 Outputs are compared with ours (max |difference| / max |ours|) on the forward output.
 Lengths beyond ``--max-slow-length`` (and, for fwd+bwd of the loops, ``--max-slow-bwd-length``)
@@ -65,22 +65,11 @@ import tempfile
 import time
 from typing import Any
 
-from timing import add_options, reset_peak, status_kib, write_json
+from timing import MALLOC_REUSE, add_options, reset_peak, status_kib, write_json
 
 IMPLS = ("ours", "ours_torch", "reference", "hf_slow", "hf_mambapy")
 SLOW = ("reference", "hf_slow", "hf_mambapy")
 MODES = ("fwd", "fwd+bwd")
-# glibc serves blocks above MALLOC_MMAP_THRESHOLD_ (at most 32 MiB by default) with mmap and
-# unmaps them on free, so every call pays page faults and zeroing for its big tensors again
-# (PyTorch has no caching allocator on CPU).  --malloc-reuse raises the thresholds for the timing
-# children: freed blocks are reused, as in a long-running process tuned this way.
-_MALLOC_REUSE = {
-    "MALLOC_MMAP_THRESHOLD_": str(1 << 32),
-    "MALLOC_TRIM_THRESHOLD_": str(1 << 34),
-    "MALLOC_TOP_PAD_": str(1 << 28),
-}
-
-
 # -- child side ----------------------------------------------------------------------------------
 
 
@@ -343,7 +332,7 @@ def main() -> None:
     memory_env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
     time_env = dict(os.environ)
     if args.malloc_reuse:
-        time_env.update(_MALLOC_REUSE)
+        time_env.update(MALLOC_REUSE)
     meta = {
         "benchmark": "mamba",
         "python": platform.python_version(),
@@ -354,7 +343,7 @@ def main() -> None:
         "threads": args.threads or torch.get_num_threads(),
         "load_average_start": os.getloadavg(),
         "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
-        "timing_malloc_env": _MALLOC_REUSE if args.malloc_reuse else None,
+        "timing_malloc_env": MALLOC_REUSE if args.malloc_reuse else None,
     }
     records: list[dict] = []
     header = (

@@ -9,13 +9,9 @@ Each case runs once as a warm-up, then ``--repeat`` rounds, all cases in turn (i
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from timing import interleaved, meta
+from timing import interleaved, meta, write_json
 
 import hybridzoo
 from hybridzoo.patterns import resolve_pattern
@@ -82,9 +78,8 @@ def main() -> None:
     for name, (what, _) in table.items():
         t = times[name]
         print(f"{name:24}  {t['min_ms']:>10.3f}  {t['median_ms']:>10.3f}  {what}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     payload = {"meta": meta(repeat=args.repeat), "times": times}
-    args.out.write_text(json.dumps(payload, indent=2) + "\n")
+    write_json(args.out, payload)
     print(f"load average {payload['meta']['load_average_1min']:.2f}; wrote {args.out}")
 
 

@@ -20,19 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from timing import add_options, output_grad_runs, time_best, write_json
+from timing import MALLOC_REUSE, add_options, output_grad_runs, time_best, write_json
 from torch import nn
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-#: glibc returns every block above MALLOC_MMAP_THRESHOLD_ (32 MiB at most by default) to the
-#: system when it is freed, so each large tensor is page-faulted in afresh (PyTorch has no caching
-#: allocator on CPU): at L = 16384 that is most activations. --malloc-reuse keeps freed blocks.
-MALLOC_REUSE = {
-    "MALLOC_MMAP_THRESHOLD_": str(1 << 32),
-    "MALLOC_TRIM_THRESHOLD_": str(1 << 34),
-    "MALLOC_TOP_PAD_": str(1 << 28),
-}
 
 #: ``(args, length, batch) -> (ours, theirs or None)``: the two modules with the same weights
 Build = Callable[[argparse.Namespace, int, int], tuple[nn.Module, nn.Module | None]]

@@ -16,6 +16,15 @@ from typing import Any
 
 import torch
 
+#: glibc returns every block above MALLOC_MMAP_THRESHOLD_ (32 MiB at most by default) to the
+#: system when it is freed, so each large tensor is page-faulted in afresh (PyTorch has no caching
+#: allocator on CPU): at L = 16384 that is most activations. --malloc-reuse keeps freed blocks.
+MALLOC_REUSE = {
+    "MALLOC_MMAP_THRESHOLD_": str(1 << 32),
+    "MALLOC_TRIM_THRESHOLD_": str(1 << 34),
+    "MALLOC_TOP_PAD_": str(1 << 28),
+}
+
 
 def interleaved(runs: dict[str, Callable[[], None]], repeat: int) -> dict[str, dict[str, float]]:
     """Each callable once as a warm-up, then ``repeat`` rounds of each in turn.

@@ -17,7 +17,7 @@ PROMPTS = [[3, 1, 4, 1, 5], [9], [2, 6], [5, 3, 5, 8, 9, 7, 9], [2, 6]]
 #: hybrids whose layers all batch their states: full attention (a growing cache), a windowed
 #: one, the sinusoidal encoding and learned positions (a per-row position)
 GENERATORS = [
-    HYBRID,
+    pytest.param(HYBRID, None, id="hybrid"),
     pytest.param("A M", {"attention_window_size": None}, id="full-attention"),
     pytest.param("G R K", {"positional_encoding": "sinusoidal"}, id="sinusoidal"),
     pytest.param("M A", {"max_positions": 16}, id="learned-positions"),
@@ -28,9 +28,7 @@ def _lm(pattern: str, extra: dict | None = None) -> hybridzoo.HybridLM:
     return tiny_lm(pattern, **(extra or {}))
 
 
-@pytest.mark.parametrize(
-    ("pattern", "extra"), [(HYBRID, None), *[p.values for p in GENERATORS[1:]]]
-)
+@pytest.mark.parametrize(("pattern", "extra"), GENERATORS)
 def test_greedy_is_the_argmax_of_the_forward_at_every_position(pattern, extra) -> None:
     lm = _lm(pattern, extra)
     prompts = tokens(3, 4)
@@ -42,9 +40,7 @@ def test_greedy_is_the_argmax_of_the_forward_at_every_position(pattern, extra) -
     assert torch.equal(out[:, 4:], predicted[:, 3:-1])
 
 
-@pytest.mark.parametrize(
-    ("pattern", "extra"), [(HYBRID, None), *[p.values for p in GENERATORS[1:]]]
-)
+@pytest.mark.parametrize(("pattern", "extra"), GENERATORS)
 def test_prompts_of_different_lengths_continue_as_alone(pattern, extra) -> None:
     lm = _lm(pattern, extra)
     together = lm.generate(PROMPTS, 6)

@@ -6,20 +6,16 @@ from __future__ import annotations
 import tracemalloc
 
 import pytest
-from toy_layers import conv_spec, mlp_spec
 
 import hybridzoo
-from hybridzoo import PatternError, Registry
+from hybridzoo import PatternError
 from hybridzoo.grammar import MAX_CHARS, MAX_DEPTH, MAX_POSITIONS
 from hybridzoo.patterns import resolve_pattern
 
 
 @pytest.fixture
-def registry():
-    with hybridzoo.use_registry(Registry(autoload=False)) as reg:
-        reg.register(conv_spec())
-        reg.register(mlp_spec())
-        yield reg
+def registry(conv_mlp_registry):
+    return conv_mlp_registry
 
 
 def refused(text: str) -> PatternError:

@@ -139,7 +139,7 @@ def check_rows_select_cat(case: LayerCase) -> None:
             ]
             try:
                 both = cat_trees(states, [1, 1])
-                picked = select_tree(cat_trees(states, [1, 1]), torch.tensor([1, 0, 1]), 2)
+                picked = select_tree(both, torch.tensor([1, 0, 1]), 2)
             except StateError as exc:
                 raise CheckFailure(
                     f"{name}: the state cannot be batched: {exc} (or declare "
