@@ -27,6 +27,7 @@ from hybridzoo.checkpoint import Checkpointed
 from hybridzoo.config import HybridConfig
 from hybridzoo.errors import ConfigError, ShapeError, StateError, StepModeWarning
 from hybridzoo.nn.positionwise import Positionwise, positionwise_prefill, positionwise_step
+from hybridzoo.nn.sinusoid import sinusoidal_encoding
 from hybridzoo.norms import make_norm
 from hybridzoo.packing import document_positions, packed_seq_idx
 from hybridzoo.plugin_calls import plugin_call, plugin_error
@@ -214,20 +215,13 @@ class HybridModel(nn.Module, Checkpointed):
         """The standard (Vaswani) sinusoidal encoding for positions ``start .. start+length-1``:
         ``[L, H]`` for an integer ``start``, ``[B, L, H]`` for per-row starts ``[B]``; or for the
         offsets in their documents of ``seq_idx [B, L]`` (``[B, L, H]``)."""
-        H = self.config.hidden_size
-        steps = torch.arange(length, device=like.device, dtype=torch.float64)
         if seq_idx is not None:
-            pos = document_positions(seq_idx).to(torch.float64)
+            pos = document_positions(seq_idx)
         elif isinstance(start, torch.Tensor):
-            pos = start.to(device=like.device, dtype=torch.float64)[:, None] + steps  # [B, L]
+            pos = start.to(like.device)[:, None] + torch.arange(length, device=like.device)
         else:
-            pos = steps + start  # [L]
-        i = torch.arange(0, H, 2, device=like.device, dtype=torch.float64)
-        angle = pos[..., None] / torch.pow(10000.0, i / H)  # [..., L, ceil(H/2)]
-        pe = torch.empty(*pos.shape, H, device=like.device, dtype=torch.float64)
-        pe[..., 0::2] = torch.sin(angle)
-        pe[..., 1::2] = torch.cos(angle[..., : H // 2])
-        return pe.to(like.dtype)
+            pos = torch.arange(start, start + length, device=like.device)
+        return sinusoidal_encoding(pos, self.config.hidden_size, like.dtype)
 
     def _input_dtype(self) -> torch.dtype:
         """The dtype of the first weights the input meets (read from ``_parameters``: a plain
@@ -365,11 +359,12 @@ class HybridModel(nn.Module, Checkpointed):
         if state is not None:
             self._check_state(state, x.shape[0])
         self._warn_step_dropout()
-        if state is None:
+        if state is None:  # one table for every row
             start = torch.zeros(x.shape[0], dtype=torch.int64, device=self.norm.weight.device)
+            h = self._embed(x, 0)
         else:
             start = state.positions
-        h = self._embed(x, start)
+            h = self._embed(x, start)
         new: list[Any] = []
         for i, block in enumerate(self._order):
             h, s = block.prefill(h, None if state is None else state.layers[i])
