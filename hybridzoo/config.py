@@ -286,3 +286,13 @@ class HybridConfig(ModelOptions):
             return cls.from_json(path.read_text(), registry=registry)
         except (OSError, HybridZooError) as exc:
             raise ConfigError(f"{path}: {exc}") from exc
+
+
+def config_of(
+    pattern: PatternLike | HybridConfig, options: Mapping[str, Any], registry: Registry
+) -> HybridConfig:
+    """The config of a call that takes a pattern or a config: a config itself (``options``, if
+    any, applied by :meth:`HybridConfig.replace`), else :meth:`HybridConfig.create`."""
+    if isinstance(pattern, HybridConfig):
+        return pattern.replace(registry=registry, **options) if options else pattern
+    return HybridConfig.create(pattern, registry=registry, **options)

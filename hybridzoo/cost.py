@@ -224,17 +224,15 @@ def cost(
         dialect, model_type: the notation of ``pattern`` (see :func:`hybridzoo.parse_pattern`).
         **options: the model and layer options, as :func:`hybridzoo.build` takes them.
     """
-    from hybridzoo.config import HybridConfig
+    from hybridzoo.config import HybridConfig, config_of
     from hybridzoo.dialects import coerce_pattern
 
     registry = registry or get_registry()
     seq_len = at_least(1).check("seq_len", seq_len)
     dtype_name, itemsize = dtype_size(dtype)
-    if isinstance(pattern, HybridConfig):
-        config = pattern.replace(registry=registry, **options) if options else pattern
-    else:
+    if not isinstance(pattern, HybridConfig):
         pattern = coerce_pattern(pattern, dialect, model_type=model_type, registry=registry)
-        config = HybridConfig.create(pattern, registry=registry, **options)
+    config = config_of(pattern, options, registry)
     H = config.hidden_size
     params = {
         (r.position, r.name): r.params for r in _breakdown(config, registry, {}, active=False)

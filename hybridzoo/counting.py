@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-from hybridzoo.config import HybridConfig
+from hybridzoo.config import HybridConfig, config_of
 from hybridzoo.errors import OptionError, did_you_mean
 from hybridzoo.model_options import norm_param_count, with_model_options
 from hybridzoo.options import make_options, option_table
@@ -47,16 +47,6 @@ class LayerCount:
     shared: bool = False
 
 
-def _config(
-    pattern: PatternLike | HybridConfig, options: dict[str, Any], registry: Registry
-) -> HybridConfig:
-    if isinstance(pattern, HybridConfig):
-        if options:
-            return pattern.replace(registry=registry, **options)
-        return pattern
-    return HybridConfig.create(pattern, registry=registry, **options)
-
-
 def _block_params(
     config: HybridConfig, name: str, index: int | None, registry: Registry, *, active: bool
 ) -> int:
@@ -79,7 +69,7 @@ def _breakdown(
     active: bool,
 ) -> list[LayerCount]:
     registry = registry or get_registry()
-    config = _config(pattern, options, registry)
+    config = config_of(pattern, options, registry)
     H = config.hidden_size
     rows: list[LayerCount] = []
     if config.embed_dim != H:
@@ -135,7 +125,7 @@ def state_numel(
     with the sequence. A shared layer applied k times holds k states.
     """
     registry = registry or get_registry()
-    config = _config(pattern, options, registry)
+    config = config_of(pattern, options, registry)
     total = 0
     for name, index in config.schedule():
         spec = registry.get(name)

@@ -212,3 +212,21 @@ def test_any_megatron_string_formats_back_to_itself(segments):
     pattern = parse_pattern(text, dialect="megatron")
     assert len(pattern) == len(text.replace("|", ""))
     assert format_pattern(pattern, dialect="megatron", hidden_size=64) == text
+
+
+def test_dialect_warnings_point_at_the_users_call():
+    import hybridzoo
+
+    no_ffn = {"attention_ffn_expand_factor": 0, "attention_qk_norm": False}
+    calls = [
+        lambda: parse_pattern(NEMOTRON_TYPES, dialect="transformers", model_type="nemotron_h"),
+        lambda: hybridzoo.build(
+            NEMOTRON_TYPES, dialect="transformers", model_type="nemotron_h", embed_dim=8,
+            hidden_size=8, mamba2_head_dim=4, attention_head_dim=4, moe_expert_size=8,
+        ),
+        lambda: format_pattern("S A", dialect="megatron", attention_window_size=8, **no_ffn),
+    ]  # fmt: skip
+    for call in calls:
+        with pytest.warns(DialectWarning) as caught:
+            call()
+        assert {w.filename for w in caught} == {__file__}

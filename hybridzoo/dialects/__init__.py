@@ -26,7 +26,13 @@ from typing import Any
 
 import attrs
 
-from hybridzoo.errors import DialectWarning, PatternError, PluginConflictError, did_you_mean
+from hybridzoo.errors import (
+    DialectWarning,
+    PatternError,
+    PluginConflictError,
+    did_you_mean,
+    user_stacklevel,
+)
 from hybridzoo.notation import UNSET, Notation, Setting
 from hybridzoo.positions import Pattern, native_text, to_pattern
 from hybridzoo.registry import Registry, get_registry
@@ -79,7 +85,7 @@ def parse_pattern(
 
         pattern = parse_transformers(value, model_type, registry)
     for note in pattern.notes:
-        warnings.warn(note, DialectWarning, stacklevel=3)
+        warnings.warn(note, DialectWarning, stacklevel=user_stacklevel())
     return pattern
 
 
@@ -118,7 +124,9 @@ def format_pattern(
         if hasattr(pattern, "entries") and not isinstance(pattern, Pattern):
             pattern = pattern.entries()  # a HybridConfig
         return native_text(to_pattern(pattern, registry), registry)
-    config = _config_of(pattern, options, registry)
+    from hybridzoo.config import config_of
+
+    config = config_of(pattern, options, registry)
     boundaries = pattern.boundaries if isinstance(pattern, Pattern) else ()
     if dialect == "megatron":
         from hybridzoo.dialects.megatron import format_megatron
@@ -144,14 +152,6 @@ def _fold_layer_options(pattern: Pattern, registry: Registry) -> Pattern:
         for name, own in zip(pattern.layers, pattern.options, strict=True)
     ]
     return attrs.evolve(pattern, options=options, layer_options=())
-
-
-def _config_of(pattern: Any, options: Mapping[str, Any], registry: Registry) -> Any:
-    from hybridzoo.config import HybridConfig
-
-    if isinstance(pattern, HybridConfig):
-        return pattern.replace(registry=registry, **options) if options else pattern
-    return HybridConfig.create(pattern, registry=registry, **options)
 
 
 # -- what the dialect modules share --------------------------------------------------------------

@@ -21,7 +21,7 @@ import warnings
 from typing import Any
 
 from hybridzoo.dialects import build_pattern, gather_settings, notation_table, position_notation
-from hybridzoo.errors import DialectWarning, PatternError
+from hybridzoo.errors import DialectWarning, PatternError, user_stacklevel
 from hybridzoo.grammar import MAX_POSITIONS
 from hybridzoo.notation import UNSET, Setting
 from hybridzoo.positions import Pattern
@@ -126,7 +126,7 @@ def format_megatron(config: Any, boundaries: tuple[int, ...], registry: Registry
             f"Megatron's pattern string does not hold {given}: give it to Megatron with its "
             "own arguments",
             DialectWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
     for cut in sorted(boundaries, reverse=True):
         if 0 < cut < len(symbols):
