@@ -13,7 +13,7 @@ from hybridzoo.errors import ShapeError
 
 Tensor = torch.Tensor
 Opt = torch.Tensor | None
-Spec = tuple[str, Opt, str]
+Spec = tuple[str, Opt, "str | tuple[str, ...]"]
 
 
 def _layout(letters: list[str], sizes: dict[str, int] | None = None) -> str:
@@ -23,12 +23,13 @@ def _layout(letters: list[str], sizes: dict[str, int] | None = None) -> str:
 
 
 def bind(*specs: Spec) -> dict[str, int]:
-    """Check ``(name, tensor or None, layout)`` triples; return the size of every letter."""
+    """Check ``(name, tensor or None, layout)`` triples (a layout ``"B T H"`` or its letters);
+    return the size of every letter."""
     sizes: dict[str, int] = {}
     for name, t, layout in specs:
         if t is None:
             continue
-        letters = layout.split()
+        letters = layout.split() if isinstance(layout, str) else layout
         if not isinstance(t, torch.Tensor):
             raise ShapeError(
                 f"{name} must be a torch.Tensor {_layout(letters)}, got {type(t).__name__}"
@@ -70,33 +71,38 @@ LAYOUTS: dict[str, tuple[tuple[str, str], ...]] = {
 """Each kernel's tensor arguments, in order, with their layouts (the step functions take the
 same without ``T``: names get ``_t``, and ``initial_state`` is the ``state`` updated in place)."""
 
-_GROUPED = {
-    "chunk_gla": "q and k",
-    "chunk_gla, scalar decay": "q and k",
-    "chunk_ssd": "B and C",
-    "chunk_gated_delta_rule": "q and k",
-}
+
+def _forms(kernel: str, step: bool) -> tuple[tuple[tuple[str, tuple[str, ...]], ...], str]:
+    """``kernel``'s ``(name, letters)`` in the sequence or the one-token form, and the names of
+    its tensors grouped by ``G``."""
+    out = []
+    for name, layout in LAYOUTS[kernel]:
+        letters = tuple(layout.split())
+        if step and "T" in letters:
+            name, letters = name + "_t", tuple(x for x in letters if x != "T")
+        elif step and name == "initial_state":
+            name = "state"
+        out.append((name, letters))
+    grouped = " and ".join(name for name, layout in LAYOUTS[kernel] if "G" in layout.split())
+    return tuple(out), grouped
+
+
+_FORMS = {(kernel, step): _forms(kernel, step) for kernel in LAYOUTS for step in (False, True)}
+"""Every kernel's argument layouts, split once (the step functions check theirs every token)."""
 
 
 def sizes(kernel: str, *tensors: Opt, step: bool = False) -> dict[str, int]:
     """Check ``kernel``'s tensor arguments (in :data:`LAYOUTS` order, None for an absent optional
     one) for the sequence form or, ``step``, the one-token form; return every letter's size."""
-    specs = []
-    for (name, layout), t in zip(LAYOUTS[kernel], tensors, strict=True):
-        if step and "T" in layout.split():
-            name, layout = name + "_t", layout.replace("T ", "")
-        elif step and name == "initial_state":
-            name = "state"
-        specs.append((name, t, layout))
-    n = bind(*specs)
+    forms, grouped = _FORMS[kernel, step]
+    n = bind(*((name, t, letters) for (name, letters), t in zip(forms, tensors, strict=True)))
     if not step and n["T"] < 1:
         raise ShapeError(
-            f"sequence length T must be >= 1, got {specs[0][0]} of shape {tuple(tensors[0].shape)}"
+            f"sequence length T must be >= 1, got {forms[0][0]} of shape {tuple(tensors[0].shape)}"
         )
-    if kernel in _GROUPED and n["H"] % n["G"]:
+    if grouped and n["H"] % n["G"]:
         raise ShapeError(
-            f"the {n['G']} groups of {_GROUPED[kernel]} must divide the {n['H']} heads "
-            "(G must divide H)"
+            f"the {n['G']} groups of {grouped} must divide the {n['H']} heads (G must divide H)"
         )
     return n
 
