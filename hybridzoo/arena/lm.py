@@ -147,18 +147,22 @@ class LanguageModel(HybridLM):
         fields = _lm_fields(tie=tie, embed_dim=embed_dim, hidden_size=hidden_size, **lm_options)
         config = LMConfig(backbone=model.config, vocab_size=vocab_size, **fields)
         super().__init__(config, backbone=model)
-        self.embed_dim, self.hidden_size = embed_dim, hidden_size
         self.max_len, self.readout = max_len, readout
         if readout == "last":
             self.head = LastPositionDecoder(hidden_size, vocab_size, max_len)
 
     @property
+    def embed_dim(self) -> int:
+        return self.config.embed_dim
+
+    @property
+    def hidden_size(self) -> int:
+        return self.config.hidden_size
+
+    @property
     def model(self) -> nn.Module:
         """The backbone (``lm.backbone``)."""
         return self.backbone
-
-    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.logits(hidden)
 
     def forward(self, tokens: torch.Tensor, *, seq_idx: torch.Tensor | None = None) -> torch.Tensor:
         """``tokens [B, L]`` int64 → ``logits [B, L, vocab_size]``; ``seq_idx [B, L]``: packed
@@ -289,7 +293,7 @@ def step_latency(
         start = time.perf_counter()
         hidden, state = lm.step_hidden(token, state)
         if lm.readout == "causal":
-            token = lm._logits(hidden).argmax(dim=-1)
+            token = lm.logits(hidden).argmax(dim=-1)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         if i >= min(warmup, steps // 2):

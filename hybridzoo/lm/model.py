@@ -32,7 +32,6 @@ __all__ = ["EMBEDDING_INIT_STD", "IGNORE_INDEX", "HybridLM", "lm_cross_entropy"]
 
 #: Standard deviation of the token-embedding initialisation (GPT-2's).
 EMBEDDING_INIT_STD = 0.02
-#: The target value of a position that is not scored (PyTorch's and transformers' convention).
 
 
 def lm_cross_entropy(
