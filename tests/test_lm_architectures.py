@@ -36,10 +36,25 @@ def test_register_refuses_a_taken_model_type_unless_replaced(monkeypatch) -> Non
 
 def test_an_entry_point_that_fails_is_named_when_asked_for(monkeypatch) -> None:
     broken = md.EntryPoint("broken", "no_such_module_here:ARCH", registry.ENTRY_POINT_GROUP)
-    monkeypatch.setattr(registry.md, "entry_points", lambda group: [broken])
+    monkeypatch.setattr(md, "entry_points", lambda group: [broken])
     monkeypatch.setattr(registry, "_REGISTRY", registry._Registry())
     with pytest.raises(
         ConversionError,
         match="entry point broken = no_such_module_here:ARCH failed: ModuleNotFoundError",
     ):
         find_architecture("mamba")
+
+
+@pytest.mark.parametrize(
+    ("env", "found"),
+    [
+        ({"HYBRIDZOO_DISABLE_PLUGINS": "nemotron_h"}, {"mamba", "mamba2"}),
+        ({"HYBRIDZOO_DISABLE_PLUGINS": "hybridzoo"}, set()),
+        ({"HYBRIDZOO_DISABLE_PLUGIN_AUTOLOAD": "1"}, set()),
+    ],
+)
+def test_the_plugin_switches_hold_for_architectures(monkeypatch, env, found) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(registry, "_REGISTRY", registry._Registry())
+    assert {a.model_type for a in registry.architectures()} == found

@@ -36,6 +36,7 @@ import pluggy
 
 from hybridzoo.errors import PluginConflictError, PluginError
 from hybridzoo.hookspecs import PROJECT_NAME, hookspec
+from hybridzoo.registry.loader import find_entry_points, is_disabled
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -122,11 +123,7 @@ class ArenaRegistry:
             self._loaded = True
             if not self.autoload:
                 return
-            eps = (
-                self._given if self._given is not None else md.entry_points(group=ENTRY_POINT_GROUP)
-            )
-            unique = {(ep.name, ep.value): ep for ep in eps}.values()
-            for ep in sorted(unique, key=lambda e: (getattr(e.dist, "name", "") or "", e.name)):
+            for ep in find_entry_points(ENTRY_POINT_GROUP, self._given):
                 self._load_entry_point(ep)
 
     def _load_entry_point(self, ep: md.EntryPoint) -> None:
@@ -135,7 +132,7 @@ class ArenaRegistry:
             ep.name, getattr(dist, "name", None), getattr(dist, "version", None), ep.value
         )
         self._records.append(record)
-        if ep.name in self.disabled or record.distribution in self.disabled:
+        if is_disabled(ep, self.disabled):
             record.status, record.error = "disabled", "disabled by HYBRIDZOO_DISABLE_PLUGINS"
             return
         where = f"arena plugin {ep.name!r} ({ep.value}) from {record.distribution or '?'!r}"

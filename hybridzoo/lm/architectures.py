@@ -11,12 +11,13 @@ run time through :func:`register_architecture`::
     my_model = "my_plugin.architecture:ARCHITECTURE"
 
 An entry point that fails to load is reported when its architecture is asked for, never skipped
-silently.
+silently. The layer plugins' switches hold here too: ``HYBRIDZOO_DISABLE_PLUGIN_AUTOLOAD=1`` loads
+no entry point, and ``HYBRIDZOO_DISABLE_PLUGINS=a,b`` skips those named (by entry point or
+distribution) without importing them.
 """
 
 from __future__ import annotations
 
-import importlib.metadata as md
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 import attrs
 
 from hybridzoo.errors import ConversionError, did_you_mean
+from hybridzoo.registry.loader import env_flag, env_list, find_entry_points, is_disabled
 from hybridzoo.spec import lazy
 
 __all__ = [
@@ -77,7 +79,12 @@ class _Registry:
             if self._loaded:
                 return
             self._loaded = True
-            for ep in md.entry_points(group=ENTRY_POINT_GROUP):
+            if env_flag("HYBRIDZOO_DISABLE_PLUGIN_AUTOLOAD"):
+                return
+            disabled = env_list("HYBRIDZOO_DISABLE_PLUGINS")
+            for ep in find_entry_points(ENTRY_POINT_GROUP):
+                if is_disabled(ep, disabled):
+                    continue
                 try:
                     found = ep.load()
                     for arch in found if isinstance(found, Sequence) else [found]:

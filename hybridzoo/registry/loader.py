@@ -51,6 +51,30 @@ def env_list(name: str) -> frozenset[str]:
     return frozenset(p.strip() for p in os.environ.get(name, "").split(",") if p.strip())
 
 
+def find_entry_points(
+    group: str, given: Iterable[md.EntryPoint] | None = None
+) -> list[md.EntryPoint]:
+    """The entry points of ``group`` (or ``given``), without duplicates, in (distribution, name)
+    order: the order every group of hybridzoo's plugins is loaded in."""
+    eps = given if given is not None else md.entry_points(group=group)
+    unique: dict[tuple[str, str], md.EntryPoint] = {}
+    for ep in eps:
+        unique.setdefault((ep.name, ep.value), ep)
+
+    def key(ep: md.EntryPoint) -> tuple[str, str]:
+        dist = getattr(ep, "dist", None)
+        return ((dist.name if dist else "") or "", ep.name)
+
+    return sorted(unique.values(), key=key)
+
+
+def is_disabled(ep: md.EntryPoint, disabled: Iterable[str]) -> bool:
+    """Whether ``ep`` is named, by its own name or its distribution's, in ``disabled``."""
+    dist = getattr(ep, "dist", None)
+    names = set(disabled)
+    return ep.name in names or (dist is not None and dist.name in names)
+
+
 @attrs.define
 class PluginRecord:
     """One plugin as the registry saw it (shown by ``hybridzoo plugins``)."""
@@ -116,16 +140,7 @@ class Loader:
 
     def entry_points(self) -> list[md.EntryPoint]:
         """The entry points to load, without duplicates, in (distribution, name) order."""
-        eps = self._given if self._given is not None else md.entry_points(group=self.group)
-        unique: dict[tuple[str, str], md.EntryPoint] = {}
-        for ep in eps:
-            unique.setdefault((ep.name, ep.value), ep)
-
-        def key(ep: md.EntryPoint) -> tuple[str, str]:
-            dist = getattr(ep, "dist", None)
-            return ((dist.name if dist else "") or "", ep.name)
-
-        return sorted(unique.values(), key=key)
+        return find_entry_points(self.group, self._given)
 
     def load(
         self, ep: md.EntryPoint, index: Index, *, disabled: Iterable[str], strict: bool
@@ -136,10 +151,7 @@ class Loader:
             ep.name, dist.name if dist else None, dist.version if dist else None, ep.value
         )
         self.current = record
-        disabled = set(disabled)
-        if ep.name in disabled or (
-            record.distribution is not None and record.distribution in disabled
-        ):
+        if is_disabled(ep, disabled):
             record.status = "disabled"
             record.error = "disabled by HYBRIDZOO_DISABLE_PLUGINS"
             return record
