@@ -33,6 +33,8 @@ from torch import Tensor, nn
 
 from hybridzoo.nn.init import time_step_bias_
 from hybridzoo.nn.options_body import OptionsBody
+from hybridzoo.nn.short_conv import conv_step
+from hybridzoo.nn.step_cache import DerivedTensors
 from hybridzoo.ops.selective_scan import (
     BACKENDS,
     causal_conv1d,
@@ -104,7 +106,7 @@ class MambaMixer(OptionsBody[MambaOptions]):
         # as mamba_ssm: no weight decay on A_log and D
         self.A_log._no_weight_decay = True  # type: ignore[attr-defined]
         self.D._no_weight_decay = True  # type: ignore[attr-defined]
-        self._A_cache: tuple[tuple, Tensor] | None = None  # see _decode_A
+        self._derived = DerivedTensors()  # step mode's A = -exp(A_log)
         self.reset_ssm_parameters()
 
     @torch.no_grad()
@@ -197,23 +199,11 @@ class MambaMixer(OptionsBody[MambaOptions]):
             torch.zeros(batch_size, inner, self.state_size, **fk),
         )
 
-    def _decode_A(self) -> Tensor:
-        """``A = -exp(A_log)`` [I, N] for ``step``, cached while no gradient is recorded and
-        ``A_log`` keeps its version and storage (in-place updates by an optimizer or
-        ``load_state_dict`` bump the version; writes through ``A_log.data`` do not: call
-        :meth:`clear_decode_cache` after those)."""
-        p = self.A_log
-        if torch.is_grad_enabled() and p.requires_grad:
-            return -torch.exp(p)
-        key = (p._version, p.data_ptr(), p.dtype, p.device)
-        if self._A_cache is None or self._A_cache[0] != key:
-            with torch.inference_mode(False), torch.no_grad():  # a normal tensor, reusable
-                self._A_cache = (key, -torch.exp(p))
-        return self._A_cache[1]
-
     def clear_decode_cache(self) -> None:
-        """Forget the cached ``A`` of :meth:`step`."""
-        self._A_cache = None
+        """Forget the cached ``A = -exp(A_log)`` of :meth:`step` (needed after writes through
+        ``A_log.data``, which keep its version; see
+        :class:`~hybridzoo.nn.step_cache.DerivedTensors`)."""
+        self._derived.clear()
 
     def step(self, x_t: Tensor, state: MambaState) -> tuple[Tensor, MambaState]:
         """One token ``x_t`` [B, H] -> ``y_t`` [B, H]; updates ``state`` in place and returns it."""
@@ -221,19 +211,14 @@ class MambaMixer(OptionsBody[MambaOptions]):
         inner, n, rank = self.intermediate_size, self.state_size, self.dt_rank
         xi, z = self.in_proj(x_t).split(inner, dim=-1)  # [B, I] each
         w = self.conv1d.weight.view(inner, self.conv_size)  # [I, K]
-        full = torch.cat([window, xi.unsqueeze(-1)], dim=-1)  # [B, I, K]
-        u = (full * w).sum(-1)  # [B, I]
-        if self.conv1d.bias is not None:
-            u = u + self.conv1d.bias
-        u = F.silu(u)
-        window.copy_(full[:, :, 1:])
+        u = conv_step(xi, window, w, self.conv1d.bias, "silu")  # [B, I]; window shifted
         dt_low, b, c = self.x_proj(u).split([rank, n, n], dim=-1)  # [B, R|N|N]
         delta = F.linear(dt_low, self.dt_proj.weight)  # [B, I]
         y = selective_state_update(
             ssm,
             u,
             delta,
-            self._decode_A(),
+            self._derived.get("A", (self.A_log,), lambda: -torch.exp(self.A_log)),
             b,
             c,
             self.D,
