@@ -233,12 +233,20 @@ def _kind_class(kind: str) -> type:
     return getattr(importlib.import_module(module), attr)
 
 
+def _config(directory: Path, data: dict[str, Any], cls: type, registry: Registry) -> Any:
+    """The saved config of ``data`` (its layers checked first); an error names the file."""
+    _check_layers(data, registry)
+    try:
+        return cls.config_class.from_dict(data["config"], registry=registry)
+    except HybridZooError as exc:
+        raise ConfigError(f"{directory / CONFIG_FILE}: {exc}") from exc
+
+
 def read_config(directory: str | Path, *, registry: Registry | None = None) -> Any:
     """The config of a saved model (its class's ``config_class``), without its weights."""
-    data = _read_manifest(Path(directory))
-    registry = registry or get_registry()
-    _check_layers(data, registry)
-    return _kind_class(data["kind"]).config_class.from_dict(data["config"], registry=registry)
+    directory = Path(directory)
+    data = _read_manifest(directory)
+    return _config(directory, data, _kind_class(data["kind"]), registry or get_registry())
 
 
 def load(
@@ -264,11 +272,7 @@ def load(
         )
     if dtype is not None and not isinstance(dtype, torch.dtype):
         raise ConfigError(f"dtype must be a torch.dtype such as torch.float64, got {dtype!r}")
-    _check_layers(data, registry)
-    try:
-        config = cls.config_class.from_dict(data["config"], registry=registry)
-    except HybridZooError as exc:
-        raise ConfigError(f"{directory / CONFIG_FILE}: {exc}") from exc
+    config = _config(directory, data, cls, registry)
     name = data["weights"].get("file", WEIGHTS_FILE)
     if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
         raise CheckpointError(

@@ -217,3 +217,14 @@ def test_a_missing_layer_says_where_it_came_from(tmp_path, source, registry, mes
     with hybridzoo.use_registry(fresh), pytest.raises(UnknownLayerError, match=message) as info:
         hybridzoo.load(tmp_path / "m")
     assert info.value.name == missing
+
+
+def test_a_bad_saved_config_is_named_by_its_file_when_read_alone_and_when_loaded(tmp_path):
+    hybridzoo.build("F", embed_dim=8, hidden_size=8).save(tmp_path / "m")
+    path = tmp_path / "m" / "config.json"
+    data = json.loads(path.read_text())
+    data["config"]["hidden_size"] = 0
+    path.write_text(json.dumps(data))
+    for read in (ckpt.read_config, hybridzoo.load):
+        with pytest.raises(hybridzoo.ConfigError, match=f"{path}: hidden_size must be"):
+            read(tmp_path / "m")
