@@ -14,24 +14,14 @@ kept (:attr:`Kernel.error`) and a ``RuntimeWarning`` says it once per process.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import logging
 import os
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from hybridzoo.ops.selective_scan.build import (
-    BuildOnce,
-    check_cache_dir,
-    clear_stale_lock,
-    extension_name,
-    kernel_cache_dir,
-)
+from hybridzoo.ops.selective_scan.build import BuildOnce, cache_root, compile_cached, extension_name
 
 _NATIVE = ["-march=native", "-mprefer-vector-width=512"]  # AVX-512 where the host has it
 _FLAG_SETS: tuple[tuple[list[str], list[str]], ...] = (
@@ -39,23 +29,6 @@ _FLAG_SETS: tuple[tuple[list[str], list[str]], ...] = (
     (["-O3", "-fopenmp", "-ffp-contract=fast", "-Wno-psabi"], ["-fopenmp"]),
     (["-O3", "-ffp-contract=fast", "-Wno-psabi"], []),
 )
-
-
-def cache_root() -> Path:
-    """Where compiled kernels are cached (shared with the selective-scan kernels)."""
-    return kernel_cache_dir().parent
-
-
-def _private_directory(path: Path) -> Path:
-    """``path``, created with mode 0700 if missing, after the cache checks (before and after)."""
-    check_cache_dir(path)
-    missing = [p for p in (path, *path.parents) if not p.exists()]
-    for p in reversed(missing):
-        with contextlib.suppress(FileExistsError):
-            p.mkdir(mode=0o700)
-    check_cache_dir(path)
-    clear_stale_lock(path)
-    return path
 
 
 class Kernel(BuildOnce):
@@ -77,35 +50,9 @@ class Kernel(BuildOnce):
         host = extension_name().encode()
         digest = hashlib.sha256(code + flags + host)
         name = f"{self.namespace}_{digest.hexdigest()[:12]}"
-        directory = _private_directory(cache_root() / name)
-        with contextlib.redirect_stdout(sys.stderr):
-            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-            from torch.utils.cpp_extension import load
-        fresh = not any(directory.glob("*.so"))
-        start = time.perf_counter()
-        errors = []
-        for cflags, ldflags in _FLAG_SETS:
-            try:
-                load(
-                    name=name,
-                    sources=[str(self.source)],
-                    extra_cflags=cflags,
-                    extra_ldflags=ldflags,
-                    build_directory=str(directory),
-                    is_python_module=False,
-                    verbose=False,
-                )
-            except Exception as exc:  # compiler or ninja missing, unsupported flag...
-                errors.append(f"{' '.join(cflags)}: {type(exc).__name__}: {exc}")
-                continue
-            if fresh:
-                print(
-                    f"hybridzoo: compiled the {self.namespace} kernel in "
-                    f"{time.perf_counter() - start:.0f} s (cached in {directory})",
-                    file=sys.stderr,
-                )
-            return getattr(torch.ops, self.namespace)
-        raise RuntimeError(f"could not compile {self.source.name}:\n" + "\n".join(errors))
+        what = f"{self.namespace} kernel"
+        compile_cached(name, [str(self.source)], cache_root() / name, _FLAG_SETS, what)
+        return getattr(torch.ops, self.namespace)
 
 
 def compile_disabled() -> bool:

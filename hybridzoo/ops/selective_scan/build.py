@@ -221,23 +221,30 @@ def clear_stale_lock(directory: Path, max_age: float = STALE_LOCK_SECONDS) -> bo
     return True
 
 
-def build_extension() -> Any:
-    """Compiles (or loads the cached build of) the kernels; returns ``torch.ops.<namespace>``.
+def compile_cached(
+    name: str,
+    sources: list[str],
+    directory: Path,
+    flag_sets: tuple[tuple[list[str], list[str]], ...],
+    what: str,
+) -> None:
+    """Compile ``sources`` as the library ``name`` in ``directory`` (or load its cached build),
+    with the first of ``flag_sets`` that works: every compiled kernel of hybridzoo goes this way.
 
-    Raises :class:`UnsafeCacheError` before compiling or loading anything if the cache is not
-    private, and ``RuntimeError`` if no set of compiler flags works.
+    The cache is checked private before anything is created (a planted parent is refused as is)
+    and again once ``directory`` exists (created mode 0700); a stale build lock is removed. The
+    first build prints one line to stderr naming ``what`` and ``directory``. Raises
+    :class:`UnsafeCacheError` before compiling or loading anything if the cache is not private,
+    and ``RuntimeError`` (each flag set's failure in it) if no set of flags works.
     """
-    name = extension_name()
-    directory = _cache_root() / name
-    check_cache_dir(directory)  # before creating anything: a planted parent is refused as is
+    check_cache_dir(directory)
     _make_private_dirs(directory)
     check_cache_dir(directory)
     clear_stale_lock(directory)
     cached = any(directory.glob("*.so"))
-    sources = [str(p) for p in sorted(CSRC.glob("*.cpp"))]
     errors = []
     start = time.perf_counter()
-    for cflags, ldflags in _FLAG_SETS:
+    for cflags, ldflags in flag_sets:
         try:
             _compile(name, sources, directory, cflags, ldflags)
         except Exception as exc:  # compiler missing, ninja missing, unsupported flag...
@@ -246,13 +253,27 @@ def build_extension() -> Any:
         if not cached:
             seconds = time.perf_counter() - start
             print(
-                f"hybridzoo: compiled the selective-scan kernels in {seconds:.1f} s, cached in "
-                f"{directory} (later processes load them from there)",
+                f"hybridzoo: compiled the {what} in {seconds:.1f} s, cached in {directory} "
+                "(later processes load the build from there)",
                 file=sys.stderr,
                 flush=True,
             )
-        return getattr(torch.ops, NAMESPACE)
-    raise RuntimeError("could not compile the selective-scan kernels:\n" + "\n".join(errors))
+        return
+    raise RuntimeError(f"could not compile the {what}:\n" + "\n".join(errors))
+
+
+def cache_root() -> Path:
+    """Where compiled kernels are cached: ``$TORCH_EXTENSIONS_DIR``, or torch's default."""
+    return _cache_root()
+
+
+def build_extension() -> Any:
+    """Compiles (or loads the cached build of) the kernels; returns ``torch.ops.<namespace>``
+    (see :func:`compile_cached` for the cache checks and the errors)."""
+    name = extension_name()
+    sources = [str(p) for p in sorted(CSRC.glob("*.cpp"))]
+    compile_cached(name, sources, _cache_root() / name, _FLAG_SETS, "selective-scan kernels")
+    return getattr(torch.ops, NAMESPACE)
 
 
 class BuildOnce:
