@@ -15,13 +15,20 @@ kept (:attr:`Kernel.error`) and a ``RuntimeWarning`` says it once per process.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from hybridzoo.ops.selective_scan.build import BuildOnce, cache_root, compile_cached, extension_name
+from hybridzoo.ops.selective_scan.build import (
+    BuildOnce,
+    cache_root,
+    compile_cached,
+    compile_disabled,
+    extension_name,
+)
+
+__all__ = ["Kernel", "cache_root", "compile_disabled"]
 
 _NATIVE = ["-march=native", "-mprefer-vector-width=512"]  # AVX-512 where the host has it
 _FLAG_SETS: tuple[tuple[list[str], list[str]], ...] = (
@@ -53,8 +60,3 @@ class Kernel(BuildOnce):
         what = f"{self.namespace} kernel"
         compile_cached(name, [str(self.source)], cache_root() / name, _FLAG_SETS, what)
         return getattr(torch.ops, self.namespace)
-
-
-def compile_disabled() -> bool:
-    """True when ``HYBRIDZOO_NO_COMPILE`` is set to a non-empty value other than ``0``."""
-    return os.environ.get("HYBRIDZOO_NO_COMPILE", "") not in ("", "0")

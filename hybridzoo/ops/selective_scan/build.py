@@ -262,6 +262,12 @@ def compile_cached(
     raise RuntimeError(f"could not compile the {what}:\n" + "\n".join(errors))
 
 
+def compile_disabled() -> bool:
+    """True when ``HYBRIDZOO_NO_COMPILE`` is set to a non-empty value other than ``0``: then no
+    kernel is compiled or loaded and the pure-torch backends run."""
+    return os.environ.get("HYBRIDZOO_NO_COMPILE", "") not in ("", "0")
+
+
 def cache_root() -> Path:
     """Where compiled kernels are cached: ``$TORCH_EXTENSIONS_DIR``, or torch's default."""
     return _cache_root()

@@ -22,7 +22,6 @@ packed in each row; where it changes, a new document starts from a zero state (s
 
 from __future__ import annotations
 
-import os
 from typing import Literal
 
 import torch
@@ -31,6 +30,7 @@ from torch import Tensor
 from hybridzoo.errors import ShapeError
 from hybridzoo.ops._common import compute_dtype
 
+from .build import compile_disabled
 from .chunked import chunked_selective_scan
 from .fused import extension_error, fused_selective_scan, load_extension
 from .inputs import ScanInputs
@@ -60,17 +60,13 @@ def check_dtypes(what: str, ref_name: str, ref: Tensor, named: dict[str, Tensor 
             )
 
 
-def _compile_disabled() -> bool:
-    return os.environ.get("HYBRIDZOO_NO_COMPILE", "") not in ("", "0")
-
-
 def selective_scan_backend(device: torch.device | str = "cpu") -> Literal["compiled", "torch"]:
     """The backend that ``backend="auto"`` uses for tensors on ``device``.
 
     On CPU this compiles the kernel if that was not tried yet in this process (it may take a
     few tens of seconds the first time; the build is cached on disk).
     """
-    if torch.device(device).type != "cpu" or _compile_disabled():
+    if torch.device(device).type != "cpu" or compile_disabled():
         return "torch"
     return "compiled" if load_extension() is not None else "torch"
 
@@ -86,7 +82,7 @@ def _resolve_backend(backend: str, device: torch.device) -> Literal["compiled", 
                 f"backend='compiled' runs on CPU tensors only, got tensors on {device}; "
                 "use backend='torch' or 'auto'"
             )
-        if _compile_disabled():
+        if compile_disabled():
             raise RuntimeError(
                 "backend='compiled' was requested but HYBRIDZOO_NO_COMPILE is set; unset it or "
                 "use backend='torch' or 'auto'"
