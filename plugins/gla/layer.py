@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hybridzoo.nn import FeedForward
+from hybridzoo.nn.sequence_mixer import SequenceMixer
 from hybridzoo.ops.gla import chunk_gla, gla_step
 from hybridzoo.plugin import at_least, resolve_options
 from hybridzoo_plugins.gla import GLAOptions
@@ -37,7 +38,7 @@ __all__ = ["GatedLinearAttention", "State", "make_bodies"]
 State = tuple[Tensor]
 
 
-class GatedLinearAttention(nn.Module):
+class GatedLinearAttention(SequenceMixer):
     """The GLA token mixer (a body: no outer norm or residual).
 
     Args:
@@ -87,31 +88,17 @@ class GatedLinearAttention(nn.Module):
         o = self.g_norm(o).flatten(-2)  # [..., heads·dv]
         return self.o_proj(o * F.silu(self.g_proj(x)))
 
-    def forward(self, x: Tensor, *, seq_idx: Tensor | None = None) -> Tensor:
-        """``[B, L, H] -> [B, L, H]`` from a zero state; ``seq_idx``: see :meth:`prefill`."""
-        return self._mix(x, None, False, seq_idx)[0]
-
     def init_state(self, batch_size: int) -> State:
         """``(S,)``, ``S = 0: [B, heads, dk, dv]`` on the module's device and dtype."""
         at_least(1).check("batch_size", batch_size)
         shape = (batch_size, self.num_heads, self.head_k_dim, self.head_v_dim)
         return (self.q_proj.weight.new_zeros(shape),)
 
-    def prefill(
-        self, x: Tensor, state: State | None = None, *, seq_idx: Tensor | None = None
-    ) -> tuple[Tensor, State]:
-        """``y [B, L, H]`` from ``state`` (None = zeros) and the state after the last position.
-
-        ``seq_idx [B, L]`` (integers, non-decreasing along L) packs documents in a row: each
-        starts from a zero state, as if it ran alone; the given state belongs to a row's first
-        document, the returned one to its last.
-        """
-        y, final = self._mix(x, state, True, seq_idx)
-        return y, (final,)
-
     def _mix(
         self, x: Tensor, state: State | None, want_state: bool, seq_idx: Tensor | None
-    ) -> tuple[Tensor, Tensor | None]:
+    ) -> tuple[Tensor, State | None]:
+        """``forward``'s and ``prefill``'s work (see
+        :class:`~hybridzoo.nn.sequence_mixer.SequenceMixer`)."""
         q, k, v, log_alpha = self._inputs(x)  # [B, L, heads, d]
         o, final = chunk_gla(
             q,
@@ -123,7 +110,7 @@ class GatedLinearAttention(nn.Module):
             chunk_size=self.chunk_size,
             seq_idx=seq_idx,
         )
-        return self._output(o, x), None if final is None else final.to(x.dtype)
+        return self._output(o, x), None if final is None else (final.to(x.dtype),)
 
     def step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
         """One token ``x_t [B, H] -> y_t [B, H]``; the state tensor is updated in place."""

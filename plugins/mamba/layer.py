@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from hybridzoo.nn.init import time_step_bias_
 from hybridzoo.nn.options_body import OptionsBody
+from hybridzoo.nn.sequence_mixer import SequenceMixer
 from hybridzoo.nn.short_conv import conv_step
 from hybridzoo.nn.step_cache import DerivedTensors
 from hybridzoo.ops.selective_scan import (
@@ -51,7 +52,7 @@ MambaState = tuple[Tensor, Tensor]
 """``(conv_window [B, I, K-1], ssm_state [B, I, N])``."""
 
 
-class MambaMixer(OptionsBody[MambaOptions]):
+class MambaMixer(OptionsBody[MambaOptions], SequenceMixer):
     """Mamba-1 mixer body: ``[B, L, H] -> [B, L, H]``.
 
     Args:
@@ -169,23 +170,6 @@ class MambaMixer(OptionsBody[MambaOptions]):
         if not want_state:
             return out, None
         return out, (cast(Tensor, new_window), cast(Tensor, ssm))
-
-    def forward(self, x: Tensor, *, seq_idx: Tensor | None = None) -> Tensor:
-        """``x`` [B, L, H] -> [B, L, H] from a zero state; ``seq_idx``: see :meth:`prefill`."""
-        return self._mix(x, None, False, seq_idx)[0]
-
-    def prefill(
-        self, x: Tensor, state: MambaState | None = None, *, seq_idx: Tensor | None = None
-    ) -> tuple[Tensor, MambaState]:
-        """Forward from ``state`` (None: zeros); returns ``(y, state after the last step)``.
-
-        The given state is not modified; the returned one is new. ``seq_idx [B, L]`` (integers,
-        non-decreasing along L) packs documents in a row: each starts from a zero state, as if
-        it ran alone; the given state belongs to a row's first document, the returned one to
-        its last.
-        """
-        out, new_state = self._mix(x, state, True, seq_idx)
-        return out, cast(MambaState, new_state)
 
     # -- step mode --------------------------------------------------------------------------
 
