@@ -152,14 +152,6 @@ class LanguageModel(HybridLM):
             self.head = LastPositionDecoder(hidden_size, vocab_size, max_len)
 
     @property
-    def embed_dim(self) -> int:
-        return self.config.embed_dim
-
-    @property
-    def hidden_size(self) -> int:
-        return self.config.hidden_size
-
-    @property
     def model(self) -> nn.Module:
         """The backbone (``lm.backbone``)."""
         return self.backbone

@@ -360,7 +360,7 @@ def _result(
         "seq_len": task.seq_len,
         "chance": float(task.chance_level),
         "hidden_size": spec.hidden_size,
-        "embed_dim": lm.embed_dim,
+        "embed_dim": lm.config.embed_dim,
         "tied": lm.tied,
         "layer_options": dict(spec.layer_options),
         "lm_options": dict(spec.lm_options),
