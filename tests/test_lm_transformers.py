@@ -9,6 +9,7 @@ import warnings
 
 import pytest
 import torch
+from lm_helpers import tokens
 
 import hybridzoo
 from hybridzoo import ConversionError
@@ -110,7 +111,7 @@ def _source(name: str, dtype: torch.dtype = torch.float32, seed: int = 0, **extr
 
 
 def _ids(batch: int = 2, length: int = 9, seed: int = 1) -> torch.Tensor:
-    return torch.randint(VOCAB, (batch, length), generator=torch.Generator().manual_seed(seed))
+    return tokens(batch, length, vocab_size=VOCAB, seed=seed)
 
 
 def _logits(model, ids: torch.Tensor) -> torch.Tensor:

@@ -242,14 +242,15 @@ def check_packing(
     grads = torch.autograd.grad((y * w).sum(), inputs + params)
 
     parts, finals, loss = [], [], 0.0
-    for b, docs in enumerate(documents(seq_idx)):
+    spans = documents(seq_idx)
+    for b, docs in enumerate(spans):
         for i, (start, end) in enumerate(docs):
             first = tuple(t[b : b + 1] for t in inputs[1:]) if i == 0 else None
             y_doc, s_doc = layer.prefill(inputs[0][b : b + 1, start:end], first)
             parts.append(y_doc)
             loss = loss + (y_doc * w[b : b + 1, start:end]).sum()
         finals.append(s_doc)
-    lengths = [end - start for docs in documents(seq_idx) for start, end in docs]
+    lengths = [end - start for docs in spans for start, end in docs]
     separate = torch.cat(parts, dim=1).view(-1, x.shape[-1])
     torch.testing.assert_close(y.reshape(-1, x.shape[-1]), separate, **TOL64)
     assert sum(lengths) == x.shape[0] * x.shape[1]
