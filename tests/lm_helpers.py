@@ -51,3 +51,10 @@ def tokens(batch: int, length: int, *, vocab_size: int = 23, seed: int = 0) -> t
     """Random token ids ``[batch, length]`` (reproducible)."""
     generator = torch.Generator().manual_seed(seed)
     return torch.randint(vocab_size, (batch, length), generator=generator)
+
+
+def stepped(model, inputs: torch.Tensor, state=None) -> torch.Tensor:
+    """``model.step`` over ``inputs [B, L, ...]`` one position at a time, from ``state`` (a fresh
+    one when None, else updated in place): the outputs stacked, ``[B, L, ...]``."""
+    state = model.init_state(inputs.shape[0]) if state is None else state
+    return torch.stack([model.step(inputs[:, t], state)[0] for t in range(inputs.shape[1])], 1)

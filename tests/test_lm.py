@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 import torch
-from lm_helpers import HYBRID, PATTERNS, tiny_lm, tiny_options, tokens
+from lm_helpers import HYBRID, PATTERNS, stepped, tiny_lm, tiny_options, tokens
 
 import hybridzoo
 from hybridzoo import (
@@ -85,9 +85,7 @@ def test_step_and_chunked_prefill_equal_forward(pattern: str) -> None:
     with torch.no_grad():
         full = lm(ids)
         assert full.shape == (2, 9, 23) and full.dtype == torch.float64
-        state = lm.init_state(2)
-        stepped = torch.stack([lm.step(ids[:, t], state)[0] for t in range(9)], 1)
-        torch.testing.assert_close(stepped, full, rtol=1e-9, atol=1e-10)
+        torch.testing.assert_close(stepped(lm, ids), full, rtol=1e-9, atol=1e-10)
         first, state = lm.prefill(ids[:, :4])
         rest, state = lm.prefill(ids[:, 4:5], state)
         last, state = lm.prefill(ids[:, 5:], state, last_only=True)
@@ -276,8 +274,8 @@ def test_learned_positions_save_load_and_agree_in_every_mode(tmp_path) -> None:
         assert not torch.allclose(lm(ids[:, 1:])[:, 0], full[:, 1])  # the positions matter
         for model in (lm, loaded):
             first, state = model.prefill(ids[:, :4])
-            stepped = torch.stack([model.step(ids[:, t], state)[0] for t in range(4, 9)], 1)
-            torch.testing.assert_close(torch.cat([first, stepped], 1), full, rtol=1e-9, atol=1e-10)
+            rest = stepped(model, ids[:, 4:], state)
+            torch.testing.assert_close(torch.cat([first, rest], 1), full, rtol=1e-9, atol=1e-10)
     prompts = [[3, 1, 4, 1, 5], [9], [2, 6]]  # rows at different positions
     assert loaded.generate(prompts, 5) == lm.generate(prompts, 5)
 

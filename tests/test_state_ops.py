@@ -7,7 +7,7 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from lm_helpers import HYBRID, tiny_lm, tiny_options, tokens
+from lm_helpers import HYBRID, stepped, tiny_lm, tiny_options, tokens
 
 import hybridzoo
 from hybridzoo import HybridState, StateError
@@ -27,10 +27,6 @@ def _x(batch: int, length: int, seed: int = 0) -> torch.Tensor:
     return torch.randn(batch, length, 5, generator=torch.Generator().manual_seed(seed)).double()
 
 
-def _steps(model, x: torch.Tensor, state: HybridState) -> torch.Tensor:
-    return torch.stack([model.step(x[:, t], state)[0] for t in range(x.shape[1])], 1)
-
-
 @pytest.fixture(scope="module")
 def hybrid() -> hybridzoo.HybridModel:
     return _model()
@@ -42,10 +38,10 @@ def test_clone_is_deep_and_independent(hybrid) -> None:
     _, state = hybrid.prefill(x[:, :5])
     copy = state.clone()
     before = [t.clone() for t in _tensors(state)]
-    stepped = _steps(hybrid, x[:, 5:], copy)
+    from_copy = stepped(hybrid, x[:, 5:], copy)
     assert all(torch.equal(a, b) for a, b in zip(_tensors(state), before, strict=True))
     assert not {t.data_ptr() for t in _tensors(copy)} & {t.data_ptr() for t in _tensors(state)}
-    torch.testing.assert_close(stepped, _steps(hybrid, x[:, 5:], state), rtol=0, atol=0)
+    torch.testing.assert_close(from_copy, stepped(hybrid, x[:, 5:], state), rtol=0, atol=0)
     assert copy.positions.tolist() == [8, 8] and state.position == 8
 
 
@@ -64,7 +60,7 @@ def test_selected_rows_go_on_as_their_sources(hybrid, rows) -> None:
     picked = state.select(rows)
     index = torch.as_tensor(rows) % 3
     assert picked.batch_size == len(index)
-    torch.testing.assert_close(_steps(hybrid, x[index, 6:], picked), y[index, 6:], **CLOSE)
+    torch.testing.assert_close(stepped(hybrid, x[index, 6:], picked), y[index, 6:], **CLOSE)
 
 
 @torch.no_grad()
@@ -73,7 +69,7 @@ def test_a_mask_drops_rows(hybrid) -> None:
     y = hybrid(x)
     _, state = hybrid.prefill(x[:, :4])
     kept = state.select(torch.tensor([True, False, True]))
-    torch.testing.assert_close(_steps(hybrid, x[[0, 2], 4:], kept), y[[0, 2], 4:], **CLOSE)
+    torch.testing.assert_close(stepped(hybrid, x[[0, 2], 4:], kept), y[[0, 2], 4:], **CLOSE)
 
 
 @torch.no_grad()
@@ -97,7 +93,7 @@ def test_states_of_different_lengths_concatenate_and_step_as_alone(extra) -> Non
     assert "positions=1..7" in repr(state)
     steps = torch.cat([x[:, n:] for x, n in zip(xs, lengths, strict=True)])
     expected = torch.cat([y[:, n:] for y, n in zip(ys, lengths, strict=True)])
-    torch.testing.assert_close(_steps(model, steps, state), expected, **CLOSE)
+    torch.testing.assert_close(stepped(model, steps, state), expected, **CLOSE)
     # the parallel form from a concatenated state too
     states = [model.prefill(x[:, :n])[1] for x, n in zip(xs, lengths, strict=True)]
     out, _ = model.prefill(steps, HybridState.cat(states))
@@ -114,7 +110,7 @@ def test_to_moves_the_floating_tensors_and_keeps_the_counters(hybrid) -> None:
     assert single.positions.dtype == torch.int64
     assert {t.dtype for t in _tensors(single) if not t.is_floating_point()} == {torch.int64}
     model32 = _model().float()
-    out = _steps(model32, x[:, 4:].float(), single)
+    out = stepped(model32, x[:, 4:].float(), single)
     torch.testing.assert_close(out, hybrid(x)[:, 4:].float(), rtol=1e-4, atol=1e-5)
 
 
@@ -139,9 +135,8 @@ def test_restoring_a_snapshot_rolls_back_speculated_tokens(prefix, drafted, acce
     keep = min(accepted, draft.shape[1])
     path = torch.cat([ids[:, :prefix], draft[:, :keep], ids[:, prefix:]], 1)
     rest = path[:, prefix:]
-    stepped = torch.stack([lm.step(rest[:, t], state)[0] for t in range(rest.shape[1])], 1)
     fresh, _ = lm.prefill(path)
-    torch.testing.assert_close(stepped, fresh[:, prefix:], **CLOSE)
+    torch.testing.assert_close(stepped(lm, rest, state), fresh[:, prefix:], **CLOSE)
     assert state.position == path.shape[1] and saved.position == prefix
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from lm_helpers import stepped
 
 import hybridzoo
 from hybridzoo.arena.lm import (
@@ -18,16 +19,6 @@ SMALL = {"attention_num_heads": 2, "attention_head_dim": 8, "dropout": 0.0}
 
 def _count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
-
-
-def _stepped(lm: LanguageModel, tokens: torch.Tensor) -> torch.Tensor:
-    """The logits of stepping ``tokens [B, L]`` one position at a time: ``[B, L, V]``."""
-    state = lm.init_state(tokens.shape[0])
-    stepped = []
-    for t in range(tokens.shape[1]):
-        logits, state = lm.step(tokens[:, t], state)
-        stepped.append(logits)
-    return torch.stack(stepped, dim=1)
 
 
 def test_forward_shape_and_tied_head() -> None:
@@ -70,7 +61,7 @@ def test_step_mode_equals_forward(pattern: str) -> None:
     lm = build_language_model(pattern, vocab_size=16, hidden_size=16, **options).double().eval()
     tokens = torch.randint(16, (2, 9))
     full = lm(tokens)  # [B, L, V]
-    assert torch.allclose(_stepped(lm, tokens), full, atol=1e-8)
+    assert torch.allclose(stepped(lm, tokens), full, atol=1e-8)
     generated = lm.generate(tokens[:, :4], 3)[:, 4:]  # HybridLM.generate: prompt + new
     assert generated.shape == (2, 3)
     assert torch.equal(generated[:, 0], full[:, 3].argmax(-1))
@@ -112,9 +103,9 @@ def test_learned_positions_count_step_and_forward_agree() -> None:
     full = lm(tokens)
     # the positions matter: the same tokens shifted by one position give other logits
     assert not torch.allclose(lm(tokens[:, 1:])[:, 0], full[:, 1])
-    assert torch.allclose(_stepped(lm, tokens), full, atol=1e-8)
+    assert torch.allclose(stepped(lm, tokens), full, atol=1e-8)
     with pytest.raises(hybridzoo.StateError, match="12"):
-        _stepped(lm, torch.randint(16, (2, 13)))
+        stepped(lm, torch.randint(16, (2, 13)))
     with pytest.raises(ValueError, match="max_len"):
         build_language_model("F", vocab_size=8, hidden_size=8, positions="learned")
 
@@ -147,7 +138,7 @@ def test_learned_positions_save_and_load_as_a_hybrid_lm(tmp_path) -> None:
     assert loaded.config.max_positions == 12
     tokens = torch.randint(16, (2, 9))
     assert torch.equal(loaded(tokens), lm(tokens))
-    assert torch.allclose(_stepped(loaded, tokens), lm(tokens), atol=1e-8)
+    assert torch.allclose(stepped(loaded, tokens), lm(tokens), atol=1e-8)
     prompts = [[1, 2, 3, 4], [5], [6, 7]]  # rows at different positions in one state
     together = lm.generate(prompts, 4)
     assert together == [lm.generate([p], 4)[0] for p in prompts] == loaded.generate(prompts, 4)
