@@ -17,7 +17,7 @@ transformers itself is not imported here: a model is anything with ``config`` an
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -40,6 +40,7 @@ __all__ = [
     "export_decoder",
     "from_transformers",
     "import_transformers",
+    "layer_options",
     "layout_state_dict",
     "to_transformers",
 ]
@@ -155,6 +156,20 @@ def layout_state_dict(
     if tied:
         out[layout.head] = out[layout.embeddings]
     return out
+
+
+def layer_options(
+    make: Callable[[Any], dict[str, Any]], config: Any, prefix: str, what: str
+) -> dict[str, Any]:
+    """A layer converter's keywords ``make(config)`` as :func:`hybridzoo.build_lm` options
+    ``<prefix>_<field>`` (its ``hidden_size`` is the model's); a ``ValueError`` of ``make`` is a
+    :class:`ConversionError` naming ``what``, the transformers class."""
+    try:
+        kwargs = make(config)
+    except ValueError as exc:
+        raise ConversionError(f"{what}: {exc}") from None
+    kwargs.pop("hidden_size", None)
+    return {f"{prefix}_{k}": v for k, v in kwargs.items()}
 
 
 def decoder_conversion(

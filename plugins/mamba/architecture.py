@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from hybridzoo.errors import ConversionError
 from hybridzoo.lm.architectures import Architecture
 from hybridzoo.lm.convert import (
     DecoderLayout,
@@ -18,6 +17,7 @@ from hybridzoo.lm.convert import (
     decoder_bodies,
     decoder_conversion,
     export_decoder,
+    layer_options,
 )
 
 __all__ = ["ARCHITECTURE", "LAYOUT", "from_transformers", "to_transformers"]
@@ -33,12 +33,7 @@ def from_transformers(model: Any) -> LMConversion:
     """The pattern, options and weights of a transformers ``MambaForCausalLM``."""
     from hybridzoo_plugins.mamba.convert import mixer_kwargs_from_config
 
-    try:
-        kwargs = mixer_kwargs_from_config(model.config)
-    except ValueError as exc:
-        raise ConversionError(f"MambaForCausalLM: {exc}") from None
-    kwargs.pop("hidden_size")
-    options = {f"mamba_{k}": v for k, v in kwargs.items()}
+    options = layer_options(mixer_kwargs_from_config, model.config, "mamba", "MambaForCausalLM")
     pattern = ["mamba"] * int(model.config.num_hidden_layers)
     return decoder_conversion(model, LAYOUT, pattern, options)
 

@@ -17,6 +17,7 @@ from hybridzoo.lm.convert import (
     decoder_bodies,
     decoder_conversion,
     export_decoder,
+    layer_options,
 )
 
 __all__ = ["ARCHITECTURE", "LAYOUT", "from_transformers", "mamba2_options", "to_transformers"]
@@ -33,12 +34,7 @@ def mamba2_options(config: Any, what: str) -> dict[str, Any]:
     no equivalent is a :class:`ConversionError` naming it (``what``: the model class)."""
     from hybridzoo_plugins.mamba2.convert import mixer_kwargs_from_config
 
-    try:
-        kwargs = mixer_kwargs_from_config(config)
-    except ValueError as exc:
-        raise ConversionError(f"{what}: {exc}") from None
-    kwargs.pop("hidden_size")
-    return {f"mamba2_{k}": v for k, v in kwargs.items()}
+    return layer_options(mixer_kwargs_from_config, config, "mamba2", what)
 
 
 def from_transformers(model: Any) -> LMConversion:
