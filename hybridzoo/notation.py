@@ -22,7 +22,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["DIALECTS", "UNSET", "Notation", "Setting"]
+__all__ = ["DIALECTS", "UNSET", "Notation", "Setting", "notations_for"]
 
 #: The notations a plugin can declare (see :mod:`hybridzoo.dialects`).
 DIALECTS = ("megatron", "transformers")
@@ -87,6 +87,14 @@ class Notation:
         if not self.models:
             return 1
         return 2 if model_type in self.models else 0
+
+
+def notations_for(notations: Any, dialect: str, model_type: str | None) -> list[Notation]:
+    """The ``notations`` (a layer spec's) of ``dialect`` that apply to ``model_type``, the most
+    specific first (those of ``model_type`` itself before the generic ones; otherwise in their
+    declared order)."""
+    mine = [n for n in notations if n.dialect == dialect and n.applies_to(model_type)]
+    return sorted(mine, key=lambda n: -n.applies_to(model_type))
 
 
 def notation_problem(notations: tuple[Any, ...], options: type) -> str | None:

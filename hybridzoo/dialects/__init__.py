@@ -33,7 +33,7 @@ from hybridzoo.errors import (
     did_you_mean,
     user_stacklevel,
 )
-from hybridzoo.notation import UNSET, Notation, Setting
+from hybridzoo.notation import UNSET, Notation, Setting, notations_for
 from hybridzoo.positions import Pattern, native_text, to_pattern
 from hybridzoo.registry import Registry, get_registry
 from hybridzoo.spec import LayerSpec
@@ -236,8 +236,7 @@ def position_notation(
 ) -> tuple[Notation, dict[str, Any]]:
     """The notation of ``dialect`` that writes position ``index`` (a ``spec`` layer with options
     ``record``), and the settings it takes from there; a :class:`PatternError` saying why not."""
-    mine = [n for n in spec.notations if n.dialect == dialect and n.applies_to(model_type)]
-    mine.sort(key=lambda n: -n.applies_to(model_type))
+    mine = notations_for(spec.notations, dialect, model_type)
     if not mine:
         where = f" for {model_type}" if model_type else ""
         raise PatternError(

@@ -33,6 +33,7 @@ import attrs
 from hybridzoo.dialects import build_pattern, gather_settings, notation_table, position_notation
 from hybridzoo.errors import PatternError, did_you_mean
 from hybridzoo.grammar import MAX_POSITIONS
+from hybridzoo.notation import notations_for
 from hybridzoo.positions import Pattern
 from hybridzoo.registry import Registry
 
@@ -210,18 +211,15 @@ def _legacy_types(config: Mapping[str, Any], registry: Registry, model_type: str
     pattern = parse_megatron(config["hybrid_override_pattern"], registry)
     types = []
     for i, name in enumerate(pattern.layers):
-        spec = registry.get(name)
-        found = [
-            n for n in spec.notations if n.dialect == "transformers" and n.applies_to(model_type)
-        ]
+        found = notations_for(registry.get(name).notations, "transformers", model_type)
         if not found:
             raise PatternError(f"hybrid_override_pattern: {model_type} has no name for layer {i}")
-        types.append(max(found, key=lambda n: n.applies_to(model_type)).token)
+        types.append(found[0].token)
     return types
 
 
-def _by_role(registry: Registry, model_type: str) -> dict[str, tuple[Any, Any]]:
-    table = notation_table(registry, "transformers", model_type)
+def _by_role(table: Mapping[str, tuple[Any, Any]]) -> dict[str, tuple[Any, Any]]:
+    """The feed-forward notations of ``table`` (:func:`notation_table`), by role."""
     return {n.role: (spec, n) for spec, n in table.values() if n.role != "mixer"}
 
 
@@ -255,7 +253,7 @@ def parse_transformers(value: Any, model_type: str | None, registry: Registry) -
     if not mixers or count > MAX_POSITIONS:
         raise PatternError(f"a pattern has 1..{MAX_POSITIONS:,} positions, got {count:,}")
     table = notation_table(registry, "transformers", model_type)
-    by_role = _by_role(registry, str(model_type))
+    by_role = _by_role(table)
     items = []
     for i, token in enumerate(mixers):
         if token not in table:

@@ -116,9 +116,9 @@ def from_transformers(model: Any) -> LMConversion:
 def _block_type(name: str) -> str:
     """NemotronH's ``layers_block_type`` entry for layer ``name`` (its layer spec's notation)."""
     from hybridzoo import get_layer
+    from hybridzoo.notation import notations_for
 
-    notations = [n for n in get_layer(name).notations if n.dialect == "transformers"]
-    return max(notations, key=lambda n: n.applies_to("nemotron_h")).token
+    return notations_for(get_layer(name).notations, "transformers", "nemotron_h")[0].token
 
 
 def _config_fields(lm: Any) -> dict[str, Any]:
