@@ -21,7 +21,7 @@ from hybridzoo.config import HybridConfig
 from hybridzoo.errors import HybridZooError, OptionError
 from hybridzoo.model import HybridModel, build_bodies
 from hybridzoo.options import make_options
-from hybridzoo.registry import Registry, get_registry
+from hybridzoo.registry import Registry, get_registry, use_registry
 from hybridzoo.spec import LayerSpec
 from hybridzoo.testing.results import CheckFailure
 from hybridzoo.validate import at_least
@@ -300,3 +300,11 @@ def build_model(config: HybridConfig, case: LayerCase, registry: Registry) -> Hy
     with seeded(case.seed):
         model = HybridModel(config, registry=registry)
     return model.to(device=case.device, dtype=case.dtype).eval()
+
+
+def case_model(case: LayerCase, **model: Any) -> HybridModel:
+    """The model of :func:`model_config` (``model`` overriding its settings), built in a
+    private registry holding the case's layer alone."""
+    registry = private_registry(case.spec)
+    with use_registry(registry):
+        return build_model(model_config(case, registry, **model), case, registry)

@@ -21,6 +21,7 @@ from hybridzoo.state_tree import cat_trees, clone_tree, restore_tree, select_tre
 from hybridzoo.testing.case import (
     LayerCase,
     build_model,
+    case_model,
     hidden_multiple,
     model_config,
     private_registry,
@@ -82,14 +83,8 @@ def check_snapshot_rollback(case: LayerCase) -> None:
     _model_rollback(case, prefix)
 
 
-def _two_block_model(case: LayerCase, **model: Any) -> Any:
-    registry = private_registry(case.spec)
-    with use_registry(registry):
-        return build_model(model_config(case, registry, **model), case, registry)
-
-
 def _model_rollback(case: LayerCase, prefix: int) -> None:
-    model = _two_block_model(case)
+    model = case_model(case)
     x = case.randn(case.batch, prefix + _AHEAD, case.hidden_size + 1, offset=2)
     other = case.randn(case.batch, _AHEAD, case.hidden_size + 1, offset=3)
     with torch.no_grad():
@@ -205,10 +200,10 @@ def check_state_refused_across_models(case: LayerCase) -> None:
     number of blocks, and (where an option has an example other than the case's value) other
     options of the layer."""
     require_stateful(case)
-    model = _two_block_model(case)
+    model = case_model(case)
     x = case.randn(case.batch, 2, case.hidden_size + 1, offset=4)
     wider = case.hidden_size + hidden_multiple(case.spec, case.options)
-    others = [(_two_block_model(case, hidden_size=wider), "hidden_size")]
+    others = [(case_model(case, hidden_size=wider), "hidden_size")]
     registry = private_registry(case.spec)
     with use_registry(registry):
         single = model_config(case, registry).replace(pattern=[case.name], registry=registry)

@@ -11,8 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hybridzoo.registry import use_registry
-from hybridzoo.testing.case import LayerCase, build_model, model_config, private_registry
+from hybridzoo.testing.case import LayerCase, case_model
 from hybridzoo.testing.catalog import register
 from hybridzoo.testing.compare import assert_close, odd_one_out, same_values, snapshot, tensor
 from hybridzoo.testing.protocol import (
@@ -82,9 +81,7 @@ def check_step_equals_parallel(case: LayerCase) -> None:
                 what=f"{name}: step outputs differ from forward",
                 hint=partial(_step_hint, case, i, body, x, y, steps),
             )
-    registry = private_registry(case.spec)
-    with use_registry(registry):
-        model = build_model(model_config(case, registry), case, registry)
+    model = case_model(case)
     xm = case.randn(case.batch, case.length, case.hidden_size + 1, offset=1)
     with torch.no_grad():
         y = model(xm)
